@@ -1,0 +1,111 @@
+"""The pipeline: loaded configs -> plans -> rendered texts -> one ruff run -> checked outputs.
+
+`generate` is what both CLIs call, so the checker compares against exactly what `run_codegen`
+writes.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchgen.discovery import LoadedConfig
+from patchgen.errors import PatchgenError
+from patchgen.formatting import format_sources
+from patchgen.outputs import unified_diff
+from patchgen.plan import Plan, make_plan
+from patchgen.render import render
+from patchgen.upstream import read_upstream
+
+PACKAGE_INIT = "# Generated modeling files: written by patchgen, never edited by hand.\n"
+
+
+@dataclass(frozen=True)
+class Output:
+    path: Path  # relative to the project root (or absolute for a custom output dir)
+    text: str
+
+
+@dataclass
+class Generation:
+    config_module: str
+    outputs: list[Output] = field(default_factory=list)
+    error: str | None = None
+    patch_count: int = 0
+
+    @property
+    def module_output(self) -> Output | None:
+        return next((o for o in self.outputs if o.path.suffix == ".py" and o.path.name != "__init__.py"), None)
+
+
+def default_output_dir(loaded: LoadedConfig) -> Path:
+    return Path("generated") / loaded.config.model
+
+
+def upstream_label(module_name: str) -> str:
+    return "a/" + module_name.replace(".", "/") + ".py"
+
+
+def generate(
+    configs: list[LoadedConfig], *, output_dir: Path | None = None, with_diff: bool = True
+) -> list[Generation]:
+    """Generate every config; a failing config gets `error` set and no outputs, the others proceed."""
+    results: list[Generation] = []
+    plans: list[tuple[Generation, Plan, Path]] = []
+    for loaded in configs:
+        result = Generation(loaded.module_name, patch_count=len(loaded.config.patches))
+        results.append(result)
+        try:
+            upstream = read_upstream(loaded.config.source_module)
+            plan = make_plan(loaded.config, loaded.module_name, upstream)
+        except PatchgenError as exc:
+            result.error = _in_config(loaded, str(exc))
+            continue
+        target_dir = output_dir if output_dir is not None else default_output_dir(loaded)
+        plans.append((result, plan, target_dir / loaded.config.target_file))
+
+    texts, problems = format_sources([render(plan) for _, plan, _ in plans])
+    for index, ((result, plan, path), text) in enumerate(zip(plans, texts)):
+        undefined = [p for p in problems if p.file_index == index and p.code in ("F821", "F822")]
+        try:
+            _check_self_contained(plan, path, text, undefined)
+        except PatchgenError as exc:
+            result.error = str(exc)
+            continue
+        result.outputs.append(Output(path, text))
+        if with_diff:
+            diff = unified_diff(plan.upstream.source.text, text, upstream_label(plan.upstream.name), f"b/{path}")
+            result.outputs.append(Output(path.with_suffix(".diff"), diff))
+        if output_dir is None:
+            result.outputs.append(Output(path.parent / "__init__.py", PACKAGE_INIT))
+            result.outputs.append(Output(path.parent.parent / "__init__.py", PACKAGE_INIT))
+    return results
+
+
+def _in_config(loaded: LoadedConfig, message: str) -> str:
+    return message if message.startswith(loaded.module_name) else f"{loaded.module_name}: {message}"
+
+
+def _check_self_contained(plan: Plan, path: Path, text: str, undefined: list) -> None:
+    if undefined:
+        first = undefined[0]
+        names = ", ".join(sorted({p.message for p in undefined}))
+        raise PatchgenError(
+            f"{plan.config_module}: generated {path.name} would be broken: {names} "
+            f"(first at line {first.line}); a patch or exclusion left a name undefined: define or import it in "
+            "the patch module, or keep the class that defines it"
+        )
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module]
+        for module in modules:
+            if module == plan.patch_package or module.startswith(plan.patch_package + "."):
+                raise PatchgenError(
+                    f"{plan.config_module}: generated {path.name} imports {module} from the patch package "
+                    f"(line {node.lineno}); generated files must be self-contained"
+                )

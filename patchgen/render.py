@@ -1,0 +1,21 @@
+"""Plan -> output text: the header, then the upstream text with every planned edit applied.
+
+The result is unformatted; `patchgen.formatting` normalises it the way upstream is formatted.
+"""
+
+from __future__ import annotations
+
+from patchgen import banners
+from patchgen.plan import Plan
+from patchgen.source_text import apply_edits
+
+
+def render(plan: Plan, extra_header_lines: list[str] | None = None) -> str:
+    header = banners.header(
+        source_module=plan.upstream.name,
+        version=plan.upstream.version,
+        config_module=plan.config_module,
+        applied=plan.applied,
+        extra_lines=extra_header_lines or [],
+    )
+    return header + apply_edits(plan.upstream.source.text, plan.edits)

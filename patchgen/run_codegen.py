@@ -1,0 +1,104 @@
+"""`python -m patchgen.run_codegen`: generate patched modeling files from patch configs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from patchgen.codegen import Generation, default_output_dir, generate
+from patchgen.discovery import LoadedConfig, discover_configs, load_config
+from patchgen.errors import PatchgenError
+from patchgen.outputs import write_atomic
+
+EXIT_BAD_INPUT = 2
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config_module", required=False)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into. Default: generated/<model>/ under the project root.",
+)
+@click.option("-c", "--config-name", default="config", show_default=True, help="Variable holding the PatchConfig.")
+@click.option("--all", "all_configs", is_flag=True, help="Generate every models/**/*_patch_gen_config.py.")
+@click.option("--list", "list_configs", is_flag=True, help="List every config (source, target, patch count) and exit.")
+@click.option("--dry-run", is_flag=True, help="Report what would be written; write nothing.")
+@click.option("--diff", "with_diff", is_flag=True, help="Also write <target>.diff: upstream file vs generated file.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every patch applied.")
+def main(config_module, output_dir, config_name, all_configs, list_configs, dry_run, with_diff, verbose):
+    """Generate a patched copy of a transformers modeling file from CONFIG_MODULE.
+
+    CONFIG_MODULE is a dotted module name (models.qwen3.qwen3_gpu_patch_gen_config) or a path to
+    the config file. Run from the project root. Exit status: 0 on success, 2 on bad input (nothing
+    is written then).
+    """
+    root = Path.cwd()
+    try:
+        if list_configs:
+            _print_list(root, config_name)
+            return
+        if all_configs == bool(config_module):
+            raise click.UsageError("give exactly one of CONFIG_MODULE or --all")
+        specs = discover_configs(root) if all_configs else [config_module]
+        if all_configs and not specs:
+            raise PatchgenError(f"no models/**/*_patch_gen_config.py under {root}")
+        loaded = [load_config(spec, config_name, root) for spec in specs]
+        if output_dir is not None and len(loaded) > 1:
+            raise click.UsageError("--output-dir works with one config, not with --all")
+        results = generate(loaded, output_dir=output_dir, with_diff=with_diff)
+    except PatchgenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    failures = [r for r in results if r.error]
+    for failure in failures:
+        click.echo(f"error: {failure.error}", err=True)
+    if failures:
+        click.echo("nothing written", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    _write(results, loaded, dry_run=dry_run, verbose=verbose)
+
+
+def _write(results: list[Generation], loaded: list[LoadedConfig], *, dry_run: bool, verbose: bool) -> None:
+    written: set[Path] = set()
+    for result, item in zip(results, loaded):
+        for output in result.outputs:
+            if output.path in written:
+                continue
+            written.add(output.path)
+            is_init = output.path.name == "__init__.py"
+            if is_init and output.path.exists():
+                continue
+            if dry_run:
+                click.echo(f"would write {output.path} ({len(output.text.splitlines())} lines)")
+                continue
+            unchanged = output.path.exists() and output.path.read_text(encoding="utf-8") == output.text
+            if not unchanged:
+                write_atomic(output.path, output.text)
+            if not is_init:
+                click.echo(f"{'unchanged' if unchanged else 'wrote'} {output.path}")
+        if verbose:
+            for patch in item.config.patches:
+                click.echo(f"  {patch.kind.value}: {patch.target}  ({patch.defined_at})")
+
+
+def _print_list(root: Path, config_name: str) -> None:
+    rows = [("CONFIG", "SOURCE MODULE", "TARGET", "PATCHES")]
+    for spec in discover_configs(root):
+        try:
+            item = load_config(spec, config_name, root)
+        except PatchgenError as exc:
+            rows.append((spec, f"ERROR: {exc}", "", ""))
+            continue
+        target = default_output_dir(item) / item.config.target_file
+        rows.append((spec, item.config.source_module, str(target), str(len(item.config.patches))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Precise text surgery on Python source: positions, node spans, edits, re-indentation, renaming.
+
+Everything here works on the original text so comments, blank lines and quoting survive; the
+syntax tree only tells where to cut.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """Replace `text[start:end]` by `new`. An insertion has `start == end`; `order` breaks ties."""
+
+    start: int
+    end: int
+    new: str
+    order: int = 0
+
+
+class SourceText:
+    """A source file's text with conversions from `ast` positions (1-based lines, UTF-8 columns)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.lines = text.splitlines(keepends=True)
+        self._line_starts = [0]
+        for line in self.lines:
+            self._line_starts.append(self._line_starts[-1] + len(line))
+
+    def line_start(self, lineno: int) -> int:
+        return self._line_starts[lineno - 1]
+
+    def line_end(self, lineno: int) -> int:
+        """Offset just past line `lineno`, its newline included."""
+        return self._line_starts[lineno]
+
+    def offset(self, lineno: int, col_bytes: int) -> int:
+        line = self.lines[lineno - 1]
+        return self.line_start(lineno) + len(line.encode("utf-8")[:col_bytes].decode("utf-8"))
+
+    def node_start_line(self, node: ast.stmt, *, leading_comments: bool = True) -> int:
+        """First line of a statement, counting its decorators and the comments directly above it."""
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        if leading_comments:
+            while first > 1 and self.lines[first - 2].lstrip().startswith("#"):
+                first -= 1
+        return first
+
+    def node_lines(self, node: ast.stmt, *, leading_comments: bool = True) -> tuple[int, int]:
+        """Offsets of the whole lines a statement occupies (decorators and leading comments included)."""
+        start = self.line_start(self.node_start_line(node, leading_comments=leading_comments))
+        return start, self.line_end(node.end_lineno)
+
+    def segment(self, start: int, end: int) -> str:
+        return self.text[start:end]
+
+    def indentation_of(self, lineno: int) -> str:
+        line = self.lines[lineno - 1]
+        return line[: len(line) - len(line.lstrip())]
+
+
+def apply_edits(text: str, edits: list[TextEdit]) -> str:
+    """Apply non-overlapping edits; an edit that lies inside a larger replacement is dropped."""
+    ordered = sorted(edits, key=lambda e: (e.start, e.order, -(e.end - e.start)))
+    kept: list[TextEdit] = []
+    for edit in ordered:
+        if kept and edit.start < kept[-1].end:
+            if edit.end <= kept[-1].end:
+                continue  # inside a replaced span: the replacement wins
+            raise ValueError(f"overlapping edits at offsets {kept[-1].start}-{kept[-1].end} and {edit.start}")
+        kept.append(edit)
+    pieces, cursor = [], 0
+    for edit in kept:
+        pieces.append(text[cursor : edit.start])
+        pieces.append(edit.new)
+        cursor = max(cursor, edit.end)
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """Whole lines of source holding one definition, parsed on their own.
+
+    `tree` is the module the snippet parses to; its first statement is the definition. Snippets
+    indented in their file are parsed inside an `if 1:` wrapper, hidden from callers.
+    """
+
+    text: str
+    tree: ast.Module
+    indent: str
+
+    @classmethod
+    def parse(cls, text: str) -> Snippet:
+        first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+        indent = first[: len(first) - len(first.lstrip())]
+        if indent:
+            wrapped = ast.parse("if 1:\n" + text)
+            body = wrapped.body[0].body
+            ast.increment_lineno(wrapped, -1)
+            tree = ast.Module(body=body, type_ignores=[])
+        else:
+            tree = ast.parse(text)
+        return cls(text=text, tree=tree, indent=indent)
+
+    @property
+    def definition(self) -> ast.stmt:
+        return self.tree.body[0]
+
+    @property
+    def source(self) -> SourceText:
+        return SourceText(self.text)
+
+
+def frozen_string_lines(tree: ast.AST) -> set[int]:
+    """Line numbers inside multi-line string literals whose content indentation must not change.
+
+    Docstrings are excluded: re-indenting them is what a person would do and `inspect.cleandoc`
+    ignores it. Any other string (a SQL query, an f-string template) keeps its bytes.
+    """
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    frozen: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Constant, ast.JoinedStr)) and node.end_lineno and node.end_lineno > node.lineno:
+            if isinstance(node, ast.Constant) and not isinstance(node.value, (str, bytes)):
+                continue
+            if id(node) not in docstrings:
+                frozen.update(range(node.lineno + 1, node.end_lineno + 1))
+    return frozen
+
+
+def reindent(snippet: Snippet, new_indent: str) -> str:
+    """The snippet's text moved from its own indentation to `new_indent`, strings left intact."""
+    if snippet.indent == new_indent:
+        return snippet.text
+    frozen = frozen_string_lines(snippet.tree)
+    out = []
+    for lineno, line in enumerate(snippet.text.splitlines(keepends=True), start=1):
+        if lineno in frozen or not line.strip():
+            out.append(line if lineno in frozen else line.lstrip(" \t"))
+            continue
+        body = line[len(snippet.indent) :] if line.startswith(snippet.indent) else line.lstrip(" \t")
+        out.append(new_indent + body)
+    return "".join(out)
+
+
+_DEF_NAME = re.compile(r"\b(?:class|def)\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def rename_edits(snippet: Snippet, renames: dict[str, str]) -> list[TextEdit]:
+    """Edits renaming identifiers on the syntax tree: `Name` nodes and `def`/`class` names.
+
+    Comments and strings are never touched, because only positions the parser reports as
+    identifiers are edited.
+    """
+    if not renames:
+        return []
+    source = snippet.source
+    edits = []
+    for node in ast.walk(snippet.tree):
+        if isinstance(node, ast.Name) and node.id in renames:
+            start = source.offset(node.lineno, node.col_offset)
+            end = source.offset(node.end_lineno, node.end_col_offset)
+            edits.append(TextEdit(start, end, renames[node.id]))
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in renames:
+            line_start = source.offset(node.lineno, node.col_offset)
+            match = _DEF_NAME.match(source.text, line_start) or _DEF_NAME.search(source.text, line_start)
+            if match and match.group(1) == node.name:
+                edits.append(TextEdit(match.start(1), match.end(1), renames[node.name]))
+    return edits
+
+
+def rename(snippet: Snippet, renames: dict[str, str]) -> Snippet:
+    edits = rename_edits(snippet, renames)
+    return Snippet.parse(apply_edits(snippet.text, edits)) if edits else snippet
