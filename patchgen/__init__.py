@@ -9,4 +9,5 @@ The DSL lives in `patchgen.patch_spec`; the pipeline stages are `discovery`, `up
 from patchgen.errors import PatchgenError
 from patchgen.patch_spec import Patch, PatchConfig, PatchKind, create_patch_from_external
 
+
 __all__ = ["Patch", "PatchConfig", "PatchKind", "PatchgenError", "create_patch_from_external"]

@@ -19,6 +19,7 @@ from patchgen.discovery import discover_configs, load_config
 from patchgen.errors import PatchgenError
 from patchgen.outputs import unified_diff, write_atomic
 
+
 GENERATED_DIR = Path("generated")
 
 

@@ -18,6 +18,7 @@ from patchgen.plan import Plan, make_plan
 from patchgen.render import render
 from patchgen.upstream import read_upstream
 
+
 PACKAGE_INIT = "# Generated modeling files: written by patchgen, never edited by hand.\n"
 
 
@@ -66,7 +67,7 @@ def generate(
         plans.append((result, plan, target_dir / loaded.config.target_file))
 
     texts, problems = format_sources([render(plan) for _, plan, _ in plans])
-    for index, ((result, plan, path), text) in enumerate(zip(plans, texts)):
+    for index, ((result, plan, path), text) in enumerate(zip(plans, texts, strict=False)):
         undefined = [p for p in problems if p.file_index == index and p.code in ("F821", "F822")]
         try:
             _check_self_contained(plan, path, text, undefined)

@@ -11,6 +11,7 @@ from pathlib import Path
 from patchgen.errors import PatchgenError
 from patchgen.patch_spec import PatchConfig
 
+
 CONFIG_GLOB = "models/**/*_patch_gen_config.py"
 
 
@@ -69,14 +70,10 @@ def load_config(spec: str, config_name: str = "config", root: Path | None = None
     except Exception as exc:  # noqa: BLE001 - any import-time failure is reported, never skipped
         raise PatchgenError(f"{module_name}: config module failed to import: {_last_line(exc)}") from None
     if not hasattr(module, config_name):
-        raise PatchgenError(
-            f"{module_name}: has no variable {config_name!r}; define it or pass --config-name"
-        )
+        raise PatchgenError(f"{module_name}: has no variable {config_name!r}; define it or pass --config-name")
     config = getattr(module, config_name)
     if not isinstance(config, PatchConfig):
-        raise PatchgenError(
-            f"{module_name}: {config_name!r} is a {type(config).__name__}, not a patchgen PatchConfig"
-        )
+        raise PatchgenError(f"{module_name}: {config_name!r} is a {type(config).__name__}, not a patchgen PatchConfig")
     return LoadedConfig(module_name, config)
 
 

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+
 RUFF_SETTINGS = """\
 line-length = 119
 target-version = "py310"

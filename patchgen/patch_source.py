@@ -25,6 +25,7 @@ from patchgen.patch_spec import REGISTERING_DECORATORS, SourceLocation, module_p
 from patchgen.source_text import Snippet, SourceText, apply_edits, reindent, rename_edits
 from patchgen.upstream import bound_names
 
+
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__", "__package__"}
 
 
@@ -70,7 +71,11 @@ def _find_definition(tree: ast.Module, qualname: str) -> ast.stmt | None:
     node = None
     for part in qualname.split("."):
         node = next(
-            (n for n in body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part),
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part
+            ),
             None,
         )
         if node is None:
@@ -99,7 +104,9 @@ def read_patch_source(obj: Any, label: str) -> PatchSource:
     source, tree = _parsed_file(path)
     node = _find_definition(tree, qualname)
     if node is None:
-        raise PatchgenError(f"{label}: cannot find the definition of {qualname} in {module_path(module.__name__, path)}")
+        raise PatchgenError(
+            f"{label}: cannot find the definition of {qualname} in {module_path(module.__name__, path)}"
+        )
     return _source_of_node(module, source, node)
 
 
@@ -280,7 +287,11 @@ def _resolve_one(
         if inspect.isclass(value) or inspect.isfunction(value):
             home = sys.modules[value.__module__]
             return _add_helper(
-                name, _source_of_node(home, *_find_in_file(home, value.__qualname__, label)), label, context, resolution
+                name,
+                _source_of_node(home, *_find_in_file(home, value.__qualname__, label)),
+                label,
+                context,
+                resolution,
             )
         raise PatchgenError(
             f"{label}: {name!r} is imported from the patch package ({source_module}); generated files must not import "

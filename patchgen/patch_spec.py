@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from patchgen.errors import PatchgenError
 
+
 T = TypeVar("T")
 
 
@@ -228,9 +229,7 @@ class PatchConfig:
             where = location_of_object(obj)
             if not expect(obj):
                 wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
-                raise PatchgenError(
-                    f"{where}: {kind.value} {target}: the decorated object {obj!r} is not {wanted}"
-                )
+                raise PatchgenError(f"{where}: {kind.value} {target}: the decorated object {obj!r} is not {wanted}")
             self.patches.append(
                 Patch(
                     kind=kind,

@@ -20,6 +20,7 @@ from patchgen.patch_spec import Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 from patchgen.upstream import UpstreamModule, find_method
 
+
 # Insertions at one offset: helpers, then a class banner, then the replaced code.
 ORDER_HELPER, ORDER_BANNER, ORDER_CODE = -2, -1, 0
 
@@ -181,9 +182,10 @@ def _plan_external(ctx: PlanContext, patch: Patch) -> None:
         ctx.resolution.imports.setdefault(statement, None)
         code = f"{patch.target} = {patch.replacement_name}\n"
     lines = [f"Replaced by: {patch.replacement_module}.{patch.replacement_name} (imported, not copied)"]
-    text = banners.banner(
-        f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.defined_at)
-    ) + code
+    text = (
+        banners.banner(f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.defined_at))
+        + code
+    )
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
 
 
@@ -197,9 +199,7 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         )
     source = read_patch_source(patch.replacement, f"{ctx.config_module}: {patch.defined_at}: {patch.label}")
     upstream_text = ctx.upstream.source
-    upstream_decorators = [
-        "".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list
-    ]
+    upstream_decorators = ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list]
     own_decorators = list(source.decorators)
     if patch.keep_upstream_decorators:
         seen = {d.strip() for d in upstream_decorators}
@@ -264,11 +264,15 @@ def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
             upstream_body = upstream_body[1:]
         if before.strip():
             at = upstream_text.line_start(upstream_text.node_start_line(upstream_body[0]))
-            text = _added_block(before, patch_indent, body_indent, f"added by modify_init ({where}), before the upstream body")
+            text = _added_block(
+                before, patch_indent, body_indent, f"added by modify_init ({where}), before the upstream body"
+            )
             ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
         if after.strip():
             at = upstream_text.line_end(upstream_init.end_lineno)
-            text = _added_block(after, patch_indent, body_indent, f"added by modify_init ({where}), after the upstream body")
+            text = _added_block(
+                after, patch_indent, body_indent, f"added by modify_init ({where}), after the upstream body"
+            )
             ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
     else:
         # No upstream __init__: write one from the patch's signature that calls the parent's.
@@ -310,11 +314,7 @@ def _indentation(line: str) -> str:
 def _added_block(text: str, from_indent: str, to_indent: str, what: str) -> str:
     moved = reindent(Snippet.parse(text), to_indent) if from_indent != to_indent else text
     moved = moved.strip("\n") + "\n"
-    return (
-        banners.marker(f"[patchgen] begin: {what}", to_indent)
-        + moved
-        + banners.marker("[patchgen] end", to_indent)
-    )
+    return banners.marker(f"[patchgen] begin: {what}", to_indent) + moved + banners.marker("[patchgen] end", to_indent)
 
 
 def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -> ast.Expr:
@@ -339,7 +339,9 @@ def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -
     own.discard("original_init")
     passed = [a.value if isinstance(a, ast.Starred) else a for a in call.args]
     passed += [k.value for k in call.keywords]
-    keywords_renamed = any(k.arg is not None and not (isinstance(k.value, ast.Name) and k.value.id == k.arg) for k in call.keywords)
+    keywords_renamed = any(
+        k.arg is not None and not (isinstance(k.value, ast.Name) and k.value.id == k.arg) for k in call.keywords
+    )
     if (
         not call.args
         or not (isinstance(call.args[0], ast.Name) and call.args[0].id == "self")
@@ -355,7 +357,9 @@ def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -
     return calls[0]
 
 
-def _check_init_signature(ctx: PlanContext, patch: Patch, func: ast.FunctionDef, upstream_init: ast.FunctionDef) -> None:
+def _check_init_signature(
+    ctx: PlanContext, patch: Patch, func: ast.FunctionDef, upstream_init: ast.FunctionDef
+) -> None:
     theirs = [a.arg for a in upstream_init.args.posonlyargs + upstream_init.args.args]
     ours = [a.arg for a in func.args.posonlyargs + func.args.args][1:]
     passthrough = func.args.vararg is not None or func.args.kwarg is not None
@@ -405,7 +409,11 @@ def _plan_class_banners(ctx: PlanContext) -> None:
         lines = [f"Methods patched: {', '.join(p.method_name for p in patches)}"]
         for patch in patches:
             reason = " ".join(patch.description.split()) or "(no description given)"
-            lines += [f"- {patch.method_name} ({patch.kind.value})", f"  Reason: {reason}", f"  Patch source: {patch.defined_at}"]
+            lines += [
+                f"- {patch.method_name} ({patch.kind.value})",
+                f"  Reason: {reason}",
+                f"  Patch source: {patch.defined_at}",
+            ]
         at = ctx.upstream.source.line_start(ctx.upstream.source.node_start_line(cls))
         ctx.edits.append(TextEdit(at, at, banners.banner(f"[MODIFIED CLASS] {class_name}", lines), ORDER_BANNER))
 

@@ -12,6 +12,7 @@ from patchgen.discovery import LoadedConfig, discover_configs, load_config
 from patchgen.errors import PatchgenError
 from patchgen.outputs import write_atomic
 
+
 EXIT_BAD_INPUT = 2
 
 
@@ -64,7 +65,7 @@ def main(config_module, output_dir, config_name, all_configs, list_configs, dry_
 
 def _write(results: list[Generation], loaded: list[LoadedConfig], *, dry_run: bool, verbose: bool) -> None:
     written: set[Path] = set()
-    for result, item in zip(results, loaded):
+    for result, item in zip(results, loaded, strict=False):
         for output in result.outputs:
             if output.path in written:
                 continue

@@ -65,7 +65,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Qwen3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm; also serves q_norm/k_norm, which Qwen3Attention builds by this name
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:15
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:16
 # ==============================================================================
 Qwen3RMSNorm = LigerRMSNorm
 
@@ -74,7 +74,7 @@ Qwen3RMSNorm = LigerRMSNorm
 # [PATCHED CLASS] Qwen3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same gate/up/down projections (state-dict keys unchanged), one kernel for act*up
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:23
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:24
 # ==============================================================================
 Qwen3MLP = LigerSwiGLUMLP
 
@@ -144,7 +144,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, same (q, k, cos, sin, unsqueeze_dim) call as upstream
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:31
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:32
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 

@@ -5,6 +5,7 @@ Generated file: generated/qwen3/patched_modeling_qwen3_gpu.py
 
 from patchgen import PatchConfig, create_patch_from_external
 
+
 config = PatchConfig(
     source_module="transformers.models.qwen3.modeling_qwen3",
     target_file="patched_modeling_qwen3_gpu.py",
