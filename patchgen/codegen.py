@@ -66,7 +66,8 @@ def generate(
         target_dir = output_dir if output_dir is not None else default_output_dir(loaded)
         plans.append((result, plan, target_dir / loaded.config.target_file))
 
-    texts, problems = format_sources([render(plan) for _, plan, _ in plans])
+    keep = tuple(imp.module for _, plan, _ in plans for imp in plan.config.extra_imports)
+    texts, problems = format_sources([render(plan) for _, plan, _ in plans], keep_imports=keep)
     for index, ((result, plan, path), text) in enumerate(zip(plans, texts, strict=False)):
         undefined = [p for p in problems if p.file_index == index and p.code in ("F821", "F822")]
         try:

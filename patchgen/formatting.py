@@ -43,15 +43,24 @@ def ruff_binary() -> str:
     return str(find_ruff_bin())
 
 
-def format_sources(texts: list[str]) -> tuple[list[str], list[UndefinedName]]:
-    """Format every text; return the formatted texts and the undefined names ruff found."""
+def format_sources(
+    texts: list[str], keep_imports: tuple[str, ...] = ()
+) -> tuple[list[str], list[UndefinedName]]:
+    """Format every text; return the formatted texts and the undefined names ruff found.
+
+    Imports of the modules in `keep_imports` (those a config asked for with `add_import`) are
+    never removed as unused.
+    """
     if not texts:
         return [], []
     ruff = ruff_binary()
     with tempfile.TemporaryDirectory(prefix="patchgen-fmt-") as tmp:
         root = Path(tmp)
         config = root / "ruff.toml"
-        config.write_text(RUFF_SETTINGS)
+        settings = RUFF_SETTINGS
+        if keep_imports:
+            settings += f"\n[lint.pyflakes]\nallowed-unused-imports = {json.dumps(sorted(set(keep_imports)))}\n"
+        config.write_text(settings)
         files = []
         for i, text in enumerate(texts):
             path = root / f"f{i}.py"

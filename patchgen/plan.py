@@ -7,6 +7,7 @@ they share a `PlanContext` and append `TextEdit`s that `render` applies.
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import importlib.util
 import re
@@ -22,7 +23,7 @@ from patchgen.upstream import UpstreamModule, find_method
 
 
 # Insertions at one offset: helpers, then a class banner, then the replaced code.
-ORDER_HELPER, ORDER_BANNER, ORDER_CODE = -2, -1, 0
+ORDER_HELPER, ORDER_BANNER, ORDER_NEW_INIT, ORDER_CODE = -3, -2, -1, 0
 
 
 @dataclass
@@ -192,14 +193,19 @@ def _plan_external(ctx: PlanContext, patch: Patch) -> None:
 def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     method = find_method(cls, patch.method_name)
-    if method is None:
+    if method is None and not hasattr(getattr(ctx.names.upstream_module, cls.name, None), patch.method_name):
         methods = [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        methods += [n for n in dir(getattr(ctx.names.upstream_module, cls.name, object)) if not n.startswith("__")]
         raise ctx.fail(
-            patch, f"class {cls.name} has no method {patch.method_name!r}{_suggest(patch.method_name, methods)}"
+            patch,
+            f"class {cls.name} neither defines nor inherits a method {patch.method_name!r}"
+            f"{_suggest(patch.method_name, methods)}",
         )
-    source = read_patch_source(patch.replacement, f"{ctx.config_module}: {patch.defined_at}: {patch.label}")
+    source = read_patch_source(patch.replacement, _label(ctx, patch))
     upstream_text = ctx.upstream.source
-    upstream_decorators = ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list]
+    upstream_decorators = (
+        ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list] if method else []
+    )
     own_decorators = list(source.decorators)
     if patch.keep_upstream_decorators:
         seen = {d.strip() for d in upstream_decorators}
@@ -207,6 +213,10 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     snippet = Snippet.parse("".join(own_decorators) + source.definition)
     snippet, helpers = resolve_names(snippet, source.module, _label(ctx, patch), ctx.names, ctx.resolution)
     snippet = _renamed_definition(snippet, patch.method_name)
+    ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
+    if method is None:
+        _add_method(ctx, patch, cls, source.comments, snippet)
+        return
     indent = upstream_text.indentation_of(method.lineno)
     comments = "".join(indent + line.lstrip() for line in source.comments.splitlines(keepends=True))
     kept_upstream = "".join(upstream_decorators) if patch.keep_upstream_decorators else ""
@@ -218,7 +228,32 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     )
     start = upstream_text.line_start(upstream_text.node_start_line(method, leading_comments=False))
     ctx.edits.append(TextEdit(start, upstream_text.line_end(method.end_lineno), text, ORDER_CODE))
-    ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
+
+
+def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet) -> None:
+    """An inherited method overridden: written into the class body, replacing a bare `pass`/`...`."""
+    src = ctx.upstream.source
+    body = cls.body
+    only_placeholder = len(body) == 1 and (
+        isinstance(body[0], ast.Pass)
+        or (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and body[0].value.value is ...)
+    )
+    inline = body[0].lineno == cls.lineno
+    indent = (src.indentation_of(cls.lineno) + "    ") if inline else src.indentation_of(body[0].lineno)
+    comments = "".join(indent + line.lstrip() for line in comments.splitlines(keepends=True))
+    text = (
+        banners.marker(f"[ADDED METHOD] {patch.target}: overrides the inherited one, see the banner above", indent)
+        + comments
+        + reindent(snippet, indent)
+    )
+    if only_placeholder and inline:
+        start = src.offset(body[0].lineno, body[0].col_offset)
+        ctx.edits.append(TextEdit(start, src.line_end(body[0].end_lineno), "\n" + text, ORDER_CODE))
+    elif only_placeholder:
+        ctx.edits.append(TextEdit(*src.node_lines(body[0], leading_comments=False), text, ORDER_CODE))
+    else:
+        at = src.line_end(cls.end_lineno)
+        ctx.edits.append(TextEdit(at, at, "\n" + text, ORDER_CODE))
 
 
 def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
@@ -276,13 +311,20 @@ def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
             ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
     else:
         # No upstream __init__: write one from the patch's signature that calls the parent's.
-        class_indent = upstream_text.indentation_of(cls.body[0].lineno)
+        inline = cls.body[0].lineno == cls.lineno  # `class X(Base): ...` on one line
+        class_indent = (
+            upstream_text.indentation_of(cls.lineno) + "    " if inline else upstream_text.indentation_of(cls.body[0].lineno)
+        )
         body_indent = class_indent + "    "
-        signature = ast.get_source_segment(snippet.text, func.args) or ""
+        arguments_node = copy.deepcopy(func.args)
+        if arguments_node.posonlyargs:
+            arguments_node.posonlyargs.pop(0)
+        else:
+            arguments_node.args.pop(0)
+        signature = ast.unparse(arguments_node)  # the patch's parameters without original_init
         call_args = ", ".join(ast.get_source_segment(snippet.text, a) or "" for a in call.value.args[1:])
         call_kwargs = [ast.get_source_segment(snippet.text, k) or "" for k in call.value.keywords]
         arguments = ", ".join(a for a in [call_args, *call_kwargs] if a)
-        signature = signature.split(",", 1)[1].strip() if "," in signature else "self"
         text = banners.marker(f"[ADDED METHOD] {patch.target}.__init__ written by modify_init ({where})", class_indent)
         text += f"{class_indent}def __init__({signature}):\n"
         if before.strip():
@@ -291,13 +333,18 @@ def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
         if after.strip():
             text += reindent(Snippet.parse(after), body_indent)
         first = cls.body[0]
+        if inline:
+            start = upstream_text.offset(first.lineno, first.col_offset)
+            ctx.edits.append(TextEdit(start, upstream_text.line_end(first.end_lineno), "\n" + text, ORDER_NEW_INIT))
+            ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
+            return
         if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(cls.body) > 1:
             at = upstream_text.line_end(first.end_lineno)
             text = "\n" + text
         else:
             at = upstream_text.line_start(upstream_text.node_start_line(first))
             text = text + "\n"
-        ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
+        ctx.edits.append(TextEdit(at, at, text, ORDER_NEW_INIT))
     ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
 
 
