@@ -44,6 +44,16 @@ def default_output_dir(loaded: LoadedConfig) -> Path:
     return Path("generated") / loaded.config.model
 
 
+def output_label(path: Path) -> str:
+    """`b/generated/qwen3/x.py` for the default layout; a custom absolute folder is not named."""
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            path = Path(path.name)
+    return f"b/{path.as_posix()}"
+
+
 def upstream_label(module_name: str) -> str:
     return "a/" + module_name.replace(".", "/") + ".py"
 
@@ -67,7 +77,10 @@ def generate(
         plans.append((result, plan, target_dir / loaded.config.target_file))
 
     keep = tuple(imp.module for _, plan, _ in plans for imp in plan.config.extra_imports)
-    texts, problems = format_sources([render(plan) for _, plan, _ in plans], keep_imports=keep)
+    first_party = tuple(plan.upstream.name.split(".", 1)[0] for _, plan, _ in plans)
+    texts, problems = format_sources(
+        [render(plan) for _, plan, _ in plans], keep_imports=keep, first_party=first_party or ("transformers",)
+    )
     for index, ((result, plan, path), text) in enumerate(zip(plans, texts, strict=False)):
         undefined = [p for p in problems if p.file_index == index and p.code in ("F821", "F822")]
         try:
@@ -77,7 +90,7 @@ def generate(
             continue
         result.outputs.append(Output(path, text))
         if with_diff:
-            diff = unified_diff(plan.upstream.source.text, text, upstream_label(plan.upstream.name), f"b/{path}")
+            diff = unified_diff(plan.upstream.source.text, text, upstream_label(plan.upstream.name), output_label(path))
             result.outputs.append(Output(path.with_suffix(".diff"), diff))
         if output_dir is None:
             result.outputs.append(Output(path.parent / "__init__.py", PACKAGE_INIT))

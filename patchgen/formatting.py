@@ -22,7 +22,6 @@ target-version = "py310"
 select = ["I", "F401", "F821", "F822"]
 
 [lint.isort]
-known-first-party = ["transformers"]
 lines-after-imports = 2
 """
 
@@ -44,12 +43,13 @@ def ruff_binary() -> str:
 
 
 def format_sources(
-    texts: list[str], keep_imports: tuple[str, ...] = ()
+    texts: list[str], keep_imports: tuple[str, ...] = (), first_party: tuple[str, ...] = ("transformers",)
 ) -> tuple[list[str], list[UndefinedName]]:
     """Format every text; return the formatted texts and the undefined names ruff found.
 
-    Imports of the modules in `keep_imports` (those a config asked for with `add_import`) are
-    never removed as unused.
+    `first_party` are the top-level packages of the upstream sources (`transformers`): upstream
+    sorts its own imports as first-party, so the generated files must too. Imports of the modules in
+    `keep_imports` (those a config asked for with `add_import`) are never removed as unused.
     """
     if not texts:
         return [], []
@@ -57,7 +57,7 @@ def format_sources(
     with tempfile.TemporaryDirectory(prefix="patchgen-fmt-") as tmp:
         root = Path(tmp)
         config = root / "ruff.toml"
-        settings = RUFF_SETTINGS
+        settings = RUFF_SETTINGS + f"known-first-party = {json.dumps(sorted(set(first_party)))}\n"
         if keep_imports:
             settings += f"\n[lint.pyflakes]\nallowed-unused-imports = {json.dumps(sorted(set(keep_imports)))}\n"
         config.write_text(settings)
