@@ -1,9 +1,11 @@
 """`python -m patchgen.check_patchgen`: fail when committed generated files drift from their configs.
 
-Regenerates every config in memory (one ruff run), compares each `.py` and `.diff` with the
-committed file, and reports drift as a unified diff, missing outputs, generated files no config
-produces, and configs that fail to import or generate. Exit 0 only when everything matches;
-`--fix` writes the fresh outputs and removes orphans.
+Regenerates every config in memory (one ruff run), compares each `.py`, `.diff` and `.lock.json`
+with the committed file, and reports drift as a unified diff, missing outputs, generated files no
+config produces, and configs that fail to import or generate. When upstream moved under the
+recorded fingerprints it prints the upgrade report (`patchgen.upgrade_report`); when all else is
+clean it imports every generated module in one subprocess (`--no-import` skips that). Exit 0 only
+when everything matches; `--fix` writes the fresh outputs and removes orphans.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import click
 from patchgen.codegen import generate
 from patchgen.discovery import discover_configs, load_config
 from patchgen.errors import PatchgenError
+from patchgen.fingerprints import LOCK_SUFFIX
+from patchgen.import_check import import_generated
+from patchgen.light_imports import run_light
 from patchgen.outputs import unified_diff, write_atomic
+from patchgen.upgrade_report import build_report, mentions, render
 
 
 GENERATED_DIR = Path("generated")
@@ -30,8 +36,13 @@ class Finding:
     detail: str = ""
 
 
-def check(root: Path, config_name: str = "config") -> tuple[list[Finding], dict[Path, str]]:
-    """All findings, and the fresh text of every output keyed by its path."""
+def check(
+    root: Path, config_name: str = "config", *, verify_import: bool = False
+) -> tuple[list[Finding], dict[Path, str]]:
+    """All findings, and the fresh text of every output keyed by its path.
+
+    `verify_import` also imports every generated module in one subprocess when all else is clean.
+    """
     findings: list[Finding] = []
     loaded = []
     for spec in discover_configs(root):
@@ -58,8 +69,15 @@ def check(root: Path, config_name: str = "config") -> tuple[list[Finding], dict[
     failed_models = {f.path for f in findings if f.kind == "error"}
     for path in sorted((root / GENERATED_DIR).rglob("*")):
         relative = path.relative_to(root)
-        if path.suffix in (".py", ".diff") and relative not in expected and not failed_models:
+        if path.name.endswith((".py", ".diff", LOCK_SUFFIX)) and relative not in expected and not failed_models:
             findings.append(Finding("orphan", str(relative)))
+    for report in build_report(root, {item.module_name: mentions(item.config) for item in loaded}):
+        if report.has_news:  # another upstream version, or a patched target that changed under it
+            findings.append(Finding("upgrade", str(report.path), render(report)))
+    if verify_import and not findings:
+        modules = [path for path in expected if path.suffix == ".py" and path.name != "__init__.py"]
+        blocked = {item.module_name.split(".", 1)[0] for item in loaded}
+        findings += [Finding("error", str(f.path), str(f)) for f in import_generated(modules, root, blocked)]
     return findings, expected
 
 
@@ -67,14 +85,20 @@ def check(root: Path, config_name: str = "config") -> tuple[list[Finding], dict[
 @click.option("--fix", is_flag=True, help="Write regenerated files over drifted or missing ones; delete orphans.")
 @click.option("-c", "--config-name", default="config", show_default=True, help="Variable holding the PatchConfig.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary lines, not the diffs.")
-def main(fix: bool, config_name: str, quiet: bool) -> None:
+@click.option("--no-import", is_flag=True, help="Skip importing the generated modules in a subprocess (about 5 s).")
+def main(fix: bool, config_name: str, quiet: bool, no_import: bool) -> None:
     """Check that every generated file equals a fresh regeneration of its config.
 
     Run from the project root. Exit status: 0 when all match, 1 on drift, missing or orphaned
-    files, or a config that fails to import or generate.
+    files, a config that fails to import or generate, an upstream that moved under the recorded
+    fingerprints (the upgrade report is printed), or a generated module that does not import.
     """
     root = Path.cwd()
-    findings, expected = check(root, config_name)
+    # configs load against stubbed torch/transformers when that gives the same answer (patchgen.light_imports)
+    (findings, expected), _ = run_light(
+        lambda: check(root, config_name, verify_import=not no_import),
+        succeeded=lambda outcome: not any(f.kind == "error" for f in outcome[0]),
+    )
     for finding in findings:
         if finding.kind == "drift":
             click.echo(f"DRIFT   {finding.path}: committed file differs from a fresh regeneration")
@@ -84,6 +108,9 @@ def main(fix: bool, config_name: str, quiet: bool) -> None:
             click.echo(f"MISSING {finding.path}: a config produces it but it is not committed")
         elif finding.kind == "orphan":
             click.echo(f"ORPHAN  {finding.path}: no config produces this file")
+        elif finding.kind == "upgrade":
+            click.echo(f"UPGRADE {finding.path}: upstream moved since these fingerprints were recorded")
+            click.echo(finding.detail if not quiet else _without_diffs(finding.detail), nl=False)
         else:
             click.echo(f"ERROR   {finding.detail}")
     errors = [f for f in findings if f.kind == "error"]
@@ -104,6 +131,10 @@ def main(fix: bool, config_name: str, quiet: bool) -> None:
         click.echo(f"check-patchgen: FAILED ({len(findings)} problem(s) across {configs} config(s))")
         sys.exit(1)
     click.echo(f"check-patchgen: OK ({configs} config(s), {len(expected)} file(s) up to date)")
+
+
+def _without_diffs(report: str) -> str:
+    return "".join(line for line in report.splitlines(keepends=True) if not line.startswith("      "))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,18 @@ writes.
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchgen.discovery import LoadedConfig
 from patchgen.errors import PatchgenError
+from patchgen.fingerprints import build_lock, lock_path, refuse_stale_upstream
 from patchgen.formatting import format_sources
 from patchgen.outputs import unified_diff
 from patchgen.plan import Plan, make_plan
 from patchgen.render import render
 from patchgen.upstream import read_upstream
+from patchgen.validation import check_generated_output
 
 
 PACKAGE_INIT = "# Generated modeling files: written by patchgen, never edited by hand.\n"
@@ -64,15 +65,20 @@ def generate(
     """Generate every config; a failing config gets `error` set and no outputs, the others proceed."""
     results: list[Generation] = []
     plans: list[tuple[Generation, Plan, Path]] = []
+    extended = {loaded.config.extends for loaded in configs}
     for loaded in configs:
         result = Generation(loaded.module_name, patch_count=len(loaded.config.patches))
         results.append(result)
+        if loaded.config.abstract and loaded.module_name in extended:
+            continue  # a base config is checked through the configs extending it, which carry all its patches
         try:
             upstream = read_upstream(loaded.config.source_module)
             plan = make_plan(loaded.config, loaded.module_name, upstream)
         except PatchgenError as exc:
             result.error = _in_config(loaded, str(exc))
             continue
+        if loaded.config.abstract:
+            continue  # a base config: validated by planning it, written only through the configs extending it
         target_dir = output_dir if output_dir is not None else default_output_dir(loaded)
         plans.append((result, plan, target_dir / loaded.config.target_file))
 
@@ -85,6 +91,8 @@ def generate(
         undefined = [p for p in problems if p.file_index == index and p.code in ("F821", "F822")]
         try:
             _check_self_contained(plan, path, text, undefined)
+            lock = build_lock(plan.config, plan.config_module, plan.upstream)
+            refuse_stale_upstream(plan.config_module, lock, lock_path(path))
         except PatchgenError as exc:
             result.error = str(exc)
             continue
@@ -93,6 +101,8 @@ def generate(
             diff = unified_diff(plan.upstream.source.text, text, upstream_label(plan.upstream.name), output_label(path))
             result.outputs.append(Output(path.with_suffix(".diff"), diff))
         if output_dir is None:
+            if with_diff:  # the upstream fingerprints, reviewed like the .diff (patchgen.fingerprints)
+                result.outputs.append(Output(lock_path(path), lock.text()))
             result.outputs.append(Output(path.parent / "__init__.py", PACKAGE_INIT))
             result.outputs.append(Output(path.parent.parent / "__init__.py", PACKAGE_INIT))
     return results
@@ -103,24 +113,4 @@ def _in_config(loaded: LoadedConfig, message: str) -> str:
 
 
 def _check_self_contained(plan: Plan, path: Path, text: str, undefined: list) -> None:
-    if undefined:
-        first = undefined[0]
-        names = ", ".join(sorted({p.message for p in undefined}))
-        raise PatchgenError(
-            f"{plan.config_module}: generated {path.name} would be broken: {names} "
-            f"(first at line {first.line}); a patch or exclusion left a name undefined: define or import it in "
-            "the patch module, or keep the class that defines it"
-        )
-    tree = ast.parse(text)
-    for node in ast.walk(tree):
-        modules = []
-        if isinstance(node, ast.Import):
-            modules = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules = [node.module]
-        for module in modules:
-            if module == plan.patch_package or module.startswith(plan.patch_package + "."):
-                raise PatchgenError(
-                    f"{plan.config_module}: generated {path.name} imports {module} from the patch package "
-                    f"(line {node.lineno}); generated files must be self-contained"
-                )
+    check_generated_output(plan, path, text, undefined)

@@ -180,9 +180,61 @@ class NameContext:
     upstream_module: ModuleType
     patch_package: str
     renamed_objects: dict[int, str]  # id(replacement object) -> upstream target name
+    # The parsed upstream module (`patchgen.upstream.UpstreamModule`): lets names be matched by where
+    # their source imports them from, without importing upstream (see `same_origin_as_upstream`).
+    upstream: Any = None
 
     def is_patch_space(self, module_name: str) -> bool:
         return module_name == self.patch_package or module_name.startswith(self.patch_package + ".")
+
+
+def binding_origin(node: ast.stmt | None, name: str, module_name: str, package: str) -> str | None:
+    """The dotted name of the object `node` binds to `name`, read from source alone.
+
+    `torch` for `import torch.nn.functional`, `torch.nn` for `from torch import nn`, `<module>.<name>`
+    for a `def`/`class`; None for anything else (an assignment, a guarded block).
+    """
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return f"{module_name}.{name}"
+    if not isinstance(node, (ast.Import, ast.ImportFrom)):
+        return None
+    for alias in node.names:
+        if (alias.asname or alias.name.split(".", 1)[0]) != name:
+            continue
+        if isinstance(node, ast.Import):
+            return alias.name if alias.asname else name
+        source = node.module or ""
+        if node.level:
+            source = importlib.util.resolve_name("." * node.level + source, package)
+        return f"{source}.{alias.name}"
+    return None
+
+
+def same_origin_as_upstream(name: str, module: ModuleType, context: NameContext) -> bool:
+    """True when the patch module and upstream bind `name` to the same dotted origin (so the same object).
+
+    False means "not known from source": the caller compares the objects themselves.
+    """
+    upstream = context.upstream
+    if upstream is None:
+        return False
+    path = _module_file(module)
+    ours = binding_origin(_module_bindings(path).get(name), name, module.__name__, module.__package__ or "")
+    theirs = binding_origin(_upstream_bindings(upstream).get(name), name, upstream.name, upstream.package)
+    return ours is not None and ours == theirs
+
+
+_UPSTREAM_BINDINGS: dict[str, dict[str, ast.stmt]] = {}
+
+
+def _upstream_bindings(upstream) -> dict[str, ast.stmt]:
+    if upstream.name not in _UPSTREAM_BINDINGS:
+        bindings: dict[str, ast.stmt] = {}
+        for node in upstream.tree.body:
+            for bound in _names_bound_by(node):
+                bindings.setdefault(bound, node)
+        _UPSTREAM_BINDINGS[upstream.name] = bindings
+    return _UPSTREAM_BINDINGS[upstream.name]
 
 
 @cache
@@ -242,8 +294,10 @@ def resolve_names(
                 renames[name] = target
             continue
         if name in context.output_names:
+            if value is _MISSING or same_origin_as_upstream(name, module, context):
+                continue
             upstream_value = vars(context.upstream_module).get(name, _MISSING)
-            if value is not _MISSING and upstream_value is not _MISSING and value is not upstream_value:
+            if upstream_value is not _MISSING and value is not upstream_value:
                 raise PatchgenError(
                     f"{label}: name {name!r} in {module_path(module.__name__, _module_file(module))} is not the "
                     f"upstream {name!r} that the output defines; rename it in the patch module or import upstream's"

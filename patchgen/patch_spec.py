@@ -16,7 +16,11 @@ produces code; `patchgen.codegen` does that.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import difflib
 import enum
+import importlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -64,6 +68,12 @@ class Patch:
     replacement_name: str | None = None
     keep_upstream_decorators: bool = True
     defined_at: SourceLocation | None = None
+    # Composition (see `PatchConfig.use` / `PatchConfig.extend`): `override=True` lets this patch replace
+    # an earlier one on the same target; `patch_set` ("liger_kernels.rms_norm") and `applied_at` (the
+    # config line that mapped the set onto this target) say where a shared patch came from.
+    override: bool = False
+    patch_set: str | None = None
+    applied_at: SourceLocation | None = None
 
     @property
     def target_class(self) -> str:
@@ -78,8 +88,36 @@ class Patch:
 
     @property
     def label(self) -> str:
-        """How messages and the header name this patch: `method_override Qwen3Attention.forward`."""
-        return f"{self.kind.value} {self.target}"
+        """How messages name this patch: `method_override Qwen3Attention.forward`, plus its patch set if any."""
+        label = f"{self.kind.value} {self.target}"
+        if self.patch_set:
+            label += f" (patch set {self.patch_set}, applied at {self.applied_at})"
+        return label
+
+    @property
+    def source_note(self) -> str:
+        """Where a reader finds the patch: its source, and for a shared patch the set and the mapping line."""
+        if self.patch_set:
+            return f"{self.defined_at} (patch set {self.patch_set}, applied at {self.applied_at})"
+        return str(self.defined_at)
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        """The keys this patch owns in the output: `X` and `X.*` for a whole definition, `X.m` and `X.*` for
+        a method. Two patches conflict when they share a key, except two method-level patches sharing
+        only the class key `X.*` (different methods of one class)."""
+        if self.kind in (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION):
+            return (f"{self.target_class}.{self.method_name}", f"{self.target_class}.*")
+        if self.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT):
+            return (self.target, f"{self.target}.*")
+        return (self.target,)
+
+    def conflicts_with(self, other: Patch) -> bool:
+        method_level = (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION)
+        shared = set(self.claims) & set(other.claims)
+        if self.kind in method_level and other.kind in method_level:
+            shared = {key for key in shared if not key.endswith(".*")}
+        return bool(shared)
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,15 @@ class ExtraImport:
 class Exclusion:
     name: str
     reason: str = ""
+    defined_at: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class ModuleStatement:
+    """Module-level code appended to the output (after upstream's `__all__`), under its own banner."""
+
+    code: str
+    description: str = ""
     defined_at: SourceLocation | None = None
 
 
@@ -138,6 +185,13 @@ class PatchConfig:
 
     `model` names the output folder (`generated/<model>/`); by default it is taken from the source
     module (`transformers.models.<model>.modeling_<model>`).
+
+    Composition (README "Composing configs"): `PatchConfig.base(...)` declares a config that is only
+    built upon, never generated; `PatchConfig.extend(base, ...)` starts a config from everything a
+    base has, in the base's order; `config.use(patch_set, ...)` maps a shared patch set onto upstream
+    names. A patch whose target an earlier patch already claims is an error unless it is registered
+    with `override=True`, which replaces the earlier one (and is itself an error when nothing is
+    overridden).
     """
 
     source_module: str
@@ -147,28 +201,101 @@ class PatchConfig:
     patches: list[Patch] = field(default_factory=list)
     extra_imports: list[ExtraImport] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
+    statements: list[ModuleStatement] = field(default_factory=list)
+    extends: str | None = None  # dotted name of the config module this one was built from
+    abstract: bool = False  # a base for other configs: validated through them, never generated itself
+    declared_in: str | None = None  # dotted name of the module that created this config
 
     def __post_init__(self) -> None:
         if self.model is None:
             parts = self.source_module.split(".")
             self.model = parts[-2] if len(parts) >= 2 else parts[-1]
+        if self.declared_in is None:
+            self.declared_in = _first_caller_outside(__name__)
+        if self.abstract and not self.target_file:
+            return
         if not self.target_file.endswith(".py") or "/" in self.target_file:
             raise PatchgenError(
                 f"PatchConfig(target_file={self.target_file!r}): target_file must be a plain file name ending in .py"
             )
 
+    @property
+    def variant(self) -> str:
+        """`gpu` for `patched_modeling_<model>_gpu.py`; `base` for an abstract config."""
+        if self.abstract:
+            return "base"
+        stem = self.target_file.removesuffix(".py")
+        prefix = f"patched_modeling_{self.model}_"
+        return stem[len(prefix) :] if stem.startswith(prefix) else stem
+
+    # -- composition --------------------------------------------------------------------------------
+
+    @classmethod
+    def base(cls, source_module: str, *, description: str = "", model: str | None = None) -> PatchConfig:
+        """A config other configs extend; it has no target file and is not generated on its own."""
+        return cls(source_module=source_module, target_file="", description=description, model=model, abstract=True)
+
+    @classmethod
+    def extend(
+        cls, base: PatchConfig | str, *, target_file: str, description: str = "", model: str | None = None
+    ) -> PatchConfig:
+        """A config that starts with everything `base` has (patches, imports, exclusions, statements).
+
+        `base` is a `PatchConfig` or the dotted name of the config module that defines it as `config`.
+        What the new config adds comes after the base's patches; replacing an inherited patch needs
+        `override=True` on the new one.
+        """
+        where = location_of_caller()
+        base_config = _resolve_base(base, where)
+        derived = cls(
+            source_module=base_config.source_module,
+            target_file=target_file,
+            description=description,
+            model=model or base_config.model,
+            extends=base_config.declared_in,
+            declared_in=where.module,
+        )
+        derived.patches = list(base_config.patches)
+        derived.extra_imports = list(base_config.extra_imports)
+        derived.exclusions = list(base_config.exclusions)
+        derived.statements = list(base_config.statements)
+        return derived
+
+    def use(
+        self, patch_set: Any, target: str | None = None, /, *, override: bool = False, note: str = "", **targets: str
+    ) -> None:
+        """Apply a shared patch set (`patchgen.patch_sets.PatchSet`) to upstream names.
+
+        `config.use(LIGER_RMS_NORM, "LlamaRMSNorm")` for a set with one role; for several roles,
+        `config.use(SET, attention="LlamaAttention", causal_lm="LlamaForCausalLM")`. Every role of the
+        set must be mapped. `note` is added to each patch's description (say what is model-specific).
+        """
+        where = location_of_caller()
+        for patch in patch_set.bind(target, targets, applied_at=where, note=note, override=override):
+            self._add(patch)
+        for imp in patch_set.extra_imports:
+            if all(imp.statement != mine.statement for mine in self.extra_imports):
+                self.extra_imports.append(imp)
+        for statement in patch_set.statements:
+            if all(statement.code != mine.code for mine in self.statements):
+                self.statements.append(statement)
+
     # -- decorators ---------------------------------------------------------------------------------
 
-    def replace_class(self, target: str, *, description: str = "") -> Callable[[T], T]:
+    def replace_class(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
         """Replace upstream class `target` by the decorated class, renamed to `target`."""
-        return self._register(PatchKind.CLASS_REPLACEMENT, target, description, expect=inspect.isclass)
+        return self._register(
+            PatchKind.CLASS_REPLACEMENT, target, description, expect=inspect.isclass, override=override
+        )
 
-    def replace_function(self, target: str, *, description: str = "") -> Callable[[T], T]:
+    def replace_function(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
         """Replace module-level function `target` by the decorated function, renamed to `target`."""
-        return self._register(PatchKind.FUNCTION_REPLACEMENT, target, description, expect=inspect.isfunction)
+        return self._register(
+            PatchKind.FUNCTION_REPLACEMENT, target, description, expect=inspect.isfunction, override=override
+        )
 
     def override_method(
-        self, target: str, *, description: str = "", keep_upstream_decorators: bool = True
+        self, target: str, *, description: str = "", keep_upstream_decorators: bool = True, override: bool = False
     ) -> Callable[[T], T]:
         """Replace one method, `"Class.method"`, keeping the rest of the class byte for byte.
 
@@ -185,9 +312,10 @@ class PatchConfig:
             description,
             expect=inspect.isfunction,
             keep_upstream_decorators=keep_upstream_decorators,
+            override=override,
         )
 
-    def modify_init(self, target: str, *, description: str = "") -> Callable[[T], T]:
+    def modify_init(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
         """Add code around the upstream `__init__` of class `target`.
 
         The decorated function is `def f(original_init, self, <upstream params>)` and calls
@@ -196,7 +324,9 @@ class PatchConfig:
         """
         if "." in target:
             raise PatchgenError(f"{location_of_caller()}: modify_init({target!r}): target must be a class name")
-        return self._register(PatchKind.INIT_MODIFICATION, target, description, expect=inspect.isfunction)
+        return self._register(
+            PatchKind.INIT_MODIFICATION, target, description, expect=inspect.isfunction, override=override
+        )
 
     # -- plain registrations ------------------------------------------------------------------------
 
@@ -211,8 +341,19 @@ class PatchConfig:
         where = location_of_caller()
         self.exclusions.extend(Exclusion(name, reason, where) for name in names)
 
-    def add_patch(self, patch: Patch) -> None:
-        self.patches.append(patch)
+    def add_statement(self, code: str, *, description: str = "") -> None:
+        """Append module-level code to the output (after `__all__`), e.g. a `patchgen.runtime` call that
+        registers something with transformers. Import what it uses with `add_import`."""
+        where = location_of_caller()
+        try:
+            ast.parse(code)
+        except SyntaxError as exc:
+            raise PatchgenError(f"{where}: add_statement({code!r}): not valid Python: {exc.msg}") from None
+        self.statements.append(ModuleStatement(code.strip() + "\n", description, where))
+
+    def add_patch(self, patch: Patch, *, override: bool = False) -> None:
+        """Register a ready-made `Patch` (e.g. from `create_patch_from_external`)."""
+        self._add(dataclasses.replace(patch, override=True) if override else patch)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -224,25 +365,87 @@ class PatchConfig:
         *,
         expect: Callable[[Any], bool],
         keep_upstream_decorators: bool = True,
+        override: bool = False,
     ) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             where = location_of_object(obj)
             if not expect(obj):
                 wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
                 raise PatchgenError(f"{where}: {kind.value} {target}: the decorated object {obj!r} is not {wanted}")
-            self.patches.append(
-                Patch(
-                    kind=kind,
-                    target=target,
-                    description=description,
-                    replacement=obj,
-                    keep_upstream_decorators=keep_upstream_decorators,
-                    defined_at=where,
-                )
+            patch = Patch(
+                kind=kind,
+                target=target,
+                description=description,
+                replacement=obj,
+                keep_upstream_decorators=keep_upstream_decorators,
+                defined_at=where,
+                override=override,
             )
+            self._add(patch, registered_at=location_of_caller())
             return obj
 
         return decorator
+
+    def _add(self, patch: Patch, registered_at: SourceLocation | None = None) -> None:
+        """Append `patch`, enforcing the composition rule: one patch per target unless `override=True`."""
+        where = registered_at or patch.applied_at or patch.defined_at
+        earlier = [p for p in self.patches if p.conflicts_with(patch)]
+        if patch.override:
+            if not earlier:
+                raise PatchgenError(
+                    f"{where}: {patch.label}: override=True but no earlier patch claims {patch.target}; "
+                    "drop override=True"
+                )
+            self.patches = [p for p in self.patches if all(p is not e for e in earlier)]
+        elif earlier:
+            other = earlier[0]
+            raise PatchgenError(
+                f"{where}: {patch.label}: {other.label} ({other.defined_at}) already patches this target; "
+                "keep only one, or pass override=True to the one that should win"
+            )
+        self.patches.append(patch)
+
+
+def _first_caller_outside(module: str) -> str:
+    """The module name of the nearest frame not in `module` (who created the config)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == module:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "<unknown>") if frame is not None else "<unknown>"
+
+
+def _resolve_base(base: PatchConfig | str, where: SourceLocation) -> PatchConfig:
+    """The `PatchConfig` that `PatchConfig.extend(base)` starts from, with one-line errors."""
+    if isinstance(base, PatchConfig):
+        return base
+    if not isinstance(base, str):
+        raise PatchgenError(f"{where}: PatchConfig.extend({base!r}): give a PatchConfig or a config module name")
+    try:
+        module = importlib.import_module(base)
+    except ModuleNotFoundError as exc:
+        if not (exc.name and (base == exc.name or base.startswith(exc.name + "."))):
+            raise
+        raise PatchgenError(
+            f"{where}: PatchConfig.extend({base!r}): no such config module{_suggest_config(base)}; "
+            "extend an existing config (python -m patchgen.run_codegen --list shows them)"
+        ) from None
+    config = getattr(module, "config", None)
+    if not isinstance(config, PatchConfig):
+        circular = getattr(getattr(module, "__spec__", None), "_initializing", False)
+        hint = " yet: the two configs extend each other" if circular else ""
+        raise PatchgenError(
+            f"{where}: PatchConfig.extend({base!r}): that module defines no PatchConfig 'config'{hint}"
+        )
+    return config
+
+
+def _suggest_config(name: str) -> str:
+    from pathlib import Path
+
+    from patchgen.discovery import discover_configs  # imported here: discovery imports this module
+
+    close = difflib.get_close_matches(name, discover_configs(Path.cwd()), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def create_patch_from_external(

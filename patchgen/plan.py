@@ -20,6 +20,7 @@ from patchgen.patch_source import NameContext, Resolution, read_patch_source, re
 from patchgen.patch_spec import Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 from patchgen.upstream import UpstreamModule, find_method
+from patchgen.validation import check_exclusions, check_override_signature
 
 
 # Insertions at one offset: helpers, then a class banner, then the replaced code.
@@ -83,9 +84,10 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
         upstream_module=upstream.module(),
         patch_package=patch_package,
         renamed_objects=replacements,
+        upstream=upstream,
     )
     ctx = PlanContext(config, config_module, upstream, names)
-
+    check_exclusions(ctx)
     for patch in config.patches:
         if patch.target_class in excluded:
             raise ctx.fail(patch, f"{patch.target_class} is also excluded by exclude_from_output; drop one of the two")
@@ -98,6 +100,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
 
     imports = [imp.statement for imp in config.extra_imports] + list(ctx.resolution.imports)
     _plan_imports(ctx, imports)
+    _plan_statements(ctx)
     return Plan(
         config=config,
         config_module=config_module,
@@ -153,7 +156,7 @@ def _upstream_definition(ctx: PlanContext, patch: Patch, name: str, kinds: tuple
 
 
 def _replacement_banner(patch: Patch, title: str) -> str:
-    return banners.banner(f"{title} {patch.target}", banners.reason_lines(patch.description, patch.defined_at))
+    return banners.banner(f"{title} {patch.target}", banners.reason_lines(patch.description, patch.source_note))
 
 
 def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
@@ -184,7 +187,7 @@ def _plan_external(ctx: PlanContext, patch: Patch) -> None:
         code = f"{patch.target} = {patch.replacement_name}\n"
     lines = [f"Replaced by: {patch.replacement_module}.{patch.replacement_name} (imported, not copied)"]
     text = (
-        banners.banner(f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.defined_at))
+        banners.banner(f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.source_note))
         + code
     )
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
@@ -202,6 +205,7 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
             f"{_suggest(patch.method_name, methods)}",
         )
     source = read_patch_source(patch.replacement, _label(ctx, patch))
+    check_override_signature(ctx, patch, Snippet.parse(source.definition).definition, method)
     upstream_text = ctx.upstream.source
     upstream_decorators = (
         ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list] if method else []
@@ -313,7 +317,9 @@ def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
         # No upstream __init__: write one from the patch's signature that calls the parent's.
         inline = cls.body[0].lineno == cls.lineno  # `class X(Base): ...` on one line
         class_indent = (
-            upstream_text.indentation_of(cls.lineno) + "    " if inline else upstream_text.indentation_of(cls.body[0].lineno)
+            upstream_text.indentation_of(cls.lineno) + "    "
+            if inline
+            else upstream_text.indentation_of(cls.body[0].lineno)
         )
         body_indent = class_indent + "    "
         arguments_node = copy.deepcopy(func.args)
@@ -459,7 +465,7 @@ def _plan_class_banners(ctx: PlanContext) -> None:
             lines += [
                 f"- {patch.method_name} ({patch.kind.value})",
                 f"  Reason: {reason}",
-                f"  Patch source: {patch.defined_at}",
+                f"  Patch source: {patch.source_note}",
             ]
         at = ctx.upstream.source.line_start(ctx.upstream.source.node_start_line(cls))
         ctx.edits.append(TextEdit(at, at, banners.banner(f"[MODIFIED CLASS] {class_name}", lines), ORDER_BANNER))
@@ -475,16 +481,22 @@ def _plan_exclusion(ctx: PlanContext, name: str) -> None:
             and isinstance(node.value, (ast.List, ast.Tuple))
         ):
             elements = node.value.elts
+            excluded = {e.name for e in ctx.config.exclusions}
+            gone = [isinstance(e, ast.Constant) and e.value in excluded for e in elements]
             for i, element in enumerate(elements):
-                if isinstance(element, ast.Constant) and element.value == name:
-                    src = ctx.upstream.source
-                    if i + 1 < len(elements):
-                        cut = (_start(src, element), _start(src, elements[i + 1]))
-                    elif i > 0:
-                        cut = (_end(src, elements[i - 1]), _end(src, element))
-                    else:
-                        cut = (_start(src, element), _end(src, element))
-                    ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
+                if not (isinstance(element, ast.Constant) and element.value == name) or (i > 0 and gone[i - 1]):
+                    continue  # entries excluded side by side are cut as one run, by the run's first entry
+                last = i
+                while last + 1 < len(elements) and gone[last + 1]:
+                    last += 1
+                src = ctx.upstream.source
+                if last + 1 < len(elements):
+                    cut = (_start(src, element), _start(src, elements[last + 1]))
+                elif i > 0:
+                    cut = (_end(src, elements[i - 1]), _end(src, elements[last]))
+                else:
+                    cut = (_start(src, element), _end(src, elements[last]))
+                ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
 
 
 def _start(src, node: ast.expr) -> int:
@@ -532,14 +544,13 @@ _RELATIVE_FROM = re.compile(r"from\s+(\.+\s*[\w.]*)\s+import\b")
 
 def _plan_relative_imports(ctx: PlanContext) -> None:
     src = ctx.upstream.source
-    for node in ast.walk(ctx.upstream.tree):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            absolute = importlib.util.resolve_name("." * node.level + (node.module or ""), ctx.upstream.package)
-            start = src.offset(node.lineno, node.col_offset)
-            match = _RELATIVE_FROM.match(src.text, start)
-            if match is None:  # pragma: no cover - the parser guarantees this shape
-                raise PatchgenError(f"{ctx.upstream.name}:{node.lineno}: cannot read relative import")
-            ctx.edits.append(TextEdit(match.start(1), match.end(1), absolute, ORDER_CODE))
+    for node in ctx.upstream.relative_imports:
+        absolute = importlib.util.resolve_name("." * node.level + (node.module or ""), ctx.upstream.package)
+        start = src.offset(node.lineno, node.col_offset)
+        match = _RELATIVE_FROM.match(src.text, start)
+        if match is None:  # pragma: no cover - the parser guarantees this shape
+            raise PatchgenError(f"{ctx.upstream.name}:{node.lineno}: cannot read relative import")
+        ctx.edits.append(TextEdit(match.start(1), match.end(1), absolute, ORDER_CODE))
 
 
 def _import_block_end(upstream: UpstreamModule) -> int:
@@ -563,8 +574,19 @@ def _plan_imports(ctx: PlanContext, imports: list[str]) -> None:
         ctx.edits.append(TextEdit(at, at, "".join(f"{s}\n" for s in imports), ORDER_HELPER - 1))
 
 
+def _plan_statements(ctx: PlanContext) -> None:
+    """`add_statement` code, appended after everything upstream defines (so it may use any of it)."""
+    end = len(ctx.upstream.source.text)
+    for statement in ctx.config.statements:
+        text = banners.banner("[ADDED STATEMENT]", banners.reason_lines(statement.description, statement.defined_at))
+        ctx.edits.append(TextEdit(end, end, "\n\n" + text + statement.code, ORDER_CODE))
+
+
 def _applied_summary(config: PatchConfig) -> list[str]:
-    applied = [f"{p.kind.value}: {p.target}" for p in config.patches]
+    applied = [
+        f"{p.kind.value}: {p.target}" + (f" [patch set {p.patch_set}]" if p.patch_set else "") for p in config.patches
+    ]
     applied += [f"excluded: {e.name}" for e in config.exclusions]
     applied += [f"extra import: {i.statement}" for i in config.extra_imports]
+    applied += [f"added statement: {s.code.strip().splitlines()[0]}" for s in config.statements]
     return applied

@@ -7,7 +7,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType
 
@@ -29,11 +29,22 @@ class UpstreamModule:
         return self.name.rpartition(".")[0]
 
     def module(self) -> ModuleType:
-        """The imported upstream module (for comparing the objects patch code refers to)."""
-        return importlib.import_module(self.name)
+        """The imported upstream module (for comparing the objects patch code refers to).
+
+        On the light-import path (`patchgen.light_imports`) upstream is a stub; then this returns a
+        guard whose every use raises `NeedsRealImport`, so the work is redone with real imports.
+        """
+        from patchgen.light_imports import guard_upstream_module
+
+        return guard_upstream_module(importlib.import_module(self.name))
 
     def top_level_names(self) -> set[str]:
         return bound_names(self.tree.body)
+
+    @cached_property
+    def relative_imports(self) -> tuple[ast.ImportFrom, ...]:
+        """Every `from .x import y` in the module, nested ones included (walked once per process)."""
+        return tuple(node for node in ast.walk(self.tree) if isinstance(node, ast.ImportFrom) and node.level)
 
 
 def distribution_version(module_name: str) -> str:

@@ -1,0 +1,254 @@
+"""Patch sets: patches written once against *roles*, applied to a model by mapping roles to upstream names.
+
+A Liger RMSNorm, a SwiGLU MLP or a Ulysses attention forward is the same for Llama, Qwen2 or
+Mistral; only the upstream names differ. A `PatchSet` records such patches against role names
+(`"rms_norm"`, `"attention"`), and `PatchConfig.use` binds them to one model's names:
+
+    LIGER_RMS_NORM = PatchSet("liger_rms_norm", "Liger's fused Triton RMSNorm")
+    LIGER_RMS_NORM.external("rms_norm", "liger_kernel.transformers.rms_norm", "LigerRMSNorm")
+
+    ULYSSES = PatchSet("ulysses_attention", "Ulysses sequence parallelism")
+    ULYSSES.modify_init("attention")(ulysses_attention_init)
+    ULYSSES.override_method("attention.forward")(ulysses_attention_forward)
+
+    config.use(LIGER_RMS_NORM, "LlamaRMSNorm")          # one role: the target positionally
+    config.use(ULYSSES, attention="LlamaAttention")      # several roles: by keyword
+
+Binding makes ordinary `Patch`es, so everything downstream (validation, banners, diffs) treats them
+like patches registered in the config itself; they also carry the set's name and the config line
+that applied it, for messages and banners. Like the DSL, this module is pure data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from patchgen.errors import PatchgenError
+from patchgen.patch_spec import (
+    ExtraImport,
+    ModuleStatement,
+    Patch,
+    PatchKind,
+    SourceLocation,
+    location_of_caller,
+    location_of_object,
+)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PatchTemplate:
+    """One patch of a set, written against a role: `role` stands for the upstream class or function.
+
+    For a method override `member` is the method name (`"forward"`); the bound target is
+    `"<upstream class>.<member>"`.
+    """
+
+    role: str
+    kind: PatchKind
+    description: str
+    member: str | None = None
+    replacement: Any = None
+    replacement_module: str | None = None
+    replacement_name: str | None = None
+    keep_upstream_decorators: bool = True
+    defined_at: SourceLocation | None = None
+
+
+class PatchSet:
+    """A named group of patch templates, keyed by role, plus imports/statements the output needs."""
+
+    def __init__(self, name: str, description: str = ""):
+        self.name = name
+        self.description = description
+        self.templates: list[PatchTemplate] = []
+        self.extra_imports: list[ExtraImport] = []
+        self.statements: list[ModuleStatement] = []
+
+    def __repr__(self) -> str:
+        return f"PatchSet({self.name!r}, roles={list(self.roles)})"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.role for t in self.templates))
+
+    # -- building a set (same vocabulary as PatchConfig) --------------------------------------------
+
+    def replace_class(self, role: str, *, description: str = "") -> Callable[[T], T]:
+        return self._decorator(role, PatchKind.CLASS_REPLACEMENT, description, inspect.isclass)
+
+    def replace_function(self, role: str, *, description: str = "") -> Callable[[T], T]:
+        return self._decorator(role, PatchKind.FUNCTION_REPLACEMENT, description, inspect.isfunction)
+
+    def override_method(
+        self, role_and_method: str, *, description: str = "", keep_upstream_decorators: bool = True
+    ) -> Callable[[T], T]:
+        """`"attention.forward"`: replace method `forward` of the class mapped to role `attention`."""
+        role, _, method = role_and_method.partition(".")
+        if not role or not method or "." in method:
+            raise PatchgenError(
+                f"{location_of_caller()}: PatchSet {self.name}: override_method({role_and_method!r}): "
+                "give 'role.method_name'"
+            )
+        return self._decorator(
+            role, PatchKind.METHOD_OVERRIDE, description, inspect.isfunction, method, keep_upstream_decorators
+        )
+
+    def modify_init(self, role: str, *, description: str = "") -> Callable[[T], T]:
+        return self._decorator(role, PatchKind.INIT_MODIFICATION, description, inspect.isfunction)
+
+    def external(self, role: str, module: str, name: str, *, description: str = "") -> None:
+        """Bind the upstream definition mapped to `role` to `name` imported from installed `module`."""
+        self._append(
+            PatchTemplate(
+                role=role,
+                kind=PatchKind.EXTERNAL_REPLACEMENT,
+                description=description or f"use {module}.{name}",
+                replacement_module=module,
+                replacement_name=name,
+                defined_at=location_of_caller(),
+            )
+        )
+
+    def add_import(self, module: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        self.extra_imports.append(ExtraImport(module, tuple(names), None, location_of_caller()))
+
+    def add_statement(self, code: str, *, description: str = "") -> None:
+        self.statements.append(ModuleStatement(code.strip() + "\n", description, location_of_caller()))
+
+    # -- binding ------------------------------------------------------------------------------------
+
+    def bind(
+        self,
+        target: str | None,
+        targets: dict[str, str],
+        *,
+        applied_at: SourceLocation,
+        note: str = "",
+        override: bool = False,
+    ) -> list[Patch]:
+        """The set's patches with roles replaced by upstream names; every role must be mapped."""
+        mapping = self._mapping(target, targets, applied_at)
+        patches = []
+        for template in self.templates:
+            upstream = mapping[template.role]
+            if template.kind is PatchKind.METHOD_OVERRIDE:
+                upstream = f"{upstream}.{template.member}"
+            description = template.description + (f" [{note}]" if note else "")
+            patches.append(
+                Patch(
+                    kind=template.kind,
+                    target=upstream,
+                    description=description,
+                    replacement=template.replacement,
+                    replacement_module=template.replacement_module,
+                    replacement_name=template.replacement_name,
+                    keep_upstream_decorators=template.keep_upstream_decorators,
+                    defined_at=template.defined_at,
+                    override=override,
+                    patch_set=f"{self.name}.{template.role}",
+                    applied_at=applied_at,
+                )
+            )
+        return patches
+
+    def _mapping(self, target: str | None, targets: dict[str, str], where: SourceLocation) -> dict[str, str]:
+        roles = self.roles
+        if not roles:
+            raise PatchgenError(f"{where}: use({self.name}): the patch set has no patches")
+        if target is not None:
+            if targets or len(roles) != 1:
+                raise PatchgenError(
+                    f"{where}: use({self.name}, {target!r}): the set has roles {', '.join(roles)}; "
+                    "map each by keyword, e.g. " + ", ".join(f"{r}='...'" for r in roles)
+                )
+            return {roles[0]: target}
+        unknown = [r for r in targets if r not in roles]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], roles, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PatchgenError(
+                f"{where}: use({self.name}): unknown role {unknown[0]!r}{hint}; its roles are {', '.join(roles)}"
+            )
+        missing = [r for r in roles if r not in targets]
+        if missing:
+            raise PatchgenError(
+                f"{where}: use({self.name}): no upstream name for role(s) {', '.join(missing)}; map every role "
+                "(a set is applied whole; use a smaller set to leave a part out)"
+            )
+        return dict(targets)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _decorator(
+        self,
+        role: str,
+        kind: PatchKind,
+        description: str,
+        expect: Callable[[Any], bool],
+        member: str | None = None,
+        keep_upstream_decorators: bool = True,
+    ) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            where = location_of_object(obj)
+            if not expect(obj):
+                wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
+                raise PatchgenError(f"{where}: PatchSet {self.name}: {kind.value} {role}: {obj!r} is not {wanted}")
+            self._append(
+                PatchTemplate(
+                    role=role,
+                    kind=kind,
+                    description=description,
+                    member=member,
+                    replacement=obj,
+                    keep_upstream_decorators=keep_upstream_decorators,
+                    defined_at=where,
+                )
+            )
+            return obj
+
+        return decorator
+
+    def _append(self, template: PatchTemplate) -> None:
+        for other in self.templates:
+            if other.role == template.role and _template_conflict(other, template):
+                raise PatchgenError(
+                    f"{template.defined_at}: PatchSet {self.name}: role {template.role!r} is already patched by "
+                    f"{other.kind.value} ({other.defined_at}); a set patches each part once"
+                )
+        self.templates.append(template)
+
+
+def _template_conflict(a: PatchTemplate, b: PatchTemplate) -> bool:
+    """Bound to the same upstream name, would these two patches claim the same target?"""
+    placeholder = "_"
+
+    def as_patch(t: PatchTemplate) -> Patch:
+        target = f"{placeholder}.{t.member}" if t.kind is PatchKind.METHOD_OVERRIDE else placeholder
+        return Patch(kind=t.kind, target=target, description="")
+
+    return as_patch(a).conflicts_with(as_patch(b))
+
+
+def combine(name: str, *sets: PatchSet, description: str = "") -> PatchSet:
+    """One set made of several, e.g. all Liger kernels of a Llama-style model; role names must not clash."""
+    combined = PatchSet(name, description or " + ".join(s.name for s in sets))
+    for patch_set in sets:
+        clash = set(patch_set.roles) & set(combined.roles)
+        if clash:
+            raise PatchgenError(
+                f"{location_of_caller()}: combine({name}): role {sorted(clash)[0]!r} is in more than one set"
+            )
+        combined.templates.extend(patch_set.templates)
+        combined.extra_imports.extend(patch_set.extra_imports)
+        combined.statements.extend(patch_set.statements)
+    return combined
+
+
+__all__ = ["PatchSet", "PatchTemplate", "combine"]
