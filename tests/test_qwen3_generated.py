@@ -99,10 +99,12 @@ def test_cpu_file_generates_same_tokens_and_switches_attention():
         torch.testing.assert_close(patched(prompt).logits, stock(prompt).logits)
 
 
-def test_modify_init_attribute_is_set():
-    model = qwen3_cpu.Qwen3ForCausalLM(tiny_config())
-    attention = model.model.layers[1].self_attn
-    assert attention.num_heads == 4 and attention.num_key_value_heads == 2
+@pytest.mark.parametrize("module", [qwen3_gpu, qwen3_cpu], ids=["gpu", "cpu"])
+def test_modify_init_attribute_is_set(module):
+    # the Ulysses modify_init patch runs after the upstream __init__ and records the head layout
+    model = module.Qwen3ForCausalLM(tiny_config())
+    layout = model.model.layers[1].self_attn.sequence_parallel_layout
+    assert (layout.num_heads, layout.num_key_value_heads, layout.world_size) == (4, 2, 1)
 
 
 def test_zero_patch_config_changes_only_header_and_imports(tmp_path):

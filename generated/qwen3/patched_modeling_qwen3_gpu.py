@@ -10,6 +10,9 @@
 # - external_replacement: Qwen3RMSNorm
 # - external_replacement: Qwen3MLP
 # - external_replacement: apply_rotary_pos_emb
+# - init_modification: Qwen3Attention
+# - method_override: Qwen3Attention.forward
+# - method_override: Qwen3ForCausalLM.forward
 # - excluded: Qwen3ForTokenClassification
 # - excluded: Qwen3ForQuestionAnswering
 # ==============================================================================
@@ -36,9 +39,20 @@
 from collections.abc import Callable
 
 import torch
+from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.sequence_parallel import (
+    check_no_cached_tokens,
+    check_sequence_parallel_inputs,
+    head_to_sequence_shards,
+    replicate_key_value_heads,
+    sequence_parallel_attention_mask,
+    sequence_parallel_enabled,
+    sequence_to_head_shards,
+    ulysses_head_layout,
+)
 from torch import nn
 
 from transformers.cache_utils import Cache, DynamicCache
@@ -65,7 +79,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Qwen3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm; also serves q_norm/k_norm, which Qwen3Attention builds by this name
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:16
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:21
 # ==============================================================================
 Qwen3RMSNorm = LigerRMSNorm
 
@@ -74,7 +88,7 @@ Qwen3RMSNorm = LigerRMSNorm
 # [PATCHED CLASS] Qwen3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same gate/up/down projections (state-dict keys unchanged), one kernel for act*up
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:24
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:29
 # ==============================================================================
 Qwen3MLP = LigerSwiGLUMLP
 
@@ -144,7 +158,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, same (q, k, cos, sin, unsqueeze_dim) call as upstream
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:32
+# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:37
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -186,6 +200,16 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+# ==============================================================================
+# [MODIFIED CLASS] Qwen3Attention
+# Methods patched: __init__, forward
+# - __init__ (init_modification)
+#   Reason: fix the sequence-parallel head layout at construction
+#   Patch source: models/common/ulysses_attention.py:46
+# - forward (method_override)
+#   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
+#   Patch source: models/common/ulysses_attention.py:58
+# ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -216,7 +240,18 @@ class Qwen3Attention(nn.Module):
         self.q_norm = Qwen3RMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3RMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:46), after the upstream body
+        # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
+        # here, for the group set now, and a head count that does not divide by P fails at construction.
+        self.sequence_parallel_layout = ulysses_head_layout(
+            self.config.num_attention_heads, getattr(self.config, "num_key_value_heads", None)
+        )
+        # What the attention functions expand key/value heads by: query heads per key/value head *on one rank*
+        # (the upstream value unless key/value heads are replicated because there are fewer than ranks).
+        self.num_key_value_groups = self.sequence_parallel_layout.local_key_value_groups
+        # [patchgen] end
 
+    # [PATCHED METHOD] Qwen3Attention.forward: see the banner above the class
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -228,15 +263,44 @@ class Qwen3Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states = self.q_norm(self.q_proj(hidden_states).view(hidden_shape)).transpose(1, 2)
-        key_states = self.k_norm(self.k_proj(hidden_states).view(hidden_shape)).transpose(1, 2)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query_states = self.q_proj(hidden_states).view(hidden_shape)
+        key_states = self.k_proj(hidden_states).view(hidden_shape)
+        value_states = self.v_proj(hidden_states).view(hidden_shape)
+        # per-head RMSNorm before rope, in models that have one (Qwen3, OLMo-2)
+        if getattr(self, "q_norm", None) is not None:
+            query_states = self.q_norm(query_states)
+        if getattr(self, "k_norm", None) is not None:
+            key_states = self.k_norm(key_states)
+        query_states = query_states.transpose(1, 2)
+        key_states = key_states.transpose(1, 2)
+        value_states = value_states.transpose(1, 2)
 
+        # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+
+        # ---- sequence parallelism (Ulysses): begin ----
+        # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
+        # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
+        sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
+        if sequence_parallel:
+            check_no_cached_tokens(query_states, key_states)
+            # fewer key/value heads than ranks: repeat each so every rank receives the one its query heads share
+            key_states = replicate_key_value_heads(key_states, self.sequence_parallel_layout)
+            value_states = replicate_key_value_heads(value_states, self.sequence_parallel_layout)
+            query_states = sequence_to_head_shards(query_states)
+            key_states = sequence_to_head_shards(key_states)
+            value_states = sequence_to_head_shards(value_states)
+            # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
+            attention_mask = sequence_parallel_attention_mask(
+                self.config._attn_implementation, query_states, getattr(self, "sliding_window", None)
+            )
+            # the position ids describe the shard, not the gathered sequence (flash attention would read them)
+            kwargs.pop("position_ids", None)
+        # ---- sequence parallelism (Ulysses): end ----
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -250,9 +314,15 @@ class Qwen3Attention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
-            sliding_window=self.sliding_window,  # diff with Llama
+            sliding_window=getattr(self, "sliding_window", None),
             **kwargs,
         )
+
+        # ---- sequence parallelism (Ulysses): begin ----
+        if sequence_parallel:
+            # back to sequence shards: [batch, seq, heads/P, dim] -> [batch, seq/P, heads, dim]
+            attn_output = head_to_sequence_shards(attn_output)
+        # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         attn_output = self.o_proj(attn_output)
@@ -406,6 +476,13 @@ class Qwen3Model(Qwen3PreTrainedModel):
         )
 
 
+# ==============================================================================
+# [MODIFIED CLASS] Qwen3ForCausalLM
+# Methods patched: forward
+# - forward (method_override)
+#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
+#   Patch source: models/common/fused_loss.py:38
+# ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -422,6 +499,7 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
         # Initialize weights and apply final processing
         self.post_init()
 
+    # [PATCHED METHOD] Qwen3ForCausalLM.forward: see the banner above the class
     @can_return_tuple
     @auto_docstring
     def forward(
@@ -441,23 +519,15 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-
-        Example:
-
-        ```python
-        >>> from transformers import AutoTokenizer, Qwen3ForCausalLM
-
-        >>> model = Qwen3ForCausalLM.from_pretrained("Qwen/Qwen3-8B")
-        >>> tokenizer = AutoTokenizer.from_pretrained("Qwen/Qwen3-8B")
-
-        >>> prompt = "Hey, are you conscious? Can you talk to me?"
-        >>> inputs = tokenizer(prompt, return_tensors="pt")
-
-        >>> # Generate
-        >>> generate_ids = model.generate(inputs.input_ids, max_length=30)
-        >>> tokenizer.batch_decode(generate_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
-        "Hey, are you conscious? Can you talk to me?\nI'm not conscious, but I can talk to you."
-        ```"""
+            With labels (or labels already shifted, passed as `shift_labels`), the loss is Liger's fused linear
+            cross-entropy of the last hidden states and the `lm_head` weight: the logits are never materialised
+            and the output's `logits` is `None`.
+        """
+        shift_labels = kwargs.pop("shift_labels", None)
+        # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
+        check_sequence_parallel_inputs(
+            position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
+        )
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -469,13 +539,29 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
         )
 
         hidden_states = outputs.last_hidden_state
-        # Only compute necessary logits, and do not upcast them to float if we are not computing the loss
+        # Only compute necessary positions (logits or loss), as upstream does for the logits
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, slice_indices, :])
+        hidden_states = hidden_states[:, slice_indices, :]
 
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        loss = logits = None
+        if labels is None and shift_labels is None:
+            logits = self.lm_head(hidden_states)
+        else:
+            if shift_labels is None:
+                # token t predicts token t + 1; the last position has nothing to predict
+                shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+            num_items_in_batch = kwargs.get("num_items_in_batch")
+            loss = liger_fused_linear_cross_entropy(
+                hidden_states.reshape(-1, hidden_states.shape[-1]),
+                self.lm_head.weight,
+                shift_labels.reshape(-1).to(hidden_states.device),
+                ignore_index=-100,
+                reduction="mean" if num_items_in_batch is None else "sum",
+            )
+            if num_items_in_batch is not None:
+                if torch.is_tensor(num_items_in_batch):
+                    num_items_in_batch = num_items_in_batch.to(loss.device)
+                loss = loss / num_items_in_batch
 
         return CausalLMOutputWithPast(
             loss=loss,

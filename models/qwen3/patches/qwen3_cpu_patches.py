@@ -49,10 +49,3 @@ def torch_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 def swiglu_forward(self, x):
     # SwiGLU as one expression: the shape of the fused kernel's computation, act(gate) * up
     return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-def attention_init(original_init, self, config, layer_idx):
-    original_init(self, config, layer_idx)
-    # Head counts that the sequence-parallel forward reads; upstream only keeps the group size.
-    self.num_heads = config.num_attention_heads
-    self.num_key_value_heads = config.num_key_value_heads

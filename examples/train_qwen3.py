@@ -1,0 +1,161 @@
+"""Train Qwen3 from the generated modeling file with FSDP2 and Ulysses sequence parallelism.
+
+    torchrun --nproc-per-node 2 examples/train_qwen3.py --steps 20            # 2 CPU processes (gloo)
+    torchrun --nproc-per-node 8 examples/train_qwen3.py --model-path ./qwen3  # GPUs (nccl), Liger kernels
+    python examples/train_qwen3.py --steps 20                                 # one process
+
+Every process holds a 1/P slice of each sequence (P = --sp-size, all processes by default) and an
+FSDP2 shard of the parameters. On GPUs the model comes from `patched_modeling_qwen3_gpu.py` (Liger
+kernels, fused linear cross-entropy, bf16 compute); on CPU from `patched_modeling_qwen3_cpu.py` (same
+code, pure-torch kernels, fp32). The data is synthetic (arithmetic progressions of token ids), the same for any process count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: generated/ and patchgen/
+
+from patchgen.runtime import reduce_loss, set_sequence_parallel_group, shard_batch  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-path", help="local Qwen3 checkpoint; default: a tiny random model")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=2, help="sequences per data-parallel replica")
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--sp-size", type=int, default=0, help="sequence-parallel degree (default: all processes)")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--attn-implementation", default="sdpa", choices=["eager", "sdpa", "flash_attention_2"])
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--losses-out", type=Path, help="write the per-step losses (rank 0) to this JSON file")
+    return parser.parse_args()
+
+
+def init_distributed() -> torch.device:
+    """nccl on GPUs, gloo on CPU; a one-process group when not started by torchrun."""
+    use_cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ:
+        store = Path(tempfile.mkdtemp()) / "store"
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    else:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if not use_cuda:
+        return torch.device("cpu")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)
+    return device
+
+
+def build_model(args: argparse.Namespace, device: torch.device):
+    if device.type == "cuda":
+        from generated.qwen3.patched_modeling_qwen3_gpu import Qwen3ForCausalLM
+    else:
+        from generated.qwen3.patched_modeling_qwen3_cpu import Qwen3ForCausalLM
+    from transformers import Qwen3Config
+
+    if args.model_path:
+        model = Qwen3ForCausalLM.from_pretrained(args.model_path, attn_implementation=args.attn_implementation)
+    else:
+        config = Qwen3Config(
+            vocab_size=128,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            attn_implementation=args.attn_implementation,
+        )
+        torch.manual_seed(args.seed)  # the same initial weights on every process
+        model = Qwen3ForCausalLM(config)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model.to(device).train()
+
+
+def synthetic_batch(step: int, replica: int, args, vocab_size: int, device) -> dict[str, torch.Tensor]:
+    """Arithmetic progressions mod vocab (random start and stride): learnable in context, so the loss drops.
+
+    They depend on (step, data-parallel replica) only, not on the process count.
+    """
+    generator = torch.Generator().manual_seed(args.seed * 1_000_003 + step * 1009 + replica)
+    start = torch.randint(0, vocab_size, (args.batch_size, 1), generator=generator)
+    stride = torch.randint(1, 8, (args.batch_size, 1), generator=generator)
+    input_ids = ((start + stride * torch.arange(args.seq_len)) % vocab_size).to(device)
+    return {"input_ids": input_ids, "labels": input_ids}
+
+
+def main() -> None:
+    args = parse_args()
+    device = init_distributed()
+    world_size, rank = dist.get_world_size(), dist.get_rank()
+    sp_size = args.sp_size or world_size
+    if world_size % sp_size:
+        raise SystemExit(f"--sp-size {sp_size} does not divide the number of processes ({world_size})")
+    dp_size = world_size // sp_size
+
+    # (dp, sp) mesh: the processes of one "sp" row share a batch, each holding 1/sp of every sequence.
+    # Sequence parallelism is set before the model is built: the attention layers fix their head split then.
+    mesh = init_device_mesh(device.type, (dp_size, sp_size), mesh_dim_names=("dp", "sp"))
+    if sp_size > 1:
+        set_sequence_parallel_group(mesh["sp"].get_group())
+    replica = mesh["dp"].get_local_rank()
+
+    model = build_model(args, device)
+    # FSDP2 shards every parameter over all processes, one decoder layer at a time.
+    fsdp_mesh = init_device_mesh(device.type, (world_size,), mesh_dim_names=("fsdp",))
+    precision = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    fsdp_kwargs = {"mesh": fsdp_mesh, "mp_policy": precision} if device.type == "cuda" else {"mesh": fsdp_mesh}
+    for layer in model.model.layers:
+        fully_shard(layer, **fsdp_kwargs)
+    fully_shard(model, **fsdp_kwargs)
+    optimizer_class = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.SGD
+    optimizer = optimizer_class(model.parameters(), lr=args.lr)
+
+    if rank == 0:
+        print(f"{world_size} processes: data parallel {dp_size} x sequence parallel {sp_size}, device {device.type}")
+    losses = []
+    for step in range(1, args.steps + 1):
+        started = time.perf_counter()
+        batch = synthetic_batch(step, replica, args, model.config.vocab_size, device)
+        # this process's slice of the sequences, labels shifted before slicing, global positions
+        shard = shard_batch(batch)
+        loss = model(**shard, use_cache=False).loss  # this process's share of its replica's token-mean loss
+        # FSDP averages gradients over all processes; the shares of one replica must add up instead
+        (loss * sp_size).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        step_loss = reduce_loss(loss)  # the replica's loss over its whole sequences
+        dist.all_reduce(step_loss, group=mesh["dp"].get_group())
+        step_loss = step_loss.item() / dp_size
+        seconds = time.perf_counter() - started
+        tokens = args.batch_size * args.seq_len * dp_size
+        losses.append(step_loss)
+        if rank == 0:
+            print(f"step {step:4d} | loss {step_loss:.4f} | {tokens / seconds:10.0f} tokens/s", flush=True)
+
+    if rank == 0 and args.losses_out:
+        args.losses_out.write_text(json.dumps(losses))
+    set_sequence_parallel_group(None)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
