@@ -1,0 +1,18 @@
+"""Llama (2 and 3): what every generated Llama file shares. A base: the _cpu and _gpu variants extend it.
+
+Not generated on its own (`PatchConfig.base`); its patches reach generated/llama/ through the
+variants, which add only their kernels.
+"""
+
+from patchgen import PatchConfig
+
+
+config = PatchConfig.base(
+    source_module="transformers.models.llama.modeling_llama",
+    description="Llama, causal-LM training heads only",
+)
+config.exclude_from_output(
+    "LlamaForTokenClassification",
+    "LlamaForQuestionAnswering",
+    reason="heads not used for causal-LM training",
+)

@@ -1,0 +1,20 @@
+"""Qwen2 (and Qwen2.5): what every generated Qwen2 file shares. A base: the _cpu and _gpu variants extend it.
+
+Not generated on its own (`PatchConfig.base`); its patches reach generated/qwen2/ through the
+variants, which add only their kernels.
+"""
+
+from models.common.training_sets import ULYSSES_ATTENTION
+from patchgen import PatchConfig
+
+
+config = PatchConfig.base(
+    source_module="transformers.models.qwen2.modeling_qwen2",
+    description="Qwen2, causal-LM training heads only",
+)
+config.exclude_from_output(
+    "Qwen2ForTokenClassification",
+    "Qwen2ForQuestionAnswering",
+    reason="heads not used for causal-LM training",
+)
+config.use(ULYSSES_ATTENTION, attention="Qwen2Attention")

@@ -1,0 +1,94 @@
+"""Llama, Qwen2, Mistral, Qwen3-MoE and Gemma 3: the committed generated files, against stock HF.
+
+For each family: both files import on CPU, tiny random models build with stock state-dict keys, the
+CPU variant gives stock logits, loss and gradients in fp32, the GPU variant binds the Liger objects
+its config names, both variants patch the same upstream names, and the committed files are what the
+configs generate now. On a GPU, tests/test_models_gpu.py compares the Liger variants with stock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from conftest import REPO
+from test_models_tiny_configs import FAMILIES, VARIANTS, generated_module, stock_and_patched
+
+from patchgen.codegen import generate
+from patchgen.discovery import load_config
+
+
+def shapes(model) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_state_dict_keys_and_shapes_equal_stock(model, variant):
+    family = FAMILIES[model]
+    config = family.make_config()
+    stock = getattr(transformers, family.causal_lm)(config)
+    patched = getattr(generated_module(model, variant), family.causal_lm)(config)
+    assert shapes(patched) == shapes(stock)
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_cpu_variant_equals_stock_logits_loss_and_gradients(model):
+    stock, patched = stock_and_patched(model, "cpu")
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1, 99, (2, 11), generator=generator)
+    labels = input_ids.clone()
+    labels[0, :3] = -100  # ignored positions count in neither loss
+    torch.testing.assert_close(patched(input_ids).logits, stock(input_ids).logits)
+    stock_loss = stock(input_ids, labels=labels).loss
+    patched_loss = patched(input_ids, labels=labels).loss
+    torch.testing.assert_close(patched_loss, stock_loss)
+    stock_loss.backward()
+    patched_loss.backward()
+    stock_parameters = dict(stock.named_parameters())
+    for name, parameter in patched.named_parameters():
+        torch.testing.assert_close(parameter.grad, stock_parameters[name].grad, msg=name)
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_gpu_variant_binds_the_liger_objects(model):
+    module = generated_module(model, "gpu")
+    for upstream_name, where in FAMILIES[model].liger.items():
+        liger_module, _, liger_name = where.partition(":")
+        assert getattr(module, upstream_name) is getattr(importlib.import_module(liger_module), liger_name), (
+            upstream_name
+        )
+    text = Path(module.__file__).read_text()
+    assert "from models" not in text and "import models" not in text
+
+
+def patched_targets(model: str, variant: str) -> list[str]:
+    """The upstream names the header says were patched, without the patch-set labels."""
+    text = (REPO / "generated" / model / f"patched_modeling_{model}_{variant}.py").read_text()
+    header = text.split("# Patches applied:", 1)[1].split("# ====", 1)[0]
+    return [re.sub(r"^[a-z_]+: (\S+).*$", r"\1", line[4:]) for line in header.splitlines() if line.startswith("# - ")]
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_cpu_and_gpu_variants_patch_the_same_names(model):
+    cpu, gpu = patched_targets(model, "cpu"), patched_targets(model, "gpu")
+    assert cpu == gpu
+    assert len(cpu) >= 3
+
+
+def test_committed_files_are_what_the_configs_generate():
+    """Real imports in this process; the committed files were written on the light-import path."""
+    loaded = [
+        load_config(f"models.{model}.{model}_{variant}_patch_gen_config", root=REPO)
+        for model in sorted(FAMILIES)
+        for variant in VARIANTS
+    ]
+    for result in generate(loaded, with_diff=True):
+        assert result.error is None, result.error
+        for output in result.outputs:
+            committed = REPO / output.path
+            assert committed.read_text(encoding="utf-8") == output.text, output.path
