@@ -1,0 +1,66 @@
+"""Every generated modeling file computes what its stock transformers module computes.
+
+One test per (generated module, setting, check); the table version is `python -m tests.equivalence`.
+CPU files run in fp32 on CPU. GPU files run their structural checks (import, build, state-dict keys) on CPU
+everywhere, and their numerical checks on CUDA in bf16 and fp32 (marked `gpu`, skipped without CUDA).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
+from tests.equivalence.cases import EquivalenceCase, Setting
+from tests.equivalence.checks import CHECKS, Check
+from tests.equivalence.discovery import GeneratedModule, discover_generated_modules
+from tests.equivalence.runner import PROJECT_ROOT, applies, cases_for, known_difference, skip_reason
+
+
+DISCOVERY_ERRORS: list[str] = []
+MODULES = discover_generated_modules(PROJECT_ROOT, errors=DISCOVERY_ERRORS)
+
+
+def _parameters():
+    for module in MODULES:
+        try:
+            cases = cases_for(module)
+        except UnknownArchitectureError:
+            continue  # test_every_generated_file_is_testable fails for it, naming the file and the table
+        for case in cases:
+            for check in CHECKS:
+                if not applies(case, check):
+                    continue
+                marks = [pytest.mark.gpu] if check.numerical and case.setting.device == "cuda" else []
+                reason = known_difference(case.id, check)
+                if reason:
+                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
+                yield pytest.param(module, case.setting, check, id=f"{case.id}-{check.name}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """EquivalenceCase per (module, setting), shared by all its checks: models and forward results built once."""
+    built: dict[str, EquivalenceCase] = {}
+    yield built
+    built.clear()
+
+
+def test_every_generated_file_is_testable():
+    """A generated file without a Source line or without a tiny config fails here, never silently skipped."""
+    assert not DISCOVERY_ERRORS, "\n".join(DISCOVERY_ERRORS)
+    assert MODULES, f"no generated/*/patched_modeling_*.py under {PROJECT_ROOT}"
+    for module in MODULES:
+        architecture_for(module)
+
+
+@pytest.mark.parametrize(("module", "setting", "check"), list(_parameters()))
+def test_generated_matches_stock(
+    cases: dict[str, EquivalenceCase], module: GeneratedModule, setting: Setting, check: Check
+):
+    case = EquivalenceCase(module, setting)
+    reason = skip_reason(case, check, torch.cuda.is_available())
+    if reason:
+        pytest.skip(reason)
+    case = cases.setdefault(case.id, case)
+    check.run(case)

@@ -1,0 +1,238 @@
+"""The equivalence harness itself: it finds files, fails loudly on unknown ones, and catches broken generated code.
+
+The mutants are copies of the generated Qwen3 CPU file with one bug appended; each must fail the check meant
+to catch that bug (and only the checks that can see it), so a harness that always passes would fail here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.equivalence import runner
+from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
+from tests.equivalence.cases import BF16, CPU_FP32, FP32, EquivalenceCase
+from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
+from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
+from tests.equivalence.runner import PROJECT_ROOT
+
+
+QWEN3_CPU = Path("generated/qwen3/patched_modeling_qwen3_cpu.py")
+HEADER = "# Source: transformers.models.{name}.modeling_{name}\n"
+
+
+def _write_generated(root: Path, model: str, variant: str, header: str) -> Path:
+    path = root / "generated" / model / f"patched_modeling_{model}_{variant}.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"# AUTO-GENERATED FILE\n{header}\nimport torch\n")
+    return path
+
+
+def test_discovery_reads_source_module_and_variant_from_the_header():
+    modules = {module.id: module for module in discover_generated_modules(PROJECT_ROOT)}
+    qwen3_cpu = modules["qwen3/cpu"]
+    assert qwen3_cpu.import_name == "generated.qwen3.patched_modeling_qwen3_cpu"
+    assert qwen3_cpu.source_module == "transformers.models.qwen3.modeling_qwen3"
+    assert (qwen3_cpu.architecture, qwen3_cpu.variant, qwen3_cpu.needs_cuda) == ("qwen3", "cpu", False)
+    assert modules["qwen3/gpu"].needs_cuda
+
+
+def test_missing_source_line_fails_naming_the_file(tmp_path: Path):
+    _write_generated(tmp_path, "qwen3", "cpu", header="# Config: models.x\n")
+    with pytest.raises(GeneratedFileError, match=r"generated/qwen3/patched_modeling_qwen3_cpu.py: no '# Source:"):
+        discover_generated_modules(tmp_path)
+    errors: list[str] = []
+    assert discover_generated_modules(tmp_path, errors=errors) == []
+    assert len(errors) == 1 and "regenerate" in errors[0]
+
+
+def test_file_without_variant_suffix_fails(tmp_path: Path):
+    path = tmp_path / "generated" / "qwen3" / "patched_modeling_qwen3.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(HEADER.format(name="qwen3") + "import torch\n")
+    with pytest.raises(GeneratedFileError, match="does not end in _cpu or _gpu"):
+        discover_generated_modules(tmp_path)
+
+
+def test_unknown_architecture_fails_loudly_in_pytest_and_in_the_table(tmp_path: Path):
+    _write_generated(tmp_path, "falcon", "cpu", header=HEADER.format(name="falcon"))
+    [module] = discover_generated_modules(tmp_path)
+    assert module.architecture == "falcon"
+    with pytest.raises(UnknownArchitectureError, match=r"'falcon'.*add an entry to ARCHITECTURES"):
+        architecture_for(module)
+    row = runner.run_table([module], cuda_available=False)["falcon/cpu"]
+    assert {outcome.status for outcome in row.values()} == {"FAIL"}  # every cell fails, none is skipped
+
+
+# -- mutants ---------------------------------------------------------------------------------------------------
+SCALED_NORM = """
+_upstream_norm_forward = Qwen3RMSNorm.forward
+Qwen3RMSNorm.forward = lambda self, hidden_states: _upstream_norm_forward(self, hidden_states) * 1.001
+"""
+IGNORES_ATTENTION_MASK = """
+_upstream_model_forward = Qwen3Model.forward
+def _forward_without_mask(self, *args, attention_mask=None, **kwargs):
+    return _upstream_model_forward(self, *args, **kwargs)
+Qwen3Model.forward = _forward_without_mask
+"""
+EXTRA_PARAMETER = """
+_upstream_mlp_init = Qwen3MLP.__init__
+def _init_with_extra_parameter(self, config):
+    _upstream_mlp_init(self, config)
+    self.extra_scale = nn.Parameter(torch.ones(1))
+Qwen3MLP.__init__ = _init_with_extra_parameter
+"""
+RE_EXPORTS_STOCK = "\nfrom transformers.models.qwen3.modeling_qwen3 import Qwen3ForCausalLM  # noqa\n"
+EAGER_ONLY = """
+def _always_default(implementation, default):
+    return default
+"""
+
+
+def _mutant_case(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    appended: str = "",
+    replace: tuple[str, str] | None = None,
+) -> EquivalenceCase:
+    text = (PROJECT_ROOT / QWEN3_CPU).read_text()
+    if replace:
+        assert replace[0] in text, f"mutation target {replace[0]!r} not found in {QWEN3_CPU}"
+        text = text.replace(replace[0], replace[1])
+    package = tmp_path / f"mutant_{name}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / QWEN3_CPU.name).write_text(text + appended)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import_name = f"mutant_{name}.{QWEN3_CPU.stem}"
+    monkeypatch.delitem(sys.modules, import_name, raising=False)
+    importlib.invalidate_caches()
+    module = GeneratedModule(
+        package / QWEN3_CPU.name, import_name, "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu"
+    )
+    return EquivalenceCase(module, CPU_FP32)
+
+
+def _failing_checks(case: EquivalenceCase, names: list[str]) -> dict[str, str]:
+    failed = {}
+    for name in names:
+        try:
+            CHECKS_BY_NAME[name].run(case)
+        except AssertionError as error:
+            failed[name] = str(error)
+    return failed
+
+
+def test_a_0_1_percent_error_in_rmsnorm_fails_every_numerical_check(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "norm", appended=SCALED_NORM)
+    numerical = ["logits", "loss", "grads", "save_load", "attn_eager", "attn_sdpa", "padded_batch"]
+    failed = _failing_checks(case, ["imports", "builds", "state_dict_keys", *numerical])
+    assert sorted(failed) == sorted(numerical)
+    with pytest.raises(Mismatch) as caught:
+        CHECKS_BY_NAME["logits"].run(case)
+    assert caught.value.max_abs_diff > 1e-4
+
+
+def test_ignoring_the_attention_mask_fails_only_the_padded_batch_check(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "mask", appended=IGNORES_ATTENTION_MASK)
+    failed = _failing_checks(case, ["logits", "loss", "grads", "generate", "padded_batch"])
+    assert list(failed) == ["padded_batch"]
+    assert "padded: logits on real tokens" in failed["padded_batch"]
+
+
+def test_an_extra_parameter_fails_state_dict_keys(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "extra", appended=EXTRA_PARAMETER)
+    failed = _failing_checks(case, ["state_dict_keys"])
+    assert "only in generated ['model.layers.0.mlp.extra_scale'" in failed["state_dict_keys"]
+
+
+def test_a_re_exported_stock_class_fails_builds(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "reexport", appended=RE_EXPORTS_STOCK)
+    failed = _failing_checks(case, ["builds"])
+    assert "not defined in the file" in failed["builds"]
+
+
+def test_attention_that_bypasses_the_interface_fails_attn_sdpa(tmp_path, monkeypatch):
+    # Dropping ALL_ATTENTION_FUNCTIONS.get_interface( makes set_attn_implementation a silent no-op upstream.
+    case = _mutant_case(
+        tmp_path,
+        monkeypatch,
+        "eager",
+        appended=EAGER_ONLY,
+        replace=("ALL_ATTENTION_FUNCTIONS.get_interface(", "_always_default("),
+    )
+    failed = _failing_checks(case, ["attn_eager", "attn_sdpa"])
+    assert list(failed) == ["attn_sdpa"]
+    assert "generated model reports attn_implementation='eager', expected 'sdpa'" in failed["attn_sdpa"]
+
+
+def test_attention_that_looks_up_the_interface_but_calls_eager_fails_attn_sdpa(tmp_path, monkeypatch):
+    # The config then says sdpa, but SDPA never runs: only counting the calls catches it.
+    case = _mutant_case(
+        tmp_path, monkeypatch, "ignored", replace=("= attention_interface(", "= eager_attention_forward(")
+    )
+    failed = _failing_checks(case, ["attn_eager", "attn_sdpa"])
+    assert list(failed) == ["attn_sdpa"]
+    assert (
+        "generated model called scaled_dot_product_attention 0 times, expected once per layer" in failed["attn_sdpa"]
+    )
+
+
+def test_table_marks_known_differences_xfail_and_unexpected_passes_xpass(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "table", appended=SCALED_NORM)
+    monkeypatch.setitem(runner.KNOWN_DIFFERENCES, (case.id, "logits"), "norm scaled on purpose")
+    monkeypatch.setitem(runner.KNOWN_DIFFERENCES, (case.id, "imports"), "wrongly listed")
+    assert runner.run_one(case, CHECKS_BY_NAME["logits"]).status == "xfail"
+    assert runner.run_one(case, CHECKS_BY_NAME["imports"]).status == "XPASS"
+    loss = runner.run_one(case, CHECKS_BY_NAME["loss"])
+    assert loss.status == "FAIL" and loss.cell().startswith("FAIL ") and "loss" in loss.message
+
+
+def test_table_cli_prints_every_check_and_exits_zero_for_the_stock_equivalent_file(capsys):
+    assert runner.main(only="qwen3/cpu") == 0
+    output = capsys.readouterr().out
+    header = output.splitlines()[0]
+    assert all(name in header for name in CHECKS_BY_NAME)
+    assert "| qwen3/cpu@fp32 " in output and "FAIL" not in output
+    assert runner.main(only="no-such-model") == 2
+
+
+class _FakeGenerator:
+    """Stands in for a model in check_generate: fixed greedy tokens and per-step scores."""
+
+    def __init__(self, tokens: list[int], top2: tuple[float, float]) -> None:
+        self.tokens, self.top2 = tokens, top2
+
+    def eval(self):
+        return self
+
+    def train(self):
+        return self
+
+    def generate(self, prompt, **kwargs):
+        scores = torch.full((1, 10), -5.0)
+        scores[0, :2] = torch.tensor(self.top2)
+        return SimpleNamespace(sequences=torch.tensor([prompt[0].tolist() + self.tokens]), scores=[scores] * 6)
+
+
+def _generate_case(tolerance, stock_top2):
+    pair = SimpleNamespace(
+        stock=_FakeGenerator([1, 2, 3, 4, 5, 6], stock_top2), generated=_FakeGenerator([1, 2, 9, 9, 9, 9], stock_top2)
+    )
+    setting = SimpleNamespace(tolerance=tolerance)
+    return SimpleNamespace(pair=pair, setting=setting, input_ids=torch.arange(10).reshape(2, 5))
+
+
+def test_bf16_generate_allows_a_token_difference_only_at_a_near_tie():
+    near_tie = CHECKS_BY_NAME["generate"].run(_generate_case(BF16, (1.00, 0.99)))
+    assert near_tie.note.startswith("near tie at step 2")
+    with pytest.raises(Mismatch, match="greedy tokens differ from step 2.*margin there is 0.5"):
+        CHECKS_BY_NAME["generate"].run(_generate_case(BF16, (1.0, 0.5)))
+    with pytest.raises(Mismatch, match="greedy tokens differ from step 2"):
+        CHECKS_BY_NAME["generate"].run(_generate_case(FP32, (1.00, 0.99)))  # fp32 on CPU: exact tokens
