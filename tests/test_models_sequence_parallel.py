@@ -1,9 +1,9 @@
-"""Ulysses sequence parallelism in the families whose base config applies it (Qwen2, Qwen3-MoE).
+"""Ulysses sequence parallelism in every family whose base config applies it (all but Qwen3, tested elsewhere).
 
 Two forked CPU processes over gloo each run forward + backward of the generated CPU file on half the
 sequence; the reduced loss and summed gradients must equal stock HF on the whole sequence in fp32.
-Qwen3-MoE keeps upstream's causal-LM forward (no fused loss), which computes a loss only when given
-`labels`; its loss function takes the pre-shifted `shift_labels` of `shard_batch` over them.
+Qwen3-MoE and Gemma 3 keep upstream's causal-LM forward (no fused loss), which computes a loss only
+when given `labels`; its loss function takes the pre-shifted `shift_labels` of `shard_batch` over them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from test_models_tiny_configs import DENSE, FAMILIES
 from patchgen.runtime import sequence_parallel as sp
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["qwen2", "qwen3_moe"]
+SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3"]
+# families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
+UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
 BATCH, SEQ_LEN, WORLD_SIZE = 2, 16, 2
 
 
@@ -59,7 +61,7 @@ def _worker(rank, model, config, state_dict, batch, out_dir: Path):
         patched.load_state_dict(state_dict)
         patched.train()
         shard = sp.shard_batch(batch)
-        if model == "qwen3_moe":  # upstream forward: a loss only with labels; shift_labels take precedence
+        if model in UPSTREAM_LOSS_FAMILIES:  # upstream forward: a loss only with labels; shift_labels take precedence
             shard["labels"] = shard["shift_labels"]
         loss = patched(**shard).loss
         loss.backward()

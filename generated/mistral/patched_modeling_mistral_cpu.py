@@ -7,6 +7,8 @@
 # Regenerate: python -m patchgen.run_codegen models.mistral.mistral_cpu_patch_gen_config --diff
 #
 # Patches applied:
+# - init_modification: MistralAttention [patch set ulysses_attention.attention]
+# - method_override: MistralAttention.forward [patch set ulysses_attention.attention]
 # - class_replacement: MistralRMSNorm [patch set torch_rms_norm.rms_norm]
 # - class_replacement: MistralMLP [patch set torch_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
@@ -23,7 +25,16 @@
 from collections.abc import Callable
 
 import torch
-from patchgen.runtime.sequence_parallel import check_sequence_parallel_inputs
+from patchgen.runtime.sequence_parallel import (
+    check_no_cached_tokens,
+    check_sequence_parallel_inputs,
+    head_to_sequence_shards,
+    replicate_key_value_heads,
+    sequence_parallel_attention_mask,
+    sequence_parallel_enabled,
+    sequence_to_head_shards,
+    ulysses_head_layout,
+)
 from torch import nn
 
 from transformers.cache_utils import Cache, DynamicCache
@@ -143,6 +154,16 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+# ==============================================================================
+# [MODIFIED CLASS] MistralAttention
+# Methods patched: __init__, forward
+# - __init__ (init_modification)
+#   Reason: fix the sequence-parallel head layout at construction
+#   Patch source: models/common/ulysses_attention.py:46 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:23)
+# - forward (method_override)
+#   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
+#   Patch source: models/common/ulysses_attention.py:58 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:23)
+# ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class MistralAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -160,27 +181,70 @@ class MistralAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:46), after the upstream body
+        # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
+        # here, for the group set now, and a head count that does not divide by P fails at construction.
+        self.sequence_parallel_layout = ulysses_head_layout(
+            self.config.num_attention_heads, getattr(self.config, "num_key_value_heads", None)
+        )
+        # What the attention functions expand key/value heads by: query heads per key/value head *on one rank*
+        # (the upstream value unless key/value heads are replicated because there are fewer than ranks).
+        self.num_key_value_groups = self.sequence_parallel_layout.local_key_value_groups
+        # [patchgen] end
 
+    # [PATCHED METHOD] MistralAttention.forward: see the banner above the class
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query_states = self.q_proj(hidden_states).view(hidden_shape)
+        key_states = self.k_proj(hidden_states).view(hidden_shape)
+        value_states = self.v_proj(hidden_states).view(hidden_shape)
+        # per-head RMSNorm before rope, in models that have one (Qwen3, OLMo-2)
+        if getattr(self, "q_norm", None) is not None:
+            query_states = self.q_norm(query_states)
+        if getattr(self, "k_norm", None) is not None:
+            key_states = self.k_norm(key_states)
+        query_states = query_states.transpose(1, 2)
+        key_states = key_states.transpose(1, 2)
+        value_states = value_states.transpose(1, 2)
 
+        # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+
+        # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
+        sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
+
+        # ---- sequence parallelism (Ulysses): begin ----
+        # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
+        # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
+        sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
+        if sequence_parallel:
+            check_no_cached_tokens(query_states, key_states)
+            # fewer key/value heads than ranks: repeat each so every rank receives the one its query heads share
+            key_states = replicate_key_value_heads(key_states, self.sequence_parallel_layout)
+            value_states = replicate_key_value_heads(value_states, self.sequence_parallel_layout)
+            query_states = sequence_to_head_shards(query_states)
+            key_states = sequence_to_head_shards(key_states)
+            value_states = sequence_to_head_shards(value_states)
+            # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
+            attention_mask = sequence_parallel_attention_mask(
+                self.config._attn_implementation, query_states, sliding_window
+            )
+            # the position ids describe the shard, not the gathered sequence (flash attention would read them)
+            kwargs.pop("position_ids", None)
+        # ---- sequence parallelism (Ulysses): end ----
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -194,9 +258,15 @@ class MistralAttention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
-            sliding_window=getattr(self.config, "sliding_window", None),  # main diff with Llama
+            sliding_window=sliding_window,
             **kwargs,
         )
+
+        # ---- sequence parallelism (Ulysses): begin ----
+        if sequence_parallel:
+            # back to sequence shards: [batch, seq, heads/P, dim] -> [batch, seq/P, heads, dim]
+            attn_output = head_to_sequence_shards(attn_output)
+        # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         attn_output = self.o_proj(attn_output)

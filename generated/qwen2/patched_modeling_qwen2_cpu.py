@@ -252,8 +252,8 @@ class Qwen2Attention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -279,6 +279,9 @@ class Qwen2Attention(nn.Module):
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
 
+        # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
+        sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
+
         # ---- sequence parallelism (Ulysses): begin ----
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
@@ -293,7 +296,7 @@ class Qwen2Attention(nn.Module):
             value_states = sequence_to_head_shards(value_states)
             # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
             attention_mask = sequence_parallel_attention_mask(
-                self.config._attn_implementation, query_states, getattr(self, "sliding_window", None)
+                self.config._attn_implementation, query_states, sliding_window
             )
             # the position ids describe the shard, not the gathered sequence (flash attention would read them)
             kwargs.pop("position_ids", None)
@@ -311,7 +314,7 @@ class Qwen2Attention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
-            sliding_window=getattr(self, "sliding_window", None),
+            sliding_window=sliding_window,
             **kwargs,
         )
 

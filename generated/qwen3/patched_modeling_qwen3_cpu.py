@@ -7,12 +7,12 @@
 # Regenerate: python -m patchgen.run_codegen models.qwen3.qwen3_cpu_patch_gen_config --diff
 #
 # Patches applied:
-# - class_replacement: Qwen3RMSNorm
-# - function_replacement: apply_rotary_pos_emb
-# - method_override: Qwen3MLP.forward
-# - init_modification: Qwen3Attention
-# - method_override: Qwen3Attention.forward
-# - method_override: Qwen3ForCausalLM.forward
+# - init_modification: Qwen3Attention [patch set ulysses_attention.attention]
+# - method_override: Qwen3Attention.forward [patch set ulysses_attention.attention]
+# - class_replacement: Qwen3RMSNorm [patch set torch_rms_norm.rms_norm]
+# - class_replacement: Qwen3MLP [patch set torch_swiglu_mlp.mlp]
+# - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
+# - method_override: Qwen3ForCausalLM.forward [patch set torch_linear_cross_entropy.causal_lm]
 # - excluded: Qwen3ForTokenClassification
 # - excluded: Qwen3ForQuestionAnswering
 # ==============================================================================
@@ -51,7 +51,6 @@ from patchgen.runtime.sequence_parallel import (
 )
 from torch import nn
 
-from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
 from transformers.integrations import use_kernelized_func
@@ -73,31 +72,23 @@ from transformers.utils.output_capturing import capture_outputs
 
 
 # ==============================================================================
-# [ADDED] _FP32
-# Needed by: class_replacement Qwen3RMSNorm, function_replacement apply_rotary_pos_emb
-# Patch source: models/qwen3/patches/qwen3_cpu_patches.py:12
-# ==============================================================================
-_FP32 = torch.float32
-
-
-# ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen3RMSNorm
-# Patch source: models/qwen3/patches/qwen3_cpu_patches.py:15
+# Needed by: class_replacement Qwen3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:20)
+# Patch source: models/common/torch_kernels.py:27
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
-    """x / sqrt(mean(x^2) + eps) in fp32, as the fused kernels compute it."""
+    """x / sqrt(mean(x^2) + eps) over the last dimension."""
     variance = hidden_states.pow(2).mean(-1, keepdim=True)
     return hidden_states * torch.rsqrt(variance + eps)
 
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
-# Reason: pure-torch RMSNorm with Liger's interface (CPU stand-in)
-# Patch source: models/qwen3/patches/qwen3_cpu_patches.py:21
+# Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [also q_norm/k_norm, which Qwen3Attention builds by this name]
+# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:20)
 # ==============================================================================
 class Qwen3RMSNorm(nn.Module):
-    """RMSNorm with the Liger module's interface: `weight` parameter, `variance_epsilon` kept for HF."""
+    """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
 
     def __init__(self, hidden_size, eps: float = 1e-6) -> None:
         super().__init__()
@@ -106,8 +97,7 @@ class Qwen3RMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        # normalise in fp32 like Liger's "llama" casting mode, then scale in the input dtype
-        normalized = _rms_normalize(hidden_states.to(_FP32), self.variance_epsilon)
+        normalized = _rms_normalize(hidden_states.to(torch.float32), self.variance_epsilon)
         return self.weight * normalized.to(input_dtype)
 
     def extra_repr(self):
@@ -115,26 +105,28 @@ class Qwen3RMSNorm(nn.Module):
 
 
 # ==============================================================================
-# [MODIFIED CLASS] Qwen3MLP
-# Methods patched: forward
-# - forward (method_override)
-#   Reason: SwiGLU in one expression, like the fused kernel
-#   Patch source: models/qwen3/patches/qwen3_cpu_patches.py:49
+# [PATCHED CLASS] Qwen3MLP
+# Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
+# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:21)
 # ==============================================================================
 class Qwen3MLP(nn.Module):
-    def __init__(self, config):
+    """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
+
+    def __init__(self, config, intermediate_size=None):
         super().__init__()
         self.config = config
         self.hidden_size = config.hidden_size
-        self.intermediate_size = config.intermediate_size
+        self.intermediate_size = intermediate_size if intermediate_size is not None else config.intermediate_size
         self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
         self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
         self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
-        self.act_fn = ACT2FN[config.hidden_act]
+        if config.hidden_act not in ("silu", "swish"):
+            raise ValueError(f"the fused SwiGLU MLP supports only silu/swish, not {config.hidden_act!r}")
+        # LigerSwiGLUMLP has no biases; refuse a config that has them instead of dropping them silently
+        if getattr(config, "mlp_bias", False):
+            raise ValueError("the fused SwiGLU MLP has no biases, but config.mlp_bias is True")
 
-    # [PATCHED METHOD] Qwen3MLP.forward: see the banner above the class
     def forward(self, x):
-        # SwiGLU as one expression: the shape of the fused kernel's computation, act(gate) * up
         return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -200,17 +192,29 @@ def rotate_half(x):
 
 
 # ==============================================================================
+# [ADDED] _rotate_half
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:22)
+# Patch source: models/common/torch_kernels.py:120
+# ==============================================================================
+def _rotate_half(x):
+    """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+# ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
-# Reason: fp32 rope, the precision of Liger's rope kernel
-# Patch source: models/qwen3/patches/qwen3_cpu_patches.py:39
+# Reason: rope in fp32, cast back: the precision of Liger's rope kernel
+# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:22)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
-    """Rope computed in fp32 and cast back, the precision Liger's rope kernel keeps in bf16."""
-    cos = cos.unsqueeze(unsqueeze_dim).to(_FP32)
-    sin = sin.unsqueeze(unsqueeze_dim).to(_FP32)
-    q_fp32, k_fp32 = q.to(_FP32), k.to(_FP32)
-    q_embed = (q_fp32 * cos) + (rotate_half(q_fp32) * sin)
-    k_embed = (k_fp32 * cos) + (rotate_half(k_fp32) * sin)
+    """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
+    cos = cos.unsqueeze(unsqueeze_dim).to(torch.float32)
+    sin = sin.unsqueeze(unsqueeze_dim).to(torch.float32)
+    q32, k32 = q.to(torch.float32), k.to(torch.float32)
+    q_embed = (q32 * cos) + (_rotate_half(q32) * sin)
+    k_embed = (k32 * cos) + (_rotate_half(k32) * sin)
     return q_embed.to(q.dtype), k_embed.to(k.dtype)
 
 
@@ -256,10 +260,10 @@ def eager_attention_forward(
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:46
+#   Patch source: models/common/ulysses_attention.py:46 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:20)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:58
+#   Patch source: models/common/ulysses_attention.py:58 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3Attention(nn.Module):
@@ -306,8 +310,8 @@ class Qwen3Attention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -333,6 +337,9 @@ class Qwen3Attention(nn.Module):
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
 
+        # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
+        sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
+
         # ---- sequence parallelism (Ulysses): begin ----
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
@@ -347,7 +354,7 @@ class Qwen3Attention(nn.Module):
             value_states = sequence_to_head_shards(value_states)
             # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
             attention_mask = sequence_parallel_attention_mask(
-                self.config._attn_implementation, query_states, getattr(self, "sliding_window", None)
+                self.config._attn_implementation, query_states, sliding_window
             )
             # the position ids describe the shard, not the gathered sequence (flash attention would read them)
             kwargs.pop("position_ids", None)
@@ -365,7 +372,7 @@ class Qwen3Attention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
-            sliding_window=getattr(self, "sliding_window", None),
+            sliding_window=sliding_window,
             **kwargs,
         )
 
@@ -529,7 +536,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 
 # ==============================================================================
 # [ADDED] torch_linear_cross_entropy
-# Needed by: method_override Qwen3ForCausalLM.forward
+# Needed by: method_override Qwen3ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:23)
 # Patch source: models/common/fused_loss.py:28
 # ==============================================================================
 def torch_linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean"):
@@ -547,7 +554,7 @@ def torch_linear_cross_entropy(input, weight, target, bias=None, ignore_index=-1
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: loss from hidden states and lm_head weight in plain torch, the interface of the GPU file's fused loss
-#   Patch source: models/common/fused_loss.py:108
+#   Patch source: models/common/fused_loss.py:108 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:23)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

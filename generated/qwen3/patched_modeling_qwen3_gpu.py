@@ -7,12 +7,12 @@
 # Regenerate: python -m patchgen.run_codegen models.qwen3.qwen3_gpu_patch_gen_config --diff
 #
 # Patches applied:
-# - external_replacement: Qwen3RMSNorm
-# - external_replacement: Qwen3MLP
-# - external_replacement: apply_rotary_pos_emb
-# - init_modification: Qwen3Attention
-# - method_override: Qwen3Attention.forward
-# - method_override: Qwen3ForCausalLM.forward
+# - init_modification: Qwen3Attention [patch set ulysses_attention.attention]
+# - method_override: Qwen3Attention.forward [patch set ulysses_attention.attention]
+# - external_replacement: Qwen3RMSNorm [patch set liger_rms_norm.rms_norm]
+# - external_replacement: Qwen3MLP [patch set liger_swiglu_mlp.mlp]
+# - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
+# - method_override: Qwen3ForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
 # - excluded: Qwen3ForTokenClassification
 # - excluded: Qwen3ForQuestionAnswering
 # ==============================================================================
@@ -78,8 +78,8 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
-# Reason: Liger's fused Triton RMSNorm; also serves q_norm/k_norm, which Qwen3Attention builds by this name
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:21
+# Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [also q_norm/k_norm, which Qwen3Attention builds by this name]
+# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Qwen3RMSNorm = LigerRMSNorm
 
@@ -87,8 +87,8 @@ Qwen3RMSNorm = LigerRMSNorm
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
-# Reason: Liger's fused SwiGLU: same gate/up/down projections (state-dict keys unchanged), one kernel for act*up
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:29
+# Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
+# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Qwen3MLP = LigerSwiGLUMLP
 
@@ -157,8 +157,8 @@ def rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
-# Reason: Liger's fused rope kernel, same (q, k, cos, sin, unsqueeze_dim) call as upstream
-# Patch source: models/qwen3/qwen3_gpu_patch_gen_config.py:37
+# Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
+# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -205,10 +205,10 @@ def eager_attention_forward(
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:46
+#   Patch source: models/common/ulysses_attention.py:46 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:20)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:58
+#   Patch source: models/common/ulysses_attention.py:58 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3Attention(nn.Module):
@@ -255,8 +255,8 @@ class Qwen3Attention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -282,6 +282,9 @@ class Qwen3Attention(nn.Module):
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
 
+        # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
+        sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
+
         # ---- sequence parallelism (Ulysses): begin ----
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
@@ -296,7 +299,7 @@ class Qwen3Attention(nn.Module):
             value_states = sequence_to_head_shards(value_states)
             # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
             attention_mask = sequence_parallel_attention_mask(
-                self.config._attn_implementation, query_states, getattr(self, "sliding_window", None)
+                self.config._attn_implementation, query_states, sliding_window
             )
             # the position ids describe the shard, not the gathered sequence (flash attention would read them)
             kwargs.pop("position_ids", None)
@@ -314,7 +317,7 @@ class Qwen3Attention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
-            sliding_window=getattr(self, "sliding_window", None),
+            sliding_window=sliding_window,
             **kwargs,
         )
 
@@ -481,7 +484,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:38
+#   Patch source: models/common/fused_loss.py:38 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:23)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

@@ -4,6 +4,7 @@ Not generated on its own (`PatchConfig.base`). The upstream module also holds th
 its classes go, except `Gemma3MultiModalProjector`, which `Gemma3PreTrainedModel._init_weights` names.
 """
 
+from models.common.training_sets import ULYSSES_ATTENTION
 from patchgen import PatchConfig
 
 
@@ -22,3 +23,4 @@ config.exclude_from_output(
     reason="multimodal (vision) model: this file is the text model",
 )
 config.exclude_from_output("Gemma3TextForSequenceClassification", reason="head not used for causal-LM training")
+config.use(ULYSSES_ATTENTION, attention="Gemma3Attention")

@@ -4,6 +4,7 @@ Not generated on its own (`PatchConfig.base`); its patches reach generated/llama
 variants, which add only their kernels.
 """
 
+from models.common.training_sets import ULYSSES_ATTENTION
 from patchgen import PatchConfig
 
 
@@ -16,3 +17,4 @@ config.exclude_from_output(
     "LlamaForQuestionAnswering",
     reason="heads not used for causal-LM training",
 )
+config.use(ULYSSES_ATTENTION, attention="LlamaAttention")

@@ -1,0 +1,20 @@
+"""Qwen3: what every generated Qwen3 file shares. A base: the _cpu and _gpu variants extend it.
+
+Not generated on its own (`PatchConfig.base`). Attention gets Ulysses sequence parallelism; without a
+sequence-parallel group set, the files compute exactly what upstream does.
+"""
+
+from models.common.training_sets import ULYSSES_ATTENTION
+from patchgen import PatchConfig
+
+
+config = PatchConfig.base(
+    source_module="transformers.models.qwen3.modeling_qwen3",
+    description="Qwen3, causal-LM training heads only",
+)
+config.exclude_from_output(
+    "Qwen3ForTokenClassification",
+    "Qwen3ForQuestionAnswering",
+    reason="heads not used for causal-LM training",
+)
+config.use(ULYSSES_ATTENTION, attention="Qwen3Attention")
