@@ -226,7 +226,9 @@ def _generate_case(tolerance, stock_top2):
         stock=_FakeGenerator([1, 2, 3, 4, 5, 6], stock_top2), generated=_FakeGenerator([1, 2, 9, 9, 9, 9], stock_top2)
     )
     setting = SimpleNamespace(tolerance=tolerance)
-    return SimpleNamespace(pair=pair, setting=setting, input_ids=torch.arange(10).reshape(2, 5))
+    return SimpleNamespace(
+        pair=pair, setting=setting, tolerance=tolerance, input_ids=torch.arange(10).reshape(2, 5)
+    )
 
 
 def test_bf16_generate_allows_a_token_difference_only_at_a_near_tie():
@@ -236,3 +238,28 @@ def test_bf16_generate_allows_a_token_difference_only_at_a_near_tie():
         CHECKS_BY_NAME["generate"].run(_generate_case(BF16, (1.0, 0.5)))
     with pytest.raises(Mismatch, match="greedy tokens differ from step 2"):
         CHECKS_BY_NAME["generate"].run(_generate_case(FP32, (1.00, 0.99)))  # fp32 on CPU: exact tokens
+
+
+def test_bf16_gradient_is_measured_against_stock_fp32_error():
+    from tests.equivalence.checks import Comparison, _close_to_reference
+
+    reference = torch.tensor([1.0, -2.0, 0.5])
+    stock_bf16 = reference + torch.tensor([0.01, 0.0, 0.0])  # stock's own bf16 error: 0.01
+    within = reference + torch.tensor([0.0, 0.015, 0.0])  # 1.5x stock's error: a different rounding, accepted
+    _close_to_reference(Comparison(BF16), "w", within, stock_bf16, reference, BF16)
+    wrong = reference + torch.tensor([0.0, 0.0, 0.1])  # 10x stock's error (+ 2e-2 x 2.0 = 0.04 slack): a wrong op
+    with pytest.raises(Mismatch, match=r"grad of w: 0.1 from stock fp32, allowed 0.06"):
+        _close_to_reference(Comparison(BF16), "w", wrong, stock_bf16, reference, BF16)
+
+
+def test_tf32_kernels_get_the_tf32_tolerance_on_cuda_fp32_only():
+    from tests.equivalence.architectures import ARCHITECTURES
+    from tests.equivalence.cases import CPU_FP32, CUDA_FP32, TF32_KERNELS, EquivalenceCase
+
+    case = EquivalenceCase.__new__(EquivalenceCase)
+    case.architecture, case.setting = ARCHITECTURES["qwen3_moe"], CUDA_FP32
+    assert case.tolerance is TF32_KERNELS
+    case.setting = CPU_FP32
+    assert case.tolerance is CPU_FP32.tolerance
+    case.architecture, case.setting = ARCHITECTURES["qwen3"], CUDA_FP32
+    assert case.tolerance is CUDA_FP32.tolerance

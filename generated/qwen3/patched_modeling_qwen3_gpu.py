@@ -78,8 +78,8 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
-# Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [also q_norm/k_norm, which Qwen3Attention builds by this name]
-# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:20)
+# Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [also q_norm/k_norm, which Qwen3Attention builds by this name. Measured 8192x1024: torch 0.57 ms / 192 MiB, Liger 0.69 ms / 17 MiB: kept for memory]
+# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3RMSNorm = LigerRMSNorm
 
@@ -87,8 +87,8 @@ Qwen3RMSNorm = LigerRMSNorm
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
-# Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:21)
+# Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Measured 8192x1024->3072: torch 0.85 ms / 288 MiB, Liger 0.99 ms / 198 MiB]
+# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:30)
 # ==============================================================================
 Qwen3MLP = LigerSwiGLUMLP
 
@@ -157,8 +157,8 @@ def rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
-# Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:22)
+# Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x8192x128: torch 0.78 ms, Liger 0.31 ms (2.5x)]
+# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:33)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -483,8 +483,8 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # [MODIFIED CLASS] Qwen3ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:38 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:23)
+#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised [Measured 8192x1024 @ vocab 151936: torch 25 ms / 13.9 GiB, Liger 59 ms / 19 MiB: slower per call, but the step fits 2x longer sequences and is 1.24x faster than stock at 8192 tokens]
+#   Patch source: models/common/fused_loss.py:38 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:34)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

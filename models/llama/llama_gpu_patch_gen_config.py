@@ -17,9 +17,20 @@ config = PatchConfig.extend(
         "token embedding"
     ),
 )
-config.use(LIGER_RMS_NORM, "LlamaRMSNorm")
+# Per-op choices, measured by benchmarks/bench_train_step.py on an H200 (bf16, 8192 tokens, fwd+bwd,
+# Llama-3.2-1B shapes; 2026-11-26): Liger wins every op at these shapes.
+config.use(LIGER_RMS_NORM, "LlamaRMSNorm", note="Measured 8192x2048: torch 0.76 ms, Liger 0.31 ms (2.4x)")
 config.use(
-    LIGER_SWIGLU_MLP, "LlamaMLP", note="Llama's config.mlp_bias=True is not supported: the kernel has no biases"
+    LIGER_SWIGLU_MLP,
+    "LlamaMLP",
+    note=(
+        "Llama's config.mlp_bias=True is not supported: the kernel has no biases. Measured 8192x2048->8192: torch "
+        "3.98 ms / 768 MiB, Liger 3.74 ms / 544 MiB"
+    ),
 )
-config.use(LIGER_ROPE, "apply_rotary_pos_emb")
-config.use(LIGER_FUSED_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")
+config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="Measured q 32x8192x64: torch 0.75 ms, Liger 0.33 ms (2.3x)")
+config.use(
+    LIGER_FUSED_LINEAR_CROSS_ENTROPY,
+    "LlamaForCausalLM",
+    note="Measured 8192x2048 @ vocab 128256: torch 28.7 ms / 11.2 GiB, Liger 28.4 ms / 63 MiB",
+)

@@ -43,6 +43,13 @@ FP32_KERNELS = Tolerance(rtol=1e-4, atol=1e-4, grad_rtol=1e-4, grad_atol_relativ
 # are up to ~0.019 apart; atol 0.04 + rtol 0.02 is ~2-3x that floor. bf16 catches gross errors only; the
 # fp32 run on CUDA is the sharp check.
 BF16 = Tolerance(rtol=2e-2, atol=4e-2, grad_rtol=5e-2, grad_atol_relative=2e-2, exact_tokens=False)
+# Kernel files whose fp32 matmuls run as TF32 on CUDA (see Architecture.tf32_kernels): TF32 keeps 10 mantissa
+# bits (~5e-4 relative per product); 5e-3 is ~5x the differences measured on an H200 and still sees a 1% error.
+TF32_KERNELS = Tolerance(rtol=5e-3, atol=5e-3, grad_rtol=5e-3, grad_atol_relative=5e-3, exact_tokens=False)
+# bf16 gradients: each is compared with stock in fp32 on the same device, and may be at most this many times
+# as far from it as stock's own bf16 gradient is (plus grad_atol_relative x its largest entry): two bf16
+# implementations round at different places, and a fixed tolerance cannot tell that from a wrong op.
+BF16_GRAD_ERROR_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,12 @@ class EquivalenceCase:
         self.module = module
         self.setting = setting
         self.architecture: Architecture = architecture_for(module)
+
+    @property
+    def tolerance(self) -> Tolerance:
+        if self.setting.device == "cuda" and self.setting.dtype == torch.float32 and self.architecture.tf32_kernels:
+            return TF32_KERNELS
+        return self.setting.tolerance
 
     @property
     def id(self) -> str:
@@ -154,6 +167,14 @@ class EquivalenceCase:
         """Logits from a forward without labels (a fused-loss forward may skip logits when given labels)."""
         with torch.no_grad():
             return tuple(model(input_ids=self.input_ids).logits for model in (self.pair.stock, self.pair.generated))
+
+    @cached_property
+    def reference_grads(self) -> dict[str, torch.Tensor]:
+        """Stock's gradients in fp32 on the setting's device, same weights: the yardstick for bf16 gradients."""
+        stock = copy.deepcopy(self.pair.stock).to(dtype=torch.float32)
+        loss = stock(input_ids=self.input_ids, labels=self.input_ids).loss
+        loss.backward()
+        return {name: parameter.grad for name, parameter in stock.named_parameters()}
 
     @cached_property
     def loss_and_grads(self) -> tuple[tuple[torch.Tensor, dict[str, torch.Tensor]], ...]:

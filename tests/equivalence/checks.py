@@ -10,7 +10,7 @@ from unittest import mock
 
 import torch
 
-from tests.equivalence.cases import EquivalenceCase, ModelPair, Tolerance
+from tests.equivalence.cases import BF16_GRAD_ERROR_FACTOR, EquivalenceCase, ModelPair, Tolerance
 
 
 class Mismatch(AssertionError):
@@ -47,8 +47,7 @@ class Comparison:
         if generated.shape != stock.shape:
             raise Mismatch(f"{what}: shape {tuple(generated.shape)} (generated) != {tuple(stock.shape)} (stock)")
         if generated.numel():
-            diff = (generated.detach().double() - stock.detach().double()).abs().max().item()
-            self.max_abs_diff = diff if math.isnan(diff) else max(self.max_abs_diff, diff)
+            self.record((generated.detach().double() - stock.detach().double()).abs().max().item())
         rtol = self.tolerance.rtol if rtol is None else rtol
         atol = self.tolerance.atol if atol is None else atol
         try:
@@ -59,6 +58,9 @@ class Comparison:
             raise Mismatch(
                 f"{what} (generated vs stock, rtol={rtol:g}, atol={atol:g}): {error}", self.max_abs_diff
             ) from None
+
+    def record(self, diff: float) -> None:
+        self.max_abs_diff = diff if math.isnan(diff) else max(self.max_abs_diff, diff)
 
     def result(self, note: str = "") -> CheckResult:
         return CheckResult(self.max_abs_diff, note)
@@ -91,14 +93,14 @@ def check_state_dict_keys(case: EquivalenceCase) -> CheckResult:
 
 # -- numerical checks: CPU modules in fp32 on CPU, GPU modules in bf16 on CUDA -----------------------------------
 def check_logits(case: EquivalenceCase) -> CheckResult:
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     stock, generated = case.logits
     comparison.close("logits", generated, stock)
     return comparison.result()
 
 
 def check_loss(case: EquivalenceCase) -> CheckResult:
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     (stock_loss, _), (generated_loss, _) = case.loss_and_grads
     # Fused losses may return the loss in another float dtype than HF's fp32 upcast: compare the values.
     comparison.close("loss", generated_loss, stock_loss, check_dtype=False)
@@ -106,7 +108,7 @@ def check_loss(case: EquivalenceCase) -> CheckResult:
 
 
 def check_grads(case: EquivalenceCase) -> CheckResult:
-    tolerance = case.setting.tolerance
+    tolerance = case.tolerance
     comparison = Comparison(tolerance)
     (_, stock_grads), (_, generated_grads) = case.loss_and_grads
     if stock_grads.keys() != generated_grads.keys():
@@ -121,12 +123,37 @@ def check_grads(case: EquivalenceCase) -> CheckResult:
         if stock_grad is None:
             continue
         # Gradients span orders of magnitude across tensors: atol scales with each tensor's largest entry.
+        if case.setting.dtype == torch.bfloat16:
+            _close_to_reference(comparison, name, generated_grad, stock_grad, case.reference_grads[name], tolerance)
+            continue
         atol = tolerance.grad_atol_relative * stock_grad.abs().max().item()
         comparison.close(f"grad of {name}", generated_grad, stock_grad, rtol=tolerance.grad_rtol, atol=atol)
     return comparison.result(f"{len(stock_grads)} params")
 
 
 NEW_TOKENS = 6
+
+
+def _close_to_reference(
+    comparison: Comparison,
+    name: str,
+    generated: torch.Tensor,
+    stock: torch.Tensor,
+    reference: torch.Tensor,
+    tolerance: Tolerance,
+) -> None:
+    """A bf16 gradient: no farther from stock's fp32 gradient than BF16_GRAD_ERROR_FACTOR x stock's bf16 one."""
+    reference = reference.float()
+    stock_error = (stock.float() - reference).abs().max().item()
+    generated_error = (generated.float() - reference).abs().max().item()
+    allowed = BF16_GRAD_ERROR_FACTOR * stock_error + tolerance.grad_atol_relative * reference.abs().max().item()
+    comparison.record((generated.float() - stock.float()).abs().max().item())
+    if generated_error > allowed:
+        raise Mismatch(
+            f"grad of {name}: {generated_error:.3g} from stock fp32, allowed {allowed:.3g} "
+            f"({BF16_GRAD_ERROR_FACTOR:g} x stock bf16's {stock_error:.3g} + {tolerance.grad_atol_relative:g} x max)",
+            comparison.max_abs_diff,
+        )
 
 
 def check_generate(case: EquivalenceCase) -> CheckResult:
@@ -154,12 +181,12 @@ def check_generate(case: EquivalenceCase) -> CheckResult:
         return CheckResult(note=f"{NEW_TOKENS} tokens")
     step = next(i for i, (a, b) in enumerate(zip(stock_tokens, generated_tokens, strict=False)) if a != b)
     message = f"greedy tokens differ from step {step}: stock {stock_tokens}, generated {generated_tokens}"
-    if case.setting.tolerance.exact_tokens:
+    if case.tolerance.exact_tokens:
         raise Mismatch(message)
     # In bf16 a difference is only allowed where stock's own top-2 logits are closer than the logit tolerance.
     top2 = stock.scores[step][0].float().topk(2).values
     margin = (top2[0] - top2[1]).item()
-    allowed = case.setting.tolerance.atol + case.setting.tolerance.rtol * top2[0].abs().item()
+    allowed = case.tolerance.atol + case.tolerance.rtol * top2[0].abs().item()
     if margin > allowed:
         raise Mismatch(f"{message}; stock's top-2 margin there is {margin:.3g} > tolerance {allowed:.3g}")
     return CheckResult(note=f"near tie at step {step} (margin {margin:.2g})")
@@ -167,7 +194,7 @@ def check_generate(case: EquivalenceCase) -> CheckResult:
 
 def check_save_load(case: EquivalenceCase) -> CheckResult:
     """A checkpoint saved by either class loads into the other with no missing, extra or reshaped keys."""
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     stock_logits, _ = case.logits
     directions = [
         ("stock -> generated", case.pair.stock, case.generated_class),
@@ -195,7 +222,7 @@ def check_save_load(case: EquivalenceCase) -> CheckResult:
 
 def check_attn_eager(case: EquivalenceCase) -> CheckResult:
     """Built with eager attention, both models really run eager: they return the same attention weights."""
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     pair = case.build_pair("eager")
     _require_attn_implementation(pair, "eager")
     with torch.no_grad():
@@ -213,7 +240,7 @@ def check_attn_eager(case: EquivalenceCase) -> CheckResult:
 
 def check_attn_sdpa(case: EquivalenceCase) -> CheckResult:
     """`set_attn_implementation("sdpa")` on an eager model takes effect: SDPA runs once per layer."""
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     pair = case.build_pair("eager")
     for model in pair:
         model.set_attn_implementation("sdpa")
@@ -240,7 +267,7 @@ PAD_LEFT = 4
 
 def check_padded_batch(case: EquivalenceCase) -> CheckResult:
     """A left-padded batch with an attention mask: same logits on real tokens, same loss with pads ignored."""
-    comparison = Comparison(case.setting.tolerance)
+    comparison = Comparison(case.tolerance)
     input_ids = case.input_ids.clone()
     attention_mask = torch.ones_like(input_ids)
     input_ids[1, :PAD_LEFT] = case.config.pad_token_id
