@@ -9,11 +9,9 @@ Triton reads the variable when the kernels are defined).
 from __future__ import annotations
 
 import ast
-import inspect
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from transformers import Qwen3Config
 from transformers.models.qwen3 import modeling_qwen3 as stock
 
 import generated.qwen3.patched_modeling_qwen3_cpu as cpu_file
-from models.common import fused_loss
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,23 +129,22 @@ def test_lm_head_is_never_called_when_labels_are_given():
     assert calls == [torch.Size([2, 16, 99])]
 
 
-def test_gpu_and_cpu_forwards_differ_only_in_the_loss_function():
-    """The CPU proof covers the GPU forward: same body, Liger's kernel swapped for its torch twin."""
+def test_gpu_and_cpu_files_share_one_forward_and_differ_in_the_loss_binding():
+    """The CPU proof covers the GPU forward: the same text, `linear_cross_entropy` bound to Liger or its twin."""
 
-    def body(function, rename=None):
-        tree = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
-        tree.body = tree.body[1:]  # docstring
-        tree.name = "forward"
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and rename and node.id in rename:
-                node.id = rename[node.id]
-        return ast.dump(tree)
+    def forward_source(module):
+        tree = ast.parse(Path(module.__file__).read_text())
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Qwen3ForCausalLM")
+        return ast.dump(next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"))
 
-    rename = {"torch_linear_cross_entropy": "liger_fused_linear_cross_entropy"}
-    assert body(fused_loss.torch_linear_cross_entropy_forward, rename) == body(
-        fused_loss.fused_linear_cross_entropy_forward
-    )
-    assert body(fused_loss.torch_linear_cross_entropy_forward) != body(fused_loss.fused_linear_cross_entropy_forward)
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    import generated.qwen3.patched_modeling_qwen3_gpu as gpu_file
+    from patchgen.runtime.losses import torch_linear_cross_entropy
+
+    assert forward_source(cpu_file) == forward_source(gpu_file)
+    assert gpu_file.linear_cross_entropy is liger_fused_linear_cross_entropy
+    assert cpu_file.linear_cross_entropy is torch_linear_cross_entropy
 
 
 def test_gradient_checkpointing_with_the_loss_forward():

@@ -15,6 +15,7 @@
 # - method_override: Qwen2ForCausalLM.forward [patch set torch_linear_cross_entropy.causal_lm]
 # - excluded: Qwen2ForTokenClassification
 # - excluded: Qwen2ForQuestionAnswering
+# - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2/modular_qwen2.py.
@@ -25,6 +26,7 @@
 from collections.abc import Callable
 
 import torch
+from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
     check_sequence_parallel_inputs,
@@ -510,26 +512,11 @@ class Qwen2Model(Qwen2PreTrainedModel):
 
 
 # ==============================================================================
-# [ADDED] torch_linear_cross_entropy
-# Needed by: method_override Qwen2ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:20)
-# Patch source: models/common/fused_loss.py:28
-# ==============================================================================
-def torch_linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean"):
-    """What Liger's `liger_fused_linear_cross_entropy` computes, in plain torch: cross-entropy of `input @ weight.T`.
-
-    Same leading parameters as the Liger function. The logits are materialised (in fp32, as upstream's
-    loss upcasts them): this is the CPU stand-in, not a memory saving.
-    """
-    logits = nn.functional.linear(input, weight, bias).float()
-    return nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen2ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: loss from hidden states and lm_head weight in plain torch, the interface of the GPU file's fused loss
-#   Patch source: models/common/fused_loss.py:108 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:20)
+#   Reason: loss from hidden states and lm_head weight in plain torch: the GPU file's forward, Liger's kernel swapped
+#   Patch source: models/common/fused_loss.py:35 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
@@ -567,9 +554,9 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is computed from the last
-            hidden states and the `lm_head` weight by `torch_linear_cross_entropy`, the pure-torch stand-in for
-            the fused kernel of the GPU file, and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
+            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
+            never materialised) and the output's `logits` is `None`.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -599,7 +586,7 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
             num_items_in_batch = kwargs.get("num_items_in_batch")
-            loss = torch_linear_cross_entropy(
+            loss = linear_cross_entropy(
                 hidden_states.reshape(-1, hidden_states.shape[-1]),
                 self.lm_head.weight,
                 shift_labels.reshape(-1).to(hidden_states.device),

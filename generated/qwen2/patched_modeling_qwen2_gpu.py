@@ -15,6 +15,7 @@
 # - method_override: Qwen2ForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
 # - excluded: Qwen2ForTokenClassification
 # - excluded: Qwen2ForQuestionAnswering
+# - extra import: from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2/modular_qwen2.py.
@@ -25,7 +26,7 @@
 from collections.abc import Callable
 
 import torch
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
@@ -459,7 +460,7 @@ class Qwen2Model(Qwen2PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:38 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
+#   Patch source: models/common/fused_loss.py:35 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
 # ==============================================================================
 @auto_docstring
 class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
@@ -497,9 +498,9 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is Liger's fused linear
-            cross-entropy of the last hidden states and the `lm_head` weight: the logits are never materialised
-            and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
+            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
+            never materialised) and the output's `logits` is `None`.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -529,7 +530,7 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
             num_items_in_batch = kwargs.get("num_items_in_batch")
-            loss = liger_fused_linear_cross_entropy(
+            loss = linear_cross_entropy(
                 hidden_states.reshape(-1, hidden_states.shape[-1]),
                 self.lm_head.weight,
                 shift_labels.reshape(-1).to(hidden_states.device),

@@ -1,11 +1,13 @@
-"""Causal-LM forwards whose loss never materialises the `[tokens, vocab]` logits, for every Llama-style model.
+"""The causal-LM forward whose loss never materialises the `[tokens, vocab]` logits, for every Llama-style model.
 
-Two method overrides for `...ForCausalLM.forward`, identical except for the loss function they call:
+`linear_cross_entropy_forward` is a method override for `...ForCausalLM.forward`. Its loss is
+`linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set that applies the
+forward binds in the generated file (`models/common/training_sets.py`):
 
-- `fused_linear_cross_entropy_forward` (GPU files): Liger's fused linear cross-entropy, which computes
-  the loss and its gradient chunk by chunk from the last hidden states and the `lm_head` weight.
-- `torch_linear_cross_entropy_forward` (CPU files): the same interface in plain torch
-  (`torch_linear_cross_entropy`), so CPU tests run the exact code path of the GPU forward.
+- GPU files: Liger's fused linear cross-entropy (`liger_fused_linear_cross_entropy`), which computes the
+  loss and its gradient chunk by chunk and never builds the logits;
+- CPU files: `patchgen.runtime.losses.torch_linear_cross_entropy`, the same interface in plain torch,
+  so CPU tests run the exact code of the GPU forward.
 
 With labels the output carries the loss and `logits=None`; without labels the forward is upstream's
 (generation keeps working). `labels` keep their upstream meaning (shifted inside, `-100` ignored), as
@@ -14,8 +16,9 @@ do `num_items_in_batch` (sum of the per-token losses divided by it, else the mea
 `shift_labels`, as `patchgen.runtime.shard_batch` does for sequence parallelism.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
@@ -25,17 +28,11 @@ from transformers.utils import TransformersKwargs
 from patchgen.runtime.sequence_parallel import check_sequence_parallel_inputs
 
 
-def torch_linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean"):
-    """What Liger's `liger_fused_linear_cross_entropy` computes, in plain torch: cross-entropy of `input @ weight.T`.
-
-    Same leading parameters as the Liger function. The logits are materialised (in fp32, as upstream's
-    loss upcasts them): this is the CPU stand-in, not a memory saving.
-    """
-    logits = nn.functional.linear(input, weight, bias).float()
-    return nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+if TYPE_CHECKING:  # bound in the generated file by the patch set: Liger's kernel (GPU) or its torch twin (CPU)
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 
 
-def fused_linear_cross_entropy_forward(
+def linear_cross_entropy_forward(
     self,
     input_ids: torch.LongTensor | None = None,
     attention_mask: torch.Tensor | None = None,
@@ -52,9 +49,9 @@ def fused_linear_cross_entropy_forward(
         Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
         config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
         (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-        With labels (or labels already shifted, passed as `shift_labels`), the loss is Liger's fused linear
-        cross-entropy of the last hidden states and the `lm_head` weight: the logits are never materialised
-        and the output's `logits` is `None`.
+        With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
+        of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
+        never materialised) and the output's `logits` is `None`.
     """
     shift_labels = kwargs.pop("shift_labels", None)
     # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -84,77 +81,7 @@ def fused_linear_cross_entropy_forward(
             # token t predicts token t + 1; the last position has nothing to predict
             shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
         num_items_in_batch = kwargs.get("num_items_in_batch")
-        loss = liger_fused_linear_cross_entropy(
-            hidden_states.reshape(-1, hidden_states.shape[-1]),
-            self.lm_head.weight,
-            shift_labels.reshape(-1).to(hidden_states.device),
-            ignore_index=-100,
-            reduction="mean" if num_items_in_batch is None else "sum",
-        )
-        if num_items_in_batch is not None:
-            if torch.is_tensor(num_items_in_batch):
-                num_items_in_batch = num_items_in_batch.to(loss.device)
-            loss = loss / num_items_in_batch
-
-    return CausalLMOutputWithPast(
-        loss=loss,
-        logits=logits,
-        past_key_values=outputs.past_key_values,
-        hidden_states=outputs.hidden_states,
-        attentions=outputs.attentions,
-    )
-
-
-def torch_linear_cross_entropy_forward(
-    self,
-    input_ids: torch.LongTensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    position_ids: torch.LongTensor | None = None,
-    past_key_values: Cache | None = None,
-    inputs_embeds: torch.FloatTensor | None = None,
-    labels: torch.LongTensor | None = None,
-    use_cache: bool | None = None,
-    logits_to_keep: int | torch.Tensor = 0,
-    **kwargs: Unpack[TransformersKwargs],
-) -> CausalLMOutputWithPast:
-    r"""
-    labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-        Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
-        config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
-        (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-        With labels (or labels already shifted, passed as `shift_labels`), the loss is computed from the last
-        hidden states and the `lm_head` weight by `torch_linear_cross_entropy`, the pure-torch stand-in for
-        the fused kernel of the GPU file, and the output's `logits` is `None`.
-    """
-    shift_labels = kwargs.pop("shift_labels", None)
-    # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
-    check_sequence_parallel_inputs(
-        position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
-    )
-    outputs: BaseModelOutputWithPast = self.model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        past_key_values=past_key_values,
-        inputs_embeds=inputs_embeds,
-        use_cache=use_cache,
-        **kwargs,
-    )
-
-    hidden_states = outputs.last_hidden_state
-    # Only compute necessary positions (logits or loss), as upstream does for the logits
-    slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-    hidden_states = hidden_states[:, slice_indices, :]
-
-    loss = logits = None
-    if labels is None and shift_labels is None:
-        logits = self.lm_head(hidden_states)
-    else:
-        if shift_labels is None:
-            # token t predicts token t + 1; the last position has nothing to predict
-            shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
-        num_items_in_batch = kwargs.get("num_items_in_batch")
-        loss = torch_linear_cross_entropy(
+        loss = linear_cross_entropy(
             hidden_states.reshape(-1, hidden_states.shape[-1]),
             self.lm_head.weight,
             shift_labels.reshape(-1).to(hidden_states.device),

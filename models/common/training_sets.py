@@ -26,12 +26,18 @@ LIGER_FUSED_LINEAR_CROSS_ENTROPY = PatchSet(
 LIGER_FUSED_LINEAR_CROSS_ENTROPY.override_method(
     "causal_lm.forward",
     description="Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised",
-)(fused_loss.fused_linear_cross_entropy_forward)
+)(fused_loss.linear_cross_entropy_forward)
+LIGER_FUSED_LINEAR_CROSS_ENTROPY.add_import(
+    "liger_kernel.transformers.functional", names=["liger_fused_linear_cross_entropy as linear_cross_entropy"]
+)
 
 TORCH_LINEAR_CROSS_ENTROPY = PatchSet(
-    "torch_linear_cross_entropy", "the fused-loss forward's interface with a plain-torch loss (CPU stand-in)"
+    "torch_linear_cross_entropy", "the fused-loss forward with a plain-torch loss (CPU stand-in)"
 )
 TORCH_LINEAR_CROSS_ENTROPY.override_method(
     "causal_lm.forward",
-    description="loss from hidden states and lm_head weight in plain torch, the interface of the GPU file's fused loss",
-)(fused_loss.torch_linear_cross_entropy_forward)
+    description="loss from hidden states and lm_head weight in plain torch: the GPU file's forward, Liger's kernel swapped",
+)(fused_loss.linear_cross_entropy_forward)
+TORCH_LINEAR_CROSS_ENTROPY.add_import(
+    "patchgen.runtime.losses", names=["torch_linear_cross_entropy as linear_cross_entropy"]
+)
