@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_DENSE
 from transformers import Qwen3Config
 from transformers.models.qwen3 import modeling_qwen3 as stock
 
@@ -25,13 +26,7 @@ import generated.qwen3.patched_modeling_qwen3_cpu as cpu_file
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = dict(
-    vocab_size=99,
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
+    TINY_DENSE,
     use_cache=False,
 )
 

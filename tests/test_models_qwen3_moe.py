@@ -8,7 +8,7 @@ generated files register it at import (`patchgen.runtime.checkpoint_conversion`)
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, TINY_DENSE
 from safetensors import safe_open
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 from transformers.conversion_mapping import USER_REGISTERED_MAPPINGS
@@ -19,13 +19,7 @@ import generated.qwen3_moe.patched_modeling_qwen3_moe_gpu as moe_gpu
 
 def tiny_config(**overrides) -> Qwen3MoeConfig:
     values = dict(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
+        TINY_DENSE,
         moe_intermediate_size=16,
         num_experts=4,
         num_experts_per_tok=2,

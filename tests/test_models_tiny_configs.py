@@ -11,18 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 import transformers
+from conftest import TINY_DENSE
 
 
-DENSE = dict(
-    vocab_size=99,
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    pad_token_id=0,
-)
+DENSE = dict(TINY_DENSE, pad_token_id=0)
 
 
 @dataclass(frozen=True)

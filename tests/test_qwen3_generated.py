@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from conftest import TINY_DENSE
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 import generated.qwen3.patched_modeling_qwen3_cpu as qwen3_cpu
@@ -13,16 +14,7 @@ from patchgen.discovery import load_config
 
 
 def tiny_config(**overrides) -> Qwen3Config:
-    values = dict(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        pad_token_id=0,
-    )
+    values = dict(TINY_DENSE, pad_token_id=0)
     values.update(overrides)
     return Qwen3Config(**values)
 
@@ -114,7 +106,9 @@ def test_zero_patch_config_changes_only_header_and_imports(tmp_path):
     changed = [line for line in diff.splitlines()[2:] if re.match(r"^[+-](?![+-]{2} )", line)]
     assert len(changed) > 20
     for line in changed:
-        assert line.startswith("+#") or re.match(r"^-\s*from \.+", line) or re.match(r"^\+\s*from transformers", line), line
+        assert (
+            line.startswith("+#") or re.match(r"^-\s*from \.+", line) or re.match(r"^\+\s*from transformers", line)
+        ), line
 
 
 @pytest.mark.gpu

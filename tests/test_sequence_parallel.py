@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY_DENSE
 from transformers import Qwen3Config
 from transformers.models.qwen3 import modeling_qwen3 as stock
 
@@ -29,16 +30,7 @@ BATCH, SEQ_LEN, IGNORED_PREFIX = 2, 16, 3
 
 
 def tiny_config(attn_implementation: str = "eager", **overrides) -> Qwen3Config:
-    settings = dict(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        use_cache=False,
-    )
+    settings = dict(TINY_DENSE, use_cache=False)
     settings.update(overrides)
     config = Qwen3Config(**settings)
     config._attn_implementation = attn_implementation
