@@ -25,15 +25,16 @@ patchgen: install
 check-patchgen: install
 	$(PY) -m patchgen.check_patchgen
 
-## The drift check, then the whole test suite (GPU tests skip on CPU)
-test: check-patchgen
+## The drift check, lint, then the whole test suite (GPU tests skip on CPU)
+test: check-patchgen lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-gpu: install
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check patchgen models tests
+	$(PY) -m ruff check patchgen models tests benchmarks examples
+	$(PY) -m ruff format --check patchgen models tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache

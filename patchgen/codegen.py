@@ -98,7 +98,9 @@ def generate(
             continue
         result.outputs.append(Output(path, text))
         if with_diff:
-            diff = unified_diff(plan.upstream.source.text, text, upstream_label(plan.upstream.name), output_label(path))
+            diff = unified_diff(
+                plan.upstream.source.text, text, upstream_label(plan.upstream.name), output_label(path)
+            )
             result.outputs.append(Output(path.with_suffix(".diff"), diff))
         if output_dir is None:
             if with_diff:  # the upstream fingerprints, reviewed like the .diff (patchgen.fingerprints)

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import FIXTURES, REPO, run_cli
+
 from patchgen import check_patchgen, run_codegen
 
 
@@ -43,7 +43,16 @@ def cli(module, *args, cwd):
 def test_help_is_complete():
     result = CliRunner().invoke(run_codegen.main, ["--help"])
     assert result.exit_code == 0
-    for option in ["--output-dir", "--config-name", "--all", "--list", "--dry-run", "--diff", "--verbose", "CONFIG_MODULE"]:
+    for option in [
+        "--output-dir",
+        "--config-name",
+        "--all",
+        "--list",
+        "--dry-run",
+        "--diff",
+        "--verbose",
+        "CONFIG_MODULE",
+    ]:
         assert option in result.output
     result = CliRunner().invoke(check_patchgen.main, ["--help"])
     assert result.exit_code == 0 and "--fix" in result.output
@@ -117,10 +126,14 @@ def test_checker_fails_on_config_that_does_not_import(project):
 
 def test_output_dir_option(project, tmp_path_factory):
     target = tmp_path_factory.mktemp("custom_out")
-    result = cli("patchgen.run_codegen", "models.toy.toy_gpu_patch_gen_config", "-o", str(target), "--diff", cwd=project)
+    result = cli(
+        "patchgen.run_codegen", "models.toy.toy_gpu_patch_gen_config", "-o", str(target), "--diff", cwd=project
+    )
     assert result.returncode == 0, result.stderr
     assert (target / "patched_modeling_toy_gpu.py").exists()
-    assert (target / "patched_modeling_toy_gpu.diff").read_text().splitlines()[1] == "+++ b/patched_modeling_toy_gpu.py"
+    assert (target / "patched_modeling_toy_gpu.diff").read_text().splitlines()[
+        1
+    ] == "+++ b/patched_modeling_toy_gpu.py"
     assert not (project / "generated").exists()
 
 

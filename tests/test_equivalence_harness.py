@@ -226,9 +226,7 @@ def _generate_case(tolerance, stock_top2):
         stock=_FakeGenerator([1, 2, 3, 4, 5, 6], stock_top2), generated=_FakeGenerator([1, 2, 9, 9, 9, 9], stock_top2)
     )
     setting = SimpleNamespace(tolerance=tolerance)
-    return SimpleNamespace(
-        pair=pair, setting=setting, tolerance=tolerance, input_ids=torch.arange(10).reshape(2, 5)
-    )
+    return SimpleNamespace(pair=pair, setting=setting, tolerance=tolerance, input_ids=torch.arange(10).reshape(2, 5))
 
 
 def test_bf16_generate_allows_a_token_difference_only_at_a_near_tie():

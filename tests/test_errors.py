@@ -4,7 +4,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, run_cli
 
 
@@ -21,7 +20,12 @@ CASES = {
 class Norm:
     pass
 """,
-        ["models.toy.toy_x_patch_gen_config", "class_replacement ToyRMSNrom", "no class 'ToyRMSNrom'", "did you mean 'ToyRMSNorm'"],
+        [
+            "models.toy.toy_x_patch_gen_config",
+            "class_replacement ToyRMSNrom",
+            "no class 'ToyRMSNrom'",
+            "did you mean 'ToyRMSNorm'",
+        ],
     ),
     "function_missing": (
         HEADER
@@ -57,10 +61,19 @@ config = PatchConfig(source_module="toyupstream.models.nope.modeling_nope", targ
 """,
         ["toyupstream.models.nope.modeling_nope", "cannot be found"],
     ),
-    "config_variable_missing": ("from patchgen import PatchConfig\ncfg = 1\n", ["has no variable 'config'", "--config-name"]),
-    "config_not_a_patchconfig": ("config = {'source_module': 'x'}\n", ["'config' is a dict, not a patchgen PatchConfig"]),
+    "config_variable_missing": (
+        "from patchgen import PatchConfig\ncfg = 1\n",
+        ["has no variable 'config'", "--config-name"],
+    ),
+    "config_not_a_patchconfig": (
+        "config = {'source_module': 'x'}\n",
+        ["'config' is a dict, not a patchgen PatchConfig"],
+    ),
     "config_syntax_error": ("config = (\n", ["syntax error", "toy_x_patch_gen_config.py:1"]),
-    "config_import_fails": ("import not_a_module_anywhere\n", ["failed to import", "No module named 'not_a_module_anywhere'"]),
+    "config_import_fails": (
+        "import not_a_module_anywhere\n",
+        ["failed to import", "No module named 'not_a_module_anywhere'"],
+    ),
     "patch_without_source": (
         HEADER
         + """
@@ -135,7 +148,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path):
 def test_unknown_config_module(tmp_path):
     result = run_cli("patchgen.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)"
+    assert (
+        result.stderr.strip()
+        == "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)"
+    )
 
 
 def test_all_fails_whole_when_one_config_is_bad(tmp_path):

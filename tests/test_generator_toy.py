@@ -175,4 +175,6 @@ def test_zero_patch_diff_touches_only_header_and_imports(tmp_path):
     ]
     assert changed
     for line in changed:
-        assert line.startswith("+#") or re.match(r"^-\s*from \.+", line) or re.match(r"^\+\s*from toyupstream", line), line
+        assert (
+            line.startswith("+#") or re.match(r"^-\s*from \.+", line) or re.match(r"^\+\s*from toyupstream", line)
+        ), line
