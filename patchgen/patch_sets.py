@@ -34,8 +34,8 @@ from patchgen.patch_spec import (
     Patch,
     PatchKind,
     SourceLocation,
+    checked_location,
     location_of_caller,
-    location_of_object,
 )
 
 
@@ -196,10 +196,7 @@ class PatchSet:
         keep_upstream_decorators: bool = True,
     ) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            where = location_of_object(obj)
-            if not expect(obj):
-                wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
-                raise PatchgenError(f"{where}: PatchSet {self.name}: {kind.value} {role}: {obj!r} is not {wanted}")
+            where = checked_location(obj, kind, expect, f"PatchSet {self.name}: {kind.value} {role}")
             self._append(
                 PatchTemplate(
                     role=role,

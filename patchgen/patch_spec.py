@@ -171,6 +171,15 @@ def location_of_object(obj: Any) -> SourceLocation:
     return SourceLocation(module=module, path=module_path(module, filename), line=start + offset)
 
 
+def checked_location(obj: Any, kind: PatchKind, expect: Callable[[Any], bool], label: str) -> SourceLocation:
+    """Where a decorated patch object is defined, after checking it is the kind of object `kind` needs."""
+    where = location_of_object(obj)
+    if not expect(obj):
+        wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
+        raise PatchgenError(f"{where}: {label}: the decorated object {obj!r} is not {wanted}")
+    return where
+
+
 def module_path(module: str, filename: str) -> str:
     """A stable repo-relative path for a module: its dotted name as a path, never an absolute path."""
     if module in ("<unknown>", "__main__") or not filename.endswith(".py"):
@@ -368,10 +377,7 @@ class PatchConfig:
         override: bool = False,
     ) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            where = location_of_object(obj)
-            if not expect(obj):
-                wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
-                raise PatchgenError(f"{where}: {kind.value} {target}: the decorated object {obj!r} is not {wanted}")
+            where = checked_location(obj, kind, expect, f"{kind.value} {target}")
             patch = Patch(
                 kind=kind,
                 target=target,

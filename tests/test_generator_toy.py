@@ -178,3 +178,20 @@ def test_zero_patch_diff_touches_only_header_and_imports(tmp_path):
         assert (
             line.startswith("+#") or re.match(r"^-\s*from \.+", line) or re.match(r"^\+\s*from toyupstream", line)
         ), line
+
+
+def test_decorating_the_wrong_kind_of_object_is_a_one_line_error():
+    from patchgen import PatchConfig, PatchgenError
+    from patchgen.patch_sets import PatchSet
+
+    config = PatchConfig(source_module="toyupstream.models.toy.modeling_toy", target_file="x.py")
+
+    def not_a_class():
+        pass
+
+    with pytest.raises(PatchgenError, match=r"class_replacement ToyRMSNorm: the decorated object .* is not a class"):
+        config.replace_class("ToyRMSNorm")(not_a_class)
+    with pytest.raises(
+        PatchgenError, match=r"PatchSet s: method_override mlp: the decorated object .* is not a function"
+    ):
+        PatchSet("s").override_method("mlp.forward")(object)
