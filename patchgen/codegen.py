@@ -34,7 +34,6 @@ class Generation:
     config_module: str
     outputs: list[Output] = field(default_factory=list)
     error: str | None = None
-    patch_count: int = 0
 
     @property
     def module_output(self) -> Output | None:
@@ -67,7 +66,7 @@ def generate(
     plans: list[tuple[Generation, Plan, Path]] = []
     extended = {loaded.config.extends for loaded in configs}
     for loaded in configs:
-        result = Generation(loaded.module_name, patch_count=len(loaded.config.patches))
+        result = Generation(loaded.module_name)
         results.append(result)
         if loaded.config.abstract and loaded.module_name in extended:
             continue  # a base config is checked through the configs extending it, which carry all its patches

@@ -45,12 +45,8 @@ class PatchSource:
     definition: str
     indent: str
 
-    @property
-    def text(self) -> str:
-        return self.comments + "".join(self.decorators) + self.definition
-
-    def snippet(self, *, with_decorators: bool = True) -> Snippet:
-        return Snippet.parse(self.comments + ("".join(self.decorators) if with_decorators else "") + self.definition)
+    def snippet(self) -> Snippet:
+        return Snippet.parse(self.comments + "".join(self.decorators) + self.definition)
 
 
 @cache

@@ -33,7 +33,6 @@ class Plan:
     config_module: str
     upstream: UpstreamModule
     edits: list[TextEdit] = field(default_factory=list)
-    imports: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
     patch_package: str = ""
 
@@ -106,7 +105,6 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
         config_module=config_module,
         upstream=upstream,
         edits=ctx.edits,
-        imports=imports,
         applied=_applied_summary(config),
         patch_package=patch_package,
     )
