@@ -1,9 +1,11 @@
-"""Ulysses sequence parallelism in every family whose base config applies it (all but Qwen3, tested elsewhere).
+"""Ulysses sequence parallelism in every family whose base config applies it (Qwen3 in depth: test_sequence_parallel.py).
 
-Two forked CPU processes over gloo each run forward + backward of the generated CPU file on half the
-sequence; the reduced loss and summed gradients must equal stock HF on the whole sequence in fp32.
+Two or four forked CPU processes over gloo each run forward + backward of the generated CPU file on
+their slice of a plain, a packed (position_ids restarting per document) and a padded batch; the
+reduced loss and summed gradients must equal stock HF on the whole sequence in one process, in fp32.
+Both sides see the labels of `shard_batch` (shifted, ignored across documents and at padding).
 Qwen3-MoE and Gemma 3 keep upstream's causal-LM forward (no fused loss), which computes a loss only
-when given `labels`; its loss function takes the pre-shifted `shift_labels` of `shard_batch` over them.
+when given `labels`; its loss function takes the pre-shifted `shift_labels` over them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
+from sequence_parallel_batches import BATCHES, training_step
 from test_models_tiny_configs import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
@@ -25,7 +28,6 @@ from patchgen.runtime import sequence_parallel as sp
 SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3"]
 # families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
 UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
-BATCH, SEQ_LEN, WORLD_SIZE = 2, 16, 2
 
 
 def make_config(model: str):
@@ -38,20 +40,19 @@ def make_config(model: str):
     return config
 
 
-def full_batch() -> dict[str, torch.Tensor]:
-    input_ids = torch.randint(0, DENSE["vocab_size"], (BATCH, SEQ_LEN), generator=torch.Generator().manual_seed(0))
-    labels = input_ids.clone()
-    labels[:, :3] = -100  # uneven label counts per rank
-    return {"input_ids": input_ids, "labels": labels}
+def _gradients(model) -> dict[str, torch.Tensor]:
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads
 
 
-def _worker(rank, model, config, state_dict, batch, out_dir: Path):
+def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
         init_method=f"file://{out_dir / 'store'}",
         rank=rank,
-        world_size=WORLD_SIZE,
+        world_size=world_size,
         timeout=timedelta(seconds=60),
     )
     try:
@@ -60,24 +61,23 @@ def _worker(rank, model, config, state_dict, batch, out_dir: Path):
         patched = getattr(module, FAMILIES[model].causal_lm)(config)
         patched.load_state_dict(state_dict)
         patched.train()
-        shard = sp.shard_batch(batch)
-        if model in UPSTREAM_LOSS_FAMILIES:  # upstream forward: a loss only with labels; shift_labels take precedence
-            shard["labels"] = shard["shift_labels"]
-        loss = patched(**shard).loss
-        loss.backward()
-        grads = {}
-        for name, parameter in patched.named_parameters():
-            dist.all_reduce(parameter.grad)
-            grads[name] = parameter.grad
-        torch.save({"loss": sp.reduce_loss(loss), "grads": grads}, out_dir / f"rank{rank}.pt")
+        results = {}
+        for kind, make_batch in BATCHES.items():
+            loss = training_step(patched, make_batch(DENSE["vocab_size"]), model in UPSTREAM_LOSS_FAMILIES)
+            for parameter in patched.parameters():
+                dist.all_reduce(parameter.grad)
+            results[kind] = {"loss": sp.reduce_loss(loss), "grads": _gradients(patched)}
+        torch.save(results, out_dir / f"rank{rank}.pt")
     finally:
         sp.set_sequence_parallel_group(None)
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("world_size", [2, 4])
 @pytest.mark.parametrize("model", SEQUENCE_PARALLEL_FAMILIES)
-def test_two_ranks_equal_stock_on_the_full_sequence(model, tmp_path):
+def test_ranks_equal_stock_on_the_full_sequence(model, world_size, tmp_path):
+    """Plain, packed and padded batches: the loss and every gradient of stock HF in one process."""
     config = make_config(model)
     torch.manual_seed(0)
     stock = getattr(transformers, FAMILIES[model].causal_lm)(config)
@@ -85,14 +85,18 @@ def test_two_ranks_equal_stock_on_the_full_sequence(model, tmp_path):
         for parameter in stock.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     stock.train()
-    batch = full_batch()
-    loss = stock(**batch).loss
-    loss.backward()
+    reference = {}
+    for kind, make_batch in BATCHES.items():
+        loss = training_step(stock, make_batch(DENSE["vocab_size"]), upstream_loss=True)
+        reference[kind] = {"loss": loss, "grads": _gradients(stock)}
     mp.start_processes(
-        _worker, args=(model, config, stock.state_dict(), batch, tmp_path), nprocs=WORLD_SIZE, start_method="fork"
+        _worker, args=(world_size, model, config, stock.state_dict(), tmp_path), nprocs=world_size, start_method="fork"
     )
-    for rank in range(WORLD_SIZE):
+    for rank in range(world_size):
         result = torch.load(tmp_path / f"rank{rank}.pt")
-        torch.testing.assert_close(result["loss"], loss.detach())
-        for name, parameter in stock.named_parameters():
-            torch.testing.assert_close(result["grads"][name], parameter.grad, msg=lambda m, name=name: f"{name}: {m}")
+        for kind, expected in reference.items():
+            torch.testing.assert_close(result[kind]["loss"], expected["loss"], msg=lambda m, k=kind: f"{k}: {m}")
+            for name, grad in expected["grads"].items():
+                torch.testing.assert_close(
+                    result[kind]["grads"][name], grad, msg=lambda m, k=kind, n=name: f"{k}, {n}: {m}"
+                )

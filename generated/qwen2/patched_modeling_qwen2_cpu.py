@@ -27,12 +27,12 @@ from collections.abc import Callable
 
 import torch
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
     check_sequence_parallel_inputs,
     head_to_sequence_shards,
     replicate_key_value_heads,
-    sequence_parallel_attention_mask,
     sequence_parallel_enabled,
     sequence_to_head_shards,
     ulysses_head_layout,
@@ -211,14 +211,91 @@ def eager_attention_forward(
 
 
 # ==============================================================================
+# [ADDED] full_rotary
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper rotary)
+# Patch source: models/common/ulysses_attention.py:142
+# ==============================================================================
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
+    """
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+
+# ==============================================================================
+# [ADDED] per_head_qk_norm_where_present
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper qk_norm)
+# Patch source: models/common/ulysses_attention.py:126
+# ==============================================================================
+def per_head_qk_norm_where_present(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
+    used before the steps could be chosen per family.
+
+    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    """
+    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
+    if getattr(self, "q_norm", None) is not None:
+        query_states = self.q_norm(query_states)
+    if getattr(self, "k_norm", None) is not None:
+        key_states = self.k_norm(key_states)
+    return query_states, key_states
+
+
+# ==============================================================================
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper project_qkv)
+# Patch source: models/common/ulysses_attention.py:70
+# ==============================================================================
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
+    """
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+
+
+# ==============================================================================
+# [ADDED] project_qkv
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+# Patch source: models/common/ulysses_attention.py:172
+# ==============================================================================
+# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
+# another step for one family; the generated file then holds the chosen step and calls it.
+project_qkv = separate_qkv_projection
+
+
+# ==============================================================================
+# [ADDED] qk_norm
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+# Patch source: models/common/ulysses_attention.py:173
+# ==============================================================================
+qk_norm = per_head_qk_norm_where_present
+
+
+# ==============================================================================
+# [ADDED] rotary
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+# Patch source: models/common/ulysses_attention.py:174
+# ==============================================================================
+rotary = full_rotary
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen2Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:46 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:58 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2Attention(nn.Module):
@@ -239,7 +316,7 @@ class Qwen2Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=True)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:46), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -262,21 +339,15 @@ class Qwen2Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states = self.q_proj(hidden_states).view(hidden_shape)
-        key_states = self.k_proj(hidden_states).view(hidden_shape)
-        value_states = self.v_proj(hidden_states).view(hidden_shape)
-        # per-head RMSNorm before rope, in models that have one (Qwen3, OLMo-2)
-        if getattr(self, "q_norm", None) is not None:
-            query_states = self.q_norm(query_states)
-        if getattr(self, "k_norm", None) is not None:
-            key_states = self.k_norm(key_states)
+        query_states, key_states, value_states = project_qkv(self, hidden_states)
+        query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
-        value_states = value_states.transpose(1, 2)
+        value_states = value_states.view(hidden_shape).transpose(1, 2)
 
         # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
-        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        query_states, key_states = rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
@@ -285,6 +356,8 @@ class Qwen2Attention(nn.Module):
         sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
         # ---- sequence parallelism (Ulysses): begin ----
+        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
+        full_sequence = kwargs.pop("full_sequence", None)
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
@@ -296,12 +369,13 @@ class Qwen2Attention(nn.Module):
             query_states = sequence_to_head_shards(query_states)
             key_states = sequence_to_head_shards(key_states)
             value_states = sequence_to_head_shards(value_states)
-            # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
-            attention_mask = sequence_parallel_attention_mask(
-                self.config._attn_implementation, query_states, sliding_window
+            # the model built the mask for this rank's shard; attention now spans the whole sequence: causal, within
+            # each packed document, padding masked, as one process would mask it
+            attention_mask = gathered_sequence_attention_mask(
+                self.config._attn_implementation, query_states, full_sequence, sliding_window
             )
-            # the position ids describe the shard, not the gathered sequence (flash attention would read them)
-            kwargs.pop("position_ids", None)
+            # the whole sequence's positions, not the shard's (flash attention finds packed documents in them)
+            kwargs["position_ids"] = full_sequence.position_ids
         # ---- sequence parallelism (Ulysses): end ----
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(

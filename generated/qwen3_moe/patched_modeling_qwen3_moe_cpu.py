@@ -43,11 +43,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
+from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
     head_to_sequence_shards,
     replicate_key_value_heads,
-    sequence_parallel_attention_mask,
     sequence_parallel_enabled,
     sequence_to_head_shards,
     ulysses_head_layout,
@@ -147,14 +147,91 @@ def eager_attention_forward(
 
 
 # ==============================================================================
+# [ADDED] full_rotary
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
+# Patch source: models/common/ulysses_attention.py:142
+# ==============================================================================
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
+    """
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+
+# ==============================================================================
+# [ADDED] per_head_qk_norm_where_present
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper qk_norm)
+# Patch source: models/common/ulysses_attention.py:126
+# ==============================================================================
+def per_head_qk_norm_where_present(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
+    used before the steps could be chosen per family.
+
+    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    """
+    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
+    if getattr(self, "q_norm", None) is not None:
+        query_states = self.q_norm(query_states)
+    if getattr(self, "k_norm", None) is not None:
+        key_states = self.k_norm(key_states)
+    return query_states, key_states
+
+
+# ==============================================================================
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
+# Patch source: models/common/ulysses_attention.py:70
+# ==============================================================================
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
+    """
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+
+
+# ==============================================================================
+# [ADDED] project_qkv
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:172
+# ==============================================================================
+# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
+# another step for one family; the generated file then holds the chosen step and calls it.
+project_qkv = separate_qkv_projection
+
+
+# ==============================================================================
+# [ADDED] qk_norm
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:173
+# ==============================================================================
+qk_norm = per_head_qk_norm_where_present
+
+
+# ==============================================================================
+# [ADDED] rotary
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:174
+# ==============================================================================
+rotary = full_rotary
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen3MoeAttention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:46 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:58 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -185,7 +262,7 @@ class Qwen3MoeAttention(nn.Module):
         self.q_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = getattr(config, "sliding_window", None)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:46), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -208,21 +285,15 @@ class Qwen3MoeAttention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states = self.q_proj(hidden_states).view(hidden_shape)
-        key_states = self.k_proj(hidden_states).view(hidden_shape)
-        value_states = self.v_proj(hidden_states).view(hidden_shape)
-        # per-head RMSNorm before rope, in models that have one (Qwen3, OLMo-2)
-        if getattr(self, "q_norm", None) is not None:
-            query_states = self.q_norm(query_states)
-        if getattr(self, "k_norm", None) is not None:
-            key_states = self.k_norm(key_states)
+        query_states, key_states, value_states = project_qkv(self, hidden_states)
+        query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
-        value_states = value_states.transpose(1, 2)
+        value_states = value_states.view(hidden_shape).transpose(1, 2)
 
         # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
-        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        query_states, key_states = rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
@@ -231,6 +302,8 @@ class Qwen3MoeAttention(nn.Module):
         sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
         # ---- sequence parallelism (Ulysses): begin ----
+        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
+        full_sequence = kwargs.pop("full_sequence", None)
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
@@ -242,12 +315,13 @@ class Qwen3MoeAttention(nn.Module):
             query_states = sequence_to_head_shards(query_states)
             key_states = sequence_to_head_shards(key_states)
             value_states = sequence_to_head_shards(value_states)
-            # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
-            attention_mask = sequence_parallel_attention_mask(
-                self.config._attn_implementation, query_states, sliding_window
+            # the model built the mask for this rank's shard; attention now spans the whole sequence: causal, within
+            # each packed document, padding masked, as one process would mask it
+            attention_mask = gathered_sequence_attention_mask(
+                self.config._attn_implementation, query_states, full_sequence, sliding_window
             )
-            # the position ids describe the shard, not the gathered sequence (flash attention would read them)
-            kwargs.pop("position_ids", None)
+            # the whole sequence's positions, not the shard's (flash attention finds packed documents in them)
+            kwargs["position_ids"] = full_sequence.position_ids
         # ---- sequence parallelism (Ulysses): end ----
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(

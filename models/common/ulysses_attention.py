@@ -8,10 +8,15 @@ Two patches for an `...Attention` class:
   with the two all-to-alls of Ulysses around the attention call. With no sequence-parallel group it
   runs exactly the upstream operations, so one generated file serves single-GPU and SP training.
 
-The forward is model-agnostic: per-head norms (`q_norm`/`k_norm`, Qwen3/OLMo-2 style) and a
-`sliding_window` (the layer's, else the config's) are used when the model has them. It keeps the upstream dispatch through
-`ALL_ATTENTION_FUNCTIONS.get_interface(...)` literally, because transformers reads the module source
-for it to allow `model.set_attn_implementation(...)`.
+The forward is one function for every family; where families differ it calls a *step* through a
+module-level slot: the q/k/v projection (`project_qkv`: three projections, or Phi-3's fused
+`qkv_proj`), the q/k norm (`qk_norm`: per head after the view as Qwen3, over the whole projection
+before the view as OLMo-2, or none) and rope (`rotary`: the whole head, or the leading channels with
+`partial_rotary_factor` as Phi-3). A family picks its steps; no family copies the forward. The
+attention call and the output projection are the same for every family and stay in the forward:
+the call keeps the upstream dispatch through `ALL_ATTENTION_FUNCTIONS.get_interface(...)` literally,
+because transformers reads the module source for it to allow `model.set_attn_implementation(...)`.
+A `sliding_window` (the layer's, else the config's) is used when the model has one.
 
 `apply_rotary_pos_emb` and `eager_attention_forward` are not imported here: every modeling module
 defines its own, and the copied forward must call the one of the file it is spliced into (a patched
@@ -28,11 +33,11 @@ from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 
+from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
     head_to_sequence_shards,
     replicate_key_value_heads,
-    sequence_parallel_attention_mask,
     sequence_parallel_enabled,
     sequence_to_head_shards,
     ulysses_head_layout,
@@ -55,6 +60,120 @@ def ulysses_attention_init(original_init, self, *args, **kwargs):
     self.num_key_value_groups = self.sequence_parallel_layout.local_key_value_groups
 
 
+# -- steps: the parts of the forward where families differ -------------------------------------------
+#
+# Each slot of the forward (`project_qkv`, `qk_norm`, `rotary`) is a module-level name bound to one step;
+# a family picks the step that fits its upstream attention. A step's docstring says what it requires of
+# the upstream class ("Requires: ..."), so a patch set can declare it and the generator can check it.
+
+
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
+    """
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+
+
+def fused_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value cut from one fused projection (Phi-3): query heads first, then key, then value.
+
+    Requires: `__init__` defines `qkv_proj` of width `(num_attention_heads + 2 * num_key_value_heads) *
+    head_dim`, laid out [query | key | value], and `head_dim`. State-dict keys stay `qkv_proj.*`.
+    """
+    qkv = self.qkv_proj(hidden_states)
+    query_end = self.config.num_attention_heads * self.head_dim
+    key_end = query_end + self.config.num_key_value_heads * self.head_dim
+    return qkv[..., :query_end], qkv[..., query_end:key_end], qkv[..., key_end:]
+
+
+def per_head_qk_norm(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split into heads, then normalise each head: `q_norm(q.view(heads))` (Qwen3, Qwen3-MoE, Gemma 3).
+
+    Requires: `q_norm` and `k_norm` normalise the last dimension of size `head_dim` (built with
+    `head_dim`), applied upstream after the view into heads.
+    """
+    return self.q_norm(query_states.view(hidden_shape)), self.k_norm(key_states.view(hidden_shape))
+
+
+def full_projection_qk_norm(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise the whole projection, then split into heads: `q_norm(q).view(heads)` (OLMo-2).
+
+    Requires: `q_norm` / `k_norm` are built with `num_attention_heads * head_dim` /
+    `num_key_value_heads * head_dim` and applied upstream before the view. Under sequence parallelism
+    this runs before the all-to-all, where each rank still holds every head of its tokens, so the norm
+    sees the full projection as upstream does.
+    """
+    return self.q_norm(query_states).view(hidden_shape), self.k_norm(key_states).view(hidden_shape)
+
+
+def no_qk_norm(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split into heads, no normalisation (Llama, Qwen2, Mistral, Phi-3).
+
+    Requires: the upstream attention has no `q_norm` / `k_norm` (a model that has them needs one of the
+    norm steps above, or they would be silently skipped).
+    """
+    return query_states.view(hidden_shape), key_states.view(hidden_shape)
+
+
+def per_head_qk_norm_where_present(
+    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
+    used before the steps could be chosen per family.
+
+    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    """
+    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
+    if getattr(self, "q_norm", None) is not None:
+        query_states = self.q_norm(query_states)
+    if getattr(self, "k_norm", None) is not None:
+        key_states = self.k_norm(key_states)
+    return query_states, key_states
+
+
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
+    """
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+
+def partial_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the first `cos.shape[-1]` channels of each head, the rest passed through (Phi-3, Phi-4-mini).
+
+    With `partial_rotary_factor` < 1 the rotary embedding returns `cos`/`sin` of width
+    `head_dim * partial_rotary_factor`; the file's `apply_rotary_pos_emb` (which may be a kernel that
+    rotates the whole last dimension it is given) sees only those channels. Requires: the rotated
+    channels lead each head, as in upstream's partial-rotary `apply_rotary_pos_emb`.
+    """
+    rotary_dim = cos.shape[-1]
+    query_rot, query_pass = query_states[..., :rotary_dim], query_states[..., rotary_dim:]
+    key_rot, key_pass = key_states[..., :rotary_dim], key_states[..., rotary_dim:]
+    query_rot, key_rot = apply_rotary_pos_emb(query_rot, key_rot, cos, sin)
+    return torch.cat([query_rot, query_pass], dim=-1), torch.cat([key_rot, key_pass], dim=-1)
+
+
+# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
+# another step for one family; the generated file then holds the chosen step and calls it.
+project_qkv = separate_qkv_projection
+qk_norm = per_head_qk_norm_where_present
+rotary = full_rotary
+
+
 def ulysses_attention_forward(
     self,
     hidden_states: torch.Tensor,
@@ -66,21 +185,15 @@ def ulysses_attention_forward(
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, self.head_dim)
 
-    query_states = self.q_proj(hidden_states).view(hidden_shape)
-    key_states = self.k_proj(hidden_states).view(hidden_shape)
-    value_states = self.v_proj(hidden_states).view(hidden_shape)
-    # per-head RMSNorm before rope, in models that have one (Qwen3, OLMo-2)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
+    query_states, key_states, value_states = project_qkv(self, hidden_states)
+    query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
     query_states = query_states.transpose(1, 2)
     key_states = key_states.transpose(1, 2)
-    value_states = value_states.transpose(1, 2)
+    value_states = value_states.view(hidden_shape).transpose(1, 2)
 
     # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
     cos, sin = position_embeddings
-    query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    query_states, key_states = rotary(query_states, key_states, cos, sin)
 
     if past_key_values is not None:
         key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
@@ -89,6 +202,8 @@ def ulysses_attention_forward(
     sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
     # ---- sequence parallelism (Ulysses): begin ----
+    # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
+    full_sequence = kwargs.pop("full_sequence", None)
     # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
     # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
     sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
@@ -100,12 +215,13 @@ def ulysses_attention_forward(
         query_states = sequence_to_head_shards(query_states)
         key_states = sequence_to_head_shards(key_states)
         value_states = sequence_to_head_shards(value_states)
-        # the model built the mask for this rank's shard; attention now spans the whole (causal) sequence
-        attention_mask = sequence_parallel_attention_mask(
-            self.config._attn_implementation, query_states, sliding_window
+        # the model built the mask for this rank's shard; attention now spans the whole sequence: causal, within
+        # each packed document, padding masked, as one process would mask it
+        attention_mask = gathered_sequence_attention_mask(
+            self.config._attn_implementation, query_states, full_sequence, sliding_window
         )
-        # the position ids describe the shard, not the gathered sequence (flash attention would read them)
-        kwargs.pop("position_ids", None)
+        # the whole sequence's positions, not the shard's (flash attention finds packed documents in them)
+        kwargs["position_ids"] = full_sequence.position_ids
     # ---- sequence parallelism (Ulysses): end ----
 
     attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(

@@ -1,4 +1,4 @@
-"""Ulysses sequence parallelism: the process group, the all-to-alls, batch sharding and loss reduction.
+"""Ulysses sequence parallelism: the process group, the head layout, the all-to-alls and loss reduction.
 
 Each of the P ranks of the sequence-parallel (SP) group holds `seq/P` consecutive tokens of every
 sequence. Attention needs every token of a head, so around attention one all-to-all trades the
@@ -9,6 +9,8 @@ tokens independently and runs on the shard as is.
 The group is process-global state: set it once, before the model is built (the head layout of the
 attention layers is fixed at construction), with `set_sequence_parallel_group`. With no group set,
 every function here is the identity and the generated model computes exactly what upstream does.
+Batches are sharded by `patchgen.runtime.sequence_batch.shard_batch` (plain, packed or padded), and
+the attention mask over the gathered sequence is built by `patchgen.runtime.sequence_mask`.
 
     set_sequence_parallel_group(dist.new_group(ranks))   # before building the model
     model = Qwen3ForCausalLM(config)
@@ -20,14 +22,11 @@ every function here is the identity and the generated model computes exactly wha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-
-IGNORE_INDEX = -100
 
 _GROUP: dist.ProcessGroup | None = None
 
@@ -169,34 +168,7 @@ def head_to_sequence_shards(states: torch.Tensor) -> torch.Tensor:
     return _AllToAll.apply(states, 1, 2, _GROUP)
 
 
-# -- attention mask over the gathered sequence --------------------------------------------------------
-
-
-def sequence_parallel_attention_mask(
-    attn_implementation: str, query: torch.Tensor, sliding_window: int | None = None
-) -> torch.Tensor | None:
-    """The mask for attention over the whole gathered sequence (the model built one for its shard only).
-
-    Flash attention and SDPA without a window take the causal flag instead of a mask (`None`); eager
-    attention, or SDPA with a sliding window, get an additive `[1, 1, seq, seq]` causal mask.
-    """
-    if "flash" in attn_implementation:
-        return None
-    if attn_implementation not in ("eager", "sdpa"):
-        raise ValueError(
-            f"sequence parallelism supports the eager, sdpa and flash_attention_* implementations, "
-            f"not {attn_implementation!r}"
-        )
-    if attn_implementation == "sdpa" and sliding_window is None:
-        return None
-    seq_len = query.shape[2]
-    q_idx = torch.arange(seq_len, device=query.device)[:, None]
-    kv_idx = torch.arange(seq_len, device=query.device)[None, :]
-    allowed = kv_idx <= q_idx
-    if sliding_window is not None:
-        allowed &= kv_idx > q_idx - sliding_window
-    mask = torch.zeros(seq_len, seq_len, dtype=query.dtype, device=query.device)
-    return mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[None, None]
+# -- guards --------------------------------------------------------------------------------------
 
 
 def check_no_cached_tokens(query: torch.Tensor, key: torch.Tensor) -> None:
@@ -208,49 +180,7 @@ def check_no_cached_tokens(query: torch.Tensor, key: torch.Tensor) -> None:
         )
 
 
-# -- batches and losses ----------------------------------------------------------------------------
-
-
-class SequenceShard(dict):
-    """A batch that `shard_batch` produced: this rank's slice, ready for `model(**shard)`."""
-
-
-def shard_batch(batch: Mapping[str, torch.Tensor], *, ignore_index: int = IGNORE_INDEX) -> SequenceShard:
-    """This rank's slice of a full batch (every SP rank passes the same full batch).
-
-    Returns `input_ids`, global `position_ids` and, when the batch has `labels`, `shift_labels` (labels
-    shifted by one *before* slicing, so the last token of a slice predicts the first of the next) and
-    `num_items_in_batch` (the non-ignored labels of the whole batch, so each rank's loss is its share
-    of the full token mean). Padding is not supported: an `attention_mask` must be all ones.
-    """
-    if isinstance(batch, SequenceShard):
-        raise ValueError(
-            f"shard_batch: this batch is already sharded for sequence parallelism (rank "
-            f"{sequence_parallel_rank()} of {sequence_parallel_world_size()}); pass the full batch once"
-        )
-    input_ids = batch["input_ids"]
-    batch_size, seq_len = input_ids.shape
-    world_size, rank = sequence_parallel_world_size(), sequence_parallel_rank()
-    if seq_len % world_size:
-        raise ValueError(
-            f"shard_batch: sequence length {seq_len} is not divisible by the sequence-parallel degree "
-            f"{world_size}; pad or cut the batch to a multiple of {world_size}"
-        )
-    mask = batch.get("attention_mask")
-    if mask is not None and not bool(mask.all()):
-        raise ValueError("shard_batch: padded batches (attention_mask with zeros) are not supported; pack or cut them")
-    position_ids = batch.get("position_ids")
-    if position_ids is None:
-        position_ids = torch.arange(seq_len, device=input_ids.device).expand(batch_size, seq_len)
-
-    local = slice(rank * seq_len // world_size, (rank + 1) * seq_len // world_size)
-    shard = SequenceShard(input_ids=input_ids[:, local], position_ids=position_ids[:, local])
-    labels = batch.get("labels")
-    if labels is not None:
-        shift_labels = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[:, 1:]
-        shard["shift_labels"] = shift_labels[:, local].contiguous()
-        shard["num_items_in_batch"] = (shift_labels != ignore_index).sum()
-    return shard
+# -- losses --------------------------------------------------------------------------------------
 
 
 def check_sequence_parallel_inputs(
