@@ -273,16 +273,27 @@ def resolve_names(
     resolution: Resolution,
     *,
     ignore: frozenset[str] = frozenset(),
+    bindings: dict[str, Any] | None = None,
 ) -> tuple[Snippet, list[tuple[str, str]]]:
     """Make every free name of `snippet` defined in the output.
 
-    Returns the snippet with renamed references (patch replacement names -> upstream targets) and
-    the keys of the helpers it needs directly. Adds imports and helpers to `resolution`.
+    Returns the snippet with renamed references (patch replacement names -> upstream targets, bound
+    placeholders -> the names of the objects bound to them) and the keys of the helpers it needs
+    directly. Adds imports and helpers to `resolution`.
     """
     renames: dict[str, str] = {}
     needed: list[tuple[str, str]] = []
     namespace = vars(module)
+    bindings = bindings or {}
     for name in sorted(free_names(snippet) - ignore):
+        if name in bindings:
+            value = bindings[name]
+            if value.__name__ != name:
+                renames[name] = value.__name__
+            key = _resolve_bound(value, label, context, resolution)
+            if key is not None:
+                needed.append(key)
+            continue
         value = namespace.get(name, _MISSING)
         if value is not _MISSING and id(value) in context.renamed_objects:
             target = context.renamed_objects[id(value)]
@@ -313,6 +324,29 @@ def resolve_names(
 
 
 _MISSING = object()
+
+
+def _resolve_bound(value: Any, label: str, context: NameContext, resolution: Resolution) -> tuple[str, str] | None:
+    """A function or class bound to a placeholder (`use(..., bind=...)`): copied when it lives in the patch
+    package, imported from its installed module otherwise. It keeps its own name in the output."""
+    name, home_name = value.__name__, value.__module__
+    if name in context.output_names:
+        upstream_value = vars(context.upstream_module).get(name, _MISSING)
+        if upstream_value is value:
+            return None
+        raise PatchgenError(
+            f"{label}: bind: {home_name}.{name} would be defined as {name!r} in the output, which upstream "
+            f"already defines; rename the bound {'class' if inspect.isclass(value) else 'function'}"
+        )
+    if context.is_patch_space(home_name):
+        home = sys.modules[home_name]
+        return _add_helper(
+            name, _source_of_node(home, *_find_in_file(home, value.__qualname__, label)), label, context, resolution
+        )
+    if "." in value.__qualname__:
+        raise PatchgenError(f"{label}: bind: {home_name}.{value.__qualname__} is not a module-level object")
+    resolution.imports.setdefault(f"from {home_name} import {name}", None)
+    return None
 
 
 def _resolve_one(

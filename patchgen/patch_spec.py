@@ -74,6 +74,10 @@ class Patch:
     override: bool = False
     patch_set: str | None = None
     applied_at: SourceLocation | None = None
+    # `config.use(SET, ..., bind={"project_qkv": fused_qkv_projection})`: placeholder names in the patch's own
+    # code and the functions or classes they stand for in this config. The output calls the bound object by
+    # its own name (copied from the patch package, or imported from an installed one).
+    bindings: tuple[tuple[str, Any], ...] = ()
 
     @property
     def target_class(self) -> str:
@@ -271,17 +275,30 @@ class PatchConfig:
         return derived
 
     def use(
-        self, patch_set: Any, target: str | None = None, /, *, override: bool = False, note: str = "", **targets: str
+        self,
+        patch_set: Any,
+        target: str | None = None,
+        /,
+        *,
+        override: bool = False,
+        note: str = "",
+        bind: dict[str, Any] | None = None,
+        **targets: str,
     ) -> None:
         """Apply a shared patch set (`patchgen.patch_sets.PatchSet`) to upstream names.
 
         `config.use(LIGER_RMS_NORM, "LlamaRMSNorm")` for a set with one role; for several roles,
         `config.use(SET, attention="LlamaAttention", causal_lm="LlamaForCausalLM")`. Every role of the
         set must be mapped. `note` is added to each patch's description (say what is model-specific).
+
+        `bind` picks the steps a set's code leaves open: `bind={"project_qkv": fused_qkv_projection}` makes
+        every call of the placeholder name `project_qkv` in the set's code a call of `fused_qkv_projection`,
+        which the output defines (copied from the patch package) or imports (from an installed package).
         """
         where = location_of_caller()
+        bindings = _checked_bindings(bind, where, patch_set)
         for patch in patch_set.bind(target, targets, applied_at=where, note=note, override=override):
-            self._add(patch)
+            self._add(dataclasses.replace(patch, bindings=bindings) if bindings else patch)
         for imp in patch_set.extra_imports:
             if all(imp.statement != mine.statement for mine in self.extra_imports):
                 self.extra_imports.append(imp)
@@ -410,6 +427,23 @@ class PatchConfig:
                 "keep only one, or pass override=True to the one that should win"
             )
         self.patches.append(patch)
+
+
+def _checked_bindings(bind: Any, where: SourceLocation, patch_set: Any) -> tuple[tuple[str, Any], ...]:
+    """`bind` as sorted (placeholder, object) pairs, after checking each is a name and a function or class."""
+    if bind is None:
+        return ()
+    label = f"{where}: use({getattr(patch_set, 'name', patch_set)!r}, bind=...)"
+    if not isinstance(bind, dict):
+        raise PatchgenError(f"{label}: bind must be a dict of placeholder name -> function or class")
+    for name, value in bind.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise PatchgenError(f"{label}: placeholder {name!r} is not a Python name")
+        if not (inspect.isfunction(value) or inspect.isclass(value)) or "<locals>" in value.__qualname__:
+            raise PatchgenError(
+                f"{label}: {name!r} is bound to a {type(value).__name__}; bind a module-level function or class"
+            )
+    return tuple(sorted(bind.items()))
 
 
 def _first_caller_outside(module: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from patchgen import banners
 from patchgen.errors import PatchgenError
-from patchgen.patch_source import NameContext, Resolution, read_patch_source, resolve_names
+from patchgen.patch_source import NameContext, Resolution, free_names, read_patch_source, resolve_names
 from patchgen.patch_spec import Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 from patchgen.upstream import UpstreamModule, find_method
@@ -87,6 +87,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
     )
     ctx = PlanContext(config, config_module, upstream, names)
     check_exclusions(ctx)
+    _check_bindings_used(ctx)
     for patch in config.patches:
         if patch.target_class in excluded:
             raise ctx.fail(patch, f"{patch.target_class} is also excluded by exclude_from_output; drop one of the two")
@@ -136,6 +137,26 @@ def _check_duplicates(config: PatchConfig, config_module: str) -> None:
             claimed.setdefault(key, patch)
 
 
+def _check_bindings_used(ctx: PlanContext) -> None:
+    """Every placeholder of a `use(..., bind=...)` must be a name the code of that use's patches reads."""
+    by_use: dict[object, list[Patch]] = defaultdict(list)
+    for patch in ctx.config.patches:
+        if patch.bindings:
+            by_use[(patch.applied_at, patch.patch_set and patch.patch_set.split(".")[0])].append(patch)
+    for patches in by_use.values():
+        used: set[str] = set()
+        for patch in patches:
+            if patch.replacement is not None:
+                used |= free_names(read_patch_source(patch.replacement, _label(ctx, patch)).snippet())
+        unused = [name for name, _ in patches[0].bindings if name not in used]
+        if unused:
+            raise ctx.fail(
+                patches[0],
+                f"bind: the patch set's code never uses the placeholder {unused[0]!r}"
+                f"{_suggest(unused[0], used)}; bind only names its code calls",
+            )
+
+
 def _suggest(name: str, candidates) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -163,7 +184,9 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
         ctx, patch, patch.target, (ast.ClassDef,) if is_class else (ast.FunctionDef, ast.AsyncFunctionDef)
     )
     source = read_patch_source(patch.replacement, f"{ctx.config_module}: {patch.defined_at}: {patch.label}")
-    snippet, helpers = resolve_names(source.snippet(), source.module, _label(ctx, patch), ctx.names, ctx.resolution)
+    snippet, helpers = resolve_names(
+        source.snippet(), source.module, _label(ctx, patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+    )
     snippet = _renamed_definition(snippet, patch.target)
     start, end = ctx.upstream.source.node_lines(node)
     text = _replacement_banner(patch, "[PATCHED CLASS]" if is_class else "[PATCHED FUNCTION]") + reindent(snippet, "")
@@ -213,7 +236,9 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         seen = {d.strip() for d in upstream_decorators}
         own_decorators = [d for d in own_decorators if d.strip() not in seen]
     snippet = Snippet.parse("".join(own_decorators) + source.definition)
-    snippet, helpers = resolve_names(snippet, source.module, _label(ctx, patch), ctx.names, ctx.resolution)
+    snippet, helpers = resolve_names(
+        snippet, source.module, _label(ctx, patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+    )
     snippet = _renamed_definition(snippet, patch.method_name)
     ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
     if method is None:
@@ -272,7 +297,13 @@ def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
     if upstream_init is not None:
         _check_init_signature(ctx, patch, func, upstream_init)
     snippet, helpers = resolve_names(
-        snippet, source.module, _label(ctx, patch), ctx.names, ctx.resolution, ignore=frozenset({"original_init"})
+        snippet,
+        source.module,
+        _label(ctx, patch),
+        ctx.names,
+        ctx.resolution,
+        ignore=frozenset({"original_init"}),
+        bindings=dict(patch.bindings),
     )
     func = snippet.definition
     call = _original_init_call(ctx, patch, func)
