@@ -100,7 +100,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # ==============================================================================
 # [PATCHED CLASS] Gemma3MLP
 # Reason: pure-torch GeGLU with LigerGEGLUMLP's constructor and keys: down(gelu_tanh(gate) * up)
-# Patch source: models/common/torch_kernels.py:101 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:133 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Gemma3MLP(nn.Module):
     """Gemma's gated MLP with the tanh-approximated GELU, the only GELU the fused kernel implements."""
@@ -124,7 +124,7 @@ class Gemma3MLP(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Gemma3RMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:27
+# Patch source: models/common/torch_kernels.py:34
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -135,7 +135,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Gemma3RMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:57 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:64 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Gemma3RMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -236,7 +236,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:120
+# Patch source: models/common/torch_kernels.py:152
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -248,7 +248,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -308,8 +308,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:142
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -323,29 +323,24 @@ def full_rotary(
 
 
 # ==============================================================================
-# [ADDED] per_head_qk_norm_where_present
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:126
+# [ADDED] per_head_qk_norm
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+# Patch source: models/common/ulysses_attention.py:91
 # ==============================================================================
-def per_head_qk_norm_where_present(
+def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
+    """Split into heads, then normalise each head: `q_norm(q.view(heads))` (Qwen3, Qwen3-MoE, Gemma 3).
 
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    Requires: `q_norm` and `k_norm` normalise the last dimension of size `head_dim` (built with
+    `head_dim`), applied upstream after the view into heads.
     """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
+    return self.q_norm(query_states.view(hidden_shape)), self.k_norm(key_states.view(hidden_shape))
 
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper project_qkv)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
 def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -358,40 +353,14 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 
 
 # ==============================================================================
-# [ADDED] project_qkv
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:172
-# ==============================================================================
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
-project_qkv = separate_qkv_projection
-
-
-# ==============================================================================
-# [ADDED] qk_norm
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:173
-# ==============================================================================
-qk_norm = per_head_qk_norm_where_present
-
-
-# ==============================================================================
-# [ADDED] rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:174
-# ==============================================================================
-rotary = full_rotary
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Gemma3Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Gemma3Attention(nn.Module):
@@ -449,15 +418,15 @@ class Gemma3Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = project_qkv(self, hidden_states)
-        query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
+        query_states, key_states, value_states = separate_qkv_projection(self, hidden_states)
+        query_states, key_states = per_head_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
         value_states = value_states.view(hidden_shape).transpose(1, 2)
 
         # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
-        query_states, key_states = rotary(query_states, key_states, cos, sin)
+        query_states, key_states = full_rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)

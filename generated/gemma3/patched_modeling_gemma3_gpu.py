@@ -104,7 +104,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # [PATCHED CLASS] Gemma3MLP
 # Replaced by: liger_kernel.transformers.geglu.LigerGEGLUMLP (imported, not copied)
 # Reason: Liger's fused GeGLU (tanh GELU): same gate/up/down projections (keys unchanged), one kernel for act*up [Gemma 3 uses gelu_pytorch_tanh, the GELU the kernel computes]
-# Patch source: models/common/liger_kernels.py:40 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:74 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Gemma3MLP = LigerGEGLUMLP
 
@@ -113,7 +113,7 @@ Gemma3MLP = LigerGEGLUMLP
 # [PATCHED CLASS] Gemma3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero
-# Patch source: models/common/liger_kernels.py:24 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:47 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Gemma3RMSNorm = LigerRMSNormForGemma3
 
@@ -201,7 +201,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -254,8 +254,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:142
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -269,29 +269,24 @@ def full_rotary(
 
 
 # ==============================================================================
-# [ADDED] per_head_qk_norm_where_present
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:126
+# [ADDED] per_head_qk_norm
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+# Patch source: models/common/ulysses_attention.py:91
 # ==============================================================================
-def per_head_qk_norm_where_present(
+def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
+    """Split into heads, then normalise each head: `q_norm(q.view(heads))` (Qwen3, Qwen3-MoE, Gemma 3).
 
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    Requires: `q_norm` and `k_norm` normalise the last dimension of size `head_dim` (built with
+    `head_dim`), applied upstream after the view into heads.
     """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
+    return self.q_norm(query_states.view(hidden_shape)), self.k_norm(key_states.view(hidden_shape))
 
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26) (via helper project_qkv)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
 def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -304,40 +299,14 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 
 
 # ==============================================================================
-# [ADDED] project_qkv
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:172
-# ==============================================================================
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
-project_qkv = separate_qkv_projection
-
-
-# ==============================================================================
-# [ADDED] qk_norm
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:173
-# ==============================================================================
-qk_norm = per_head_qk_norm_where_present
-
-
-# ==============================================================================
-# [ADDED] rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
-# Patch source: models/common/ulysses_attention.py:174
-# ==============================================================================
-rotary = full_rotary
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Gemma3Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:26)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Gemma3Attention(nn.Module):
@@ -395,15 +364,15 @@ class Gemma3Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = project_qkv(self, hidden_states)
-        query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
+        query_states, key_states, value_states = separate_qkv_projection(self, hidden_states)
+        query_states, key_states = per_head_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
         value_states = value_states.view(hidden_shape).transpose(1, 2)
 
         # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
-        query_states, key_states = rotary(query_states, key_states, cos, sin)
+        query_states, key_states = full_rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)

@@ -62,7 +62,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:84 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -149,7 +149,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:120
+# Patch source: models/common/torch_kernels.py:152
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -161,7 +161,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -212,8 +212,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:142
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -227,29 +227,24 @@ def full_rotary(
 
 
 # ==============================================================================
-# [ADDED] per_head_qk_norm_where_present
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:126
+# [ADDED] no_qk_norm
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
+# Patch source: models/common/ulysses_attention.py:115
 # ==============================================================================
-def per_head_qk_norm_where_present(
+def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
+    """Split into heads, no normalisation (Llama, Qwen2, Mistral, Phi-3).
 
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    Requires: the upstream attention has no `q_norm` / `k_norm` (a model that has them needs one of the
+    norm steps above, or they would be silently skipped).
     """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
+    return query_states.view(hidden_shape), key_states.view(hidden_shape)
 
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20) (via helper project_qkv)
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
 def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -262,40 +257,14 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 
 
 # ==============================================================================
-# [ADDED] project_qkv
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_attention.py:172
-# ==============================================================================
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
-project_qkv = separate_qkv_projection
-
-
-# ==============================================================================
-# [ADDED] qk_norm
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_attention.py:173
-# ==============================================================================
-qk_norm = per_head_qk_norm_where_present
-
-
-# ==============================================================================
-# [ADDED] rotary
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_attention.py:174
-# ==============================================================================
-rotary = full_rotary
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen2Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:20)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2Attention(nn.Module):
@@ -339,15 +308,15 @@ class Qwen2Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = project_qkv(self, hidden_states)
-        query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
+        query_states, key_states, value_states = separate_qkv_projection(self, hidden_states)
+        query_states, key_states = no_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
         value_states = value_states.view(hidden_shape).transpose(1, 2)
 
         # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
-        query_states, key_states = rotary(query_states, key_states, cos, sin)
+        query_states, key_states = full_rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
@@ -408,7 +377,7 @@ class Qwen2Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen2RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:27
+# Patch source: models/common/torch_kernels.py:34
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -419,7 +388,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen2RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen2RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

@@ -85,7 +85,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:120
+# Patch source: models/common/torch_kernels.py:152
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -97,7 +97,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -149,7 +149,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:142
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -163,24 +163,19 @@ def full_rotary(
 
 
 # ==============================================================================
-# [ADDED] per_head_qk_norm_where_present
+# [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:91
 # ==============================================================================
-def per_head_qk_norm_where_present(
+def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
+    """Split into heads, then normalise each head: `q_norm(q.view(heads))` (Qwen3, Qwen3-MoE, Gemma 3).
 
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    Requires: `q_norm` and `k_norm` normalise the last dimension of size `head_dim` (built with
+    `head_dim`), applied upstream after the view into heads.
     """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
+    return self.q_norm(query_states.view(hidden_shape)), self.k_norm(key_states.view(hidden_shape))
 
 
 # ==============================================================================
@@ -200,25 +195,26 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 # ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:172
+# Patch source: models/common/ulysses_attention.py:157
 # ==============================================================================
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
+# The slots the forward calls, and the step each is bound to unless a config binds another:
+#     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
+# The generated file then holds the bound step under its own name and the forward calls it by that name.
 project_qkv = separate_qkv_projection
 
 
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:173
+# Patch source: models/common/ulysses_attention.py:158
 # ==============================================================================
-qk_norm = per_head_qk_norm_where_present
+qk_norm = per_head_qk_norm
 
 
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:174
+# Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 rotary = full_rotary
 
@@ -231,7 +227,7 @@ rotary = full_rotary
 #   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -354,7 +350,7 @@ class Qwen3MoeAttention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense MLP of mlp_only_layers]
-# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:84 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen3MoeMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -380,7 +376,7 @@ class Qwen3MoeMLP(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
 # Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the @use_experts_implementation dispatch
-# Patch source: models/common/torch_kernels.py:145 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:177 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeExperts(nn.Module):
     """Fused MoE experts: `gate_up_proj` [experts, 2 * inter, hidden] and `down_proj` [experts, hidden, inter].
@@ -462,7 +458,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:27
+# Patch source: models/common/torch_kernels.py:34
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -473,7 +469,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Qwen3MoeRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

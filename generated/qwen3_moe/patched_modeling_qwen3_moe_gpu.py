@@ -89,7 +89,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
+# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -134,7 +134,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:142
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -148,24 +148,19 @@ def full_rotary(
 
 
 # ==============================================================================
-# [ADDED] per_head_qk_norm_where_present
+# [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:91
 # ==============================================================================
-def per_head_qk_norm_where_present(
+def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
+    """Split into heads, then normalise each head: `q_norm(q.view(heads))` (Qwen3, Qwen3-MoE, Gemma 3).
 
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
+    Requires: `q_norm` and `k_norm` normalise the last dimension of size `head_dim` (built with
+    `head_dim`), applied upstream after the view into heads.
     """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
+    return self.q_norm(query_states.view(hidden_shape)), self.k_norm(key_states.view(hidden_shape))
 
 
 # ==============================================================================
@@ -185,25 +180,26 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 # ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:172
+# Patch source: models/common/ulysses_attention.py:157
 # ==============================================================================
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
+# The slots the forward calls, and the step each is bound to unless a config binds another:
+#     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
+# The generated file then holds the bound step under its own name and the forward calls it by that name.
 project_qkv = separate_qkv_projection
 
 
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:173
+# Patch source: models/common/ulysses_attention.py:158
 # ==============================================================================
-qk_norm = per_head_qk_norm_where_present
+qk_norm = per_head_qk_norm
 
 
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:174
+# Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 rotary = full_rotary
 
@@ -216,7 +212,7 @@ rotary = full_rotary
 #   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:177 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -340,7 +336,7 @@ class Qwen3MoeAttention(nn.Module):
 # [PATCHED CLASS] Qwen3MoeMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense MLP of mlp_only_layers; Liger's own patch leaves it]
-# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:55 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # ==============================================================================
 Qwen3MoeMLP = LigerSwiGLUMLP
 
@@ -349,7 +345,7 @@ Qwen3MoeMLP = LigerSwiGLUMLP
 # [PATCHED CLASS] Qwen3MoeExperts
 # Replaced by: liger_kernel.transformers.swiglu.LigerExperts (imported, not copied)
 # Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the @use_experts_implementation dispatch, so set_experts_implementation() no longer applies
-# Patch source: models/common/liger_kernels.py:56 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:90 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeExperts = LigerExperts
 
@@ -393,7 +389,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:22 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Qwen3MoeRMSNorm = LigerRMSNorm
 

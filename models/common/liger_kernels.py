@@ -6,18 +6,41 @@ copied; the generated file imports it). Their pure-torch twins, with the same ro
 models is listed in the README ("Differences from Liger's monkey patches").
 
 Model-specific variants are separate sets: `LIGER_GEMMA_RMS_NORM` (offset 1, 'gemma' casting,
-zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_EXPERTS` for fused MoE experts.
+zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_EXPERTS` for fused MoE experts,
+`LIGER_FUSED_SWIGLU_MLP` for a fused `gate_up_proj` (Phi-3), and `LIGER_RMS_NORM_OUT_OF_PLACE` for
+layouts that add a norm's output to the residual (OLMo-2): `LIGER_RMS_NORM` (in place) is only safe
+where each norm's output feeds a projection (pre-norm layouts: Llama, Qwen, Mistral, Phi-3).
 """
 
 from patchgen.patch_sets import PatchSet
 
 
+# Requires: pre-norm use only. Its backward is in place (LigerRMSNorm's default in_place=True: dX overwrites the
+# incoming gradient), which is right only where no other branch reads that gradient: a norm whose output feeds
+# projections (pre-norm layers, q/k norms, the final norm), not one whose output is added to the residual.
 LIGER_RMS_NORM = PatchSet("liger_rms_norm", "Liger's fused Triton RMSNorm")
 LIGER_RMS_NORM.external(
     "rms_norm",
     "liger_kernel.transformers.rms_norm",
     "LigerRMSNorm",
     description="Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it)",
+)
+
+# Post-norm layouts (OLMo-2: `residual + norm(attn_out)`) need the out-of-place kernel: LigerRMSNorm's default
+# in_place=True backward writes dX into the incoming gradient dY, and there that very tensor is also the
+# residual branch's gradient (autograd hands the sum's gradient to both operands), which it then corrupts.
+LIGER_RMS_NORM_OUT_OF_PLACE = PatchSet(
+    "liger_rms_norm_out_of_place", "Liger's fused RMSNorm, backward out of place (safe on post-norm layouts)"
+)
+LIGER_RMS_NORM_OUT_OF_PLACE.external(
+    "rms_norm",
+    "liger_kernel.transformers.rms_norm",
+    "LigerRMSNormForOlmo2",
+    description=(
+        "Liger's fused RMSNorm with in_place=False (LigerRMSNormForOlmo2 is LigerRMSNorm with that default; same "
+        "constructor and weight): its backward writes a fresh gradient, so a norm output added to the residual "
+        "(post-norm layers) keeps the right gradient"
+    ),
 )
 
 LIGER_GEMMA_RMS_NORM = PatchSet("liger_gemma_rms_norm", "Liger's fused RMSNorm with Gemma's (1 + weight) scaling")
@@ -34,6 +57,17 @@ LIGER_SWIGLU_MLP.external(
     "liger_kernel.transformers.swiglu",
     "LigerSwiGLUMLP",
     description="Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up",
+)
+
+LIGER_FUSED_SWIGLU_MLP = PatchSet("liger_fused_swiglu_mlp", "Liger's SwiGLU MLP on one fused gate_up_proj")
+LIGER_FUSED_SWIGLU_MLP.external(
+    "mlp",
+    "liger_kernel.transformers.swiglu",
+    "LigerPhi3SwiGLUMLP",
+    description=(
+        "Liger's SwiGLU on a fused gate_up_proj (gate first, then up) and down_proj: the keys of Phi-3's MLP kept, "
+        "one kernel for silu(gate) * up"
+    ),
 )
 
 LIGER_GEGLU_MLP = PatchSet("liger_geglu_mlp", "Liger's fused GeGLU MLP")

@@ -7,7 +7,11 @@ tests exercise the GPU file's structure and prove it equal to stock HF.
 
 Model-specific variants are separate sets, never flags that change behaviour silently:
 `TORCH_GEMMA_RMS_NORM` (`(1 + weight)` scaling, fp32 throughout) and `TORCH_GEGLU_MLP` (tanh GELU)
-for Gemma; `TORCH_EXPERTS` for fused MoE experts.
+for Gemma; `TORCH_EXPERTS` for fused MoE experts; `TORCH_FUSED_SWIGLU_MLP` for a fused
+`gate_up_proj` (Phi-3). `TORCH_RMS_NORM` stands in for both Liger RMSNorm sets, the in-place one and
+`LIGER_RMS_NORM_OUT_OF_PLACE`: plain torch autograd never writes a gradient in place, so a CPU run
+cannot show the in-place hazard (`tests/test_in_place_norm_hazard.py` reproduces it with an in-place
+twin).
 """
 
 import torch
@@ -19,6 +23,9 @@ from patchgen.patch_sets import PatchSet
 TORCH_RMS_NORM = PatchSet("torch_rms_norm", "pure-torch RMSNorm with LigerRMSNorm's interface")
 TORCH_GEMMA_RMS_NORM = PatchSet("torch_gemma_rms_norm", "pure-torch (1 + weight) RMSNorm, LigerRMSNormForGemma3")
 TORCH_SWIGLU_MLP = PatchSet("torch_swiglu_mlp", "pure-torch SwiGLU MLP with LigerSwiGLUMLP's structure")
+TORCH_FUSED_SWIGLU_MLP = PatchSet(
+    "torch_fused_swiglu_mlp", "pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's structure"
+)
 TORCH_GEGLU_MLP = PatchSet("torch_geglu_mlp", "pure-torch GeGLU MLP with LigerGEGLUMLP's structure")
 TORCH_ROPE = PatchSet("torch_rope", "rope computed in fp32, the precision of Liger's rope kernel")
 TORCH_EXPERTS = PatchSet("torch_experts", "MoE experts grouped by expert, LigerExperts' structure in plain torch")
@@ -93,6 +100,31 @@ class TorchSwiGLUMLP(nn.Module):
 
     def forward(self, x):
         return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+@TORCH_FUSED_SWIGLU_MLP.replace_class(
+    "mlp", description="pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's constructor and keys"
+)
+class TorchFusedSwiGLUMLP(nn.Module):
+    """SwiGLU whose gate and up projections are one `gate_up_proj` (gate rows first), as Phi-3 stores them.
+
+    Requires: the upstream MLP is built as `MLP(config)` with keys `gate_up_proj` / `down_proj` and no
+    biases, computes `down(act(gate) * up)` with `gate, up = gate_up_proj(x).chunk(2)`, and a SiLU activation.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size
+        self.gate_up_proj = nn.Linear(self.hidden_size, 2 * self.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
+        if config.hidden_act not in ("silu", "swish"):
+            raise ValueError(f"the fused SwiGLU MLP supports only silu/swish, not {config.hidden_act!r}")
+
+    def forward(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(nn.functional.silu(gate) * up)
 
 
 @TORCH_GEGLU_MLP.replace_class(

@@ -62,9 +62,9 @@ def ulysses_attention_init(original_init, self, *args, **kwargs):
 
 # -- steps: the parts of the forward where families differ -------------------------------------------
 #
-# Each slot of the forward (`project_qkv`, `qk_norm`, `rotary`) is a module-level name bound to one step;
-# a family picks the step that fits its upstream attention. A step's docstring says what it requires of
-# the upstream class ("Requires: ..."), so a patch set can declare it and the generator can check it.
+# The forward calls each step through a slot (`project_qkv`, `qk_norm`, `rotary`, bound at the end of this
+# section); a family binds the step that fits its upstream attention. A step's docstring says what it
+# requires of the upstream class ("Requires: ..."), so a patch set can declare it and the generator check it.
 
 
 def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,22 +123,6 @@ def no_qk_norm(
     return query_states.view(hidden_shape), key_states.view(hidden_shape)
 
 
-def per_head_qk_norm_where_present(
-    self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_head_qk_norm` when the layer has `q_norm` / `k_norm`, else `no_qk_norm`: what every family
-    used before the steps could be chosen per family.
-
-    Requires: any `q_norm` / `k_norm` is per head (a full-projection norm, OLMo-2's, fails on its shape).
-    """
-    query_states, key_states = query_states.view(hidden_shape), key_states.view(hidden_shape)
-    if getattr(self, "q_norm", None) is not None:
-        query_states = self.q_norm(query_states)
-    if getattr(self, "k_norm", None) is not None:
-        key_states = self.k_norm(key_states)
-    return query_states, key_states
-
-
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,10 +151,11 @@ def partial_rotary(
     return torch.cat([query_rot, query_pass], dim=-1), torch.cat([key_rot, key_pass], dim=-1)
 
 
-# The slots and their defaults. `config.use(ULYSSES_ATTENTION, ..., bind={"qk_norm": ...})` binds a slot to
-# another step for one family; the generated file then holds the chosen step and calls it.
+# The slots the forward calls, and the step each is bound to unless a config binds another:
+#     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
+# The generated file then holds the bound step under its own name and the forward calls it by that name.
 project_qkv = separate_qkv_projection
-qk_norm = per_head_qk_norm_where_present
+qk_norm = per_head_qk_norm
 rotary = full_rotary
 
 

@@ -5,6 +5,7 @@ its classes go, except `Gemma3MultiModalProjector`, which `Gemma3PreTrainedModel
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
+from models.common.ulysses_attention import full_rotary, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -23,4 +24,8 @@ config.exclude_from_output(
     reason="multimodal (vision) model: this file is the text model",
 )
 config.exclude_from_output("Gemma3TextForSequenceClassification", reason="head not used for causal-LM training")
-config.use(ULYSSES_ATTENTION, attention="Gemma3Attention")
+config.use(
+    ULYSSES_ATTENTION,
+    attention="Gemma3Attention",
+    bind={"project_qkv": separate_qkv_projection, "qk_norm": per_head_qk_norm, "rotary": full_rotary},
+)

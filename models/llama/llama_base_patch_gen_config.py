@@ -5,6 +5,7 @@ variants, which add only their kernels.
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
+from models.common.ulysses_attention import full_rotary, no_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -17,4 +18,8 @@ config.exclude_from_output(
     "LlamaForQuestionAnswering",
     reason="heads not used for causal-LM training",
 )
-config.use(ULYSSES_ATTENTION, attention="LlamaAttention")
+config.use(
+    ULYSSES_ATTENTION,
+    attention="LlamaAttention",
+    bind={"project_qkv": separate_qkv_projection, "qk_norm": no_qk_norm, "rotary": full_rotary},
+)

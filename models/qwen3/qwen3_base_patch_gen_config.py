@@ -5,6 +5,7 @@ sequence-parallel group set, the files compute exactly what upstream does.
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
+from models.common.ulysses_attention import full_rotary, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -17,4 +18,8 @@ config.exclude_from_output(
     "Qwen3ForQuestionAnswering",
     reason="heads not used for causal-LM training",
 )
-config.use(ULYSSES_ATTENTION, attention="Qwen3Attention")
+config.use(
+    ULYSSES_ATTENTION,
+    attention="Qwen3Attention",
+    bind={"project_qkv": separate_qkv_projection, "qk_norm": per_head_qk_norm, "rotary": full_rotary},
+)
