@@ -1,4 +1,4 @@
-"""Llama, Qwen2, Mistral, Qwen3-MoE and Gemma 3: the committed generated files, against stock HF.
+"""Every family of test_models_tiny_configs.FAMILIES: the committed generated files, against stock HF.
 
 For each family: both files import on CPU, tiny random models build with stock state-dict keys, the
 CPU variant gives stock logits, loss and gradients in fp32, the GPU variant binds the Liger objects

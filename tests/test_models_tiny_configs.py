@@ -1,4 +1,4 @@
-"""Tiny random configs of the five families and how to build stock + generated models from them.
+"""Tiny random configs of the families and how to build stock + generated models from them.
 
 Imports only torch and transformers (no pytest), so `tests/test_models_gpu.py` can run as a plain
 script on a GPU machine. The test modules import the table from here.
@@ -72,6 +72,33 @@ FAMILIES = {
         {
             "Gemma3RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
             "Gemma3MLP": "liger_kernel.transformers.geglu:LigerGEGLUMLP",
+            "apply_rotary_pos_emb": ROPE,
+        },
+    ),
+    # post-norm layers and a q/k norm over the whole projection; the eos default (50279) is outside the tiny vocab
+    "olmo2": Family(
+        "Olmo2Config",
+        "Olmo2ForCausalLM",
+        {**DENSE, "bos_token_id": 1, "eos_token_id": 2},
+        {
+            "Olmo2RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForOlmo2",
+            "Olmo2MLP": SWIGLU,
+            "apply_rotary_pos_emb": ROPE,
+        },
+    ),
+    # fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (rope over 6 of each head's 8 channels)
+    "phi3": Family(
+        "Phi3Config",
+        "Phi3ForCausalLM",
+        {
+            **{k: v for k, v in DENSE.items() if k != "head_dim"},
+            "partial_rotary_factor": 0.75,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        {
+            "Phi3RMSNorm": RMS,
+            "Phi3MLP": "liger_kernel.transformers.swiglu:LigerPhi3SwiGLUMLP",
             "apply_rotary_pos_emb": ROPE,
         },
     ),

@@ -74,6 +74,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         "Gemma3ForCausalLM",
         {**_DENSE, "sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
     ),
+    # Post-norm layers, q/k norms over the whole projection.
+    "olmo2": Architecture("Olmo2Config", "Olmo2ForCausalLM", _DENSE),
+    # Fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (0.75 of each 16-channel head).
+    "phi3": Architecture("Phi3Config", "Phi3ForCausalLM", {**_NO_HEAD_DIM, "partial_rotary_factor": 0.75}),
 }
 
 
