@@ -66,3 +66,10 @@ def training_step(model, batch: dict[str, torch.Tensor], upstream_loss: bool) ->
     loss = model(**shard).loss
     loss.backward()
     return loss.detach()
+
+
+def take_gradients(model) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient, by name; the model's gradients are cleared for the next batch."""
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
-from sequence_parallel_batches import BATCHES, training_step
+from sequence_parallel_batches import BATCHES, take_gradients, training_step
 from test_models_tiny_configs import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
@@ -38,12 +38,6 @@ def make_config(model: str):
     config = getattr(transformers, family.config_class)(**kwargs)
     config._attn_implementation = "eager"
     return config
-
-
-def _gradients(model) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return grads
 
 
 def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
@@ -66,7 +60,7 @@ def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
             loss = training_step(patched, make_batch(DENSE["vocab_size"]), model in UPSTREAM_LOSS_FAMILIES)
             for parameter in patched.parameters():
                 dist.all_reduce(parameter.grad)
-            results[kind] = {"loss": sp.reduce_loss(loss), "grads": _gradients(patched)}
+            results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(patched)}
         torch.save(results, out_dir / f"rank{rank}.pt")
     finally:
         sp.set_sequence_parallel_group(None)
@@ -88,7 +82,7 @@ def test_ranks_equal_stock_on_the_full_sequence(model, world_size, tmp_path):
     reference = {}
     for kind, make_batch in BATCHES.items():
         loss = training_step(stock, make_batch(DENSE["vocab_size"]), upstream_loss=True)
-        reference[kind] = {"loss": loss, "grads": _gradients(stock)}
+        reference[kind] = {"loss": loss, "grads": take_gradients(stock)}
     mp.start_processes(
         _worker, args=(world_size, model, config, stock.state_dict(), tmp_path), nprocs=world_size, start_method="fork"
     )

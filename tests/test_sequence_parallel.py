@@ -26,6 +26,7 @@ from sequence_parallel_batches import (
     packed_batch,
     padded_batch,
     plain_batch,
+    take_gradients,
     training_step,
 )
 from transformers import DataCollatorWithFlattening, Qwen3Config, masking_utils
@@ -54,12 +55,6 @@ def full_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     return plain_batch(VOCAB, seed)
 
 
-def gradients(model) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return grads
-
-
 def one_process_reference(config: Qwen3Config, kinds: list[str]):
     """Stock HF on the whole sequence in one process (no group): its weights, and loss + gradients per batch."""
     torch.manual_seed(0)
@@ -71,7 +66,7 @@ def one_process_reference(config: Qwen3Config, kinds: list[str]):
     results = {}
     for kind in kinds:
         loss = training_step(model, BATCHES[kind](VOCAB), upstream_loss=True)
-        results[kind] = {"loss": loss, "grads": gradients(model)}
+        results[kind] = {"loss": loss, "grads": take_gradients(model)}
     return model.state_dict(), results
 
 
@@ -110,7 +105,7 @@ def _worker(rank, world_size, store, config, state_dict, kinds, options, out_dir
             loss.backward()
             for parameter in model.parameters():
                 dist.all_reduce(parameter.grad)  # each rank holds part of every parameter's gradient
-            results[kind] = {"loss_share": loss.detach(), "loss": sp.reduce_loss(loss), "grads": gradients(model)}
+            results[kind] = {"loss_share": loss.detach(), "loss": sp.reduce_loss(loss), "grads": take_gradients(model)}
         torch.save(results, out_dir / f"rank{rank}.pt")
     finally:
         sp.set_sequence_parallel_group(None)
