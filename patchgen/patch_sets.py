@@ -21,12 +21,15 @@ that applied it, for messages and banners. Like the DSL, this module is pure dat
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from patchgen import arguments
 from patchgen.errors import PatchgenError
 from patchgen.patch_spec import (
     ExtraImport,
@@ -34,7 +37,9 @@ from patchgen.patch_spec import (
     Patch,
     PatchKind,
     SourceLocation,
+    checked_arguments,
     checked_location,
+    describe,
     location_of_caller,
 )
 
@@ -65,6 +70,9 @@ class PatchSet:
     """A named group of patch templates, keyed by role, plus imports/statements the output needs."""
 
     def __init__(self, name: str, description: str = ""):
+        with checked_arguments(location_of_caller()):
+            arguments.require_name(name, "name", "PatchSet(...)")
+            arguments.require_text(description, "description", f"PatchSet({name!r})")
         self.name = name
         self.description = description
         self.templates: list[PatchTemplate] = []
@@ -105,6 +113,12 @@ class PatchSet:
 
     def external(self, role: str, module: str, name: str, *, description: str = "") -> None:
         """Bind the upstream definition mapped to `role` to `name` imported from installed `module`."""
+        call = f"PatchSet {self.name}: external({describe(role)})"
+        with checked_arguments(location_of_caller()):
+            arguments.require_name(role, "role", call)
+            arguments.require_name(module, "module", call, dotted=True)
+            arguments.require_name(name, "name", call)
+            arguments.require_text(description, "description", call)
         self._append(
             PatchTemplate(
                 role=role,
@@ -117,10 +131,23 @@ class PatchSet:
         )
 
     def add_import(self, module: str, names: list[str] | tuple[str, ...] = ()) -> None:
-        self.extra_imports.append(ExtraImport(module, tuple(names), None, location_of_caller()))
+        where = location_of_caller()
+        call = f"PatchSet {self.name}: add_import({describe(module)})"
+        with checked_arguments(where):
+            arguments.require_name(module, "module", call, dotted=True)
+            names = arguments.import_names(names, call)
+        self.extra_imports.append(ExtraImport(module, tuple(names), None, where))
 
     def add_statement(self, code: str, *, description: str = "") -> None:
-        self.statements.append(ModuleStatement(code.strip() + "\n", description, location_of_caller()))
+        where = location_of_caller()
+        with checked_arguments(where):
+            arguments.require_text(code, "code", f"PatchSet {self.name}: add_statement(...)")
+            arguments.require_text(description, "description", f"PatchSet {self.name}: add_statement(...)")
+        try:
+            ast.parse(code)
+        except SyntaxError as exc:
+            raise PatchgenError(f"{where}: PatchSet {self.name}: add_statement: not valid Python: {exc.msg}") from None
+        self.statements.append(ModuleStatement(code.strip() + "\n", description, where))
 
     # -- binding ------------------------------------------------------------------------------------
 
@@ -195,8 +222,13 @@ class PatchSet:
         member: str | None = None,
         keep_upstream_decorators: bool = True,
     ) -> Callable[[T], T]:
+        with checked_arguments(location_of_caller(3)):
+            arguments.require_name(role, "role", f"PatchSet {self.name}: {kind.value}")
+            arguments.require_text(description, "description", f"PatchSet {self.name}: {kind.value} {role}")
+
         def decorator(obj: T) -> T:
-            where = checked_location(obj, kind, expect, f"PatchSet {self.name}: {kind.value} {role}")
+            label = f"PatchSet {self.name}: {kind.value} {role}"
+            where = checked_location(obj, kind, expect, label, sys._getframe(1).f_lineno)
             self._append(
                 PatchTemplate(
                     role=role,

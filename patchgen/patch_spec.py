@@ -17,6 +17,7 @@ produces code; `patchgen.codegen` does that.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from patchgen import arguments
+from patchgen.definitions import definition_at, parse_file
 from patchgen.errors import PatchgenError
 
 
@@ -132,6 +135,25 @@ class ExtraImport:
     defined_at: SourceLocation | None = None
 
     @property
+    def bound_names(self) -> tuple[str, ...]:
+        """The names this import binds in the output."""
+        return tuple(name for name, _ in self.bound_origins)
+
+    @property
+    def bound_origins(self) -> tuple[tuple[str, str], ...]:
+        """(name bound, dotted origin of the object) for each name the import binds."""
+        if self.names:
+            pairs = []
+            for entry in self.names:
+                name, _, alias = (part.strip() for part in entry.partition(" as "))
+                pairs.append((alias or name, f"{self.module}.{name}"))
+            return tuple(pairs)
+        if self.alias:
+            return ((self.alias, self.module),)
+        top = self.module.split(".")[0]
+        return ((top, top),)
+
+    @property
     def statement(self) -> str:
         if self.names:
             return f"from {self.module} import {', '.join(self.names)}"
@@ -163,25 +185,44 @@ def location_of_caller(depth: int = 2) -> SourceLocation:
     return SourceLocation(module=module, path=module_path(module, frame.f_code.co_filename), line=frame.f_lineno)
 
 
-def location_of_object(obj: Any) -> SourceLocation:
-    """Where a function or class is defined (the line of its `def`/`class`, after decorators)."""
-    module = getattr(obj, "__module__", "<unknown>")
-    try:
-        filename = inspect.getsourcefile(obj) or "<unknown>"
-        lines, start = inspect.getsourcelines(obj)
-    except (OSError, TypeError):
-        return SourceLocation(module=module, path=module_path(module, "<unknown>"), line=0)
-    offset = next((i for i, text in enumerate(lines) if text.lstrip().startswith(("def ", "class ", "async def "))), 0)
-    return SourceLocation(module=module, path=module_path(module, filename), line=start + offset)
+def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation:
+    """Where a function or class is defined: the line of its `def`/`class` (after decorators).
+
+    Found by location (`patchgen.definitions`): a function by its code's first line, a class by
+    `line_hint`, a line its statement holds (a decorator passes the line it runs on), so a name defined
+    twice in one module resolves to the definition that was registered.
+    """
+    module = getattr(obj, "__module__", None) or "<unknown>"
+    target = inspect.unwrap(obj) if inspect.isfunction(obj) else obj
+    filename = getattr(sys.modules.get(module), "__file__", None) or "<unknown>"
+    qualname = getattr(target, "__qualname__", None)
+    code = getattr(target, "__code__", None)
+    node = None
+    if filename.endswith(".py") and isinstance(qualname, str) and "<locals>" not in qualname:
+        try:
+            _, tree = parse_file(filename)
+        except (OSError, SyntaxError):
+            tree = None
+        if tree is not None:
+            node, _ = definition_at(tree, qualname, code.co_firstlineno if code is not None else line_hint)
+    return SourceLocation(module=module, path=module_path(module, filename), line=node.lineno if node else 0)
 
 
-def checked_location(obj: Any, kind: PatchKind, expect: Callable[[Any], bool], label: str) -> SourceLocation:
+def checked_location(
+    obj: Any, kind: PatchKind, expect: Callable[[Any], bool], label: str, line_hint: int | None = None
+) -> SourceLocation:
     """Where a decorated patch object is defined, after checking it is the kind of object `kind` needs."""
-    where = location_of_object(obj)
+    where = location_of_object(obj, line_hint)
     if not expect(obj):
         wanted = "a class" if kind is PatchKind.CLASS_REPLACEMENT else "a function"
-        raise PatchgenError(f"{where}: {label}: the decorated object {obj!r} is not {wanted}")
+        raise PatchgenError(f"{where}: {label}: the decorated object ({_kind_of(obj)}) is not {wanted}")
     return where
+
+
+def _kind_of(obj: Any) -> str:
+    """How a message names an object: its type and name, never a repr with a memory address."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return f"{type(obj).__name__} {name}" if isinstance(name, str) else f"a {type(obj).__name__}"
 
 
 def module_path(module: str, filename: str) -> str:
@@ -220,6 +261,12 @@ class PatchConfig:
     declared_in: str | None = None  # dotted name of the module that created this config
 
     def __post_init__(self) -> None:
+        with checked_arguments(location_of_caller_outside(__name__)):
+            arguments.require_name(self.source_module, "source_module", "PatchConfig(...)", dotted=True)
+            arguments.require_text(self.target_file, "target_file", "PatchConfig(...)")
+            arguments.require_text(self.description, "description", "PatchConfig(...)")
+            if self.model is not None:
+                arguments.require_name(self.model, "model", "PatchConfig(...)")
         if self.model is None:
             parts = self.source_module.split(".")
             self.model = parts[-2] if len(parts) >= 2 else parts[-1]
@@ -296,6 +343,18 @@ class PatchConfig:
         which the output defines (copied from the patch package) or imports (from an installed package).
         """
         where = location_of_caller()
+        call = f"use({getattr(patch_set, 'name', describe(patch_set))})"
+        with checked_arguments(where):
+            if not hasattr(patch_set, "bind") or not hasattr(patch_set, "templates"):
+                raise arguments.TypeError_(
+                    f"use(...): the first argument must be a PatchSet, got {describe(patch_set)}"
+                )
+            if target is not None:
+                arguments.require_name(target, "the upstream name", call)
+            for role, name in targets.items():
+                arguments.require_name(name, f"{role}=", call)
+            arguments.require_flag(override, "override", call)
+            arguments.require_text(note, "note", call)
         bindings = _checked_bindings(bind, where, patch_set)
         for patch in patch_set.bind(target, targets, applied_at=where, note=note, override=override):
             self._add(dataclasses.replace(patch, bindings=bindings) if bindings else patch)
@@ -328,9 +387,9 @@ class PatchConfig:
         The upstream method's decorators are kept unless `keep_upstream_decorators=False`; then the
         decorators written on the patch function are used instead.
         """
-        if "." not in target or target.count(".") != 1 or not all(target.split(".")):
+        if not isinstance(target, str) or target.count(".") != 1 or not arguments.is_dotted(target):
             raise PatchgenError(
-                f"{location_of_caller()}: override_method({target!r}): target must be 'ClassName.method_name'"
+                f"{location_of_caller()}: override_method({describe(target)}): target must be 'ClassName.method_name'"
             )
         return self._register(
             PatchKind.METHOD_OVERRIDE,
@@ -348,7 +407,7 @@ class PatchConfig:
         `original_init(self, ...)` exactly once; statements before that call run before the upstream
         body and statements after it run after. The output is one plain `__init__`.
         """
-        if "." in target:
+        if isinstance(target, str) and "." in target:
             raise PatchgenError(f"{location_of_caller()}: modify_init({target!r}): target must be a class name")
         return self._register(
             PatchKind.INIT_MODIFICATION, target, description, expect=inspect.isfunction, override=override
@@ -358,19 +417,33 @@ class PatchConfig:
 
     def add_import(self, module: str, names: list[str] | tuple[str, ...] = (), alias: str | None = None) -> None:
         """Add `import module [as alias]` or `from module import names` to the output."""
+        where = location_of_caller()
+        call = f"add_import({describe(module)})"
+        with checked_arguments(where):
+            arguments.require_name(module, "module", call, dotted=True)
+            names = arguments.import_names(names, call)
+            if alias is not None:
+                arguments.require_name(alias, "alias", call)
         if names and alias:
-            raise PatchgenError(f"{location_of_caller()}: add_import({module!r}): give names or alias, not both")
-        self.extra_imports.append(ExtraImport(module, tuple(names), alias, location_of_caller()))
+            raise PatchgenError(f"{where}: add_import({module!r}): give names or alias, not both")
+        self.extra_imports.append(ExtraImport(module, tuple(names), alias, where))
 
     def exclude_from_output(self, *names: str, reason: str = "") -> None:
         """Drop upstream classes or functions (and their `__all__` entries) from the output."""
         where = location_of_caller()
+        with checked_arguments(where):
+            for name in names:
+                arguments.require_name(name, "each name", "exclude_from_output(...)")
+            arguments.require_text(reason, "reason", "exclude_from_output(...)")
         self.exclusions.extend(Exclusion(name, reason, where) for name in names)
 
     def add_statement(self, code: str, *, description: str = "") -> None:
         """Append module-level code to the output (after `__all__`), e.g. a `patchgen.runtime` call that
         registers something with transformers. Import what it uses with `add_import`."""
         where = location_of_caller()
+        with checked_arguments(where):
+            arguments.require_text(code, "code", "add_statement(...)")
+            arguments.require_text(description, "description", "add_statement(...)")
         try:
             ast.parse(code)
         except SyntaxError as exc:
@@ -393,8 +466,15 @@ class PatchConfig:
         keep_upstream_decorators: bool = True,
         override: bool = False,
     ) -> Callable[[T], T]:
+        call = f"{_DSL_NAMES[kind]}({describe(target)})"
+        with checked_arguments(location_of_caller(3)):
+            arguments.require_name(target, "target", call, dotted=kind is PatchKind.METHOD_OVERRIDE)
+            arguments.require_text(description, "description", call)
+            arguments.require_flag(override, "override", call)
+            arguments.require_flag(keep_upstream_decorators, "keep_upstream_decorators", call)
+
         def decorator(obj: T) -> T:
-            where = checked_location(obj, kind, expect, f"{kind.value} {target}")
+            where = checked_location(obj, kind, expect, f"{kind.value} {target}", sys._getframe(1).f_lineno)
             patch = Patch(
                 kind=kind,
                 target=target,
@@ -427,6 +507,36 @@ class PatchConfig:
                 "keep only one, or pass override=True to the one that should win"
             )
         self.patches.append(patch)
+
+
+_DSL_NAMES = {
+    PatchKind.CLASS_REPLACEMENT: "replace_class",
+    PatchKind.FUNCTION_REPLACEMENT: "replace_function",
+    PatchKind.METHOD_OVERRIDE: "override_method",
+    PatchKind.INIT_MODIFICATION: "modify_init",
+    PatchKind.EXTERNAL_REPLACEMENT: "create_patch_from_external",
+}
+describe = arguments.describe
+
+
+@contextlib.contextmanager
+def checked_arguments(where: SourceLocation):
+    """Turn an argument check's failure into a one-line `PatchgenError` located at the DSL call."""
+    try:
+        yield
+    except arguments.TypeError_ as exc:
+        raise PatchgenError(f"{where}: {exc}") from None
+
+
+def location_of_caller_outside(module: str) -> SourceLocation:
+    """The location of the nearest frame not in `module` (where a `PatchConfig(...)` was written)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") in (module, "dataclasses"):
+        frame = frame.f_back
+    if frame is None:
+        return SourceLocation("<unknown>", "<unknown>", 0)
+    name = frame.f_globals.get("__name__", "<unknown>")
+    return SourceLocation(name, module_path(name, frame.f_code.co_filename), frame.f_lineno)
 
 
 def _checked_bindings(bind: Any, where: SourceLocation, patch_set: Any) -> tuple[tuple[str, Any], ...]:
@@ -496,11 +606,18 @@ def create_patch_from_external(
     The output imports `replacement_name` from `replacement_module` and assigns it to `target` where
     the upstream definition was; no source is copied. Append the result to `config.patches`.
     """
+    where = location_of_caller()
+    call = f"create_patch_from_external({describe(target)})"
+    with checked_arguments(where):
+        arguments.require_name(target, "target", call)
+        arguments.require_name(replacement_module, "replacement_module", call, dotted=True)
+        arguments.require_name(replacement_name, "replacement_name", call)
+        arguments.require_text(description, "description", call)
     return Patch(
         kind=PatchKind.EXTERNAL_REPLACEMENT,
         target=target,
         description=description or f"use {replacement_module}.{replacement_name}",
         replacement_module=replacement_module,
         replacement_name=replacement_name,
-        defined_at=location_of_caller(),
+        defined_at=where,
     )

@@ -24,8 +24,8 @@ from patchgen.patch_source import free_names, read_patch_source
 from patchgen.patch_spec import Exclusion, Patch, PatchKind
 
 
-if TYPE_CHECKING:  # plan imports this module
-    from patchgen.plan import Plan, PlanContext
+if TYPE_CHECKING:
+    from patchgen.context import Plan, PlanContext
 
 _WHOLE = (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT)
 _KIND = inspect.Parameter

@@ -158,8 +158,8 @@ def init(original_init, self, cfg):
     original_init(self, cfg)
 """,
         [
-            "parameters (original_init, self, cfg) do not match upstream ValBlock.__init__(self, config); "
-            "use (original_init, self, config)"
+            "parameters (original_init, self, cfg) do not match upstream ValBlock.__init__(self, config); ",
+            "use the same names, kinds and defaults: (original_init, self, config)",
         ],
     ),
     "modify_init_calls_twice": (
