@@ -73,7 +73,7 @@ def plan_init_modification(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) ->
     )
     func = snippet.definition
     _refuse_calling_itself(ctx, patch, func)
-    call = _original_init_call(ctx, patch, func)
+    call = _original_init_call(ctx, patch, func, merging=upstream_init is not None)
     parts = split_around_original_init(snippet, func, call)
     src = ctx.upstream.source
     if upstream_init is None:
@@ -130,7 +130,7 @@ def _check_signature(ctx: PlanContext, patch: Patch, func: ast.FunctionDef, upst
     )
 
 
-def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -> ast.Expr:
+def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef, merging: bool) -> ast.Expr:
     calls = [
         stmt
         for stmt in func.body
@@ -147,6 +147,19 @@ def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -
             f"(found {len(calls)} such call(s) and {len(uses)} use(s) of original_init)",
         )
     call = calls[0].value
+    if not merging:  # a new __init__ hands the call's arguments to super().__init__: names of its own only
+        own = {a.arg for a in [*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs]}
+        own |= {a.arg for a in (func.args.vararg, func.args.kwarg) if a is not None}
+        passed = [a.value if isinstance(a, ast.Starred) else a for a in call.args] + [k.value for k in call.keywords]
+        renamed = any(k.arg and not (isinstance(k.value, ast.Name) and k.value.id == k.arg) for k in call.keywords)
+        first_is_self = bool(call.args) and isinstance(call.args[0], ast.Name) and call.args[0].id == "self"
+        if first_is_self and not renamed and all(isinstance(a, ast.Name) and a.id in own for a in passed):
+            return calls[0]
+        raise ctx.fail(
+            patch,
+            "original_init must be called as original_init(self, ...) with the patch's own parameters unchanged; "
+            "change an argument by reassigning it before the call",
+        )
     if not _passes_own_parameters(func.args, call):
         expected = _expected_call(func.args)
         raise ctx.fail(

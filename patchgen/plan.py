@@ -420,29 +420,65 @@ def _plan_class_banners(ctx: PlanContext) -> None:
 def _plan_exclusion(ctx: PlanContext, name: str) -> None:
     start, end = ctx.upstream.source.node_lines(ctx.upstream.definitions[name])
     ctx.edits.append(TextEdit(start, end, "", ORDER_CODE))
-    for node in ctx.upstream.tree.body:
+    excluded = {e.name for e in ctx.config.exclusions}
+    for elements in all_lists(ctx.upstream.tree):
+        cut = _entry_cut(ctx.upstream.source, elements, name, excluded)
+        if cut is not None:
+            ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
+
+
+def all_lists(tree: ast.Module) -> list[list[ast.expr]]:
+    """The elements of every literal list or tuple upstream assigns or adds to `__all__` at module level:
+    `__all__ = [...]`, `__all__: list[str] = [...]`, `__all__ += [...]`."""
+    found = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        value = getattr(node, "value", None)
         if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-            and isinstance(node.value, (ast.List, ast.Tuple))
+            isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
+            and isinstance(value, (ast.List, ast.Tuple))
         ):
-            elements = node.value.elts
-            excluded = {e.name for e in ctx.config.exclusions}
-            gone = [isinstance(e, ast.Constant) and e.value in excluded for e in elements]
-            for i, element in enumerate(elements):
-                if not (isinstance(element, ast.Constant) and element.value == name) or (i > 0 and gone[i - 1]):
-                    continue  # entries excluded side by side are cut as one run, by the run's first entry
-                last = i
-                while last + 1 < len(elements) and gone[last + 1]:
-                    last += 1
-                src = ctx.upstream.source
-                if last + 1 < len(elements):
-                    cut = (_start(src, element), _start(src, elements[last + 1]))
-                elif i > 0:
-                    cut = (_end(src, elements[i - 1]), _end(src, elements[last]))
-                else:
-                    cut = (_start(src, element), _end(src, elements[last]))
-                ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
+            found.append(value.elts)
+    return found
+
+
+def _entry_cut(src, elements: list[ast.expr], name: str, excluded: set[str]) -> tuple[int, int] | None:
+    """The text to cut for the `__all__` entry `name` (None when absent or cut with the run before it).
+
+    When every entry sits on lines of its own, an entry goes with its whole lines, comment included, so
+    no comment lands on a neighbour. Otherwise a run of excluded entries side by side is cut as one span,
+    by its first entry, with the comma after it (or, at the end, the comma before it).
+    """
+    gone = [isinstance(e, ast.Constant) and e.value in excluded for e in elements]
+    index = next((i for i, e in enumerate(elements) if isinstance(e, ast.Constant) and e.value == name), None)
+    if index is None:
+        return None
+    element = elements[index]
+    if all(_on_own_lines(src, elements, i) for i in range(len(elements))):
+        return src.line_start(element.lineno), src.line_end(element.end_lineno)
+    if index > 0 and gone[index - 1]:
+        return None  # cut with the run it belongs to
+    last = index
+    while last + 1 < len(elements) and gone[last + 1]:
+        last += 1
+    if last + 1 < len(elements):
+        return _start(src, element), _start(src, elements[last + 1])
+    if index > 0:
+        return _end(src, elements[index - 1]), _end(src, elements[last])
+    return _start(src, element), _end(src, elements[last])
+
+
+def _on_own_lines(src, elements: list[ast.expr], index: int) -> bool:
+    element = elements[index]
+    line = src.lines[element.lineno - 1]
+    starts_line = not line[: src.offset(element.lineno, element.col_offset) - src.line_start(element.lineno)].strip()
+    shared = any(
+        not (other.end_lineno < element.lineno or other.lineno > element.end_lineno)
+        for i, other in enumerate(elements)
+        if i != index
+    )
+    return starts_line and not shared
 
 
 def _start(src, node: ast.expr) -> int:
@@ -460,7 +496,7 @@ def _plan_helpers(ctx: PlanContext) -> None:
     while changed:
         changed = False
         for key, helper in helpers.items():
-            for dep in helper.depends_on:
+            for dep in [*helper.depends_on, *helper.uses]:
                 for anchor in ctx.helper_anchors.get(key, []):
                     if anchor not in ctx.helper_anchors[dep]:
                         ctx.helper_anchors[dep].append(anchor)
@@ -474,15 +510,23 @@ def _plan_helpers(ctx: PlanContext) -> None:
             emit(dep, anchor, (*stack, key))
         emitted.add(key)
         helper = helpers[key]
-        users = sorted(set(helper.needed_by))
         text = banners.banner(
             f"[ADDED] {helper.name}",
-            [f"Needed by: {', '.join(u.split(': ')[-1] for u in users)}", f"Patch source: {helper.location}"],
+            [f"Needed by: {', '.join(_users(helper.needed_by))}", f"Patch source: {helper.location}"],
         )
         ctx.edits.append(TextEdit(anchor, anchor, text + helper.text + "\n\n", ORDER_HELPER))
 
     for key in sorted(helpers, key=lambda k: (min(ctx.helper_anchors.get(k) or [0]), k)):
         emit(key, min(ctx.helper_anchors.get(key) or [_import_block_end(ctx.upstream)]))
+
+
+def _users(labels: list[str]) -> list[str]:
+    """The patches a helper serves, each once: `method_override X.forward`, or `... (via helper h)` when
+    only another helper of that patch needs it."""
+    shown = [label.split(": ")[-1] for label in labels]
+    direct = {label for label in shown if " (via helper " not in label}
+    kept = [label for label in shown if label in direct or label.split(" (via helper ")[0] not in direct]
+    return sorted(dict.fromkeys(kept))
 
 
 _RELATIVE_FROM = re.compile(r"from\s+(\.+\s*[\w.]*)\s+import\b")

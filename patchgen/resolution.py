@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from patchgen.errors import PatchgenError
-from patchgen.module_facts import TopStatement
+from patchgen.module_facts import TopStatement, import_time_nodes
 from patchgen.patch_source import display_path, free_names, locate_definition, module_file, parsed_file
 from patchgen.patch_spec import SourceLocation
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
@@ -58,7 +58,8 @@ class Helper:
     text: str
     location: SourceLocation
     needed_by: list[str] = field(default_factory=list)
-    depends_on: list[HelperKey] = field(default_factory=list)
+    depends_on: list[HelperKey] = field(default_factory=list)  # what must be defined above it (import time)
+    uses: list[HelperKey] = field(default_factory=list)  # everything it needs in the output, run time included
 
 
 @dataclass(frozen=True)
@@ -175,19 +176,32 @@ class _Resolver:
         bindings: dict[str, Any],
         own_target: str | None,
     ) -> tuple[Snippet, list[HelperKey]]:
+        snippet, pairs = self.resolve_pairs(snippet, module, label, ignore, bindings, own_target)
+        return snippet, [key for _, key in pairs]
+
+    def resolve_pairs(
+        self,
+        snippet: Snippet,
+        module: ModuleType,
+        label: str,
+        ignore: frozenset[str],
+        bindings: dict[str, Any],
+        own_target: str | None,
+    ) -> tuple[Snippet, list[tuple[str, HelperKey]]]:
+        """`resolve`, with each helper key paired with the name (as the code spells it) that needs it."""
         renames: dict[str, str] = {}
-        needed: list[HelperKey] = []
+        needed: list[tuple[str, HelperKey]] = []
         for name in sorted(free_names(snippet) - ignore):
             if name in bindings:
                 value = bindings[name]
                 if value.__name__ != name:
                     renames[name] = value.__name__
-                needed += self._bound_object(value, label)
+                needed += [(name, key) for key in self._bound_object(value, label)]
                 continue
             new_name, keys = self._one_name(name, module, label, own_target)
             if new_name != name:
                 renames[name] = new_name
-            needed += keys
+            needed += [(name, key) for key in keys]
         if renames:
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, renames)))
         return snippet, needed
@@ -373,7 +387,9 @@ class _Resolver:
                 )
             binds = [rename]
         for bound in binds:
-            self.resolution.claim(bound, f"copy:{module.__name__}:{statement.index}:{rename}", where, label)
+            # one origin per name of the module: its statements rebinding it in order are one definition
+            source_name = node.name if rename else bound
+            self.resolution.claim(bound, f"copy:{module.__name__}.{source_name}", where, label)
         helper = Helper(key=key, name=", ".join(binds) or needed_name, text="", location=location, needed_by=[label])
         helpers[key] = helper  # registered before resolving what it reads, so recursive code terminates
         start, end = parsed.source.node_lines(node)
@@ -381,16 +397,22 @@ class _Resolver:
         snippet = self._absolute_imports(snippet, module, label, location)
         if rename and node.name != rename:
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, {node.name: rename})))
-        helper_label = f"{label} (via helper {helper.name})"
-        snippet, needs = self.resolve(snippet, module, helper_label, frozenset(statement.binds), {}, None)
+        helper_label = f"{label.split(' (via helper ')[0]} (via helper {helper.name})"
+        snippet, pairs = self.resolve_pairs(snippet, module, helper_label, frozenset(statement.binds), {}, None)
         helper.text = reindent(snippet, "")
+        # What must come first in the output is what this statement reads while the module is imported
+        # (decorators, defaults, bases, module-level expressions) and the earlier statements giving the
+        # same names their value; names only a function body reads merely have to exist by the time it runs.
+        at_import = {n.id for n in import_time_nodes(snippet.definition) if isinstance(n, ast.Name)}
         earlier = [
             (module.__name__, s.index, rename)
             for name in statement.binds | statement.changes
             for s in parsed.facts.statements_for(name)
             if s.index < statement.index and (module.__name__, s.index, rename) in helpers
         ]
-        helper.depends_on = list(dict.fromkeys(k for k in [*earlier, *needs] if k != key))
+        helper.depends_on = list(dict.fromkeys(k for k in earlier if k != key))
+        helper.depends_on += [k for name, k in pairs if name in at_import and k != key and k not in helper.depends_on]
+        helper.uses = [k for _, k in pairs if k != key]
         return key
 
     def _absolute_imports(self, snippet: Snippet, module: ModuleType, label: str, location) -> Snippet:

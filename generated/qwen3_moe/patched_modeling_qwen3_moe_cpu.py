@@ -305,7 +305,7 @@ class Qwen3MoeMLP(nn.Module):
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
-# Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the @use_experts_implementation dispatch
+# Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the use_experts_implementation decorator dispatch
 # Patch source: models/common/torch_kernels.py:145 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeExperts(nn.Module):

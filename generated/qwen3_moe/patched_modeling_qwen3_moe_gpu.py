@@ -274,7 +274,7 @@ Qwen3MoeMLP = LigerSwiGLUMLP
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
 # Replaced by: liger_kernel.transformers.swiglu.LigerExperts (imported, not copied)
-# Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the @use_experts_implementation dispatch, so set_experts_implementation() no longer applies
+# Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the use_experts_implementation decorator dispatch, so set_experts_implementation() no longer applies
 # Patch source: models/common/liger_kernels.py:56 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeExperts = LigerExperts
