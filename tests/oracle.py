@@ -47,7 +47,9 @@ def _upstream_decorators(module: ModuleType, class_name: str, method: str) -> li
     tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
-            methods = [i for i in node.body if isinstance(i, (ast.FunctionDef, ast.AsyncFunctionDef)) and i.name == method]
+            methods = [
+                i for i in node.body if isinstance(i, (ast.FunctionDef, ast.AsyncFunctionDef)) and i.name == method
+            ]
             if methods:  # the last definition is the one in force (earlier ones may be @overload stubs)
                 return [ast.unparse(d) for d in methods[-1].decorator_list]
     return []

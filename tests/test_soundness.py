@@ -9,10 +9,10 @@ import re
 
 import pytest
 from oracle import compare
+from soundness.configs import CASES
 
 from patchgen.codegen import generate
 from patchgen.discovery import LoadedConfig
-from soundness.configs import CASES
 
 
 CONFIG_MODULE = "soundness.configs"

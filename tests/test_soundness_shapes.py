@@ -74,7 +74,9 @@ def test_latin1_upstream_generates_a_utf8_file_that_behaves_the_same(package, tm
     patches = package("patches", "def other_patched():\n    return 2\n")
     config = config_for(upstream)
     config.replace_function("other")(importlib.import_module(patches).other_patched)
-    text = compare(config, f"{upstream.split('.')[0]}.cfg", {"greet": lambda m: m.greet(), "other": lambda m: m.other()}, tmp_path)
+    text = compare(
+        config, f"{upstream.split('.')[0]}.cfg", {"greet": lambda m: m.greet(), "other": lambda m: m.other()}, tmp_path
+    )
     assert text.splitlines()[text.splitlines().index("# -*- coding: utf-8 -*-")] == "# -*- coding: utf-8 -*-"
     assert "caf\xe9" in text
 
@@ -95,7 +97,12 @@ def test_form_feed_nel_and_line_separators_in_upstream_keep_line_numbers(package
     patches = package("patches", "def second_patched():\n    return 20\n")
     config = config_for(upstream)
     config.replace_function("second")(importlib.import_module(patches).second_patched)
-    text = compare(config, f"{upstream.split('.')[0]}.cfg", {"first": lambda m: m.first(), "second": lambda m: m.second()}, tmp_path)
+    text = compare(
+        config,
+        f"{upstream.split('.')[0]}.cfg",
+        {"first": lambda m: m.first(), "second": lambda m: m.second()},
+        tmp_path,
+    )
     assert 'return "x\u2028y"' in text and "return 20" in text  # ruff normalises the quotes
 
 
@@ -111,7 +118,10 @@ def test_added_import_in_upstream_without_imports_goes_below_the_docstring(packa
 @pytest.mark.parametrize(
     ("declaration", "kept"),
     [
-        ('__all__ = [\n    "keep",  # kept\n    "drop",  # dropped with its line\n]\n', '__all__ = [\n    "keep",  # kept\n]'),
+        (
+            '__all__ = [\n    "keep",  # kept\n    "drop",  # dropped with its line\n]\n',
+            '__all__ = [\n    "keep",  # kept\n]',
+        ),
         ('__all__: list[str] = ["keep", "drop"]\n', '__all__: list[str] = ["keep"]'),
         ('__all__ = ["keep"]\n__all__ += ["drop"]\n', "__all__ += []"),
     ],
