@@ -210,14 +210,6 @@ config.exclude_from_output("ValBlock")
         'config.exclude_from_output("ValExtra")\n',
         ["Undefined name `ValExtra` at line ", " in ValModel.forward (upstream code; exclude_from_output ValExtra"],
     ),
-    "excluded_class_listed_in_all": (
-        'config.exclude_from_output("ValTag")\n',
-        [
-            "models/val/val_x_patch_gen_config.py:{EXCLUDE_LINE}: exclude_from_output ValTag: __all__ still refers to "
-            f"it by the string 'ValTag' (valup.modeling_val line {line_of('__all__ +=')}), which would break at run "
-            "time; keep ValTag"
-        ],
-    ),
     "excluded_class_named_in_a_string": (
         'config.exclude_from_output("ValLayer")\n',
         [
