@@ -21,6 +21,16 @@ def reason_lines(description: str, where: object) -> list[str]:
     return [f"Reason: {reason}", f"Patch source: {where}"]
 
 
+def patch_reason_lines(patch) -> list[str]:
+    """Reason, source, and what a patch overrides or keeps: the lines every banner of a patch holds."""
+    lines = reason_lines(patch.description, patch.source_note)
+    if patch.keep_original_as:
+        lines.append(f"Upstream's original kept as: {patch.keep_original_as}")
+    if patch.overrides:
+        lines.append(f"Overrides: {patch.overrides}")
+    return lines
+
+
 def marker(text: str, indent: str) -> str:
     """A one-line comment inside a method marking where added code begins or ends."""
     return defuse(f"{indent}# {text}\n")

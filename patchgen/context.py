@@ -46,6 +46,8 @@ class PlanContext:
     edits: list[TextEdit] = field(default_factory=list)
     #: helper key -> offsets of the upstream spans of the patches that need it (it goes above the first)
     helper_anchors: dict[HelperKey, list[int]] = field(default_factory=lambda: defaultdict(list))
+    #: `pass`/`...` class bodies already cut (several added methods share one cut)
+    removed_placeholders: set[tuple[int, int]] = field(default_factory=set)
 
     def fail(self, patch: Patch | None, message: str) -> PatchgenError:
         where = f"{patch.defined_at}: {patch.label}" if patch else self.config_module

@@ -34,6 +34,7 @@ from patchgen.errors import PatchgenError
 
 
 T = TypeVar("T")
+_NO_VALUE = object()  # `replace_assignment` called without a value: used as a decorator
 
 
 class PatchKind(enum.Enum):
@@ -42,11 +43,31 @@ class PatchKind(enum.Enum):
     METHOD_OVERRIDE = "method_override"
     INIT_MODIFICATION = "init_modification"
     EXTERNAL_REPLACEMENT = "external_replacement"
+    METHOD_ADDITION = "method_addition"
+    MODULE_CODE = "module_code"
+    ASSIGNMENT_REPLACEMENT = "assignment_replacement"
 
+
+# The kinds that patch one method of a class (several may patch one class, each its own method).
+METHOD_LEVEL = frozenset({PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION, PatchKind.METHOD_ADDITION})
 
 # Method names of PatchConfig that register a patch when used as a decorator. The generator drops
 # decorators that call one of these (`@config.replace_class(...)`) from the patch source it copies.
-REGISTERING_DECORATORS = frozenset({"replace_class", "replace_function", "override_method", "modify_init"})
+REGISTERING_DECORATORS = frozenset(
+    {
+        "replace_class",
+        "replace_function",
+        "override_method",
+        "modify_init",
+        "add_method",
+        "add_code",
+        "add_block",
+        "replace_assignment",
+    }
+)
+
+# Where `add_code`/`add_block` may put code besides "after an upstream name": right after the imports.
+AFTER_IMPORTS = "imports"
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,17 @@ class Patch:
     # code and the functions or classes they stand for in this config. The output calls the bound object by
     # its own name (copied from the patch package, or imported from an installed one).
     bindings: tuple[tuple[str, Any], ...] = ()
+    # `keep_original_as="upstream_forward"`: upstream's original stays in the output under that name, so
+    # the patch can call it (a replaced function/class, or the method an override replaces).
+    keep_original_as: str | None = None
+    # `add_code`/`add_block`: where the code goes (`"imports"` or an upstream name it follows); whether
+    # the patch object is a block function whose body is the code (else the definition itself is added).
+    anchor: str | None = None
+    block: bool = False
+    # `replace_assignment(NAME, value=...)`: the literal value's source text (None: the decorated block).
+    value_source: str | None = None
+    # the label of the earlier patch this one replaced with `override=True` (for banners and the header)
+    overrides: str | None = None
 
     @property
     def target_class(self) -> str:
@@ -113,16 +145,17 @@ class Patch:
         """The keys this patch owns in the output: `X` and `X.*` for a whole definition, `X.m` and `X.*` for
         a method. Two patches conflict when they share a key, except two method-level patches sharing
         only the class key `X.*` (different methods of one class)."""
-        if self.kind in (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION):
+        if self.kind in METHOD_LEVEL:
             return (f"{self.target_class}.{self.method_name}", f"{self.target_class}.*")
         if self.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT):
             return (self.target, f"{self.target}.*")
+        if self.kind is PatchKind.MODULE_CODE:
+            return (f"+{self.target}",)  # new names: clashes are caught by the output's name registry
         return (self.target,)
 
     def conflicts_with(self, other: Patch) -> bool:
-        method_level = (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION)
         shared = set(self.claims) & set(other.claims)
-        if self.kind in method_level and other.kind in method_level:
+        if self.kind in METHOD_LEVEL and other.kind in METHOD_LEVEL:
             shared = {key for key in shared if not key.endswith(".*")}
         return bool(shared)
 
@@ -367,25 +400,53 @@ class PatchConfig:
 
     # -- decorators ---------------------------------------------------------------------------------
 
-    def replace_class(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
-        """Replace upstream class `target` by the decorated class, renamed to `target`."""
+    def replace_class(
+        self, target: str, *, description: str = "", override: bool = False, keep_original_as: str | None = None
+    ) -> Callable[[T], T]:
+        """Replace upstream class `target` by the decorated class, renamed to `target`.
+
+        `keep_original_as="UpstreamNorm"` keeps upstream's class in the output under that name, so the
+        patch can use it (import it from upstream in the patch module; the output renames the use).
+        """
         return self._register(
-            PatchKind.CLASS_REPLACEMENT, target, description, expect=inspect.isclass, override=override
+            PatchKind.CLASS_REPLACEMENT,
+            target,
+            description,
+            expect=inspect.isclass,
+            override=override,
+            keep_original_as=keep_original_as,
         )
 
-    def replace_function(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
-        """Replace module-level function `target` by the decorated function, renamed to `target`."""
+    def replace_function(
+        self, target: str, *, description: str = "", override: bool = False, keep_original_as: str | None = None
+    ) -> Callable[[T], T]:
+        """Replace module-level function `target` by the decorated function, renamed to `target`.
+
+        `keep_original_as="upstream_scale"` keeps upstream's function under that name for the patch to call.
+        """
         return self._register(
-            PatchKind.FUNCTION_REPLACEMENT, target, description, expect=inspect.isfunction, override=override
+            PatchKind.FUNCTION_REPLACEMENT,
+            target,
+            description,
+            expect=inspect.isfunction,
+            override=override,
+            keep_original_as=keep_original_as,
         )
 
     def override_method(
-        self, target: str, *, description: str = "", keep_upstream_decorators: bool = True, override: bool = False
+        self,
+        target: str,
+        *,
+        description: str = "",
+        keep_upstream_decorators: bool = True,
+        override: bool = False,
+        keep_original_as: str | None = None,
     ) -> Callable[[T], T]:
         """Replace one method, `"Class.method"`, keeping the rest of the class byte for byte.
 
         The upstream method's decorators are kept unless `keep_upstream_decorators=False`; then the
-        decorators written on the patch function are used instead.
+        decorators written on the patch function are used instead. `keep_original_as="upstream_forward"`
+        keeps upstream's method in the class under that name: the patch calls `self.upstream_forward(...)`.
         """
         if not isinstance(target, str) or target.count(".") != 1 or not arguments.is_dotted(target):
             raise PatchgenError(
@@ -398,7 +459,63 @@ class PatchConfig:
             expect=inspect.isfunction,
             keep_upstream_decorators=keep_upstream_decorators,
             override=override,
+            keep_original_as=keep_original_as,
         )
+
+    def add_method(self, target: str, *, description: str = "") -> Callable[[T], T]:
+        """Add method `"Class.name"`, which upstream's class neither defines nor inherits (for one it has,
+        use `override_method`). It goes at the end of the class body, under its own name."""
+        if not isinstance(target, str) or target.count(".") != 1 or not arguments.is_dotted(target):
+            raise PatchgenError(
+                f"{location_of_caller()}: add_method({describe(target)}): target must be 'ClassName.method_name'"
+            )
+        return self._register(PatchKind.METHOD_ADDITION, target, description, expect=inspect.isfunction)
+
+    def add_code(self, *, after: str, description: str = "") -> Callable[[T], T]:
+        """Add the decorated class or function to the output, under its own name, right after `after`:
+        `"imports"` (the end of upstream's import block) or an upstream name (e.g. the class it subclasses).
+        Its code is copied from the patch module like any patch, comments included."""
+        return self._register_code(after, description, block=False)
+
+    def add_block(self, *, after: str, description: str = "") -> Callable[[T], T]:
+        """Add the *body* of the decorated function as module-level statements right after `after`
+        (`"imports"` or an upstream name): constants, registrations, a group of definitions. The function
+        itself (its `def` line and docstring) is not copied; write the block as a function so it is
+        linted and keeps its comments."""
+        return self._register_code(after, description, block=True)
+
+    def replace_assignment(
+        self, target: str, value: Any = _NO_VALUE, *, description: str = "", override: bool = False
+    ) -> Callable[[T], T] | None:
+        """Replace upstream's module-level assignment to `target`.
+
+        `config.replace_assignment("MAX_LEN", 4096)` writes `MAX_LEN = 4096` (a literal: numbers,
+        strings, booleans, None, and tuples/lists/dicts of them). Without a value it is a decorator: the
+        body of the decorated function is the new statement(s), which must bind `target`.
+        """
+        where = location_of_caller()
+        call = f"replace_assignment({describe(target)})"
+        with checked_arguments(where):
+            arguments.require_name(target, "target", call)
+            arguments.require_text(description, "description", call)
+            arguments.require_flag(override, "override", call)
+        if value is _NO_VALUE:
+            return self._register(
+                PatchKind.ASSIGNMENT_REPLACEMENT, target, description, expect=inspect.isfunction, override=override
+            )
+        text = repr(value)
+        try:
+            literal_ok = ast.literal_eval(text) == value
+        except (ValueError, SyntaxError, TypeError):
+            literal_ok = False
+        if not literal_ok:
+            raise PatchgenError(
+                f"{where}: {call}: the value {describe(value)} is not a Python literal; give the new statement as a "
+                "decorated function instead (@config.replace_assignment(...) on def f(): NAME = ...)"
+            )
+        patch = Patch(PatchKind.ASSIGNMENT_REPLACEMENT, target, description, defined_at=where, value_source=text)
+        self._add(dataclasses.replace(patch, override=override), registered_at=where)
+        return None
 
     def modify_init(self, target: str, *, description: str = "", override: bool = False) -> Callable[[T], T]:
         """Add code around the upstream `__init__` of class `target`.
@@ -465,29 +582,44 @@ class PatchConfig:
         expect: Callable[[Any], bool],
         keep_upstream_decorators: bool = True,
         override: bool = False,
+        keep_original_as: str | None = None,
+        anchor: str | None = None,
+        block: bool = False,
     ) -> Callable[[T], T]:
         call = f"{_DSL_NAMES[kind]}({describe(target)})"
         with checked_arguments(location_of_caller(3)):
-            arguments.require_name(target, "target", call, dotted=kind is PatchKind.METHOD_OVERRIDE)
+            if kind is not PatchKind.MODULE_CODE:
+                arguments.require_name(target, "target", call, dotted=kind in METHOD_LEVEL)
             arguments.require_text(description, "description", call)
             arguments.require_flag(override, "override", call)
             arguments.require_flag(keep_upstream_decorators, "keep_upstream_decorators", call)
+            if keep_original_as is not None:
+                arguments.require_name(keep_original_as, "keep_original_as", call)
 
         def decorator(obj: T) -> T:
             where = checked_location(obj, kind, expect, f"{kind.value} {target}", sys._getframe(1).f_lineno)
             patch = Patch(
                 kind=kind,
-                target=target,
+                target=target if kind is not PatchKind.MODULE_CODE else getattr(obj, "__name__", "code"),
                 description=description,
                 replacement=obj,
                 keep_upstream_decorators=keep_upstream_decorators,
                 defined_at=where,
                 override=override,
+                keep_original_as=keep_original_as,
+                anchor=anchor,
+                block=block,
             )
             self._add(patch, registered_at=location_of_caller())
             return obj
 
         return decorator
+
+    def _register_code(self, after: str, description: str, *, block: bool) -> Callable[[T], T]:
+        with checked_arguments(location_of_caller(3)):
+            arguments.require_name(after, "after", "add_block(...)" if block else "add_code(...)")
+        expect = inspect.isfunction if block else (lambda obj: inspect.isclass(obj) or inspect.isfunction(obj))
+        return self._register(PatchKind.MODULE_CODE, after, description, expect=expect, anchor=after, block=block)
 
     def _add(self, patch: Patch, registered_at: SourceLocation | None = None) -> None:
         """Append `patch`, enforcing the composition rule: one patch per target unless `override=True`."""
@@ -500,6 +632,7 @@ class PatchConfig:
                     "drop override=True"
                 )
             self.patches = [p for p in self.patches if all(p is not e for e in earlier)]
+            patch = dataclasses.replace(patch, overrides=", ".join(f"{e.label} ({e.defined_at})" for e in earlier))
         elif earlier:
             other = earlier[0]
             raise PatchgenError(
@@ -510,6 +643,9 @@ class PatchConfig:
 
 
 _DSL_NAMES = {
+    PatchKind.METHOD_ADDITION: "add_method",
+    PatchKind.MODULE_CODE: "add_code",
+    PatchKind.ASSIGNMENT_REPLACEMENT: "replace_assignment",
     PatchKind.CLASS_REPLACEMENT: "replace_class",
     PatchKind.FUNCTION_REPLACEMENT: "replace_function",
     PatchKind.METHOD_OVERRIDE: "override_method",

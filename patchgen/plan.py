@@ -20,8 +20,9 @@ from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPOR
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
 from patchgen.module_facts import runtime_bound_names
+from patchgen.module_level import plan_assignment_replacement, plan_module_code
 from patchgen.patch_source import free_names, read_patch_source
-from patchgen.patch_spec import Patch, PatchConfig, PatchKind
+from patchgen.patch_spec import METHOD_LEVEL, Patch, PatchConfig, PatchKind
 from patchgen.resolution import Claim, HelperKey, NameContext, resolve_names, upstream_origin
 from patchgen.source_text import Snippet, TextEdit, apply_edits, python_lines, reindent, rename_edits
 from patchgen.upstream import UpstreamModule, member_bindings
@@ -48,6 +49,12 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
         if p.kind in whole and p.target in vars(upstream_module)
     }
     extra_names = {name for imp in config.extra_imports for name in imp.bound_names}
+    kept = {
+        id(vars(upstream_module)[p.target]): p.keep_original_as
+        for p in config.patches
+        if p.keep_original_as and p.kind in whole and p.target in vars(upstream_module)
+    }
+    extra_names |= set(kept.values()) | _names_added_by_code(config)
     names = NameContext(
         output_names=frozenset((upstream.runtime_names - excluded) | extra_names),
         upstream_module=upstream_module,
@@ -55,6 +62,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
         renamed_objects=replacements,
         upstream=upstream,
         replaced_originals=originals,
+        kept_originals=kept,
         upstream_type_checking_names=upstream.type_checking_names,
     )
     ctx = PlanContext(config, config_module, upstream, names)
@@ -109,6 +117,25 @@ def _check_duplicates(config: PatchConfig, config_module: str) -> None:
                     f"({other.defined_at}) already patches this target; keep only one"
                 )
             claimed.setdefault(key, patch)
+
+
+def _names_added_by_code(config: PatchConfig) -> set[str]:
+    """What `add_code`/`add_block`/block `replace_assignment` patches bind: other patches may use those names."""
+    names: set[str] = set()
+    for patch in config.patches:
+        if patch.kind is PatchKind.MODULE_CODE and not patch.block:
+            names.add(patch.replacement.__name__)
+        elif patch.kind is PatchKind.MODULE_CODE or (
+            patch.kind is PatchKind.ASSIGNMENT_REPLACEMENT and patch.value_source is None
+        ):
+            try:
+                function = Snippet.parse(
+                    read_patch_source(patch.replacement, patch.label, patch.defined_at.line).definition
+                )
+            except PatchgenError:
+                continue  # reported with its location when the patch itself is planned
+            names |= runtime_bound_names(function.definition.body)
+    return names
 
 
 def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
@@ -174,7 +201,7 @@ def _refuse_bound_twice(upstream: UpstreamModule, name: str, label: str) -> None
 
 
 def _replacement_banner(patch: Patch, title: str) -> str:
-    return banners.banner(f"{title} {patch.target}", banners.reason_lines(patch.description, patch.source_note))
+    return banners.banner(f"{title} {patch.target}", banners.patch_reason_lines(patch))
 
 
 def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
@@ -195,8 +222,24 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     snippet = _renamed_definition(snippet, patch.target)
     start, end = ctx.upstream.source.node_lines(node)
     text = _replacement_banner(patch, "[PATCHED CLASS]" if is_class else "[PATCHED FUNCTION]") + reindent(snippet, "")
+    if patch.keep_original_as:
+        text = _kept_original(ctx, patch, node, "") + "\n\n" + text
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
     ctx.needs_helpers(helpers, start)
+
+
+def _kept_original(ctx: PlanContext, patch: Patch, node: ast.stmt, indent: str) -> str:
+    """Upstream's definition `node`, renamed to `patch.keep_original_as`, under a one-line marker."""
+    kept = patch.keep_original_as
+    src = ctx.upstream.source
+    first = src.node_start_line(node, leading_comments=False)
+    snippet = Snippet.parse("".join(src.lines[first - 1 : node.end_lineno]))
+    snippet = _renamed_definition(snippet, kept)
+    if patch.kind is not PatchKind.METHOD_OVERRIDE:  # a module-level name: one meaning in the output
+        origin = f"kept:{ctx.upstream.name}.{patch.target}"
+        ctx.resolution.claim(kept, origin, f"{patch.label} keep_original_as", ctx.label(patch))
+    marker = banners.marker(f"[KEPT ORIGINAL] upstream's {patch.target}, as {kept}, for {patch.label}", indent)
+    return marker + reindent(snippet, indent)
 
 
 def _plan_external(ctx: PlanContext, patch: Patch) -> None:
@@ -213,10 +256,7 @@ def _plan_external(ctx: PlanContext, patch: Patch) -> None:
         ctx.resolution.imports.setdefault(statement, None)
         code = f"{patch.target} = {patch.replacement_name}\n"
     lines = [f"Replaced by: {origin} (imported, not copied)"]
-    text = (
-        banners.banner(f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.source_note))
-        + code
-    )
+    text = banners.banner(f"{title} {patch.target}", lines + banners.patch_reason_lines(patch)) + code
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
 
 
@@ -259,7 +299,7 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     _refuse_calling_itself(ctx, patch, snippet)
     ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
     if method is None:
-        _add_method(ctx, patch, cls, source.comments, snippet)
+        _add_method(ctx, patch, cls, source.comments, snippet, "overrides the inherited one")
         return
     indent = upstream_text.indentation_of(method.lineno)
     comments = "".join(indent + line.lstrip() for line in python_lines(source.comments))
@@ -270,6 +310,14 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         + kept_upstream
         + reindent(snippet, indent)
     )
+    if patch.keep_original_as:
+        taken = member_bindings(cls, patch.keep_original_as)
+        upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
+        if taken or inspect.getattr_static(upstream_class, patch.keep_original_as, _ABSENT) is not _ABSENT:
+            raise ctx.fail(
+                patch, f"keep_original_as={patch.keep_original_as!r}: {cls.name} already has that name; pick another"
+            )
+        text = _kept_original(ctx, patch, method, indent) + "\n" + text
     start = upstream_text.line_start(upstream_text.node_start_line(method, leading_comments=False))
     ctx.edits.append(TextEdit(start, upstream_text.line_end(method.end_lineno), text, ORDER_CODE))
 
@@ -299,6 +347,12 @@ def _overridable_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) -> as
         )
     if members:
         return members[0]
+    if patch.keep_original_as:
+        raise ctx.fail(
+            patch,
+            f"keep_original_as: {cls.name} only inherits {name!r}, so there is no upstream method of its own to keep; "
+            "call the parent's with super()",
+        )
     upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
     inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
     if inherited is _ABSENT:
@@ -337,8 +391,9 @@ def _refuse_calling_itself(ctx: PlanContext, patch: Patch, snippet: Snippet) -> 
             )
 
 
-def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet) -> None:
-    """An inherited method overridden: written into the class body, replacing a bare `pass`/`...`."""
+def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet, why: str) -> None:
+    """A method written into the class body: at its end, or in place of a bare `pass`/`...` body (which
+    is cut once, whatever the number of methods added)."""
     src = ctx.upstream.source
     body = cls.body
     only_placeholder = len(body) == 1 and (
@@ -347,20 +402,45 @@ def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str
     )
     inline = body[0].lineno == cls.lineno
     indent = (src.indentation_of(cls.lineno) + "    ") if inline else src.indentation_of(body[0].lineno)
-    comments = "".join(indent + line.lstrip() for line in comments.splitlines(keepends=True))
-    text = (
-        banners.marker(f"[ADDED METHOD] {patch.target}: overrides the inherited one, see the banner above", indent)
-        + comments
-        + reindent(snippet, indent)
-    )
-    if only_placeholder and inline:
-        start = src.offset(body[0].lineno, body[0].col_offset)
-        ctx.edits.append(TextEdit(start, src.line_end(body[0].end_lineno), "\n" + text, ORDER_CODE))
-    elif only_placeholder:
-        ctx.edits.append(TextEdit(*src.node_lines(body[0], leading_comments=False), text, ORDER_CODE))
+    comments = "".join(indent + line.lstrip() for line in python_lines(comments))
+    text = banners.marker(f"[ADDED METHOD] {patch.target}: {why}, see the banner above", indent)
+    text += comments + reindent(snippet, indent)
+    if only_placeholder:
+        if inline:
+            cut = (src.offset(body[0].lineno, body[0].col_offset), src.line_end(body[0].end_lineno))
+        else:
+            cut = src.node_lines(body[0], leading_comments=False)
+        if cut not in ctx.removed_placeholders:
+            ctx.removed_placeholders.add(cut)
+            ctx.edits.append(TextEdit(*cut, "\n" if inline else "", ORDER_CODE))
+        ctx.edits.append(TextEdit(cut[1], cut[1], text, ORDER_CODE))
     else:
         at = src.line_end(cls.end_lineno)
         ctx.edits.append(TextEdit(at, at, "\n" + text, ORDER_CODE))
+
+
+def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
+    cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
+    name = patch.method_name
+    members = member_bindings(cls, name)
+    upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
+    inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
+    if members or inherited is not _ABSENT:
+        where = f"defines it (line {members[0].lineno})" if members else "inherits it"
+        raise ctx.fail(
+            patch,
+            f"upstream {cls.name} already {where}; add_method adds only new methods: use "
+            f"override_method({patch.target!r}) to replace it",
+        )
+    source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    snippet = Snippet.parse("".join(source.decorators) + source.definition)
+    snippet, helpers = resolve_names(
+        snippet, source.module, ctx.label(patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+    )
+    snippet = _renamed_definition(snippet, name)
+    src = ctx.upstream.source
+    ctx.needs_helpers(helpers, src.line_start(src.node_start_line(cls)))
+    _add_method(ctx, patch, cls, source.comments, snippet, "new method")
 
 
 def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
@@ -392,6 +472,9 @@ PLANNERS = {
     PatchKind.EXTERNAL_REPLACEMENT: _plan_external,
     PatchKind.METHOD_OVERRIDE: _plan_method_override,
     PatchKind.INIT_MODIFICATION: _plan_init_modification,
+    PatchKind.METHOD_ADDITION: _plan_method_addition,
+    PatchKind.MODULE_CODE: plan_module_code,
+    PatchKind.ASSIGNMENT_REPLACEMENT: plan_assignment_replacement,
 }
 
 
@@ -401,18 +484,14 @@ PLANNERS = {
 def _plan_class_banners(ctx: PlanContext) -> None:
     by_class: dict[str, list[Patch]] = defaultdict(list)
     for patch in ctx.config.patches:
-        if patch.kind in (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION):
+        if patch.kind in METHOD_LEVEL:
             by_class[patch.target_class].append(patch)
     for class_name, patches in by_class.items():
         cls = ctx.upstream.definitions[class_name]
         lines = [f"Methods patched: {', '.join(p.method_name for p in patches)}"]
         for patch in patches:
-            reason = " ".join(patch.description.split()) or "(no description given)"
-            lines += [
-                f"- {patch.method_name} ({patch.kind.value})",
-                f"  Reason: {reason}",
-                f"  Patch source: {patch.source_note}",
-            ]
+            lines += [f"- {patch.method_name} ({patch.kind.value})"]
+            lines += [f"  {line}" for line in banners.patch_reason_lines(patch)]
         at = ctx.upstream.source.line_start(ctx.upstream.source.node_start_line(cls))
         ctx.edits.append(TextEdit(at, at, banners.banner(f"[MODIFIED CLASS] {class_name}", lines), ORDER_BANNER))
 
@@ -517,7 +596,7 @@ def _plan_helpers(ctx: PlanContext) -> None:
         ctx.edits.append(TextEdit(anchor, anchor, text + helper.text + "\n\n", ORDER_HELPER))
 
     for key in sorted(helpers, key=lambda k: (min(ctx.helper_anchors.get(k) or [0]), k)):
-        emit(key, min(ctx.helper_anchors.get(key) or [_import_block_end(ctx.upstream)]))
+        emit(key, min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()]))
 
 
 def _users(labels: list[str]) -> list[str]:
@@ -543,34 +622,9 @@ def _plan_relative_imports(ctx: PlanContext) -> None:
         ctx.edits.append(TextEdit(match.start(1), match.end(1), absolute, ORDER_CODE))
 
 
-def _import_block_end(upstream: UpstreamModule) -> int:
-    """Where added imports go: after upstream's leading imports; with none, after its docstring (or its
-    leading comments: a coding line must stay in the first two lines)."""
-    body = upstream.tree.body
-    last = None
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            last = node
-        elif _is_docstring(node) and node is body[0]:
-            last = node
-        else:
-            break
-    if last is not None:
-        return upstream.source.line_end(last.end_lineno)
-    lines = upstream.source.lines
-    leading = 0
-    while leading < len(lines) and lines[leading].lstrip().startswith("#"):
-        leading += 1
-    return upstream.source.line_start(leading + 1) if leading < len(lines) else len(upstream.source.text)
-
-
-def _is_docstring(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-
-
 def _plan_imports(ctx: PlanContext, imports: list[str]) -> None:
     if imports:
-        at = _import_block_end(ctx.upstream)
+        at = ctx.upstream.import_block_end()
         ctx.edits.append(TextEdit(at, at, "".join(f"{s}\n" for s in imports), ORDER_IMPORTS))
 
 

@@ -102,6 +102,7 @@ class NameContext:
     renamed_objects: dict[int, str]  # id(replacement object) -> upstream target name
     upstream: Any  # patchgen.upstream.UpstreamModule
     replaced_originals: dict[int, str] = field(default_factory=dict)  # id(upstream object) -> target replacing it
+    kept_originals: dict[int, str] = field(default_factory=dict)  # id(upstream object) -> `keep_original_as` name
     upstream_type_checking_names: frozenset[str] = frozenset()
 
     def is_patch_space(self, module_name: str) -> bool:
@@ -216,13 +217,16 @@ class _Resolver:
             return context.renamed_objects[id(value)], []
         if name not in facts.runtime_names:
             return name, self._not_bound_here(name, module, facts, label, own_target)
+        if value is not _MISSING and id(value) in context.kept_originals:
+            return context.kept_originals[id(value)], []  # upstream's original, kept in the output under that name
         replaced = context.replaced_originals.get(id(value)) if value is not _MISSING else None
         if replaced is not None:
             raise PatchgenError(
                 f"{label}: {display_path(module)} binds {name!r} to upstream's original {replaced}, which this "
                 f"config replaces: in the output {replaced!r} is the replacement, so this code would "
                 f"{'call itself forever' if replaced == own_target else 'call the replacement, not the original'}; "
-                "to call the original, keep it under another name (see the README), or call the replacement's own name"
+                f"to call the original, register the patch with keep_original_as='upstream_{replaced}' (or any name), "
+                "or call the replacement's own name"
             )
         if name in context.output_names:
             self._same_as_upstream(name, value, module, facts, label)
@@ -234,8 +238,8 @@ class _Resolver:
         if name == own_target:
             raise PatchgenError(
                 f"{label}: the code reads {name!r}, which in the output is this patch itself (it replaces "
-                f"{name!r}), so it would call itself forever; to call upstream's original, keep it under "
-                "another name (see the README)"
+                f"{name!r}), so it would call itself forever; to call upstream's original, register the patch with "
+                "keep_original_as=... and import the original in the patch module"
             )
         if name in context.output_names:
             if name in BUILTIN_NAMES:

@@ -55,6 +55,26 @@ class UpstreamModule:
     def type_checking_names(self) -> frozenset[str]:
         return self.facts.type_checking_names
 
+    def import_block_end(self) -> int:
+        """Where added imports and `after="imports"` code go: after upstream's leading imports; with none,
+        after its docstring (or its leading comments: a coding line must stay in the first two lines)."""
+        body = self.tree.body
+        last = None
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                last = node
+            elif node is body[0] and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                last = node  # the module docstring
+            else:
+                break
+        if last is not None:
+            return self.source.line_end(last.end_lineno)
+        lines = self.source.lines
+        leading = 0
+        while leading < len(lines) and lines[leading].lstrip().startswith("#"):
+            leading += 1
+        return self.source.line_start(leading + 1) if leading < len(lines) else len(self.source.text)
+
     def binding_lines(self, name: str) -> list[int]:
         """Lines of the top-level statements that bind `name` when the module runs, `@overload` stubs aside."""
         return [s.node.lineno for s in self.facts.binders(name) if not is_overload_stub(s.node)]

@@ -7,7 +7,10 @@ Applying a patch at run time is what the generated file must be equivalent to:
   method when the patch keeps them (evaluated in the module, as the output does);
 - `modify_init`: `cls.__init__ = lambda self, *a, **k: patch(original_init, self, *a, **k)`, where
   `original_init` is the class's own `__init__` or, without one, the inherited one;
-- an exclusion: `delattr(module, name)`; `add_statement`: executed in the module's namespace.
+- an exclusion: `delattr(module, name)`; `add_statement`: executed in the module's namespace;
+- `add_method` / `add_code`: `setattr` of the object; `add_block` and a block `replace_assignment`: the
+  block function's body run with the patch module's and upstream's names, what it binds set on the
+  module; a literal `replace_assignment`: `setattr`; `keep_original_as`: the original set under that name.
 Upstream's own code looks its globals up in the module, so it calls the patched objects, as the output
 does. Behaviour is compared as plain data: return values, `vars(obj)` after construction, and the
 type and message of any exception.
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import itertools
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,12 +74,45 @@ def _inherited_init(cls):
     return original_init
 
 
+def _run_block(function, module: ModuleType) -> None:
+    """Run a block function's body as module-level code: in the patch module's names, results into `module`."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    body = tree.body[0].body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    patch_module = sys.modules[function.__module__]
+    namespace = {**vars(patch_module), **vars(module)}
+    before = dict(namespace)
+    exec(compile(ast.Module(body=body, type_ignores=[]), "<block>", "exec"), namespace)  # noqa: S102
+    for name, value in namespace.items():
+        if name not in before or before[name] is not value:
+            setattr(module, name, value)
+    # the added names are globals of the patch module's functions too (e.g. a class reading SCALE_FACTOR)
+    for name in namespace.keys() - before.keys():
+        setattr(patch_module, name, namespace[name])
+
+
 def apply_at_run_time(config: PatchConfig) -> ModuleType:
     """The config's patches applied to a fresh upstream module, the way a monkey patch would."""
     module = fresh_upstream(config.source_module)
     for patch in config.patches:
+        if patch.keep_original_as and patch.kind is PatchKind.METHOD_OVERRIDE:
+            cls = getattr(module, patch.target_class)
+            setattr(cls, patch.keep_original_as, cls.__dict__[patch.method_name])
+        elif patch.keep_original_as:
+            setattr(module, patch.keep_original_as, getattr(module, patch.target))
         if patch.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT):
             setattr(module, patch.target, patch.replacement)
+        elif patch.kind is PatchKind.METHOD_ADDITION:
+            setattr(getattr(module, patch.target_class), patch.method_name, patch.replacement)
+        elif patch.kind is PatchKind.MODULE_CODE and not patch.block:
+            setattr(module, patch.replacement.__name__, patch.replacement)
+        elif patch.kind is PatchKind.MODULE_CODE or (
+            patch.kind is PatchKind.ASSIGNMENT_REPLACEMENT and patch.value_source is None
+        ):
+            _run_block(patch.replacement, module)
+        elif patch.kind is PatchKind.ASSIGNMENT_REPLACEMENT:
+            setattr(module, patch.target, ast.literal_eval(patch.value_source))
         elif patch.kind is PatchKind.EXTERNAL_REPLACEMENT:
             replacement = getattr(importlib.import_module(patch.replacement_module), patch.replacement_name)
             setattr(module, patch.target, replacement)
