@@ -113,6 +113,8 @@ class Patch:
     value_source: str | None = None
     # the label of the earlier patch this one replaced with `override=True` (for banners and the header)
     overrides: str | None = None
+    # what the patch set this patch comes from requires of upstream (`patchgen.requirements.Requirement`)
+    requirements: tuple[Any, ...] = ()
 
     @property
     def target_class(self) -> str:

@@ -15,7 +15,7 @@ import inspect
 import re
 from collections import defaultdict
 
-from patchgen import banners
+from patchgen import banners, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
@@ -72,6 +72,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
     for patch in config.patches:
         if patch.target_class in excluded:
             raise ctx.fail(patch, f"{patch.target_class} is also excluded by exclude_from_output; drop one of the two")
+        _check_requirements(ctx, patch)
         PLANNERS[patch.kind](ctx, patch)
     _plan_class_banners(ctx)
     for exclusion in config.exclusions:
@@ -149,6 +150,26 @@ def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
             ctx.resolution.claim(name, origin, f"add_import({imp.module!r}) at {imp.defined_at}", ctx.config_module)
 
 
+def _check_requirements(ctx: PlanContext, patch: Patch) -> None:
+    """What the patch's set requires of upstream (`PatchSet.requires_*`), checked before it is planned."""
+    for requirement in patch.requirements:
+        problem = requirements.check(requirement, ctx.upstream, patch.target_class)
+        if problem:
+            set_name = (patch.patch_set or "").split(".")[0]
+            raise PatchgenError(
+                f"{ctx.config_module}: {patch.applied_at}: use({set_name}) on {patch.target}: "
+                f"{requirement.describe()} ({requirement.defined_at}) fails: {problem}; {requirement.otherwise}"
+            )
+
+
+def _check_constructor(ctx: PlanContext, patch: Patch, replacement: object) -> None:
+    """A replacement class must accept every upstream call of the class it replaces."""
+    if inspect.isclass(replacement):
+        problem = requirements.constructor_problems(ctx.upstream, patch.target, replacement)
+        if problem:
+            raise ctx.fail(patch, f"{problem}; give the replacement upstream's constructor parameters")
+
+
 def _check_bindings_used(ctx: PlanContext) -> None:
     """Every placeholder of a `use(..., bind=...)` must be a name the code of that use's patches reads."""
     by_use: dict[object, list[Patch]] = defaultdict(list)
@@ -209,6 +230,7 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(
         ctx, patch, patch.target, (ast.ClassDef,) if is_class else (ast.FunctionDef, ast.AsyncFunctionDef)
     )
+    _check_constructor(ctx, patch, patch.replacement)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     snippet, helpers = resolve_names(
         source.snippet(),
@@ -245,6 +267,9 @@ def _kept_original(ctx: PlanContext, patch: Patch, node: ast.stmt, indent: str) 
 def _plan_external(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(ctx, patch, patch.target, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
     _check_external_exists(ctx, patch)
+    if isinstance(node, ast.ClassDef):
+        imported = getattr(importlib.import_module(patch.replacement_module), patch.replacement_name)
+        _check_constructor(ctx, patch, imported)
     start, end = ctx.upstream.source.node_lines(node)
     title = "[PATCHED CLASS]" if isinstance(node, ast.ClassDef) else "[PATCHED FUNCTION]"
     statement = f"from {patch.replacement_module} import {patch.replacement_name}"
