@@ -689,7 +689,10 @@ def _plan_coding_line(ctx: PlanContext) -> None:
 
 def _applied_summary(config: PatchConfig) -> list[str]:
     applied = [
-        f"{p.kind.value}: {p.target}" + (f" [patch set {p.patch_set}]" if p.patch_set else "") for p in config.patches
+        f"{p.kind.value}: {p.target}"
+        + (f" [patch set {p.patch_set}]" if p.patch_set else "")
+        + (f" (overrides {p.overrides.split(' (')[0]})" if p.overrides else "")
+        for p in config.patches
     ]
     applied += [f"excluded: {e.name}" for e in config.exclusions]
     applied += [f"extra import: {i.statement}" for i in config.extra_imports]
