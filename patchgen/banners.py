@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from patchgen.sniffed import defuse
+
 
 RULE = "# " + "=" * 78
 
@@ -11,7 +13,7 @@ RULE = "# " + "=" * 78
 def banner(title: str, lines: Iterable[str], indent: str = "") -> str:
     """A ruled comment block; it sits directly above the code it describes (no blank line)."""
     body = [RULE, f"# {title}", *(f"# {line}" if line else "#" for line in lines), RULE]
-    return "".join(f"{indent}{line}\n" for line in body)
+    return defuse("".join(f"{indent}{line}\n" for line in body))
 
 
 def reason_lines(description: str, where: object) -> list[str]:
@@ -19,9 +21,19 @@ def reason_lines(description: str, where: object) -> list[str]:
     return [f"Reason: {reason}", f"Patch source: {where}"]
 
 
+def patch_reason_lines(patch) -> list[str]:
+    """Reason, source, and what a patch overrides or keeps: the lines every banner of a patch holds."""
+    lines = reason_lines(patch.description, patch.source_note)
+    if patch.keep_original_as:
+        lines.append(f"Upstream's original kept as: {patch.keep_original_as}")
+    if patch.overrides:
+        lines.append(f"Overrides: {patch.overrides}")
+    return lines
+
+
 def marker(text: str, indent: str) -> str:
     """A one-line comment inside a method marking where added code begins or ends."""
-    return f"{indent}# {text}\n"
+    return defuse(f"{indent}# {text}\n")
 
 
 def header(
@@ -48,4 +60,4 @@ def header(
     for line in lines:
         out.append(RULE if line is None else (f"# {line}" if line else "#"))
     out.append(RULE)
-    return "\n".join(out) + "\n"
+    return defuse("\n".join(out) + "\n")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
-from patchgen.patch_spec import Patch, PatchConfig, PatchKind
+from patchgen.patch_spec import AFTER_IMPORTS, Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, reindent
 from patchgen.upstream import UpstreamModule, find_method
 
@@ -116,9 +116,14 @@ def fingerprint_of(source: str) -> str:
 # -- subjects: the upstream thing each patch touches ----------------------------------------------
 
 
+IMPORTS_SUBJECT = "<imports>"  # code added after upstream's imports depends on that import block
+
+
 def subject_of(patch: Patch) -> str:
     if patch.kind is PatchKind.INIT_MODIFICATION:
         return f"{patch.target}.__init__"
+    if patch.kind is PatchKind.MODULE_CODE:
+        return IMPORTS_SUBJECT if patch.anchor == AFTER_IMPORTS else patch.anchor
     return patch.target
 
 
@@ -129,8 +134,14 @@ def subject_source(upstream: UpstreamModule, subject: str) -> str | None:
     an inherited method an override adds), the subject is the class header with a `...` body: the
     bases are what the patch depends on. None when the subject does not exist upstream.
     """
+    if subject == IMPORTS_SUBJECT:
+        imports = [n for n in upstream.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        return "".join(_node_text(upstream, n) for n in imports)
     owner, _, member = subject.partition(".")
     node = upstream.definitions.get(owner)
+    if node is None and not member:  # an assignment (`replace_assignment`, `add_code(after=CONSTANT)`)
+        binders = upstream.facts.binders(owner)
+        return _node_text(upstream, binders[-1].node) if binders else None
     if node is None:
         return None
     if not member:

@@ -21,12 +21,15 @@ that applied it, for messages and banners. Like the DSL, this module is pure dat
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from patchgen import arguments
 from patchgen.errors import PatchgenError
 from patchgen.patch_spec import (
     ExtraImport,
@@ -34,9 +37,12 @@ from patchgen.patch_spec import (
     Patch,
     PatchKind,
     SourceLocation,
+    checked_arguments,
     checked_location,
+    describe,
     location_of_caller,
 )
+from patchgen.requirements import Requirement
 
 
 T = TypeVar("T")
@@ -59,17 +65,22 @@ class PatchTemplate:
     replacement_name: str | None = None
     keep_upstream_decorators: bool = True
     defined_at: SourceLocation | None = None
+    keep_original_as: str | None = None
 
 
 class PatchSet:
     """A named group of patch templates, keyed by role, plus imports/statements the output needs."""
 
     def __init__(self, name: str, description: str = ""):
+        with checked_arguments(location_of_caller()):
+            arguments.require_name(name, "name", "PatchSet(...)")
+            arguments.require_text(description, "description", f"PatchSet({name!r})")
         self.name = name
         self.description = description
         self.templates: list[PatchTemplate] = []
         self.extra_imports: list[ExtraImport] = []
         self.statements: list[ModuleStatement] = []
+        self.requirements: list[Requirement] = []
 
     def __repr__(self) -> str:
         return f"PatchSet({self.name!r}, roles={list(self.roles)})"
@@ -87,24 +98,76 @@ class PatchSet:
         return self._decorator(role, PatchKind.FUNCTION_REPLACEMENT, description, inspect.isfunction)
 
     def override_method(
-        self, role_and_method: str, *, description: str = "", keep_upstream_decorators: bool = True
+        self,
+        role_and_method: str,
+        *,
+        description: str = "",
+        keep_upstream_decorators: bool = True,
+        keep_original_as: str | None = None,
     ) -> Callable[[T], T]:
         """`"attention.forward"`: replace method `forward` of the class mapped to role `attention`."""
-        role, _, method = role_and_method.partition(".")
-        if not role or not method or "." in method:
+        role, method = self._role_and_method(role_and_method, "override_method")
+        return self._decorator(
+            role,
+            PatchKind.METHOD_OVERRIDE,
+            description,
+            inspect.isfunction,
+            method,
+            keep_upstream_decorators,
+            keep_original_as,
+        )
+
+    def add_method(self, role_and_method: str, *, description: str = "") -> Callable[[T], T]:
+        """`"model.get_parallel_plan"`: a new method on the class mapped to role `model`."""
+        role, method = self._role_and_method(role_and_method, "add_method")
+        return self._decorator(role, PatchKind.METHOD_ADDITION, description, inspect.isfunction, method)
+
+    def _role_and_method(self, role_and_method: str, call: str) -> tuple[str, str]:
+        role, _, method = role_and_method.partition(".") if isinstance(role_and_method, str) else ("", "", "")
+        if not arguments.is_identifier(role) or not arguments.is_identifier(method):
             raise PatchgenError(
-                f"{location_of_caller()}: PatchSet {self.name}: override_method({role_and_method!r}): "
+                f"{location_of_caller(3)}: PatchSet {self.name}: {call}({describe(role_and_method)}): "
                 "give 'role.method_name'"
             )
-        return self._decorator(
-            role, PatchKind.METHOD_OVERRIDE, description, inspect.isfunction, method, keep_upstream_decorators
-        )
+        return role, method
+
+    # -- what the set requires of upstream (patchgen.requirements) ---------------------------------
+
+    def requires_attributes(self, role: str, *names: str, otherwise: str) -> None:
+        """The class mapped to `role` must set `self.<name>` in its `__init__` (or a base's in upstream)."""
+        self._require(role, "attributes", names, otherwise)
+
+    def requires_same_code(self, role: str, *references: str, otherwise: str) -> None:
+        """Upstream's definition mapped to `role` must compute what one of `references` (dotted names of
+        installed definitions) computes: the same code once names, docstrings and annotations are aside."""
+        self._require(role, "same_code", references, otherwise)
+
+    def requires_pre_norm(self, role: str, *, otherwise: str) -> None:
+        """No output of a module built from the norm class mapped to `role` may be added to another tensor
+        (post-norm): for kernels whose backward overwrites the incoming gradient in place."""
+        self._require(role, "pre_norm", (), otherwise)
+
+    def _require(self, role: str, kind: str, values: tuple, otherwise: str) -> None:
+        where = location_of_caller(3)
+        call = f"PatchSet {self.name}: requires_{kind}({describe(role)})"
+        with checked_arguments(where):
+            arguments.require_name(role, "role", call)
+            for value in values:
+                arguments.require_name(value, "each name", call, dotted=kind == "same_code")
+            arguments.require_text(otherwise, "otherwise", call)
+        self.requirements.append(Requirement(role, kind, tuple(values), otherwise, where))
 
     def modify_init(self, role: str, *, description: str = "") -> Callable[[T], T]:
         return self._decorator(role, PatchKind.INIT_MODIFICATION, description, inspect.isfunction)
 
     def external(self, role: str, module: str, name: str, *, description: str = "") -> None:
         """Bind the upstream definition mapped to `role` to `name` imported from installed `module`."""
+        call = f"PatchSet {self.name}: external({describe(role)})"
+        with checked_arguments(location_of_caller()):
+            arguments.require_name(role, "role", call)
+            arguments.require_name(module, "module", call, dotted=True)
+            arguments.require_name(name, "name", call)
+            arguments.require_text(description, "description", call)
         self._append(
             PatchTemplate(
                 role=role,
@@ -117,10 +180,23 @@ class PatchSet:
         )
 
     def add_import(self, module: str, names: list[str] | tuple[str, ...] = ()) -> None:
-        self.extra_imports.append(ExtraImport(module, tuple(names), None, location_of_caller()))
+        where = location_of_caller()
+        call = f"PatchSet {self.name}: add_import({describe(module)})"
+        with checked_arguments(where):
+            arguments.require_name(module, "module", call, dotted=True)
+            names = arguments.import_names(names, call)
+        self.extra_imports.append(ExtraImport(module, tuple(names), None, where))
 
     def add_statement(self, code: str, *, description: str = "") -> None:
-        self.statements.append(ModuleStatement(code.strip() + "\n", description, location_of_caller()))
+        where = location_of_caller()
+        with checked_arguments(where):
+            arguments.require_text(code, "code", f"PatchSet {self.name}: add_statement(...)")
+            arguments.require_text(description, "description", f"PatchSet {self.name}: add_statement(...)")
+        try:
+            ast.parse(code)
+        except SyntaxError as exc:
+            raise PatchgenError(f"{where}: PatchSet {self.name}: add_statement: not valid Python: {exc.msg}") from None
+        self.statements.append(ModuleStatement(code.strip() + "\n", description, where))
 
     # -- binding ------------------------------------------------------------------------------------
 
@@ -138,7 +214,7 @@ class PatchSet:
         patches = []
         for template in self.templates:
             upstream = mapping[template.role]
-            if template.kind is PatchKind.METHOD_OVERRIDE:
+            if template.kind in (PatchKind.METHOD_OVERRIDE, PatchKind.METHOD_ADDITION):
                 upstream = f"{upstream}.{template.member}"
             description = template.description + (f" [{note}]" if note else "")
             patches.append(
@@ -152,6 +228,8 @@ class PatchSet:
                     keep_upstream_decorators=template.keep_upstream_decorators,
                     defined_at=template.defined_at,
                     override=override,
+                    keep_original_as=template.keep_original_as,
+                    requirements=tuple(r for r in self.requirements if r.role == template.role),
                     patch_set=f"{self.name}.{template.role}",
                     applied_at=applied_at,
                 )
@@ -194,9 +272,15 @@ class PatchSet:
         expect: Callable[[Any], bool],
         member: str | None = None,
         keep_upstream_decorators: bool = True,
+        keep_original_as: str | None = None,
     ) -> Callable[[T], T]:
+        with checked_arguments(location_of_caller(3)):
+            arguments.require_name(role, "role", f"PatchSet {self.name}: {kind.value}")
+            arguments.require_text(description, "description", f"PatchSet {self.name}: {kind.value} {role}")
+
         def decorator(obj: T) -> T:
-            where = checked_location(obj, kind, expect, f"PatchSet {self.name}: {kind.value} {role}")
+            label = f"PatchSet {self.name}: {kind.value} {role}"
+            where = checked_location(obj, kind, expect, label, sys._getframe(1).f_lineno)
             self._append(
                 PatchTemplate(
                     role=role,
@@ -206,6 +290,7 @@ class PatchSet:
                     replacement=obj,
                     keep_upstream_decorators=keep_upstream_decorators,
                     defined_at=where,
+                    keep_original_as=keep_original_as,
                 )
             )
             return obj
@@ -227,7 +312,7 @@ def _template_conflict(a: PatchTemplate, b: PatchTemplate) -> bool:
     placeholder = "_"
 
     def as_patch(t: PatchTemplate) -> Patch:
-        target = f"{placeholder}.{t.member}" if t.kind is PatchKind.METHOD_OVERRIDE else placeholder
+        target = f"{placeholder}.{t.member}" if t.member else placeholder
         return Patch(kind=t.kind, target=target, description="")
 
     return as_patch(a).conflicts_with(as_patch(b))
@@ -245,6 +330,7 @@ def combine(name: str, *sets: PatchSet, description: str = "") -> PatchSet:
         combined.templates.extend(patch_set.templates)
         combined.extra_imports.extend(patch_set.extra_imports)
         combined.statements.extend(patch_set.statements)
+        combined.requirements.extend(patch_set.requirements)
     return combined
 
 

@@ -7,90 +7,72 @@ they share a `PlanContext` and append `TextEdit`s that `render` applies.
 from __future__ import annotations
 
 import ast
-import copy
+import codecs
 import difflib
+import importlib
 import importlib.util
+import inspect
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 
-from patchgen import banners
+from patchgen import banners, requirements
+from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
-from patchgen.patch_source import NameContext, Resolution, free_names, read_patch_source, resolve_names
-from patchgen.patch_spec import Patch, PatchConfig, PatchKind
-from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
-from patchgen.upstream import UpstreamModule, find_method
+from patchgen.init_merge import plan_init_modification
+from patchgen.module_facts import runtime_bound_names
+from patchgen.module_level import plan_assignment_replacement, plan_module_code
+from patchgen.patch_source import free_names, read_patch_source
+from patchgen.patch_spec import METHOD_LEVEL, Patch, PatchConfig, PatchKind
+from patchgen.resolution import Claim, HelperKey, NameContext, resolve_names, upstream_origin
+from patchgen.source_text import Snippet, TextEdit, apply_edits, python_lines, reindent, rename_edits
+from patchgen.upstream import UpstreamModule, member_bindings
 from patchgen.validation import check_exclusions, check_override_signature
-
-
-# Insertions at one offset: helpers, then a class banner, then the replaced code.
-ORDER_HELPER, ORDER_BANNER, ORDER_NEW_INIT, ORDER_CODE = -3, -2, -1, 0
-
-
-@dataclass
-class Plan:
-    config: PatchConfig
-    config_module: str
-    upstream: UpstreamModule
-    edits: list[TextEdit] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)
-    patch_package: str = ""
-
-
-@dataclass
-class PlanContext:
-    config: PatchConfig
-    config_module: str
-    upstream: UpstreamModule
-    names: NameContext
-    resolution: Resolution = field(default_factory=Resolution)
-    edits: list[TextEdit] = field(default_factory=list)
-    # helper key -> offsets of the upstream spans of the patches that need it
-    helper_anchors: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
-
-    def fail(self, patch: Patch | None, message: str) -> PatchgenError:
-        where = f"{patch.defined_at}: {patch.label}" if patch else self.config_module
-        return PatchgenError(f"{self.config_module}: {where}: {message}")
-
-    def needs_helpers(self, keys: list[tuple[str, str]], anchor: int) -> None:
-        for key in keys:
-            self.helper_anchors[key].append(anchor)
 
 
 def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule) -> Plan:
     _check_duplicates(config, config_module)
     excluded = {e.name for e in config.exclusions}
     for exclusion in config.exclusions:
+        label = f"{config_module}: {exclusion.defined_at}: exclude_from_output {exclusion.name}"
         if exclusion.name not in upstream.definitions:
             raise PatchgenError(
-                f"{config_module}: {exclusion.defined_at}: exclude_from_output {exclusion.name}: no such class or "
-                f"function in {upstream.name}{_suggest(exclusion.name, upstream.definitions)}"
+                f"{label}: no such class or function in {upstream.name}{_suggest(exclusion.name, upstream.definitions)}"
             )
+        _refuse_bound_twice(upstream, exclusion.name, label)
     patch_package = config_module.split(".", 1)[0]
-    replacements = {
-        id(p.replacement): p.target
+    upstream_module = upstream.module()
+    whole = (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT)
+    replacements = {id(p.replacement): p.target for p in config.patches if p.kind in whole[:2]}
+    originals = {
+        id(vars(upstream_module)[p.target]): p.target
         for p in config.patches
-        if p.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT)
+        if p.kind in whole and p.target in vars(upstream_module)
     }
-    extra_names = set()
-    for imp in config.extra_imports:
-        if imp.names:
-            extra_names |= {name.split(" as ")[-1].strip() for name in imp.names}
-        else:
-            extra_names.add(imp.alias or imp.module.split(".")[0])
+    extra_names = {name for imp in config.extra_imports for name in imp.bound_names}
+    kept = {
+        id(vars(upstream_module)[p.target]): p.keep_original_as
+        for p in config.patches
+        if p.keep_original_as and p.kind in whole and p.target in vars(upstream_module)
+    }
+    extra_names |= set(kept.values()) | _names_added_by_code(config)
     names = NameContext(
-        output_names=frozenset((upstream.top_level_names() - excluded) | extra_names),
-        upstream_module=upstream.module(),
+        output_names=frozenset((upstream.runtime_names - excluded) | extra_names),
+        upstream_module=upstream_module,
         patch_package=patch_package,
         renamed_objects=replacements,
         upstream=upstream,
+        replaced_originals=originals,
+        kept_originals=kept,
+        upstream_type_checking_names=upstream.type_checking_names,
     )
     ctx = PlanContext(config, config_module, upstream, names)
+    _claim_output_names(ctx, excluded)
     check_exclusions(ctx)
     _check_bindings_used(ctx)
     for patch in config.patches:
         if patch.target_class in excluded:
             raise ctx.fail(patch, f"{patch.target_class} is also excluded by exclude_from_output; drop one of the two")
+        _check_requirements(ctx, patch)
         PLANNERS[patch.kind](ctx, patch)
     _plan_class_banners(ctx)
     for exclusion in config.exclusions:
@@ -101,6 +83,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
     imports = [imp.statement for imp in config.extra_imports] + list(ctx.resolution.imports)
     _plan_imports(ctx, imports)
     _plan_statements(ctx)
+    _plan_coding_line(ctx)
     return Plan(
         config=config,
         config_module=config_module,
@@ -137,6 +120,56 @@ def _check_duplicates(config: PatchConfig, config_module: str) -> None:
             claimed.setdefault(key, patch)
 
 
+def _names_added_by_code(config: PatchConfig) -> set[str]:
+    """What `add_code`/`add_block`/block `replace_assignment` patches bind: other patches may use those names."""
+    names: set[str] = set()
+    for patch in config.patches:
+        if patch.kind is PatchKind.MODULE_CODE and not patch.block:
+            names.add(patch.replacement.__name__)
+        elif patch.kind is PatchKind.MODULE_CODE or (
+            patch.kind is PatchKind.ASSIGNMENT_REPLACEMENT and patch.value_source is None
+        ):
+            try:
+                function = Snippet.parse(
+                    read_patch_source(patch.replacement, patch.label, patch.defined_at.line).definition
+                )
+            except PatchgenError:
+                continue  # reported with its location when the patch itself is planned
+            names |= runtime_bound_names(function.definition.body)
+    return names
+
+
+def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
+    """Register what the output binds before any patch code is resolved: upstream's names, then the
+    config's `add_import`s (an import binding a name upstream binds to something else is an error)."""
+    upstream = ctx.upstream
+    for name in upstream.runtime_names - excluded:
+        ctx.resolution.claims[name] = Claim(upstream_origin(upstream, name), f"upstream {upstream.name}")
+    for imp in ctx.config.extra_imports:
+        for name, origin in imp.bound_origins:
+            ctx.resolution.claim(name, origin, f"add_import({imp.module!r}) at {imp.defined_at}", ctx.config_module)
+
+
+def _check_requirements(ctx: PlanContext, patch: Patch) -> None:
+    """What the patch's set requires of upstream (`PatchSet.requires_*`), checked before it is planned."""
+    for requirement in patch.requirements:
+        problem = requirements.check(requirement, ctx.upstream, patch.target_class)
+        if problem:
+            set_name = (patch.patch_set or "").split(".")[0]
+            raise PatchgenError(
+                f"{ctx.config_module}: {patch.applied_at}: use({set_name}) on {patch.target}: "
+                f"{requirement.describe()} ({requirement.defined_at}) fails: {problem}; {requirement.otherwise}"
+            )
+
+
+def _check_constructor(ctx: PlanContext, patch: Patch, replacement: object) -> None:
+    """A replacement class must accept every upstream call of the class it replaces."""
+    if inspect.isclass(replacement):
+        problem = requirements.constructor_problems(ctx.upstream, patch.target, replacement)
+        if problem:
+            raise ctx.fail(patch, f"{problem}; give the replacement upstream's constructor parameters")
+
+
 def _check_bindings_used(ctx: PlanContext) -> None:
     """Every placeholder of a `use(..., bind=...)` must be a name the code of that use's patches reads."""
     by_use: dict[object, list[Patch]] = defaultdict(list)
@@ -147,7 +180,7 @@ def _check_bindings_used(ctx: PlanContext) -> None:
         used: set[str] = set()
         for patch in patches:
             if patch.replacement is not None:
-                used |= free_names(read_patch_source(patch.replacement, _label(ctx, patch)).snippet())
+                used |= free_names(read_patch_source(patch.replacement, ctx.label(patch)).snippet())
         unused = [name for name, _ in patches[0].bindings if name not in used]
         if unused:
             raise ctx.fail(
@@ -168,14 +201,28 @@ def _upstream_definition(ctx: PlanContext, patch: Patch, name: str, kinds: tuple
         what = "class" if kinds == (ast.ClassDef,) else "function" if ast.ClassDef not in kinds else "definition"
         candidates = [n for n, d in ctx.upstream.definitions.items() if isinstance(d, kinds)]
         raise ctx.fail(patch, f"no {what} {name!r} in {ctx.upstream.name}{_suggest(name, candidates)}")
+    _refuse_bound_twice(ctx.upstream, name, ctx.label(patch))
     return node
+
+
+def _refuse_bound_twice(upstream: UpstreamModule, name: str, label: str) -> None:
+    """A name upstream binds more than once at module level (a redefinition, a later assignment): replacing
+    or removing one definition would leave the other in force, so the output would not do what was asked.
+    (`@typing.overload` stubs do not count: the definition after them is the one in force.)"""
+    lines = upstream.binding_lines(name)
+    if len(lines) > 1:
+        raise PatchgenError(
+            f"{label}: upstream {upstream.name} binds {name!r} {len(lines)} times (lines "
+            f"{', '.join(map(str, lines))}); patching or excluding one of them would leave the others in force: "
+            "patch the code that uses it instead"
+        )
 
 
 # -- planners, one per patch kind -----------------------------------------------------------------
 
 
 def _replacement_banner(patch: Patch, title: str) -> str:
-    return banners.banner(f"{title} {patch.target}", banners.reason_lines(patch.description, patch.source_note))
+    return banners.banner(f"{title} {patch.target}", banners.patch_reason_lines(patch))
 
 
 def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
@@ -183,49 +230,83 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(
         ctx, patch, patch.target, (ast.ClassDef,) if is_class else (ast.FunctionDef, ast.AsyncFunctionDef)
     )
-    source = read_patch_source(patch.replacement, f"{ctx.config_module}: {patch.defined_at}: {patch.label}")
+    _check_constructor(ctx, patch, patch.replacement)
+    source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     snippet, helpers = resolve_names(
-        source.snippet(), source.module, _label(ctx, patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+        source.snippet(),
+        source.module,
+        ctx.label(patch),
+        ctx.names,
+        ctx.resolution,
+        bindings=dict(patch.bindings),
+        own_target=patch.target,
     )
     snippet = _renamed_definition(snippet, patch.target)
     start, end = ctx.upstream.source.node_lines(node)
     text = _replacement_banner(patch, "[PATCHED CLASS]" if is_class else "[PATCHED FUNCTION]") + reindent(snippet, "")
+    if patch.keep_original_as:
+        text = _kept_original(ctx, patch, node, "") + "\n\n" + text
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
     ctx.needs_helpers(helpers, start)
 
 
+def _kept_original(ctx: PlanContext, patch: Patch, node: ast.stmt, indent: str) -> str:
+    """Upstream's definition `node`, renamed to `patch.keep_original_as`, under a one-line marker."""
+    kept = patch.keep_original_as
+    src = ctx.upstream.source
+    first = src.node_start_line(node, leading_comments=False)
+    snippet = Snippet.parse("".join(src.lines[first - 1 : node.end_lineno]))
+    snippet = _renamed_definition(snippet, kept)
+    if patch.kind is not PatchKind.METHOD_OVERRIDE:  # a module-level name: one meaning in the output
+        origin = f"kept:{ctx.upstream.name}.{patch.target}"
+        ctx.resolution.claim(kept, origin, f"{patch.label} keep_original_as", ctx.label(patch))
+    marker = banners.marker(f"[KEPT ORIGINAL] upstream's {patch.target}, as {kept}, for {patch.label}", indent)
+    return marker + reindent(snippet, indent)
+
+
 def _plan_external(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(ctx, patch, patch.target, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-    if importlib.util.find_spec(patch.replacement_module.split(".")[0]) is None:
-        raise ctx.fail(patch, f"module {patch.replacement_module!r} is not installed")
+    _check_external_exists(ctx, patch)
+    if isinstance(node, ast.ClassDef):
+        imported = getattr(importlib.import_module(patch.replacement_module), patch.replacement_name)
+        _check_constructor(ctx, patch, imported)
     start, end = ctx.upstream.source.node_lines(node)
     title = "[PATCHED CLASS]" if isinstance(node, ast.ClassDef) else "[PATCHED FUNCTION]"
     statement = f"from {patch.replacement_module} import {patch.replacement_name}"
+    origin = f"{patch.replacement_module}.{patch.replacement_name}"
     if patch.replacement_name == patch.target:
         code = statement + "\n"
     else:
+        ctx.resolution.claim(patch.replacement_name, origin, f"{patch.label} ({patch.source_note})", ctx.label(patch))
         ctx.resolution.imports.setdefault(statement, None)
         code = f"{patch.target} = {patch.replacement_name}\n"
-    lines = [f"Replaced by: {patch.replacement_module}.{patch.replacement_name} (imported, not copied)"]
-    text = (
-        banners.banner(f"{title} {patch.target}", lines + banners.reason_lines(patch.description, patch.source_note))
-        + code
-    )
+    lines = [f"Replaced by: {origin} (imported, not copied)"]
+    text = banners.banner(f"{title} {patch.target}", lines + banners.patch_reason_lines(patch)) + code
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
+
+
+def _check_external_exists(ctx: PlanContext, patch: Patch) -> None:
+    """The imported replacement must exist in an installed module, or the output would not import."""
+    module_name, name = patch.replacement_module, patch.replacement_name
+    try:
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ctx.fail(patch, f"module {module_name!r} is not installed; install it or fix the module name")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the user's to fix, in one line
+        raise ctx.fail(patch, f"module {module_name!r} fails to import ({type(exc).__name__}: {exc})") from None
+    if not hasattr(module, name):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise ctx.fail(patch, f"module {module_name!r} has no {name!r}{_suggest(name, public)}")
 
 
 def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
-    method = find_method(cls, patch.method_name)
-    if method is None and not hasattr(getattr(ctx.names.upstream_module, cls.name, None), patch.method_name):
-        methods = [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        methods += [n for n in dir(getattr(ctx.names.upstream_module, cls.name, object)) if not n.startswith("__")]
-        raise ctx.fail(
-            patch,
-            f"class {cls.name} neither defines nor inherits a method {patch.method_name!r}"
-            f"{_suggest(patch.method_name, methods)}",
-        )
-    source = read_patch_source(patch.replacement, _label(ctx, patch))
+    method = _overridable_method(ctx, patch, cls)
+    source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     check_override_signature(ctx, patch, Snippet.parse(source.definition).definition, method)
     upstream_text = ctx.upstream.source
     upstream_decorators = (
@@ -237,15 +318,16 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         own_decorators = [d for d in own_decorators if d.strip() not in seen]
     snippet = Snippet.parse("".join(own_decorators) + source.definition)
     snippet, helpers = resolve_names(
-        snippet, source.module, _label(ctx, patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+        snippet, source.module, ctx.label(patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
     )
     snippet = _renamed_definition(snippet, patch.method_name)
+    _refuse_calling_itself(ctx, patch, snippet)
     ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
     if method is None:
-        _add_method(ctx, patch, cls, source.comments, snippet)
+        _add_method(ctx, patch, cls, source.comments, snippet, "overrides the inherited one")
         return
     indent = upstream_text.indentation_of(method.lineno)
-    comments = "".join(indent + line.lstrip() for line in source.comments.splitlines(keepends=True))
+    comments = "".join(indent + line.lstrip() for line in python_lines(source.comments))
     kept_upstream = "".join(upstream_decorators) if patch.keep_upstream_decorators else ""
     text = (
         banners.marker(f"[PATCHED METHOD] {patch.target}: see the banner above the class", indent)
@@ -253,12 +335,90 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         + kept_upstream
         + reindent(snippet, indent)
     )
+    if patch.keep_original_as:
+        taken = member_bindings(cls, patch.keep_original_as)
+        upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
+        if taken or inspect.getattr_static(upstream_class, patch.keep_original_as, _ABSENT) is not _ABSENT:
+            raise ctx.fail(
+                patch, f"keep_original_as={patch.keep_original_as!r}: {cls.name} already has that name; pick another"
+            )
+        text = _kept_original(ctx, patch, method, indent) + "\n" + text
     start = upstream_text.line_start(upstream_text.node_start_line(method, leading_comments=False))
     ctx.edits.append(TextEdit(start, upstream_text.line_end(method.end_lineno), text, ORDER_CODE))
 
 
-def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet) -> None:
-    """An inherited method overridden: written into the class body, replacing a bare `pass`/`...`."""
+def _overridable_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) -> ast.FunctionDef | None:
+    """The upstream method the override replaces (None: an inherited method, added to the class).
+
+    Refused: a name the class body binds more than once (a property and its setter, a method redefined
+    later: replacing one would leave the others), or binds to something that is not a method (a class
+    attribute), or inherits as something that is not a function.
+    """
+    name = patch.method_name
+    members = member_bindings(cls, name)
+    if len(members) > 1:
+        lines = ", ".join(str(m.lineno) for m in members)
+        raise ctx.fail(
+            patch,
+            f"upstream {cls.name} binds {name!r} {len(members)} times (lines {lines}: e.g. a property and its setter, "
+            "or a redefinition); one override cannot stand for all of them: replace the class, or override a "
+            "method with one definition",
+        )
+    if members and not isinstance(members[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise ctx.fail(
+            patch,
+            f"upstream {cls.name}.{name} is a class attribute (line {members[0].lineno}), not a method; "
+            "override_method replaces methods only",
+        )
+    if members:
+        return members[0]
+    if patch.keep_original_as:
+        raise ctx.fail(
+            patch,
+            f"keep_original_as: {cls.name} only inherits {name!r}, so there is no upstream method of its own to keep; "
+            "call the parent's with super()",
+        )
+    upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
+    inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
+    if inherited is _ABSENT:
+        methods = [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        methods += [n for n in dir(upstream_class or object) if not n.startswith("__")]
+        raise ctx.fail(
+            patch,
+            f"class {cls.name} neither defines nor inherits a method {name!r}{_suggest(name, methods)}",
+        )
+    if not (inspect.isroutine(inherited) or isinstance(inherited, (staticmethod, classmethod))):
+        raise ctx.fail(
+            patch,
+            f"{cls.name} inherits {name!r} as a {type(inherited).__name__}, not a method; override_method "
+            "replaces methods only",
+        )
+    return None
+
+
+_ABSENT = object()
+
+
+def _refuse_calling_itself(ctx: PlanContext, patch: Patch, snippet: Snippet) -> None:
+    """`Norm.forward(self, x)` inside the override of `Norm.forward` is the override itself in the output."""
+    for node in ast.walk(snippet.definition):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == patch.method_name
+            and isinstance(node.value, ast.Name)
+            and node.value.id == patch.target_class
+        ):
+            raise ctx.fail(
+                patch,
+                f"the patch reads {patch.target_class}.{patch.method_name} (line {node.lineno} of the patch), which "
+                "in the output is this override itself: it would call itself forever; call the parent's with "
+                "super(), or keep upstream's under another name (see the README)",
+            )
+
+
+def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet, why: str) -> None:
+    """A method written into the class body: at its end, or in place of a bare `pass`/`...` body (which
+    is cut once, whatever the number of methods added)."""
     src = ctx.upstream.source
     body = cls.body
     only_placeholder = len(body) == 1 and (
@@ -267,191 +427,57 @@ def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str
     )
     inline = body[0].lineno == cls.lineno
     indent = (src.indentation_of(cls.lineno) + "    ") if inline else src.indentation_of(body[0].lineno)
-    comments = "".join(indent + line.lstrip() for line in comments.splitlines(keepends=True))
-    text = (
-        banners.marker(f"[ADDED METHOD] {patch.target}: overrides the inherited one, see the banner above", indent)
-        + comments
-        + reindent(snippet, indent)
-    )
-    if only_placeholder and inline:
-        start = src.offset(body[0].lineno, body[0].col_offset)
-        ctx.edits.append(TextEdit(start, src.line_end(body[0].end_lineno), "\n" + text, ORDER_CODE))
-    elif only_placeholder:
-        ctx.edits.append(TextEdit(*src.node_lines(body[0], leading_comments=False), text, ORDER_CODE))
+    comments = "".join(indent + line.lstrip() for line in python_lines(comments))
+    text = banners.marker(f"[ADDED METHOD] {patch.target}: {why}, see the banner above", indent)
+    text += comments + reindent(snippet, indent)
+    if only_placeholder:
+        if inline:
+            cut = (src.offset(body[0].lineno, body[0].col_offset), src.line_end(body[0].end_lineno))
+        else:
+            cut = src.node_lines(body[0], leading_comments=False)
+        if cut not in ctx.removed_placeholders:
+            ctx.removed_placeholders.add(cut)
+            ctx.edits.append(TextEdit(*cut, "\n" if inline else "", ORDER_CODE))
+        ctx.edits.append(TextEdit(cut[1], cut[1], text, ORDER_CODE))
     else:
         at = src.line_end(cls.end_lineno)
         ctx.edits.append(TextEdit(at, at, "\n" + text, ORDER_CODE))
 
 
+def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
+    cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
+    name = patch.method_name
+    members = member_bindings(cls, name)
+    upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
+    inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
+    if members or inherited is not _ABSENT:
+        where = f"defines it (line {members[0].lineno})" if members else "inherits it"
+        raise ctx.fail(
+            patch,
+            f"upstream {cls.name} already {where}; add_method adds only new methods: use "
+            f"override_method({patch.target!r}) to replace it",
+        )
+    source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    snippet = Snippet.parse("".join(source.decorators) + source.definition)
+    snippet, helpers = resolve_names(
+        snippet, source.module, ctx.label(patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
+    )
+    snippet = _renamed_definition(snippet, name)
+    src = ctx.upstream.source
+    ctx.needs_helpers(helpers, src.line_start(src.node_start_line(cls)))
+    _add_method(ctx, patch, cls, source.comments, snippet, "new method")
+
+
 def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
-    upstream_init = find_method(cls, "__init__")
-    source = read_patch_source(patch.replacement, f"{ctx.config_module}: {patch.defined_at}: {patch.label}")
-    snippet = Snippet.parse(source.definition)
-    func = snippet.definition
-    params = [a.arg for a in func.args.posonlyargs + func.args.args]
-    if params[:2] != ["original_init", "self"]:
-        raise ctx.fail(
-            patch, f"the patch must be 'def {func.name}(original_init, self, ...)', got ({', '.join(params)})"
-        )
-    if upstream_init is not None:
-        _check_init_signature(ctx, patch, func, upstream_init)
-    snippet, helpers = resolve_names(
-        snippet,
-        source.module,
-        _label(ctx, patch),
-        ctx.names,
-        ctx.resolution,
-        ignore=frozenset({"original_init"}),
-        bindings=dict(patch.bindings),
-    )
-    func = snippet.definition
-    call = _original_init_call(ctx, patch, func)
-    body = func.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]  # the patch's docstring documents the patch, not the class
-    lines = snippet.text.splitlines(keepends=True)
-    call_index = next(i for i, stmt in enumerate(body) if stmt is call)
-    first_line = body[0].lineno if call_index > 0 else call.lineno
-    first_line = _with_leading_comments(lines, first_line)
-    call_first = _with_leading_comments(lines, call.lineno)
-    before = "".join(lines[first_line - 1 : call_first - 1]) if call_index > 0 else ""
-    after = "".join(lines[call.end_lineno : func.end_lineno])
-    patch_indent = _indentation(lines[call.lineno - 1])
-    where = patch.defined_at
-
-    upstream_text = ctx.upstream.source
-    if upstream_init is not None:
-        body_indent = upstream_text.indentation_of(upstream_init.body[0].lineno)
-        upstream_body = upstream_init.body
-        if (
-            len(upstream_body) > 1
-            and isinstance(upstream_body[0], ast.Expr)
-            and isinstance(upstream_body[0].value, ast.Constant)
-        ):
-            upstream_body = upstream_body[1:]
-        if before.strip():
-            at = upstream_text.line_start(upstream_text.node_start_line(upstream_body[0]))
-            text = _added_block(
-                before, patch_indent, body_indent, f"added by modify_init ({where}), before the upstream body"
-            )
-            ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
-        if after.strip():
-            at = upstream_text.line_end(upstream_init.end_lineno)
-            text = _added_block(
-                after, patch_indent, body_indent, f"added by modify_init ({where}), after the upstream body"
-            )
-            ctx.edits.append(TextEdit(at, at, text, ORDER_CODE))
-    else:
-        # No upstream __init__: write one from the patch's signature that calls the parent's.
-        inline = cls.body[0].lineno == cls.lineno  # `class X(Base): ...` on one line
-        class_indent = (
-            upstream_text.indentation_of(cls.lineno) + "    "
-            if inline
-            else upstream_text.indentation_of(cls.body[0].lineno)
-        )
-        body_indent = class_indent + "    "
-        arguments_node = copy.deepcopy(func.args)
-        if arguments_node.posonlyargs:
-            arguments_node.posonlyargs.pop(0)
-        else:
-            arguments_node.args.pop(0)
-        signature = ast.unparse(arguments_node)  # the patch's parameters without original_init
-        call_args = ", ".join(ast.get_source_segment(snippet.text, a) or "" for a in call.value.args[1:])
-        call_kwargs = [ast.get_source_segment(snippet.text, k) or "" for k in call.value.keywords]
-        arguments = ", ".join(a for a in [call_args, *call_kwargs] if a)
-        text = banners.marker(f"[ADDED METHOD] {patch.target}.__init__ written by modify_init ({where})", class_indent)
-        text += f"{class_indent}def __init__({signature}):\n"
-        if before.strip():
-            text += reindent(Snippet.parse(before), body_indent)
-        text += f"{body_indent}super().__init__({arguments})\n"
-        if after.strip():
-            text += reindent(Snippet.parse(after), body_indent)
-        first = cls.body[0]
-        if inline:
-            start = upstream_text.offset(first.lineno, first.col_offset)
-            ctx.edits.append(TextEdit(start, upstream_text.line_end(first.end_lineno), "\n" + text, ORDER_NEW_INIT))
-            ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
-            return
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(cls.body) > 1:
-            at = upstream_text.line_end(first.end_lineno)
-            text = "\n" + text
-        else:
-            at = upstream_text.line_start(upstream_text.node_start_line(first))
-            text = text + "\n"
-        ctx.edits.append(TextEdit(at, at, text, ORDER_NEW_INIT))
-    ctx.needs_helpers(helpers, upstream_text.line_start(upstream_text.node_start_line(cls)))
-
-
-def _with_leading_comments(lines: list[str], lineno: int) -> int:
-    while lineno > 1 and lines[lineno - 2].lstrip().startswith("#"):
-        lineno -= 1
-    return lineno
-
-
-def _indentation(line: str) -> str:
-    return line[: len(line) - len(line.lstrip())]
-
-
-def _added_block(text: str, from_indent: str, to_indent: str, what: str) -> str:
-    moved = reindent(Snippet.parse(text), to_indent) if from_indent != to_indent else text
-    moved = moved.strip("\n") + "\n"
-    return banners.marker(f"[patchgen] begin: {what}", to_indent) + moved + banners.marker("[patchgen] end", to_indent)
-
-
-def _original_init_call(ctx: PlanContext, patch: Patch, func: ast.FunctionDef) -> ast.Expr:
-    calls = [
-        stmt
-        for stmt in func.body
-        if isinstance(stmt, ast.Expr)
-        and isinstance(stmt.value, ast.Call)
-        and isinstance(stmt.value.func, ast.Name)
-        and stmt.value.func.id == "original_init"
-    ]
-    uses = [n for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == "original_init"]
-    if len(calls) != 1 or len(uses) != 1:
+    members = member_bindings(cls, "__init__")
+    if len(members) > 1:
         raise ctx.fail(
             patch,
-            "the patch body must call original_init(self, ...) exactly once, as a statement of its own "
-            f"(found {len(calls)} such call(s) and {len(uses)} use(s) of original_init)",
+            f"upstream {cls.name} binds __init__ {len(members)} times (lines "
+            f"{', '.join(str(m.lineno) for m in members)}); modify_init cannot tell which one runs: replace the class",
         )
-    call = calls[0].value
-    own = {a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs}
-    own |= {a.arg for a in (func.args.vararg, func.args.kwarg) if a is not None}
-    own.discard("original_init")
-    passed = [a.value if isinstance(a, ast.Starred) else a for a in call.args]
-    passed += [k.value for k in call.keywords]
-    keywords_renamed = any(
-        k.arg is not None and not (isinstance(k.value, ast.Name) and k.value.id == k.arg) for k in call.keywords
-    )
-    if (
-        not call.args
-        or not (isinstance(call.args[0], ast.Name) and call.args[0].id == "self")
-        or keywords_renamed
-        or not all(isinstance(a, ast.Name) and a.id in own for a in passed)
-    ):
-        params = [a.arg for a in func.args.posonlyargs + func.args.args][1:]
-        raise ctx.fail(
-            patch,
-            "original_init must be called with the patch's own parameters unchanged, e.g. "
-            f"original_init({', '.join(params)}); change an argument by reassigning it before the call",
-        )
-    return calls[0]
-
-
-def _check_init_signature(
-    ctx: PlanContext, patch: Patch, func: ast.FunctionDef, upstream_init: ast.FunctionDef
-) -> None:
-    theirs = [a.arg for a in upstream_init.args.posonlyargs + upstream_init.args.args]
-    ours = [a.arg for a in func.args.posonlyargs + func.args.args][1:]
-    passthrough = func.args.vararg is not None or func.args.kwarg is not None
-    if ours == theirs or (passthrough and ours == ["self"]):
-        return
-    raise ctx.fail(
-        patch,
-        f"parameters ({', '.join(['original_init', *ours])}) do not match upstream "
-        f"{patch.target}.__init__({', '.join(theirs)}); use (original_init, {', '.join(theirs)})",
-    )
+    plan_init_modification(ctx, patch, cls)
 
 
 def _renamed_definition(snippet: Snippet, new_name: str) -> Snippet:
@@ -465,16 +491,15 @@ def _renamed_definition(snippet: Snippet, new_name: str) -> Snippet:
     return Snippet.parse(apply_edits(snippet.text, edits))
 
 
-def _label(ctx: PlanContext, patch: Patch) -> str:
-    return f"{ctx.config_module}: {patch.defined_at}: {patch.label}"
-
-
 PLANNERS = {
     PatchKind.CLASS_REPLACEMENT: _plan_replacement,
     PatchKind.FUNCTION_REPLACEMENT: _plan_replacement,
     PatchKind.EXTERNAL_REPLACEMENT: _plan_external,
     PatchKind.METHOD_OVERRIDE: _plan_method_override,
     PatchKind.INIT_MODIFICATION: _plan_init_modification,
+    PatchKind.METHOD_ADDITION: _plan_method_addition,
+    PatchKind.MODULE_CODE: plan_module_code,
+    PatchKind.ASSIGNMENT_REPLACEMENT: plan_assignment_replacement,
 }
 
 
@@ -484,18 +509,14 @@ PLANNERS = {
 def _plan_class_banners(ctx: PlanContext) -> None:
     by_class: dict[str, list[Patch]] = defaultdict(list)
     for patch in ctx.config.patches:
-        if patch.kind in (PatchKind.METHOD_OVERRIDE, PatchKind.INIT_MODIFICATION):
+        if patch.kind in METHOD_LEVEL:
             by_class[patch.target_class].append(patch)
     for class_name, patches in by_class.items():
         cls = ctx.upstream.definitions[class_name]
         lines = [f"Methods patched: {', '.join(p.method_name for p in patches)}"]
         for patch in patches:
-            reason = " ".join(patch.description.split()) or "(no description given)"
-            lines += [
-                f"- {patch.method_name} ({patch.kind.value})",
-                f"  Reason: {reason}",
-                f"  Patch source: {patch.source_note}",
-            ]
+            lines += [f"- {patch.method_name} ({patch.kind.value})"]
+            lines += [f"  {line}" for line in banners.patch_reason_lines(patch)]
         at = ctx.upstream.source.line_start(ctx.upstream.source.node_start_line(cls))
         ctx.edits.append(TextEdit(at, at, banners.banner(f"[MODIFIED CLASS] {class_name}", lines), ORDER_BANNER))
 
@@ -503,29 +524,65 @@ def _plan_class_banners(ctx: PlanContext) -> None:
 def _plan_exclusion(ctx: PlanContext, name: str) -> None:
     start, end = ctx.upstream.source.node_lines(ctx.upstream.definitions[name])
     ctx.edits.append(TextEdit(start, end, "", ORDER_CODE))
-    for node in ctx.upstream.tree.body:
+    excluded = {e.name for e in ctx.config.exclusions}
+    for elements in all_lists(ctx.upstream.tree):
+        cut = _entry_cut(ctx.upstream.source, elements, name, excluded)
+        if cut is not None:
+            ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
+
+
+def all_lists(tree: ast.Module) -> list[list[ast.expr]]:
+    """The elements of every literal list or tuple upstream assigns or adds to `__all__` at module level:
+    `__all__ = [...]`, `__all__: list[str] = [...]`, `__all__ += [...]`."""
+    found = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        value = getattr(node, "value", None)
         if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-            and isinstance(node.value, (ast.List, ast.Tuple))
+            isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
+            and isinstance(value, (ast.List, ast.Tuple))
         ):
-            elements = node.value.elts
-            excluded = {e.name for e in ctx.config.exclusions}
-            gone = [isinstance(e, ast.Constant) and e.value in excluded for e in elements]
-            for i, element in enumerate(elements):
-                if not (isinstance(element, ast.Constant) and element.value == name) or (i > 0 and gone[i - 1]):
-                    continue  # entries excluded side by side are cut as one run, by the run's first entry
-                last = i
-                while last + 1 < len(elements) and gone[last + 1]:
-                    last += 1
-                src = ctx.upstream.source
-                if last + 1 < len(elements):
-                    cut = (_start(src, element), _start(src, elements[last + 1]))
-                elif i > 0:
-                    cut = (_end(src, elements[i - 1]), _end(src, elements[last]))
-                else:
-                    cut = (_start(src, element), _end(src, elements[last]))
-                ctx.edits.append(TextEdit(*cut, "", ORDER_CODE))
+            found.append(value.elts)
+    return found
+
+
+def _entry_cut(src, elements: list[ast.expr], name: str, excluded: set[str]) -> tuple[int, int] | None:
+    """The text to cut for the `__all__` entry `name` (None when absent or cut with the run before it).
+
+    When every entry sits on lines of its own, an entry goes with its whole lines, comment included, so
+    no comment lands on a neighbour. Otherwise a run of excluded entries side by side is cut as one span,
+    by its first entry, with the comma after it (or, at the end, the comma before it).
+    """
+    gone = [isinstance(e, ast.Constant) and e.value in excluded for e in elements]
+    index = next((i for i, e in enumerate(elements) if isinstance(e, ast.Constant) and e.value == name), None)
+    if index is None:
+        return None
+    element = elements[index]
+    if all(_on_own_lines(src, elements, i) for i in range(len(elements))):
+        return src.line_start(element.lineno), src.line_end(element.end_lineno)
+    if index > 0 and gone[index - 1]:
+        return None  # cut with the run it belongs to
+    last = index
+    while last + 1 < len(elements) and gone[last + 1]:
+        last += 1
+    if last + 1 < len(elements):
+        return _start(src, element), _start(src, elements[last + 1])
+    if index > 0:
+        return _end(src, elements[index - 1]), _end(src, elements[last])
+    return _start(src, element), _end(src, elements[last])
+
+
+def _on_own_lines(src, elements: list[ast.expr], index: int) -> bool:
+    element = elements[index]
+    line = src.lines[element.lineno - 1]
+    starts_line = not line[: src.offset(element.lineno, element.col_offset) - src.line_start(element.lineno)].strip()
+    shared = any(
+        not (other.end_lineno < element.lineno or other.lineno > element.end_lineno)
+        for i, other in enumerate(elements)
+        if i != index
+    )
+    return starts_line and not shared
 
 
 def _start(src, node: ast.expr) -> int:
@@ -543,29 +600,37 @@ def _plan_helpers(ctx: PlanContext) -> None:
     while changed:
         changed = False
         for key, helper in helpers.items():
-            for dep in helper.depends_on:
+            for dep in [*helper.depends_on, *helper.uses]:
                 for anchor in ctx.helper_anchors.get(key, []):
                     if anchor not in ctx.helper_anchors[dep]:
                         ctx.helper_anchors[dep].append(anchor)
                         changed = True
-    emitted: set[tuple[str, str]] = set()
+    emitted: set[HelperKey] = set()
 
-    def emit(key: tuple[str, str], anchor: int, stack: tuple = ()) -> None:
+    def emit(key: HelperKey, anchor: int, stack: tuple = ()) -> None:
         if key in emitted or key in stack:
             return
         for dep in helpers[key].depends_on:
             emit(dep, anchor, (*stack, key))
         emitted.add(key)
         helper = helpers[key]
-        users = sorted(set(helper.needed_by))
         text = banners.banner(
             f"[ADDED] {helper.name}",
-            [f"Needed by: {', '.join(u.split(': ')[-1] for u in users)}", f"Patch source: {helper.location}"],
+            [f"Needed by: {', '.join(_users(helper.needed_by))}", f"Patch source: {helper.location}"],
         )
         ctx.edits.append(TextEdit(anchor, anchor, text + helper.text + "\n\n", ORDER_HELPER))
 
     for key in sorted(helpers, key=lambda k: (min(ctx.helper_anchors.get(k) or [0]), k)):
-        emit(key, min(ctx.helper_anchors.get(key) or [_import_block_end(ctx.upstream)]))
+        emit(key, min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()]))
+
+
+def _users(labels: list[str]) -> list[str]:
+    """The patches a helper serves, each once: `method_override X.forward`, or `... (via helper h)` when
+    only another helper of that patch needs it."""
+    shown = [label.split(": ")[-1] for label in labels]
+    direct = {label for label in shown if " (via helper " not in label}
+    kept = [label for label in shown if label in direct or label.split(" (via helper ")[0] not in direct]
+    return sorted(dict.fromkeys(kept))
 
 
 _RELATIVE_FROM = re.compile(r"from\s+(\.+\s*[\w.]*)\s+import\b")
@@ -582,38 +647,52 @@ def _plan_relative_imports(ctx: PlanContext) -> None:
         ctx.edits.append(TextEdit(match.start(1), match.end(1), absolute, ORDER_CODE))
 
 
-def _import_block_end(upstream: UpstreamModule) -> int:
-    body = upstream.tree.body
-    last_import = None
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            last_import = node
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and last_import is None:
-            continue
-        else:
-            break
-    if last_import is None:
-        return 0
-    return upstream.source.line_end(last_import.end_lineno)
-
-
 def _plan_imports(ctx: PlanContext, imports: list[str]) -> None:
     if imports:
-        at = _import_block_end(ctx.upstream)
-        ctx.edits.append(TextEdit(at, at, "".join(f"{s}\n" for s in imports), ORDER_HELPER - 1))
+        at = ctx.upstream.import_block_end()
+        ctx.edits.append(TextEdit(at, at, "".join(f"{s}\n" for s in imports), ORDER_IMPORTS))
 
 
 def _plan_statements(ctx: PlanContext) -> None:
-    """`add_statement` code, appended after everything upstream defines (so it may use any of it)."""
+    """`add_statement` code, appended after everything upstream defines (so it may use any of it). What it
+    binds is claimed like any added name: rebinding an upstream name this way is refused."""
     end = len(ctx.upstream.source.text)
     for statement in ctx.config.statements:
+        label = f"{ctx.config_module}: {statement.defined_at}: add_statement"
+        for name in sorted(runtime_bound_names(ast.parse(statement.code).body)):
+            ctx.resolution.claim(
+                name, f"statement:{statement.defined_at}", f"add_statement at {statement.defined_at}", label
+            )
         text = banners.banner("[ADDED STATEMENT]", banners.reason_lines(statement.description, statement.defined_at))
         ctx.edits.append(TextEdit(end, end, "\n\n" + text + statement.code, ORDER_CODE))
 
 
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+def _plan_coding_line(ctx: PlanContext) -> None:
+    """The output is written in UTF-8: a PEP 263 line declaring another encoding would make Python misread
+    it, so it is rewritten to `utf-8` (the text itself is unchanged)."""
+    src = ctx.upstream.source
+    for lineno in (1, 2):
+        if lineno > len(src.lines):
+            return
+        match = _CODING.match(src.lines[lineno - 1])
+        if match:
+            if codecs.lookup(match.group(1)).name != "utf-8":
+                start = src.line_start(lineno)
+                ctx.edits.append(TextEdit(start + match.start(1), start + match.end(1), "utf-8", ORDER_CODE))
+            return
+        if not src.lines[lineno - 1].lstrip().startswith("#"):
+            return
+
+
 def _applied_summary(config: PatchConfig) -> list[str]:
     applied = [
-        f"{p.kind.value}: {p.target}" + (f" [patch set {p.patch_set}]" if p.patch_set else "") for p in config.patches
+        f"{p.kind.value}: {p.target}"
+        + (f" [patch set {p.patch_set}]" if p.patch_set else "")
+        + (f" (overrides {p.overrides.split(' (')[0]})" if p.overrides else "")
+        for p in config.patches
     ]
     applied += [f"excluded: {e.name}" for e in config.exclusions]
     applied += [f"extra import: {i.statement}" for i in config.extra_imports]

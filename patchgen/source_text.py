@@ -7,8 +7,33 @@ syntax tree only tells where to cut.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass
+from pathlib import Path
+
+
+def python_lines(text: str) -> list[str]:
+    """The lines of `text` as Python's tokenizer counts them (`ast` line numbers index these), ends kept.
+
+    Only `\n`, `\r\n` and `\r` end a line. `str.splitlines` also splits at form feeds, `\x1c`-`\x1e`,
+    NEL (`\x85`) and U+2028/U+2029, which may sit inside a comment or a string: counting those would
+    shift every line number after them.
+    """
+    return io.StringIO(text, newline="").readlines()
+
+
+def read_source(path: str | Path) -> str:
+    """A Python file's text, decoded the way the interpreter decodes it (PEP 263 coding line, BOM), with
+    newlines normalised to `\n`. Raises `SyntaxError` (with `filename`) when its bytes cannot be decoded."""
+    data = Path(path).read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        raise SyntaxError(f"cannot decode the file: {exc}", (str(path), 1, 0, "")) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass(frozen=True)
@@ -26,7 +51,7 @@ class SourceText:
 
     def __init__(self, text: str):
         self.text = text
-        self.lines = text.splitlines(keepends=True)
+        self.lines = python_lines(text)
         self._line_starts = [0]
         for line in self.lines:
             self._line_starts.append(self._line_starts[-1] + len(line))
@@ -96,7 +121,7 @@ class Snippet:
 
     @classmethod
     def parse(cls, text: str) -> Snippet:
-        first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+        first = next((line for line in python_lines(text) if line.strip() and not line.lstrip().startswith("#")), "")
         indent = first[: len(first) - len(first.lstrip())]
         if indent:
             wrapped = ast.parse("if 1:\n" + text)
@@ -144,7 +169,7 @@ def reindent(snippet: Snippet, new_indent: str) -> str:
         return snippet.text
     frozen = frozen_string_lines(snippet.tree)
     out = []
-    for lineno, line in enumerate(snippet.text.splitlines(keepends=True), start=1):
+    for lineno, line in enumerate(python_lines(snippet.text), start=1):
         if lineno in frozen or not line.strip():
             out.append(line if lineno in frozen else line.lstrip(" \t"))
             continue
@@ -153,7 +178,8 @@ def reindent(snippet: Snippet, new_indent: str) -> str:
     return "".join(out)
 
 
-_DEF_NAME = re.compile(r"\b(?:class|def)\s+([A-Za-z_][A-Za-z0-9_]*)")
+# `\w` is Unicode-aware on str patterns: identifiers may be non-ASCII (PEP 3131).
+_DEF_NAME = re.compile(r"\b(?:class|def)\s+(\w+)")
 
 
 def rename_edits(snippet: Snippet, renames: dict[str, str]) -> list[TextEdit]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from types import ModuleType
 
 from patchgen.errors import PatchgenError
-from patchgen.source_text import SourceText
+from patchgen.module_facts import ModuleFacts, runtime_bound_names
+from patchgen.source_text import SourceText, read_source
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,43 @@ class UpstreamModule:
         return bound_names(self.tree.body)
 
     @cached_property
+    def facts(self) -> ModuleFacts:
+        return ModuleFacts(self.tree)
+
+    @property
+    def runtime_names(self) -> frozenset[str]:
+        """Names the module binds when it runs (what is bound only under `if TYPE_CHECKING:` is not)."""
+        return self.facts.runtime_names
+
+    @property
+    def type_checking_names(self) -> frozenset[str]:
+        return self.facts.type_checking_names
+
+    def import_block_end(self) -> int:
+        """Where added imports and `after="imports"` code go: after upstream's leading imports; with none,
+        after its docstring (or its leading comments: a coding line must stay in the first two lines)."""
+        body = self.tree.body
+        last = None
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                last = node
+            elif node is body[0] and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                last = node  # the module docstring
+            else:
+                break
+        if last is not None:
+            return self.source.line_end(last.end_lineno)
+        lines = self.source.lines
+        leading = 0
+        while leading < len(lines) and lines[leading].lstrip().startswith("#"):
+            leading += 1
+        return self.source.line_start(leading + 1) if leading < len(lines) else len(self.source.text)
+
+    def binding_lines(self, name: str) -> list[int]:
+        """Lines of the top-level statements that bind `name` when the module runs, `@overload` stubs aside."""
+        return [s.node.lineno for s in self.facts.binders(name) if not is_overload_stub(s.node)]
+
+    @cached_property
     def relative_imports(self) -> tuple[ast.ImportFrom, ...]:
         """Every `from .x import y` in the module, nested ones included (walked once per process)."""
         return tuple(node for node in ast.walk(self.tree) if isinstance(node, ast.ImportFrom) and node.level)
@@ -65,8 +103,14 @@ def read_upstream(module_name: str) -> UpstreamModule:
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise PatchgenError(f"source module {module_name!r} is not an installed Python module")
     path = Path(spec.origin)
-    text = path.read_text(encoding="utf-8")
-    tree = ast.parse(text, filename=str(path))
+    try:
+        text = read_source(path)
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        raise PatchgenError(
+            f"source module {module_name!r} cannot be parsed ({module_name.replace('.', '/')}.py line "
+            f"{exc.lineno}: {exc.msg}); fix or reinstall that package"
+        ) from None
     definitions = {
         node.name: node
         for node in tree.body
@@ -107,7 +151,21 @@ def bound_names(body: list[ast.stmt]) -> set[str]:
 
 
 def find_method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    for node in cls.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-            return node
-    return None
+    """The method `name` of a class body as it stands after the body ran (the last definition)."""
+    methods = [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    return methods[-1] if methods else None
+
+
+def member_bindings(cls: ast.ClassDef, name: str) -> list[ast.stmt]:
+    """Statements of a class body that bind `name` (methods, assignments, nested blocks), overload stubs aside."""
+    return [n for n in cls.body if name in runtime_bound_names([n]) and not is_overload_stub(n)]
+
+
+def is_overload_stub(node: ast.stmt) -> bool:
+    """A `@typing.overload` stub: replaced by the definition after it, so never the effective one."""
+    for decorator in getattr(node, "decorator_list", []):
+        if (isinstance(decorator, ast.Name) and decorator.id == "overload") or (
+            isinstance(decorator, ast.Attribute) and decorator.attr == "overload"
+        ):
+            return True
+    return False

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from patchgen.errors import PatchgenError
 from patchgen.patch_source import free_names, read_patch_source
 from patchgen.patch_spec import Exclusion, Patch, PatchKind
+from patchgen.sniffed import claims_without_code
 
 
-if TYPE_CHECKING:  # plan imports this module
-    from patchgen.plan import Plan, PlanContext
+if TYPE_CHECKING:
+    from patchgen.context import Plan, PlanContext
 
 _WHOLE = (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT)
 _KIND = inspect.Parameter
@@ -197,11 +198,14 @@ def _check_patch_uses(ctx: PlanContext, patch: Patch, excluded: dict[str, Exclus
 
 
 def _is_literal_all(node: ast.stmt) -> bool:
+    """`__all__ = [...]`, `__all__: list[str] = [...]` or `__all__ += [...]` of plain strings."""
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    value = getattr(node, "value", None)
     return (
-        isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-        and isinstance(node.value, (ast.List, ast.Tuple))
-        and all(isinstance(e, ast.Constant) for e in node.value.elts)
+        isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
+        and isinstance(value, (ast.List, ast.Tuple))
+        and all(isinstance(e, ast.Constant) for e in value.elts)
     )
 
 
@@ -259,6 +263,12 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would be broken: {'; '.join(details)}; define or import "
             "the name in the patch module, or keep the class that defines it"
+        )
+    for marker, line in claims_without_code(text):
+        raise PatchgenError(
+            f"{plan.config_module}: generated {path.name} would claim a capability it lacks: {marker!r} appears at "
+            f"line {line} only in a comment or string, and transformers reads the module text for it; reword that "
+            "comment in the patch (banners never contain it)"
         )
     patch_modules = {getattr(p.replacement, "__module__", None) for p in plan.config.patches} - {None}
     forbidden = {plan.patch_package} | patch_modules

@@ -12,6 +12,9 @@ backward, and replaces every RMSNorm of stock models:
   (`LIGER_RMS_NORM_OUT_OF_PLACE`, Liger's in_place=False) gives stock's gradients.
 - Llama (pre-norm: every norm's output feeds projections only): both variants give stock's gradients,
   which is why `LIGER_RMS_NORM` stays the in-place kernel for pre-norm families.
+
+So `LIGER_RMS_NORM` declares `requires_pre_norm`, and generation refuses it on OLMo-2 (last test, with
+the MLP sets' state-dict-key requirements on Phi-3 and Llama).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import torch
 import transformers
 from conftest import TINY_DENSE
 from torch import nn
+
+from patchgen.codegen import generate
+from patchgen.discovery import load_config
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -126,3 +132,25 @@ def test_in_place_norm_backward_is_wrong_on_post_norm_layers():
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+# -- the generator refuses the layouts shown wrong above, for the repository's own sets ------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        (
+            "in_place_norm_on_olmo2",
+            ["requires_pre_norm('rms_norm')", "post_attention_layernorm", "LIGER_RMS_NORM_OUT_OF_PLACE"],
+        ),
+        ("separate_swiglu_on_phi3", ["'gate_proj', 'up_proj', 'down_proj'", "LIGER_FUSED_SWIGLU_MLP"]),
+        ("fused_swiglu_on_llama", ["'gate_up_proj', 'down_proj'", "TORCH_SWIGLU_MLP"]),
+    ],
+)
+def test_kernel_sets_refuse_layouts_they_do_not_fit(name, fragments, tmp_path):
+    (result,) = generate([load_config("misfit_kernel_configs", name)], output_dir=tmp_path)
+    assert result.error is not None and not result.outputs
+    assert "\n" not in result.error
+    for fragment in fragments:
+        assert fragment in result.error, (fragment, result.error)

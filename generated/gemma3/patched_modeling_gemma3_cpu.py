@@ -100,7 +100,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # ==============================================================================
 # [PATCHED CLASS] Gemma3MLP
 # Reason: pure-torch GeGLU with LigerGEGLUMLP's constructor and keys: down(gelu_tanh(gate) * up)
-# Patch source: models/common/torch_kernels.py:133 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:139 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Gemma3MLP(nn.Module):
     """Gemma's gated MLP with the tanh-approximated GELU, the only GELU the fused kernel implements."""
@@ -124,7 +124,7 @@ class Gemma3MLP(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Gemma3RMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:34
+# Patch source: models/common/torch_kernels.py:40
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -135,7 +135,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Gemma3RMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:64 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:70 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Gemma3RMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -236,7 +236,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:152
+# Patch source: models/common/torch_kernels.py:158
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -248,7 +248,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -307,19 +307,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
+# [ADDED] separate_qkv_projection
 # Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -339,17 +337,19 @@ def per_head_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
+# [ADDED] full_rotary
 # Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================

@@ -104,7 +104,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # [PATCHED CLASS] Gemma3MLP
 # Replaced by: liger_kernel.transformers.geglu.LigerGEGLUMLP (imported, not copied)
 # Reason: Liger's fused GeGLU (tanh GELU): same gate/up/down projections (keys unchanged), one kernel for act*up [Gemma 3 uses gelu_pytorch_tanh, the GELU the kernel computes]
-# Patch source: models/common/liger_kernels.py:74 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:83 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Gemma3MLP = LigerGEGLUMLP
 
@@ -113,7 +113,7 @@ Gemma3MLP = LigerGEGLUMLP
 # [PATCHED CLASS] Gemma3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero
-# Patch source: models/common/liger_kernels.py:47 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:50 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Gemma3RMSNorm = LigerRMSNormForGemma3
 
@@ -201,7 +201,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -253,19 +253,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
+# [ADDED] separate_qkv_projection
 # Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -285,17 +283,19 @@ def per_head_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
+# [ADDED] full_rotary
 # Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================

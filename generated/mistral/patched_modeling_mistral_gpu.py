@@ -66,7 +66,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] MistralMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:55 (patch set liger_swiglu_mlp.mlp, applied at models/mistral/mistral_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/mistral/mistral_gpu_patch_gen_config.py:21)
 # ==============================================================================
 MistralMLP = LigerSwiGLUMLP
 
@@ -82,7 +82,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/mistral/mistral_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/mistral/mistral_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -125,19 +125,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
+# [ADDED] separate_qkv_projection
 # Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -157,17 +155,19 @@ def no_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
+# [ADDED] full_rotary
 # Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================

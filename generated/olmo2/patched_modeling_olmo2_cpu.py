@@ -77,7 +77,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Olmo2RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:34
+# Patch source: models/common/torch_kernels.py:40
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -88,7 +88,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Olmo2RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [also the post-norms and the full-projection q_norm/k_norm; 'llama' casting like the GPU kernel: upstream scales by the weight in fp32 before casting back, which only differs below fp32]
-# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Olmo2RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -200,7 +200,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
-# Patch source: models/common/torch_kernels.py:152
+# Patch source: models/common/torch_kernels.py:158
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -212,7 +212,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
+# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -229,6 +229,20 @@ def rotate_half(x):
     x1 = x[..., : x.shape[-1] // 2]
     x2 = x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
+
+
+# ==============================================================================
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
+# Patch source: models/common/ulysses_attention.py:70
+# ==============================================================================
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
+    """
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -263,20 +277,6 @@ def full_rotary(
     that handles narrower ones itself.
     """
     return apply_rotary_pos_emb(query_states, key_states, cos, sin)
-
-
-# ==============================================================================
-# [ADDED] separate_qkv_projection
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_attention.py:70
-# ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
-
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
-    """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -409,7 +409,7 @@ class Olmo2Attention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Olmo2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:84 (patch set torch_swiglu_mlp.mlp, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:26)
+# Patch source: models/common/torch_kernels.py:90 (patch set torch_swiglu_mlp.mlp, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:26)
 # ==============================================================================
 class Olmo2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""

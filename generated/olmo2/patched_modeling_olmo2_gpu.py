@@ -81,7 +81,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Olmo2RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForOlmo2 (imported, not copied)
 # Reason: Liger's fused RMSNorm with in_place=False (LigerRMSNormForOlmo2 is LigerRMSNorm with that default; same constructor and weight): its backward writes a fresh gradient, so a norm output added to the residual (post-norm layers) keeps the right gradient [post-norm layers: the in-place kernel would corrupt the residual's gradient (tests/test_in_place_norm_hazard.py). 'llama' casting, as Liger's OLMo-2 patch: upstream scales by the weight in fp32 before casting back]
-# Patch source: models/common/liger_kernels.py:35 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:38 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Olmo2RMSNorm = LigerRMSNormForOlmo2
 
@@ -180,7 +180,7 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:29)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:29)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -190,6 +190,20 @@ def rotate_half(x):
     x1 = x[..., : x.shape[-1] // 2]
     x2 = x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
+
+
+# ==============================================================================
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
+# Patch source: models/common/ulysses_attention.py:70
+# ==============================================================================
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
+    """
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -224,20 +238,6 @@ def full_rotary(
     that handles narrower ones itself.
     """
     return apply_rotary_pos_emb(query_states, key_states, cos, sin)
-
-
-# ==============================================================================
-# [ADDED] separate_qkv_projection
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_attention.py:70
-# ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
-
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
-    """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -371,7 +371,7 @@ class Olmo2Attention(nn.Module):
 # [PATCHED CLASS] Olmo2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:55 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:28)
+# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:28)
 # ==============================================================================
 Olmo2MLP = LigerSwiGLUMLP
 

@@ -75,7 +75,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Phi3MLP
 # Reason: pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's constructor and keys [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/torch_kernels.py:108 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:114 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Phi3MLP(nn.Module):
     """SwiGLU whose gate and up projections are one `gate_up_proj` (gate rows first), as Phi-3 stores them.
@@ -205,7 +205,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:152
+# Patch source: models/common/torch_kernels.py:158
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -217,7 +217,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -403,7 +403,7 @@ class Phi3Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Phi3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:34
+# Patch source: models/common/torch_kernels.py:40
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -414,7 +414,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Phi3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Phi3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

@@ -79,7 +79,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Phi3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerPhi3SwiGLUMLP (imported, not copied)
 # Reason: Liger's SwiGLU on a fused gate_up_proj (gate first, then up) and down_proj: the keys of Phi-3's MLP kept, one kernel for silu(gate) * up [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/liger_kernels.py:63 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:69 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Phi3MLP = LigerPhi3SwiGLUMLP
 
@@ -191,7 +191,7 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 

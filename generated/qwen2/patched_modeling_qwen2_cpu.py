@@ -62,7 +62,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:84 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:90 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -149,7 +149,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:152
+# Patch source: models/common/torch_kernels.py:158
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -161,7 +161,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -211,19 +211,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
+# [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -243,17 +241,19 @@ def no_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
+# [ADDED] full_rotary
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================
@@ -377,7 +377,7 @@ class Qwen2Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen2RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:34
+# Patch source: models/common/torch_kernels.py:40
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -388,7 +388,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen2RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen2RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

@@ -89,7 +89,7 @@ Qwen3RMSNorm = LigerRMSNorm
 # [PATCHED CLASS] Qwen3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Measured 8192x1024->3072: torch 0.85 ms / 288 MiB, Liger 0.99 ms / 198 MiB]
-# Patch source: models/common/liger_kernels.py:55 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:30)
+# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:30)
 # ==============================================================================
 Qwen3MLP = LigerSwiGLUMLP
 
@@ -159,7 +159,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x8192x128: torch 0.78 ms, Liger 0.31 ms (2.5x)]
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:33)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:33)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -202,19 +202,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
+# [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -234,17 +232,19 @@ def per_head_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
+# [ADDED] full_rotary
 # Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================

@@ -85,7 +85,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:152
+# Patch source: models/common/torch_kernels.py:158
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -97,7 +97,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:160 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -147,19 +147,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:126
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -179,17 +177,19 @@ def per_head_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:70
+# [ADDED] full_rotary
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================
@@ -350,7 +350,7 @@ class Qwen3MoeAttention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense MLP of mlp_only_layers]
-# Patch source: models/common/torch_kernels.py:84 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:90 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen3MoeMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -375,8 +375,8 @@ class Qwen3MoeMLP(nn.Module):
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
-# Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the @use_experts_implementation dispatch
-# Patch source: models/common/torch_kernels.py:177 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the use_experts_implementation decorator dispatch
+# Patch source: models/common/torch_kernels.py:183 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeExperts(nn.Module):
     """Fused MoE experts: `gate_up_proj` [experts, 2 * inter, hidden] and `down_proj` [experts, hidden, inter].
@@ -458,7 +458,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:34
+# Patch source: models/common/torch_kernels.py:40
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -469,7 +469,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/torch_kernels.py:43 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Qwen3MoeRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

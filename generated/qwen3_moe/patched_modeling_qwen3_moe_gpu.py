@@ -89,7 +89,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:82 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
+# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -132,19 +132,17 @@ def eager_attention_forward(
 
 
 # ==============================================================================
-# [ADDED] full_rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:126
+# [ADDED] separate_qkv_projection
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
+# Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
-def full_rotary(
-    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
+def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
 
-    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
-    that handles narrower ones itself.
+    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
+    Gemma, OLMo-2).
     """
-    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
 
 
 # ==============================================================================
@@ -164,17 +162,19 @@ def per_head_qk_norm(
 
 
 # ==============================================================================
-# [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:70
+# [ADDED] full_rotary
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
+# Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def full_rotary(
+    query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rope over the whole head: the file's `apply_rotary_pos_emb` (upstream's, or the kernel a set bound).
 
-    Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
-    Gemma, OLMo-2).
+    Requires: `cos`/`sin` are as wide as `head_dim` (no `partial_rotary_factor`), or a rope function
+    that handles narrower ones itself.
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
 
 # ==============================================================================
@@ -336,7 +336,7 @@ class Qwen3MoeAttention(nn.Module):
 # [PATCHED CLASS] Qwen3MoeMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense MLP of mlp_only_layers; Liger's own patch leaves it]
-# Patch source: models/common/liger_kernels.py:55 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # ==============================================================================
 Qwen3MoeMLP = LigerSwiGLUMLP
 
@@ -344,8 +344,8 @@ Qwen3MoeMLP = LigerSwiGLUMLP
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
 # Replaced by: liger_kernel.transformers.swiglu.LigerExperts (imported, not copied)
-# Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the @use_experts_implementation dispatch, so set_experts_implementation() no longer applies
-# Patch source: models/common/liger_kernels.py:90 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
+# Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the use_experts_implementation decorator dispatch, so set_experts_implementation() no longer applies
+# Patch source: models/common/liger_kernels.py:99 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeExperts = LigerExperts
 

@@ -25,6 +25,9 @@ LIGER_RMS_NORM.external(
     "LigerRMSNorm",
     description="Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it)",
 )
+LIGER_RMS_NORM.requires_pre_norm(
+    "rms_norm", otherwise="LIGER_RMS_NORM_OUT_OF_PLACE (Liger's in_place=False) for a norm output added to a residual"
+)
 
 # Post-norm layouts (OLMo-2: `residual + norm(attn_out)`) need the out-of-place kernel: LigerRMSNorm's default
 # in_place=True backward writes dX into the incoming gradient dY, and there that very tensor is also the
@@ -58,6 +61,9 @@ LIGER_SWIGLU_MLP.external(
     "LigerSwiGLUMLP",
     description="Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up",
 )
+LIGER_SWIGLU_MLP.requires_attributes(
+    "mlp", "gate_proj", "up_proj", "down_proj", otherwise="LIGER_FUSED_SWIGLU_MLP for a fused gate_up_proj"
+)
 
 LIGER_FUSED_SWIGLU_MLP = PatchSet("liger_fused_swiglu_mlp", "Liger's SwiGLU MLP on one fused gate_up_proj")
 LIGER_FUSED_SWIGLU_MLP.external(
@@ -68,6 +74,9 @@ LIGER_FUSED_SWIGLU_MLP.external(
         "Liger's SwiGLU on a fused gate_up_proj (gate first, then up) and down_proj: the keys of Phi-3's MLP kept, "
         "one kernel for silu(gate) * up"
     ),
+)
+LIGER_FUSED_SWIGLU_MLP.requires_attributes(
+    "mlp", "gate_up_proj", "down_proj", otherwise="LIGER_SWIGLU_MLP for separate gate_proj/up_proj"
 )
 
 LIGER_GEGLU_MLP = PatchSet("liger_geglu_mlp", "Liger's fused GeGLU MLP")

@@ -26,6 +26,12 @@ TORCH_SWIGLU_MLP = PatchSet("torch_swiglu_mlp", "pure-torch SwiGLU MLP with Lige
 TORCH_FUSED_SWIGLU_MLP = PatchSet(
     "torch_fused_swiglu_mlp", "pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's structure"
 )
+TORCH_SWIGLU_MLP.requires_attributes(
+    "mlp", "gate_proj", "up_proj", "down_proj", otherwise="TORCH_FUSED_SWIGLU_MLP for a fused gate_up_proj"
+)
+TORCH_FUSED_SWIGLU_MLP.requires_attributes(
+    "mlp", "gate_up_proj", "down_proj", otherwise="TORCH_SWIGLU_MLP for separate gate_proj/up_proj"
+)
 TORCH_GEGLU_MLP = PatchSet("torch_geglu_mlp", "pure-torch GeGLU MLP with LigerGEGLUMLP's structure")
 TORCH_ROPE = PatchSet("torch_rope", "rope computed in fp32, the precision of Liger's rope kernel")
 TORCH_EXPERTS = PatchSet("torch_experts", "MoE experts grouped by expert, LigerExperts' structure in plain torch")
