@@ -115,15 +115,15 @@ def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: P
             own_names | {n for n in changes if n in moved} | {_short(n) for n in changes if n in moved}
         )
         absorbed = old.patch is not None and entry.patch is not None and old.patch.sha256 != entry.patch.sha256
-        if own_names & reviewed:
+        target_reviewed = bool(own_names & reviewed)
+        if target_reviewed:
             entry = replace(entry, reviewed=note)
             acceptance.reviewed.append((path, entry.target))
-        else:
-            for change in changes:
-                if change in moved and {change, _short(change)} & reviewed:
-                    dependency_reviews.add(change)
-                elif not absorbed:
-                    acceptance.unabsorbed.append(Unabsorbed(path, entry, change))
+        for change in changes:
+            if change in moved and {change, _short(change)} & reviewed:
+                dependency_reviews.add(change)  # reviewing a dependency covers it in every target that uses it
+            elif not (target_reviewed or absorbed):
+                acceptance.unabsorbed.append(Unabsorbed(path, entry, change))
         entries.append(entry)
     for name in sorted(dependency_reviews):
         acceptance.reviewed.append((path, name))
@@ -141,20 +141,22 @@ def _short(qualified: str) -> str:
 
 
 def refusal(unabsorbed: list[Unabsorbed]) -> str:
-    """One line: each unfixed patch with the targets it left unabsorbed, and the two ways forward."""
-    by_patch: dict[str, dict[str, list[str]]] = {}
+    """One line: each unfixed patch, the targets it left unabsorbed, and the two ways forward."""
+    by_patch: dict[str, list[Unabsorbed]] = {}
     for item in unabsorbed:
-        changed = item.entry.target if item.what == item.entry.subject else f"{item.entry.target} via {item.what}"
-        locks = by_patch.setdefault(item.patch_source, {}).setdefault(changed, [])
-        locks.append(item.lock.name.removesuffix(".lock.json").removeprefix("patched_modeling_"))
-    described = "; ".join(
-        f"{source}: "
-        + ", ".join(f"{target} ({', '.join(sorted(set(locks)))})" for target, locks in sorted(targets.items()))
-        for source, targets in sorted(by_patch.items())
-    )
+        by_patch.setdefault(item.patch_source, []).append(item)
+    described = []
+    for source, items in sorted(by_patch.items()):
+        pairs = {(item.lock, item.entry.target) for item in items}
+        targets = sorted({item.entry.target for item in items})
+        changes = ["upstream code"] if any(item.what == item.entry.subject for item in items) else []
+        dependencies = sorted({_short(item.what) for item in items if item.what != item.entry.subject})
+        if dependencies:
+            changes.append(f"dependencies {', '.join(dependencies)}")
+        described.append(f"{source}: {len(pairs)} target(s) {', '.join(targets)} (changed: {'; '.join(changes)})")
     count = len({(item.lock, item.entry.target) for item in unabsorbed})
     return (
         f"refusing to accept {count} CHANGED target(s) whose patch code is the same as when the lock was recorded: "
-        f"{described}; fix the patch (`python -m patchgen.upgrade_report` shows each change beside the patch's "
-        'lines), or say why it needs no change: --reviewed TARGET --reason "..."'
+        f"{'; '.join(described)}; fix the patch (`python -m patchgen.upgrade_report` shows each change beside the "
+        'patch\'s lines), or say why it needs no change: --reviewed TARGET --reason "..."'
     )
