@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass
 
 from patchgen.source_text import Snippet
@@ -134,13 +135,16 @@ def corresponding_lines(old_text: str, patch_lines: list[str], hunk: Hunk) -> tu
     """The 0-based [start, end) range of `patch_lines` that corresponds to the hunk's changed old lines
     (or, for a pure insertion, to its context), with up to CONTEXT lines around it; None if nothing does.
 
-    Lines are matched on their stripped text (the patch may be re-indented or renamed around them);
+    Lines are matched on their stripped text; a `def`/`class` line matches any other of its keyword
+    (the patch is named otherwise, and `modify_init` takes `original_init` first);
     lines shorter than 4 characters (a closing bracket, a docstring quote, a blank) are too common to
     anchor anything.
     """
-    old = [line.strip() for line in old_text.splitlines()]
-    patch = [line.strip() for line in patch_lines]
+    old = [_comparable(line) for line in old_text.splitlines()]
+    patch = [_comparable(line) for line in patch_lines]
     matcher = difflib.SequenceMatcher(lambda line: len(line) < 4, old, patch, autojunk=False)
+    if not any(block.size for block in matcher.get_matching_blocks()):
+        return None  # nothing in common: the patch is not a modified copy of this upstream
     changed = sorted(hunk.old_start + i for i in hunk.old_changed)
     wanted = changed or range(hunk.old_start, hunk.old_start + len(hunk.old))
     hits: list[int] = []
@@ -152,3 +156,10 @@ def corresponding_lines(old_text: str, patch_lines: list[str], hunk: Hunk) -> tu
     if not hits:
         return None
     return max(min(hits) - CONTEXT, 0), min(max(hits) + 1 + CONTEXT, len(patch_lines))
+
+
+_DEFINITION_HEAD = re.compile(r"^((?:async\s+)?def|class)\s+\w+.*")
+
+
+def _comparable(line: str) -> str:
+    return _DEFINITION_HEAD.sub(r"\1", line.strip())

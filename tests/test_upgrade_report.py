@@ -444,3 +444,95 @@ def test_version_bump_with_nothing_changed_is_news_but_not_a_failure():
     text = render(report)
     assert "upstream toypkg.modeling: toypkg==1.0 recorded, toypkg==2.0 installed" in text
     assert "UNCHANGED method_override Attn.forward: unchanged upstream (safe to regenerate)" in text
+
+
+# -- hunk classification and the patch's corresponding lines, on strings ---------------------------
+
+from patchgen.review_hunks import corresponding_lines, hunks  # noqa: E402
+from patchgen.upstream_dependencies import NamesInModule, Package, dependencies  # noqa: E402
+
+
+FORWARD = '''def forward(self, x: "Tensor", keep: int = 0) -> list:
+    """Keep the last `keep` items."""
+    # a comment
+    y = x
+    return y[-keep:]
+'''
+
+
+@pytest.mark.parametrize(
+    ("edit", "kind"),
+    [
+        (lambda t: t.replace("Keep the last", "Return the last"), "docstring-only"),
+        (lambda t: t.replace("keep: int = 0", "keep: int | list = 0"), "annotation-only"),
+        (lambda t: t.replace("-> list:", "-> tuple:").replace("Keep the", "Keeps the"), "docstring+annotation-only"),
+        (lambda t: t.replace("# a comment", "# another comment"), "formatting-only"),
+        (lambda t: t.replace("y[-keep:]", "y[-keep:] if keep else y"), "code"),
+        (lambda t: t.replace("keep: int = 0", "keep: int = 1"), "code"),  # a default is code, not annotation
+    ],
+)
+def test_each_hunk_is_classified(edit, kind):
+    (hunk,) = hunks(FORWARD, edit(FORWARD))
+    assert hunk.kind == kind
+
+
+def test_far_apart_edits_are_separate_hunks_classified_each():
+    old = FORWARD + "\n" * 6 + "def other(a):\n    return a\n"
+    new = old.replace("Keep the last", "Return the last").replace("return a\n", "return a + 1\n")
+    assert [h.kind for h in hunks(old, new)] == ["docstring-only", "code"]
+
+
+def test_corresponding_patch_lines_follow_the_matching_text():
+    patch = [
+        "def patched_forward(self, x, keep=0):",
+        '    """Keep the last `keep` items, patched."""',
+        "    y = x",
+        "    log(y)",
+        "    return y[-keep:]",
+    ]
+    (hunk,) = hunks(FORWARD, FORWARD.replace("y[-keep:]", "y[-keep:] if keep else y"))
+    start, end = corresponding_lines(FORWARD, patch, hunk)
+    assert patch[start:end][-1] == "    return y[-keep:]" and "    y = x" in patch[start:end]
+    assert corresponding_lines(FORWARD, ["class Other:", "    pass"], hunk) is None
+
+
+# -- dependency rules, on a package written here ---------------------------------------------------
+
+PACKAGE_FILES = {
+    "__init__.py": "",
+    "utils/__init__.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .helpers import helper\n",
+    "utils/helpers.py": "def helper(x):\n    return x\n\ndef unused(x):\n    return x\n",
+    "registry.py": (
+        "def fast(x):\n    return x\n\n"
+        "class Registry:\n    _mapping = {'fast': fast}\n\n    def get(self, key):\n        return other(key)\n\n"
+        "def other(key):\n    return key\n\n"
+        "REGISTRY: Registry = Registry()\n"
+    ),
+    "typing_only.py": "class Cache:\n    pass\n",
+    "modeling.py": (
+        "from .registry import REGISTRY\nfrom .typing_only import Cache\nfrom .utils import helper\n\n"
+        "def forward(x: Cache) -> Cache:\n    return REGISTRY.get('fast')(helper(x))\n"
+    ),
+}
+
+
+def test_dependencies_follow_re_exports_and_registries_not_annotations(tmp_path):
+    root = tmp_path / "toypkg"
+    for name, text in PACKAGE_FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    package = Package("toypkg", root)
+    found = dependencies(
+        package, [NamesInModule(frozenset({"REGISTRY", "helper", "Cache"}), "toypkg.modeling", root / "modeling.py")]
+    )
+    # `helper` through the lazy `utils/__init__` re-export; REGISTRY's class and its registry entry `fast`;
+    # not `Registry.get`'s callee `other` (method bodies are not followed) and not `Cache` (an annotation elsewhere
+    # is still the caller's business: here it is named directly, so it is followed)
+    assert list(found) == [
+        "toypkg.registry.REGISTRY",
+        "toypkg.registry.Registry",
+        "toypkg.registry.fast",
+        "toypkg.typing_only.Cache",
+        "toypkg.utils.helpers.helper",
+    ]
+    assert found["toypkg.registry.REGISTRY"].source == "REGISTRY: Registry = Registry()\n"
