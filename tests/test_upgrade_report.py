@@ -17,11 +17,11 @@ import pytest
 from conftest import FIXTURES, REPO, run_cli
 
 from patchgen.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
-from patchgen.source_text import SourceText
 from patchgen.review_hunks import corresponding_lines, hunks
+from patchgen.source_text import SourceText
 from patchgen.upgrade_report import Status, compare, render
-from patchgen.upstream_dependencies import NamesInModule, Package, dependencies
 from patchgen.upstream import UpstreamModule
+from patchgen.upstream_dependencies import NamesInModule, Package, dependencies
 
 
 UPGRADE = FIXTURES / "upgrade"
@@ -449,7 +449,6 @@ def test_version_bump_with_nothing_changed_is_news_but_not_a_failure():
 
 
 # -- hunk classification and the patch's corresponding lines, on strings ---------------------------
-
 
 
 FORWARD = '''def forward(self, x: "Tensor", keep: int = 0) -> list:
