@@ -25,12 +25,11 @@ per process, and the result is sorted: the same install gives the same lock, byt
 from __future__ import annotations
 
 import ast
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from patchgen.patch_source import free_names
+from patchgen.patch_source import binding_origin, free_names
 from patchgen.source_text import Snippet, SourceText, reindent
 from patchgen.upstream import UpstreamModule, bound_names
 
@@ -115,15 +114,12 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def import_origin(node: ast.ImportFrom, name: str, module: str, is_package: bool) -> tuple[str, str] | None:
-    """(absolute module, original name) that `from ... import` binds to `name`."""
-    for alias in node.names:
-        if (alias.asname or alias.name) == name:
-            source = node.module or ""
-            if node.level:
-                anchor = module if is_package else module.rpartition(".")[0]
-                source = importlib.util.resolve_name("." * node.level + source, anchor)
-            return source, alias.name
-    return None
+    """(absolute module, original name) that `from ... import` in `module` binds to `name`."""
+    dotted = binding_origin(node, name, module, module if is_package else module.rpartition(".")[0])
+    if dotted is None:
+        return None
+    source, _, original = dotted.rpartition(".")
+    return source, original
 
 
 @cache
