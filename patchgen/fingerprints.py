@@ -30,6 +30,7 @@ import ast
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
@@ -207,7 +208,9 @@ def normalise(source: str) -> str:
     return ast.unparse(Snippet.parse(source).tree)
 
 
+@lru_cache(maxsize=4096)
 def fingerprint_of(source: str) -> str:
+    # cached: every lock records the same transformers dependencies, and the checker hashes them again
     return hashlib.sha256(normalise(source).encode("utf-8")).hexdigest()
 
 
@@ -227,6 +230,16 @@ def subject_source(upstream: UpstreamModule, subject: str) -> str | None:
     an inherited method an override adds), the subject is the class header with a `...` body: the
     bases are what the patch depends on. None when the subject does not exist upstream.
     """
+    key = (upstream.source.text, subject)  # a str's hash is computed once: cheap to key on the whole file
+    if key not in _SUBJECTS:
+        _SUBJECTS[key] = _subject_source(upstream, subject)
+    return _SUBJECTS[key]
+
+
+_SUBJECTS: dict[tuple[str, str], str | None] = {}
+
+
+def _subject_source(upstream: UpstreamModule, subject: str) -> str | None:
     owner, _, member = subject.partition(".")
     node = upstream.definitions.get(owner)
     if node is None:

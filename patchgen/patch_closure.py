@@ -42,7 +42,25 @@ class PatchCode:
         return [NamesInModule(names_used(code.text), code.module, code.path) for code in self.texts]
 
 
+_FOUND: dict[tuple, PatchCode] = {}
+
+
 def patch_code(patch: Patch, label: str, patch_package: str) -> PatchCode:
+    """The code of `patch` (`label` names it in errors); a patch set's patch is read once for all its configs."""
+    key = (
+        patch.kind,
+        patch.replacement,
+        patch.replacement_module,
+        patch.replacement_name,
+        patch.defined_at,
+        patch_package,
+    )
+    if key not in _FOUND:
+        _FOUND[key] = _read_patch_code(patch, label, patch_package)
+    return _FOUND[key]
+
+
+def _read_patch_code(patch: Patch, label: str, patch_package: str) -> PatchCode:
     if patch.kind is PatchKind.EXTERNAL_REPLACEMENT:
         name = f"{patch.replacement_module}.{patch.replacement_name}"
         return PatchCode(

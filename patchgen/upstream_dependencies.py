@@ -123,20 +123,45 @@ def import_origin(node: ast.ImportFrom, name: str, module: str, is_package: bool
 
 
 @cache
+def _module_names(path: Path) -> set[str]:
+    return bound_names(parsed_file(path)[1].body)
+
+
+@cache
 def package_imports(path: Path, module: str, package: Package) -> dict[str, tuple[str, str]]:
-    """Top-level names the module at `path` imports from `package` at run time: name -> (module, name there)."""
+    """Top-level names the module at `path` imports from `package` at run time: name -> (module, name there).
+
+    Like `top_level_binding(..., at_run_time=True)` for every name at once: the first binding wins, and a
+    name bound otherwise first (a definition, an assignment) is not an import.
+    """
     _, tree = parsed_file(path)
     is_package = path.name == "__init__.py"
-    found = {}
-    for name in sorted(bound_names(tree.body)):
-        node = top_level_binding(tree.body, name, at_run_time=True)
-        if isinstance(node, ast.ImportFrom):
-            origin = import_origin(node, name, module, is_package)
-            if origin is not None and package.contains(origin[0]):
-                found[name] = origin
-    return found
+    first: dict[str, tuple[str, str] | None] = {}
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If):
+                if not _is_type_checking(node.test):
+                    visit(node.body)
+                    visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                    visit(block)
+            elif isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    name = alias.asname or alias.name
+                    if name not in first:
+                        origin = import_origin(node, name, module, is_package)
+                        first[name] = origin if origin is not None and package.contains(origin[0]) else None
+            else:
+                for name in bound_names([node]):
+                    first.setdefault(name, None)
+
+    visit(tree.body)
+    return {name: origin for name, origin in sorted(first.items()) if origin is not None}
 
 
+@cache
 def resolve(package: Package, module: str, name: str, _hops: int = 0) -> Definition | None:
     """The definition `module.name` leads to inside the package, re-exports followed; None for a module,
     a star import, or anything not found (a lazily exported name)."""
@@ -152,7 +177,9 @@ def resolve(package: Package, module: str, name: str, _hops: int = 0) -> Definit
         return resolve(package, *origin, _hops + 1)
     if isinstance(node, (*_DEFINITIONS, ast.Assign, ast.AnnAssign)):
         first = source.node_start_line(node, leading_comments=False)
-        text = reindent(Snippet.parse("".join(source.lines[first - 1 : node.end_lineno])), "")
+        text = "".join(source.lines[first - 1 : node.end_lineno])
+        if text[:1].isspace():  # defined inside an `if`/`try` block
+            text = reindent(Snippet.parse(text), "")
         return Definition(f"{module}.{name}", text, node, module)
     return None
 
@@ -185,6 +212,7 @@ def runtime_names(tree: ast.AST) -> set[str]:
     }
 
 
+@cache
 def names_used(text: str) -> frozenset[str]:
     """Global names a definition reads at run time (see `runtime_names`)."""
     snippet = Snippet.parse(text)
@@ -226,7 +254,6 @@ def dependencies(package: Package, uses: list[NamesInModule]) -> dict[str, Defin
         if definition is None or definition.name in found:
             continue
         found[definition.name] = definition
-        _, tree = parsed_file(package.module_file(definition.module))
-        local = bound_names(tree.body)
+        local = _module_names(package.module_file(definition.module))
         pending += [(definition.module, n) for n in sorted(_followed_names(definition)) if n in local]
     return dict(sorted(found.items()))
