@@ -31,7 +31,7 @@ import enum
 import re
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -129,7 +129,7 @@ def compare(path: Path, lock: Lock, upstream: UpstreamModule, mentioned: frozens
         target = _compare_one(recorded, lock, upstream)
         changed = tuple(name for name in recorded.dependencies if name in moved)
         if changed and target.status in (Status.UNCHANGED, Status.CHANGED):
-            target = TargetReport(**{**target.__dict__, "status": Status.CHANGED, "changed_dependencies": changed})
+            target = replace(target, status=Status.CHANGED, changed_dependencies=changed)
         report.targets.append(target)
     known = set(lock.upstream_names) | mentioned
     report.new_names = sorted(name for name in upstream.definitions if name not in known)
