@@ -11,7 +11,7 @@ from pathlib import Path
 
 from patchgen.discovery import LoadedConfig
 from patchgen.errors import PatchgenError
-from patchgen.fingerprints import build_lock, lock_path, refuse_stale_upstream
+from patchgen.fingerprints import build_lock, checked_against_recorded, lock_path
 from patchgen.formatting import format_sources
 from patchgen.outputs import unified_diff
 from patchgen.plan import Plan, make_plan
@@ -91,7 +91,7 @@ def generate(
         try:
             _check_self_contained(plan, path, text, undefined)
             lock = build_lock(plan.config, plan.config_module, plan.upstream)
-            refuse_stale_upstream(plan.config_module, lock, lock_path(path))
+            lock = checked_against_recorded(plan.config_module, lock, lock_path(path))
         except PatchgenError as exc:
             result.error = str(exc)
             continue

@@ -2,18 +2,25 @@
 
 Every generated file gets a lock file beside it, `<target>.lock.json`, with one entry per patch:
 its kind and target, the *subject* (the upstream class, function, method or `__init__` it touches),
-that subject's upstream source text and a sha256 of the normalised text. The lock also records the
-upstream distribution version and the upstream module's top-level class and function names, so an
-upgrade report can show what changed, what vanished and what is new without the old `transformers`
-installed.
+that subject's upstream source text and a sha256 of the normalised text. Each entry also records
+- `patch`: where the patch is defined (`file:line`, its patch set) and a sha256 of its own code (the
+  patch definition and the helpers copied with it, `patchgen.patch_closure`), so that accepting an
+  upstream change can tell a fixed patch from one nobody touched;
+- `dependencies`: the upstream package's functions, classes and objects that the subject or the
+  patch uses from outside the upstream module (`patchgen.upstream_dependencies`), whose source and
+  sha256 the lock records once, under `dependencies`;
+- `reviewed`: when an upstream change was accepted without a patch change, the reason given.
+The lock also records the upstream distribution version and the upstream module's top-level class
+and function names, so an upgrade report can show what changed, what vanished and what is new
+without the old `transformers` installed.
 
-Normalisation: the subject's source (decorators included, leading comments not) is parsed and
-printed back with `ast.unparse`. Comments, blank lines, quoting and line wrapping do not count;
-code and docstrings do. The lock is deterministic (sorted keys, no timestamps) so it can be
-reviewed in pull requests and compared byte for byte by `check_patchgen`.
+Normalisation: the source (decorators included, leading comments not) is parsed and printed back
+with `ast.unparse`. Comments, blank lines, quoting and line wrapping do not count; code and
+docstrings do. The lock is deterministic (sorted keys, no timestamps) so it can be reviewed in pull
+requests and compared byte for byte by `check_patchgen`.
 
-`generate` refuses to overwrite a lock whose patched subjects changed upstream (see
-`refuse_stale_upstream`): that decision belongs to a person, via
+`generate` refuses to overwrite a lock whose patched subjects or dependencies changed upstream (see
+`checked_against_recorded`): that decision belongs to a person, via
 `python -m patchgen.upgrade_report --accept`.
 """
 
@@ -22,18 +29,67 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
+from patchgen.patch_closure import PatchCode, patch_code
 from patchgen.patch_spec import AFTER_IMPORTS, Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, reindent
 from patchgen.upstream import UpstreamModule, find_method
+from patchgen.upstream_dependencies import NamesInModule, Package, dependencies, names_used, runtime_names
 
 
 LOCK_SUFFIX = ".lock.json"
-NORMALISATION = "sha256 of ast.unparse(subject source): comments and formatting do not count; code and docstrings do"
-_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+NORMALISATION = "sha256 of ast.unparse(source): comments and formatting do not count; code and docstrings do"
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines()  # a list of lines reads well in a pull-request diff
+
+
+def _text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class Review:
+    """Why an upstream change was accepted with no change to the patch (`upgrade_report --accept --reviewed`)."""
+
+    reason: str
+    upstream_version: str  # the installed upstream the change was accepted at
+
+    def to_json(self) -> dict:
+        return {"reason": self.reason, "upstream_version": self.upstream_version}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Review | None:
+        return None if data is None else cls(reason=data["reason"], upstream_version=data["upstream_version"])
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """The patch that absorbs its subject's upstream changes: where it is and a hash of its code."""
+
+    source: str  # `models/common/fused_loss.py:42`
+    name: str  # `linear_cross_entropy_forward`, or the `module.name` an external replacement imports
+    patch_set: str | None
+    sha256: str  # of the patch definition and its copied helpers, normalised
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "set": self.patch_set, "sha256": self.sha256, "source": self.source}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> PatchRecord | None:
+        if data is None:
+            return None
+        return cls(source=data["source"], name=data["name"], patch_set=data["set"], sha256=data["sha256"])
+
+    @property
+    def label(self) -> str:
+        """`models/common/fused_loss.py:42 linear_cross_entropy_forward (patch set fused_loss.causal_lm)`."""
+        return f"{self.source} {self.name}" + (f" (patch set {self.patch_set})" if self.patch_set else "")
 
 
 @dataclass(frozen=True)
@@ -45,15 +101,23 @@ class Fingerprint:
     subject: str
     source: str  # dedented upstream text of the subject
     sha256: str
+    dependencies: tuple[str, ...] = ()  # qualified names, recorded in `Lock.dependencies`
+    patch: PatchRecord | None = None  # None in locks written before patch hashes were recorded
+    reviewed: Review | None = None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "kind": self.kind,
             "target": self.target,
             "subject": self.subject,
             "sha256": self.sha256,
-            "source": self.source.splitlines(),  # a list of lines reads well in a pull-request diff
+            "source": _lines(self.source),
+            "dependencies": list(self.dependencies),
+            "patch": self.patch.to_json() if self.patch else None,
         }
+        if self.reviewed is not None:
+            data["reviewed"] = self.reviewed.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Fingerprint:
@@ -61,8 +125,11 @@ class Fingerprint:
             kind=data["kind"],
             target=data["target"],
             subject=data["subject"],
-            source="".join(line + "\n" for line in data["source"]),
+            source=_text(data["source"]),
             sha256=data["sha256"],
+            dependencies=tuple(data.get("dependencies", ())),
+            patch=PatchRecord.from_json(data.get("patch")),
+            reviewed=Review.from_json(data.get("reviewed")),
         )
 
     @property
@@ -71,10 +138,37 @@ class Fingerprint:
 
     def is_intact(self) -> bool:
         """Whether the recorded hash is the hash of the recorded source (false: the lock was edited)."""
-        try:
-            return fingerprint_of(self.source) == self.sha256
-        except SyntaxError:
-            return False
+        return _is_intact(self.source, self.sha256)
+
+
+@dataclass(frozen=True)
+class DependencyRecord:
+    """An upstream-package definition that patched code uses from outside the upstream module."""
+
+    name: str  # where it is defined: `transformers.utils.generic.can_return_tuple`
+    source: str
+    sha256: str
+    reviewed: Review | None = None
+
+    def to_json(self) -> dict:
+        data = {"name": self.name, "sha256": self.sha256, "source": _lines(self.source)}
+        if self.reviewed is not None:
+            data["reviewed"] = self.reviewed.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> DependencyRecord:
+        return cls(data["name"], _text(data["source"]), data["sha256"], Review.from_json(data.get("reviewed")))
+
+    def is_intact(self) -> bool:
+        return _is_intact(self.source, self.sha256)
+
+
+def _is_intact(source: str, sha256: str) -> bool:
+    try:
+        return fingerprint_of(source) == sha256
+    except SyntaxError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -84,12 +178,14 @@ class Lock:
     upstream_version: str
     upstream_names: tuple[str, ...]
     patches: tuple[Fingerprint, ...]
+    dependencies: tuple[DependencyRecord, ...] = ()
 
     def text(self) -> str:
         data = {
             "config": self.config,
             "normalisation": NORMALISATION,
             "patches": [p.to_json() for p in self.patches],
+            "dependencies": [d.to_json() for d in self.dependencies],
             "source_module": self.source_module,
             "upstream_names": list(self.upstream_names),
             "upstream_version": self.upstream_version,
@@ -98,6 +194,9 @@ class Lock:
 
     def by_subject(self) -> dict[str, Fingerprint]:
         return {p.subject: p for p in self.patches}
+
+    def by_dependency(self) -> dict[str, DependencyRecord]:
+        return {d.name: d for d in self.dependencies}
 
 
 def lock_path(module_path: Path) -> Path:
@@ -109,7 +208,9 @@ def normalise(source: str) -> str:
     return ast.unparse(Snippet.parse(source).tree)
 
 
+@lru_cache(maxsize=4096)
 def fingerprint_of(source: str) -> str:
+    # cached: every lock records the same transformers dependencies, and the checker hashes them again
     return hashlib.sha256(normalise(source).encode("utf-8")).hexdigest()
 
 
@@ -134,6 +235,16 @@ def subject_source(upstream: UpstreamModule, subject: str) -> str | None:
     an inherited method an override adds), the subject is the class header with a `...` body: the
     bases are what the patch depends on. None when the subject does not exist upstream.
     """
+    key = (upstream.source.text, subject)  # a str's hash is computed once: cheap to key on the whole file
+    if key not in _SUBJECTS:
+        _SUBJECTS[key] = _subject_source(upstream, subject)
+    return _SUBJECTS[key]
+
+
+_SUBJECTS: dict[tuple[str, str], str | None] = {}
+
+
+def _subject_source(upstream: UpstreamModule, subject: str) -> str | None:
     if subject == IMPORTS_SUBJECT:
         imports = [n for n in upstream.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         return "".join(_node_text(upstream, n) for n in imports)
@@ -177,21 +288,57 @@ def definition_names(upstream: UpstreamModule) -> tuple[str, ...]:
     return tuple(sorted(upstream.definitions))
 
 
+def subject_uses(upstream: UpstreamModule, subject: str, source: str) -> NamesInModule:
+    """Names the upstream subject reads at run time; for a method, its class's decorators too."""
+    names = set(names_used(source))
+    owner, _, member = subject.partition(".")
+    node = upstream.definitions.get(owner)
+    if member and isinstance(node, ast.ClassDef):
+        for decorator in node.decorator_list:
+            names |= runtime_names(decorator)
+    return NamesInModule(frozenset(names), upstream.name, upstream.path)
+
+
+def patch_record(patch: Patch, code: PatchCode) -> PatchRecord:
+    """Comments and formatting do not count: a comment is not a fix."""
+    parts = [code.imported] + [normalise(text.text) for text in code.texts]
+    sha = hashlib.sha256("\n\x00\n".join(parts).encode("utf-8")).hexdigest()
+    return PatchRecord(code.location, code.name, patch.patch_set, sha)
+
+
 def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule) -> Lock:
     """The lock of a config whose targets exist upstream (the planner has checked that)."""
-    entries = []
+    package = Package.of(upstream)
+    patch_package = config_module.split(".", 1)[0]
+    entries, found = [], {}
     for patch in config.patches:
         subject = subject_of(patch)
         source = subject_source(upstream, subject)
         if source is None:  # pragma: no cover - make_plan rejects missing targets first
             raise PatchgenError(f"{config_module}: {patch.label}: no upstream {subject} to fingerprint")
-        entries.append(Fingerprint(patch.kind.value, patch.target, subject, source, fingerprint_of(source)))
+        code = patch_code(patch, f"{config_module}: {patch.defined_at}: {patch.label}", patch_package)
+        used = dependencies(package, [subject_uses(upstream, subject, source), *code.uses()])
+        found.update(used)
+        entries.append(
+            Fingerprint(
+                patch.kind.value,
+                patch.target,
+                subject,
+                source,
+                fingerprint_of(source),
+                dependencies=tuple(used),
+                patch=patch_record(patch, code),
+            )
+        )
     return Lock(
         config=config_module,
         source_module=upstream.name,
         upstream_version=upstream.version,
         upstream_names=definition_names(upstream),
         patches=tuple(sorted(entries, key=lambda e: e.subject)),
+        dependencies=tuple(
+            DependencyRecord(name, found[name].source, fingerprint_of(found[name].source)) for name in sorted(found)
+        ),
     )
 
 
@@ -204,6 +351,7 @@ def read_lock(path: Path) -> Lock:
             upstream_version=data["upstream_version"],
             upstream_names=tuple(data["upstream_names"]),
             patches=tuple(Fingerprint.from_json(p) for p in data["patches"]),
+            dependencies=tuple(DependencyRecord.from_json(d) for d in data.get("dependencies", ())),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PatchgenError(
@@ -212,23 +360,50 @@ def read_lock(path: Path) -> Lock:
         ) from None
 
 
-def refuse_stale_upstream(config_module: str, fresh: Lock, path: Path) -> None:
-    """Refuse to regenerate over a lock whose patched subjects changed upstream since it was recorded.
-
-    Regenerating would silently fold the new upstream into the output and refresh the fingerprints;
-    a person must first review the change (`upgrade_report`) and accept it (`--accept`).
-    """
-    if not path.exists():
-        return
-    recorded = read_lock(path).by_subject()
+def stale_entries(recorded: Lock, fresh: Lock) -> list[str]:
+    """Subjects and dependencies whose upstream source moved since `recorded` (or whose record was edited)."""
+    old_subjects, old_dependencies = recorded.by_subject(), recorded.by_dependency()
     stale = []
     for entry in fresh.patches:
-        old = recorded.get(entry.subject)
+        old = old_subjects.get(entry.subject)
         if old is not None and (old.sha256 != entry.sha256 or not old.is_intact()):
             stale.append(entry.subject)
+    for dependency in fresh.dependencies:
+        old = old_dependencies.get(dependency.name)
+        if old is not None and (old.sha256 != dependency.sha256 or not old.is_intact()):
+            stale.append(dependency.name)
+    return stale
+
+
+def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Lock:
+    """The lock to write over `path`: refused when upstream moved under it since it was recorded.
+
+    Regenerating would silently fold the new upstream into the output and refresh the fingerprints;
+    a person must first review the change (`upgrade_report`) and accept it (`--accept`). Reasons
+    given at that review stay in the lock for as long as the upstream source they were given for.
+    """
+    if not path.exists():
+        return fresh
+    recorded = read_lock(path)
+    stale = stale_entries(recorded, fresh)
     if stale:
         raise PatchgenError(
             f"{config_module}: upstream changed under patched target(s) {', '.join(stale)} since {path} was "
             "recorded; review with `python -m patchgen.upgrade_report`, fix the patches, then run "
             "`python -m patchgen.upgrade_report --accept` and regenerate"
         )
+    return with_reviews_of(recorded, fresh)
+
+
+def with_reviews_of(recorded: Lock, fresh: Lock) -> Lock:
+    """`fresh` with the review reasons `recorded` holds for the very same upstream sources."""
+    old_subjects, old_dependencies = recorded.by_subject(), recorded.by_dependency()
+
+    def kept(old, new):
+        return old.reviewed if old is not None and old.sha256 == new.sha256 and new.reviewed is None else new.reviewed
+
+    return replace(
+        fresh,
+        patches=tuple(replace(e, reviewed=kept(old_subjects.get(e.subject), e)) for e in fresh.patches),
+        dependencies=tuple(replace(d, reviewed=kept(old_dependencies.get(d.name), d)) for d in fresh.dependencies),
+    )

@@ -128,6 +128,17 @@ def import_origin(node: ast.Import | ast.ImportFrom, name: str, package: str) ->
     return None
 
 
+def binding_origin(node: ast.stmt | None, name: str, module_name: str, package: str) -> str | None:
+    """The dotted name of the object a top-level statement binds to `name`, from source alone: an
+    import's origin, `<module>.<name>` for a `def`/`class`; None for anything else (an assignment, a block)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return f"{module_name}.{name}"
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        found = import_origin(node, name, package)
+        return found[1] if found else None
+    return None
+
+
 def upstream_origin(upstream: Any, name: str) -> str:
     """What upstream's name refers to: an import's dotted origin, else the upstream definition itself."""
     for node in upstream.tree.body:

@@ -12,9 +12,9 @@ import torch
 
 from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
 from tests.equivalence.cases import EquivalenceCase, Setting
-from tests.equivalence.checks import CHECKS, Check
+from tests.equivalence.checks import Check
 from tests.equivalence.discovery import GeneratedModule, discover_generated_modules
-from tests.equivalence.runner import PROJECT_ROOT, applies, cases_for, known_difference, skip_reason
+from tests.equivalence.runner import CHECKS, PROJECT_ROOT, applies, cases_for, known_difference, skip_reason
 
 
 DISCOVERY_ERRORS: list[str] = []

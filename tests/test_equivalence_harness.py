@@ -16,6 +16,7 @@ import torch
 
 from tests.equivalence import runner
 from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
+from tests.equivalence.arguments import ARGUMENT_CHECKS
 from tests.equivalence.cases import BF16, CPU_FP32, FP32, EquivalenceCase
 from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
 from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
@@ -87,6 +88,28 @@ def _init_with_extra_parameter(self, config):
     self.extra_scale = nn.Parameter(torch.ones(1))
 Qwen3MLP.__init__ = _init_with_extra_parameter
 """
+# A causal-LM forward that still slices like transformers 5.17 where stock moved on: 2-D positions raise.
+NO_2D_LOGITS_TO_KEEP = """
+_upstream_lm_forward = Qwen3ForCausalLM.forward
+def _forward_without_2d_positions(self, *args, logits_to_keep=0, **kwargs):
+    if isinstance(logits_to_keep, torch.Tensor) and logits_to_keep.ndim == 2 and logits_to_keep.dtype != torch.bool:
+        raise IndexError("too many indices for tensor of dimension 3")
+    return _upstream_lm_forward(self, *args, logits_to_keep=logits_to_keep, **kwargs)
+Qwen3ForCausalLM.forward = _forward_without_2d_positions
+"""
+TENSOR_LOGITS_TO_KEEP_IGNORED = """
+_upstream_lm_forward = Qwen3ForCausalLM.forward
+def _forward_int_keep_only(self, *args, logits_to_keep=0, **kwargs):
+    return _upstream_lm_forward(self, *args, logits_to_keep=logits_to_keep if isinstance(logits_to_keep, int) else 0, **kwargs)
+Qwen3ForCausalLM.forward = _forward_int_keep_only
+"""
+NUM_ITEMS_DROPPED = """
+_upstream_lm_forward = Qwen3ForCausalLM.forward
+def _forward_mean_loss(self, *args, **kwargs):
+    kwargs.pop("num_items_in_batch", None)
+    return _upstream_lm_forward(self, *args, **kwargs)
+Qwen3ForCausalLM.forward = _forward_mean_loss
+"""
 RE_EXPORTS_STOCK = "\nfrom transformers.models.qwen3.modeling_qwen3 import Qwen3ForCausalLM  # noqa\n"
 EAGER_ONLY = """
 def _always_default(implementation, default):
@@ -119,11 +142,14 @@ def _mutant_case(
     return EquivalenceCase(module, CPU_FP32)
 
 
+ARGUMENT_CHECKS_BY_NAME = {check.name: check for check in ARGUMENT_CHECKS}
+
+
 def _failing_checks(case: EquivalenceCase, names: list[str]) -> dict[str, str]:
     failed = {}
     for name in names:
         try:
-            CHECKS_BY_NAME[name].run(case)
+            {**CHECKS_BY_NAME, **ARGUMENT_CHECKS_BY_NAME}[name].run(case)
         except AssertionError as error:
             failed[name] = str(error)
     return failed
@@ -184,6 +210,44 @@ def test_attention_that_looks_up_the_interface_but_calls_eager_fails_attn_sdpa(t
     )
 
 
+KEEP_CHECKS = [f"logits_to_keep_{form}{labels}" for form in ("int", "1d", "2d", "mask") for labels in ("", "_labels")]
+
+
+def test_a_forward_that_raises_on_2d_logits_to_keep_fails_only_those_checks(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "keep2d", appended=NO_2D_LOGITS_TO_KEEP)
+    failed = _failing_checks(case, [*KEEP_CHECKS, "kv_cache_step"])
+    assert sorted(failed) == ["logits_to_keep_2d", "logits_to_keep_2d_labels"]
+    assert "logits_to_keep_2d: stock returns, generated raises IndexError" in failed["logits_to_keep_2d"]
+    # with labels stock raises too, but another exception: the same type is required
+    assert "stock raises ValueError" in failed["logits_to_keep_2d_labels"]
+    assert "generated IndexError" in failed["logits_to_keep_2d_labels"]
+
+
+def test_a_forward_that_ignores_tensor_logits_to_keep_fails_the_tensor_forms(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "keepint", appended=TENSOR_LOGITS_TO_KEEP_IGNORED)
+    failed = _failing_checks(case, KEEP_CHECKS)
+    assert sorted(failed) == sorted(
+        [
+            "logits_to_keep_1d",
+            "logits_to_keep_2d",
+            "logits_to_keep_mask",
+            "logits_to_keep_1d_labels",
+            "logits_to_keep_2d_labels",
+            "logits_to_keep_mask_labels",
+        ]
+    )
+    assert (
+        "logits_to_keep_1d: logits: shape (2, 12, 101) (generated) != (2, 3, 101) (stock)"
+        in failed["logits_to_keep_1d"]
+    )
+
+
+def test_a_forward_that_drops_num_items_in_batch_fails_that_check_only(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "numitems", appended=NUM_ITEMS_DROPPED)
+    failed = _failing_checks(case, ["num_items_in_batch", "shift_labels_with_labels", "inputs_embeds"])
+    assert list(failed) == ["num_items_in_batch"] and "num_items_in_batch: loss" in failed["num_items_in_batch"]
+
+
 def test_table_marks_known_differences_xfail_and_unexpected_passes_xpass(tmp_path, monkeypatch):
     case = _mutant_case(tmp_path, monkeypatch, "table", appended=SCALED_NORM)
     monkeypatch.setitem(runner.KNOWN_DIFFERENCES, (case.id, "logits"), "norm scaled on purpose")
@@ -199,6 +263,8 @@ def test_table_cli_prints_every_check_and_exits_zero_for_the_stock_equivalent_fi
     output = capsys.readouterr().out
     header = output.splitlines()[0]
     assert all(name in header for name in CHECKS_BY_NAME)
+    arguments = output.split("\n\n")[1].splitlines()[0]  # the second table: one column per forward argument
+    assert all(name in arguments for name in ARGUMENT_CHECKS_BY_NAME)
     assert "| qwen3/cpu@fp32 " in output and "FAIL" not in output
     assert runner.main(only="no-such-model") == 2
 

@@ -296,6 +296,7 @@ class Check:
     name: str
     run: Callable[[EquivalenceCase], CheckResult]
     numerical: bool  # needs the module's kernels to run: GPU modules only on CUDA
+    table: str = "model"  # which printed table the check is a column of ("model" or "arguments")
 
 
 CHECKS: tuple[Check, ...] = (
