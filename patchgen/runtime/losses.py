@@ -97,13 +97,18 @@ def chunked_linear_cross_entropy(
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"chunked_linear_cross_entropy: reduction must be 'mean' or 'sum', not {reduction!r}")
-    return _ChunkedLinearCrossEntropy.apply(input, weight, target, bias, ignore_index, reduction)
+    # under no_grad (an evaluation loss) ctx.needs_input_grad still says True: only grad mode tells
+    return _ChunkedLinearCrossEntropy.apply(
+        input, weight, target, bias, ignore_index, reduction, torch.is_grad_enabled()
+    )
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, weight, target, bias, ignore_index, reduction):
-        needs_input_grad, needs_weight_grad, _, needs_bias_grad = ctx.needs_input_grad[:4]
+    def forward(ctx, input, weight, target, bias, ignore_index, reduction, grad_enabled):
+        needs_input_grad, needs_weight_grad, _, needs_bias_grad = (
+            grad_enabled and n for n in ctx.needs_input_grad[:4]
+        )
         valid = target != ignore_index
         # mean: over the targets that count, as cross_entropy(reduction="mean", ignore_index=...) divides
         scale = 1.0 / valid.sum().float() if reduction == "mean" else torch.ones((), device=input.device)
@@ -127,12 +132,14 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad_logits.scatter_add_(1, chunk_target[:, None], -torch.ones_like(grad_logits[:, :1]))
             grad_logits.mul_(torch.where(chunk_valid, scale, 0.0)[:, None])
             grad_logits = grad_logits.to(input.dtype)
+            del logits  # the fp32 chunk: freed before the next chunk's logits are made
             if grad_input is not None:
                 grad_input[start : start + rows] = grad_logits @ weight
             if grad_weight is not None:
                 grad_weight.addmm_(grad_logits.T, chunk)
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
+            del grad_logits
         ctx.save_for_backward(grad_input, grad_weight, grad_bias)
         return loss * scale
 
@@ -141,7 +148,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         # in place: no second [vocab, hidden] buffer at the start of the backward, when memory peaks; a second
         # backward through the same graph fails loudly (saved tensors modified) instead of scaling twice
         grads = [None if grad is None else grad.mul_(grad_output.to(grad.dtype)) for grad in ctx.saved_tensors]
-        return grads[0], grads[1], None, grads[2], None, None
+        return grads[0], grads[1], None, grads[2], None, None, None
 
 
 def cce_linear_cross_entropy(
