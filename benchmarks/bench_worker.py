@@ -629,39 +629,34 @@ def op_unavailable_reason(candidate: str) -> str | None:
 
 
 def run_ops(plan: Plan) -> dict:
-    """Every op x candidate at every token count of the grid, smallest first; the largest are skipped last."""
+    """Every op x candidate at every token count of the grid, for each model of `plan.model` (comma-separated),
+    smallest token counts first: the largest are skipped last."""
     sys.path.insert(0, str(REPO_ROOT))
-    vocab = plan.config_kwargs()["vocab_size"]
-    result = {
-        "model": plan.model,
-        "variant": "ops",
-        "status": "ok",
-        "device": device_name(),
-        "ops": [],
-        "vocab": vocab,
-    }
-    measurements = [(tokens, op) for tokens in plan.ops_tokens for op in OP_CANDIDATES]
-    for index, (tokens, op) in enumerate(measurements):
+    result = {"model": plan.model, "variant": "ops", "status": "ok", "device": device_name(), "ops": []}
+    models = plan.model.split(",")
+    measurements = [(tokens, model, op) for tokens in plan.ops_tokens for model in models for op in OP_CANDIDATES]
+    for index, (tokens, model, op) in enumerate(measurements):
         seconds_left = plan.soft_deadline - time.time()
         if seconds_left < len(OP_CANDIDATES[op]) * OP_SECONDS:
-            skipped = sorted({t for t, _ in measurements[index:]})
-            log(f"  [{plan.model}/ops] skipped {', '.join(map(str, skipped))} tokens: time budget")
+            skipped = sorted({t for t, _, _ in measurements[index:]})
+            log(f"  [ops] skipped {', '.join(map(str, skipped))} tokens: time budget")
             result["skipped_tokens"] = skipped
             break
-        timing = {"model": plan.model, "op": op, "tokens": tokens, "ms": {}, "peak_mib": {}, "notes": {}}
+        vocab = plan.config_kwargs(model)["vocab_size"]
+        timing = {"model": model, "op": op, "tokens": tokens, "vocab": vocab, "ms": {}, "peak_mib": {}, "notes": {}}
         for candidate in OP_CANDIDATES[op]:
             reason = op_unavailable_reason(candidate)
             if reason:
                 timing["notes"][candidate] = reason
                 continue
-            step = lambda c=candidate, o=op, t=tokens: op_step(o, c, plan, plan.model, t)  # noqa: E731
+            step = lambda c=candidate, m=model, o=op, t=tokens: op_step(o, c, plan, m, t)  # noqa: E731
             measured = run_guarded(lambda step=step: time_forward_backward(step(), OP_WARMUP, OP_SECONDS))
             if measured.status == "ok":
                 timing["ms"][candidate], timing["peak_mib"][candidate] = measured.value
             else:
                 timing["notes"][candidate] = f"{measured.status}: {measured.message}"
         log(
-            f"  [{plan.model}/ops] {op} @ {tokens} tokens: "
+            f"  [{model}/ops] {op} @ {tokens} tokens: "
             + ", ".join(f"{c} {ms:.3f} ms" for c, ms in timing["ms"].items())
             + "".join(f"; {c}: {note}" for c, note in timing["notes"].items())
         )

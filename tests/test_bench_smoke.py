@@ -193,8 +193,8 @@ def test_jobs_share_the_budget_and_are_skipped_when_it_is_spent(monkeypatch, cap
 
     monkeypatch.setattr(bench, "run_worker", fake_worker)
     bench.run_jobs(args, cuda_available=False, started=time.time())
-    # stock gets 1 / 2.5 of 50 s, the ops job (weight 1.5) the rest; each may overrun its share by 30 s
-    assert shares == [("stock", 20, 50), ("ops", 50, 50)]
+    # stock gets 1 / 3 of 50 s, the ops job (weight 2) the rest; each may overrun its share by 30 s
+    assert shares == [("stock", 17, 47), ("ops", 50, 50)]
     results = bench.run_jobs(args, cuda_available=False, started=time.time() - 45)
     assert [r["status"] for r in results] == ["skipped", "skipped"] and results[0]["reason"] == "time budget spent"
 
