@@ -8,6 +8,8 @@ path itself (Inductor's kernels) is compared with the eager one on a GPU (`-m gp
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from conftest import TINY_DENSE
@@ -15,7 +17,7 @@ from transformers import LlamaConfig, Qwen3Config
 from transformers.models.llama import modeling_llama
 from transformers.models.qwen3 import modeling_qwen3
 
-from models.common.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm
+from models.common.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm, run_on_token_rows
 
 
 def norm_pair(dtype: torch.dtype):
@@ -79,6 +81,22 @@ def test_each_compiled_region_traces_as_one_graph():
         assert torch.equal(out, module(x))
         out.sum().backward()
         assert x.grad is not None
+
+
+def test_every_batch_size_and_sequence_length_shares_one_graph():
+    """The compiled regions see [tokens, last dim] rows with the token count dynamic: no recompile per shape."""
+    from torch._dynamo.testing import CompileCounter
+
+    _, norm = norm_pair(torch.float32)
+    _, mlp = mlp_pair("qwen3")
+    for module in (norm, mlp):
+        torch._dynamo.reset()
+        counter = CompileCounter()
+        compiled = functools.partial(torch.compile(type(module).eager_forward, backend=counter), module)
+        for shape in ((1, 7, 32), (2, 16, 32), (3, 5, 32), (1, 64, 32)):
+            x = torch.randn(shape)
+            torch.testing.assert_close(run_on_token_rows(compiled, x), module(x))
+        assert counter.frame_count == 1, f"{type(module).__name__}: {counter.frame_count} graphs"
 
 
 @pytest.mark.gpu

@@ -9,8 +9,10 @@ Nothing is installed: Inductor ships with torch.
 
 On other devices (CPU tests) the same `eager_forward` runs uncompiled, so it is its own pure-torch
 twin: bit for bit upstream's module. One compiled function serves every layer (Dynamo treats the
-module's parameters as inputs), so a model compiles once per input rank and recompiles only when a
-shape first changes (then with that dimension dynamic).
+module's parameters as inputs), and the input is seen as `[tokens, last dim]` rows with the token
+count dynamic from the first call (`run_on_token_rows`): one graph per last dimension (hidden size,
+head_dim) for every batch size and sequence length, instead of a recompile each time one changes,
+while the last dimension stays static (Inductor sizes its reductions for it).
 """
 
 import torch
@@ -22,6 +24,14 @@ from patchgen.patch_sets import PatchSet
 
 COMPILED_RMS_NORM = PatchSet("compiled_rms_norm", "upstream's RMSNorm, compiled by torch.compile on CUDA")
 COMPILED_GATED_MLP = PatchSet("compiled_gated_mlp", "upstream's gated MLP, compiled by torch.compile on CUDA")
+
+
+def run_on_token_rows(function, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`function` of `hidden_states` viewed as `[tokens, last dim]`, its result viewed back: a compiled region
+    then has one graph for every batch size and sequence length (the row count is dynamic from the first call)."""
+    rows = hidden_states.reshape(-1, hidden_states.shape[-1])
+    torch._dynamo.maybe_mark_dynamic(rows, 0)
+    return function(rows).view(*hidden_states.shape[:-1], -1)
 
 
 @COMPILED_RMS_NORM.replace_class(
@@ -41,7 +51,7 @@ class CompiledRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.is_cuda:
-            return self.compiled_forward(hidden_states)
+            return run_on_token_rows(self.compiled_forward, hidden_states)
         return self.eager_forward(hidden_states)
 
     def eager_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -80,7 +90,7 @@ class CompiledGatedMLP(nn.Module):
 
     def forward(self, x):
         if x.is_cuda:
-            return self.compiled_forward(x)
+            return run_on_token_rows(self.compiled_forward, x)
         return self.eager_forward(x)
 
     def eager_forward(self, x):
