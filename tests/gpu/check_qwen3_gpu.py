@@ -43,6 +43,9 @@ from patchgen.runtime import losses  # noqa: E402
 # fp32: generated vs stock directly; the kernels reorder sums (fused RMSNorm, chunked cross-entropy), so a
 # little above torch's fp32 defaults. Gradients: atol = GRAD_ATOL_RELATIVE x the largest |entry| of the gradient.
 FP32_RTOL, FP32_ATOL, FP32_GRAD_RTOL, FP32_GRAD_ATOL_RELATIVE = 1e-4, 1e-4, 1e-3, 1e-3
+# Cut Cross-Entropy's backward multiplies fp32 in TF32 (Triton's default for tl.dot; 10 mantissa bits, ~5e-4
+# relative per product): its fp32 gradients get the harness's TF32 tolerance (tests/equivalence/cases.py).
+FP32_TF32_PATHS, TF32_RTOL, TF32_ATOL_RELATIVE = {"cce"}, 5e-3, 5e-3
 # bf16: both models are compared with stock in fp32. bf16 keeps 8 mantissa bits and the fused kernels round
 # at other points than eager torch, so the generated file passes when its error is at most BF16_FACTOR x the
 # error of stock HF run in bf16, plus BF16_FLOOR x the largest |entry| of the fp32 value.
@@ -163,18 +166,20 @@ def check_equivalence_fp32() -> None:
             compare("fp32 logits (no labels)", actual["logits"], expected["logits"], FP32_RTOL, FP32_ATOL)
         compare(f"fp32 loss ({path} vs HF)", actual["loss"], expected["loss"], FP32_RTOL, FP32_ATOL)
         report(f"fp32 {path} loss returns no logits", actual["logits_with_labels"] is None, "logits is None")
+        rtol, atol_relative = (
+            (TF32_RTOL, TF32_ATOL_RELATIVE) if path in FP32_TF32_PATHS else (FP32_GRAD_RTOL, FP32_GRAD_ATOL_RELATIVE)
+        )
         worst_name, worst_ratio = "", 0.0
         for name, grad in expected["grads"].items():
-            atol = FP32_GRAD_ATOL_RELATIVE * grad.abs().max().item()
+            atol = atol_relative * grad.abs().max().item()
             diff = (actual["grads"][name] - grad).abs()
-            ratio = (diff / (atol + FP32_GRAD_RTOL * grad.abs())).max().item()
+            ratio = (diff / (atol + rtol * grad.abs())).max().item()
             if ratio > worst_ratio:
                 worst_name, worst_ratio = name, ratio
         report(
             f"fp32 gradients, {path} loss ({len(expected['grads'])} parameters)",
             worst_ratio <= 1.0,
-            f"worst {worst_name}: {worst_ratio:.2f} of the tolerance "
-            f"(rtol {FP32_GRAD_RTOL:g}, atol {FP32_GRAD_ATOL_RELATIVE:g} x max |grad|)",
+            f"worst {worst_name}: {worst_ratio:.2f} of the tolerance (rtol {rtol:g}, atol {atol_relative:g} x max |grad|)",
         )
     del reference, generated
     torch.cuda.empty_cache()
