@@ -84,8 +84,8 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] _rotate_half
-# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:120
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
+# Patch source: models/common/torch_kernels.py:119
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -97,7 +97,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:127 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -280,7 +280,7 @@ class Qwen3MoeAttention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense MLP of mlp_only_layers]
-# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:76 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
 # ==============================================================================
 class Qwen3MoeMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -306,7 +306,7 @@ class Qwen3MoeMLP(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeExperts
 # Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the use_experts_implementation decorator dispatch
-# Patch source: models/common/torch_kernels.py:145 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Patch source: models/common/moe_experts.py:34 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen3MoeExperts(nn.Module):
     """Fused MoE experts: `gate_up_proj` [experts, 2 * inter, hidden] and `down_proj` [experts, hidden, inter].
@@ -387,8 +387,8 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:27
+# Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:26
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -399,7 +399,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:35 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

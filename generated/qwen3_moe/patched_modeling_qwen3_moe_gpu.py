@@ -89,7 +89,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
+# Patch source: models/common/liger_kernels.py:48 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:25)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -266,7 +266,7 @@ class Qwen3MoeAttention(nn.Module):
 # [PATCHED CLASS] Qwen3MoeMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense MLP of mlp_only_layers; Liger's own patch leaves it]
-# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:32 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
 # ==============================================================================
 Qwen3MoeMLP = LigerSwiGLUMLP
 
@@ -275,7 +275,7 @@ Qwen3MoeMLP = LigerSwiGLUMLP
 # [PATCHED CLASS] Qwen3MoeExperts
 # Replaced by: liger_kernel.transformers.swiglu.LigerExperts (imported, not copied)
 # Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the use_experts_implementation decorator dispatch, so set_experts_implementation() no longer applies
-# Patch source: models/common/liger_kernels.py:56 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
+# Patch source: models/common/moe_experts.py:16 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # ==============================================================================
 Qwen3MoeExperts = LigerExperts
 
@@ -319,7 +319,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:16 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeRMSNorm = LigerRMSNorm
 

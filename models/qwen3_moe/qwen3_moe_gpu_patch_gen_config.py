@@ -5,7 +5,8 @@ shared fused-loss forward does not compute, so upstream's forward (and loss) is 
 Generated file: generated/qwen3_moe/patched_modeling_qwen3_moe_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_EXPERTS, LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.moe_experts import LIGER_EXPERTS
 from patchgen import PatchConfig
 
 
