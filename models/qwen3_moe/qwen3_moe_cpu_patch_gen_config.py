@@ -15,6 +15,6 @@ config = PatchConfig.extend(
     description="Qwen3-MoE with pure-torch stand-ins for the Liger kernels (upstream loss kept, as in the GPU file)",
 )
 config.use(TORCH_RMS_NORM, "Qwen3MoeRMSNorm", note="Qwen3MoeAttention builds q_norm/k_norm with it too")
-config.use(TORCH_EXPERTS, "Qwen3MoeExperts")
+config.use(TORCH_EXPERTS, "Qwen3MoePreTrainedModel", note="Qwen3MoeExperts keeps upstream's dispatch")
 config.use(TORCH_SWIGLU_MLP, "Qwen3MoeMLP", note="the dense MLP of mlp_only_layers")
 config.use(TORCH_ROPE, "apply_rotary_pos_emb")

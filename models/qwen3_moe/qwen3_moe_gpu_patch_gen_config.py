@@ -20,6 +20,6 @@ config = PatchConfig.extend(
     ),
 )
 config.use(LIGER_RMS_NORM, "Qwen3MoeRMSNorm", note="Qwen3MoeAttention builds q_norm/k_norm with it too")
-config.use(LIGER_EXPERTS, "Qwen3MoeExperts")
+config.use(LIGER_EXPERTS, "Qwen3MoePreTrainedModel", note="Qwen3MoeExperts keeps upstream's dispatch")
 config.use(LIGER_SWIGLU_MLP, "Qwen3MoeMLP", note="the dense MLP of mlp_only_layers; Liger's own patch leaves it")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")
