@@ -154,7 +154,7 @@ def test_set_experts_implementation_switches_the_kernel_that_runs():
     spies = {
         "batched_mm": Mock(wraps=batched_mm_experts_forward),
         "grouped_mm": Mock(wraps=grouped_mm_experts_forward),
-        "torch_fused_moe": Mock(wraps=moe_cpu.torch_fused_moe_forward),
+        "torch_fused_moe": Mock(wraps=moe_cpu.torch_fused_moe),
     }
     with patch.dict(ALL_EXPERTS_FUNCTIONS._global_mapping, spies):
         for implementation in ["eager", "batched_mm", "grouped_mm", "torch_fused_moe"]:

@@ -404,11 +404,27 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
 
 
 # ==============================================================================
-# [ADDED] liger_fused_moe_forward
-# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper LIGER_FUSED_MOE)
-# Patch source: models/common/moe_experts.py:66
+# [ADDED] registered_experts_implementation
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper liger_fused_moe)
+# Patch source: models/common/moe_experts.py:32
 # ==============================================================================
-def liger_fused_moe_forward(
+def registered_experts_implementation(experts_forward):
+    """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
+
+    transformers accepts in `set_experts_implementation(name)` / `from_pretrained(..., experts_implementation=name)`
+    only registered names, and upstream's experts forward looks the function up by that name.
+    """
+    ALL_EXPERTS_FUNCTIONS.register(experts_forward.__name__, experts_forward)
+    return experts_forward
+
+
+# ==============================================================================
+# [ADDED] liger_fused_moe
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/moe_experts.py:78
+# ==============================================================================
+@registered_experts_implementation
+def liger_fused_moe(
     self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
     """Liger's fused MoE kernel (`LigerExperts.forward`) on upstream's experts module.
@@ -428,42 +444,20 @@ def liger_fused_moe_forward(
 
 
 # ==============================================================================
-# [ADDED] register_experts_implementation
-# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper LIGER_FUSED_MOE)
-# Patch source: models/common/moe_experts.py:85
-# ==============================================================================
-def register_experts_implementation(name: str, experts_forward) -> str:
-    """Adds `experts_forward` to transformers' experts implementations under `name`, and returns `name`.
-
-    transformers accepts in `set_experts_implementation(...)` / `from_pretrained(..., experts_implementation=...)`
-    only names registered here, and upstream's experts forward looks the function up by that name.
-    """
-    ALL_EXPERTS_FUNCTIONS.register(name, experts_forward)
-    return name
-
-
-# ==============================================================================
-# [ADDED] LIGER_FUSED_MOE
-# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/moe_experts.py:96
-# ==============================================================================
-LIGER_FUSED_MOE = register_experts_implementation("liger_fused_moe", liger_fused_moe_forward)
-
-
-# ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/moe_experts.py:99
+# Patch source: models/common/moe_experts.py:97
 # ==============================================================================
-def fused_unless_requested(config, requested_experts: str | None, fused: str) -> str:
-    """`requested_experts`, or the fused kernel `fused` when nothing is requested (upstream's default is grouped_mm).
+def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
+    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
 
-    The fused kernels compute SiLU gates only (as Liger's does), so choosing one for another activation is refused.
+    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
+    one for another activation is refused.
     """
-    chosen = fused if requested_experts is None else requested_experts
-    if chosen == fused and config.hidden_act not in ("silu", "swish"):
+    chosen = fused.__name__ if requested_experts is None else requested_experts
+    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
         raise ValueError(
-            f"the fused MoE experts kernel {fused!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
@@ -474,7 +468,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused: str) ->
 # Methods patched: get_correct_experts_implementation
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
-#   Patch source: models/common/moe_experts.py:129 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+#   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):
@@ -508,7 +502,7 @@ class Qwen3MoePreTrainedModel(PreTrainedModel):
     # [ADDED METHOD] Qwen3MoePreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
     def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
         """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
-        chosen = fused_unless_requested(self.config, requested_experts, LIGER_FUSED_MOE)
+        chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
         return PreTrainedModel.get_correct_experts_implementation(self, chosen)
 
 

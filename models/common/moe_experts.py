@@ -29,7 +29,18 @@ TORCH_EXPERTS = PatchSet("torch_experts", "pure-torch twin of Liger's fused MoE 
 LIGER_EXPERTS = PatchSet("liger_experts", "Liger's fused MoE kernel, the default experts kernel")
 
 
-def torch_fused_moe_forward(
+def registered_experts_implementation(experts_forward):
+    """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
+
+    transformers accepts in `set_experts_implementation(name)` / `from_pretrained(..., experts_implementation=name)`
+    only registered names, and upstream's experts forward looks the function up by that name.
+    """
+    ALL_EXPERTS_FUNCTIONS.register(experts_forward.__name__, experts_forward)
+    return experts_forward
+
+
+@registered_experts_implementation
+def torch_fused_moe(
     self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
     """What Liger's fused MoE kernel computes, in plain torch: rows sorted by expert, one matmul pair per expert.
@@ -63,7 +74,8 @@ def torch_fused_moe_forward(
     return weighted.sum(dim=-2).to(hidden_states.dtype)
 
 
-def liger_fused_moe_forward(
+@registered_experts_implementation
+def liger_fused_moe(
     self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
     """Liger's fused MoE kernel (`LigerExperts.forward`) on upstream's experts module.
@@ -82,29 +94,16 @@ def liger_fused_moe_forward(
     return LigerExperts.forward(self, hidden_states, top_k_index, top_k_weights)
 
 
-def register_experts_implementation(name: str, experts_forward) -> str:
-    """Adds `experts_forward` to transformers' experts implementations under `name`, and returns `name`.
+def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
+    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
 
-    transformers accepts in `set_experts_implementation(...)` / `from_pretrained(..., experts_implementation=...)`
-    only names registered here, and upstream's experts forward looks the function up by that name.
+    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
+    one for another activation is refused.
     """
-    ALL_EXPERTS_FUNCTIONS.register(name, experts_forward)
-    return name
-
-
-TORCH_FUSED_MOE = register_experts_implementation("torch_fused_moe", torch_fused_moe_forward)
-LIGER_FUSED_MOE = register_experts_implementation("liger_fused_moe", liger_fused_moe_forward)
-
-
-def fused_unless_requested(config, requested_experts: str | None, fused: str) -> str:
-    """`requested_experts`, or the fused kernel `fused` when nothing is requested (upstream's default is grouped_mm).
-
-    The fused kernels compute SiLU gates only (as Liger's does), so choosing one for another activation is refused.
-    """
-    chosen = fused if requested_experts is None else requested_experts
-    if chosen == fused and config.hidden_act not in ("silu", "swish"):
+    chosen = fused.__name__ if requested_experts is None else requested_experts
+    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
         raise ValueError(
-            f"the fused MoE experts kernel {fused!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
@@ -117,7 +116,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused: str) ->
 )
 def torch_fused_moe_by_default(self, requested_experts: str | None) -> str:
     """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
-    chosen = fused_unless_requested(self.config, requested_experts, TORCH_FUSED_MOE)
+    chosen = fused_unless_requested(self.config, requested_experts, torch_fused_moe)
     return PreTrainedModel.get_correct_experts_implementation(self, chosen)
 
 
@@ -128,5 +127,5 @@ def torch_fused_moe_by_default(self, requested_experts: str | None) -> str:
 )
 def liger_fused_moe_by_default(self, requested_experts: str | None) -> str:
     """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
-    chosen = fused_unless_requested(self.config, requested_experts, LIGER_FUSED_MOE)
+    chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
     return PreTrainedModel.get_correct_experts_implementation(self, chosen)

@@ -62,7 +62,7 @@ def test_liger_kernel_runs_by_default_and_the_switch_works(models):
     assert patched.config._experts_implementation == "liger_fused_moe"
     expected = stock(input_ids).logits
     spies = {
-        "liger_fused_moe": Mock(wraps=moe_gpu.liger_fused_moe_forward),
+        "liger_fused_moe": Mock(wraps=moe_gpu.liger_fused_moe),
         "grouped_mm": Mock(wraps=grouped_mm_experts_forward),
     }
     with patch.dict(ALL_EXPERTS_FUNCTIONS._global_mapping, spies):
