@@ -63,7 +63,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:76 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -150,7 +150,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:120
+# Patch source: models/common/torch_kernels.py:119
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -162,7 +162,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:127 (patch set torch_rope.rope, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -335,7 +335,7 @@ class Qwen2Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen2RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:27
+# Patch source: models/common/torch_kernels.py:26
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -346,7 +346,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen2RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:35 (patch set torch_rms_norm.rms_norm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen2RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""

@@ -77,7 +77,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:20)
-# Patch source: models/common/torch_kernels.py:27
+# Patch source: models/common/torch_kernels.py:26
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -88,7 +88,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [also q_norm/k_norm, which Qwen3Attention builds by this name]
-# Patch source: models/common/torch_kernels.py:36 (patch set torch_rms_norm.rms_norm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:20)
+# Patch source: models/common/torch_kernels.py:35 (patch set torch_rms_norm.rms_norm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:20)
 # ==============================================================================
 class Qwen3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -110,7 +110,7 @@ class Qwen3RMSNorm(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:77 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:21)
+# Patch source: models/common/torch_kernels.py:76 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:21)
 # ==============================================================================
 class Qwen3MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -197,7 +197,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:22)
-# Patch source: models/common/torch_kernels.py:120
+# Patch source: models/common/torch_kernels.py:119
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -209,7 +209,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:128 (patch set torch_rope.rope, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:22)
+# Patch source: models/common/torch_kernels.py:127 (patch set torch_rope.rope, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:22)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""

@@ -6,7 +6,7 @@ copied; the generated file imports it). Their pure-torch twins, with the same ro
 models is listed in the README ("Differences from Liger's monkey patches").
 
 Model-specific variants are separate sets: `LIGER_GEMMA_RMS_NORM` (offset 1, 'gemma' casting,
-zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_EXPERTS` for fused MoE experts.
+zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma; fused MoE experts: `models/common/moe_experts.py`.
 """
 
 from patchgen.patch_sets import PatchSet
@@ -50,15 +50,4 @@ LIGER_ROPE.external(
     "liger_kernel.transformers.rope",
     "liger_rotary_pos_emb",
     description="Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)",
-)
-
-LIGER_EXPERTS = PatchSet("liger_experts", "Liger's fused MoE experts")
-LIGER_EXPERTS.external(
-    "experts",
-    "liger_kernel.transformers.swiglu",
-    "LigerExperts",
-    description=(
-        "Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces "
-        "the @use_experts_implementation dispatch, so set_experts_implementation() no longer applies"
-    ),
 )
