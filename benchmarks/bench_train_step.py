@@ -1,575 +1,130 @@
 #!/usr/bin/env python3
-"""One training step (forward + backward) of a random-init model: stock HF vs Liger's monkey patch vs the
-generated GPU file, plus a per-op microbenchmark (torch vs Liger) at the same shapes.
+"""One training step (forward + backward, bf16) of a random-init model at a grid of shapes: stock HF vs Liger's
+monkey patch vs the generated GPU file, plus each op's candidate kernels at the same token counts.
 
-    python3 benchmarks/bench_train_step.py            # the GPU run: Qwen3-0.6B and Llama-3.2-1B shapes, bf16
+    python3 benchmarks/bench_train_step.py            # the GPU run: Qwen3-0.6B and Llama-3.2-1B shapes
     python3 benchmarks/bench_train_step.py --smoke    # tiny shapes, seconds, runs on CPU (CI keeps it working)
 
-Each (model, variant) runs in its own subprocess: Liger's monkey patch rewrites the transformers module for
-the whole process, so stock numbers measured after it would not be stock. A variant that runs out of memory,
-fails or hangs is reported as such; the run always goes on and always prints its tables.
+Grid: tokens per step 512, 2048, 8192 and 32768 (`--shapes`, batch x seq, default 1x512,1x2048,1x8192,4x8192)
+for two model sizes with different hidden sizes (Qwen3-0.6B: hidden 1024, vocab 151936; Llama-3.2-1B:
+hidden 2048, vocab 128256; `--layers` keeps the per-layer shapes with fewer layers). Printed as ONE table:
+tokens/s (median of the timed steps), MFU, peak memory, and the generated file's ratios to stock and to
+Liger measured side by side in this run, with the goals of issue 14 checked per row; then the largest
+sequence that trains at batch 1 per variant; then the per-op table (torch / Liger / torch.compile /
+chunked / Cut Cross-Entropy at every token count), which is also the measurement behind the loss's
+size threshold (patchgen.runtime.losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS).
 
-Needs only torch, transformers, triton and liger-kernel (for the Liger and generated variants): it imports
-the generated file straight from this checkout.
+MFU = tokens/s x FLOPs per token / the GPU's peak dense bf16 FLOP/s, with (PaLM, appendix B)
+    FLOPs per token = 6 x N + 12 x L x H x S
+N: parameters used in a matmul (all but the input embedding table, plus vocab x hidden for lm_head even when
+tied), L layers, H = attention heads x head_dim, S the sequence length (attention counted in full).
+
+Time: `--budget-s` bounds the whole run. Each job (a model x variant, or a model's ops) gets a share of what
+is left and plans within it: fewer timed steps first (down to 3), then the largest shapes are skipped, then
+the max-seq search stops early; every skip is printed with its reason. Each (model, variant) runs in its own
+process: Liger's monkey patch rewrites the transformers module for the whole process. A variant that runs
+out of memory, fails or hangs is reported as such; the run always prints its tables.
+
+Needs only torch, transformers, triton, liger-kernel (and cut-cross-entropy for the cce loss candidate): it
+imports the generated file and models/common straight from this checkout.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULT_PREFIX = "BENCH_RESULT "
-VARIANTS = ("stock", "liger", "generated")
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-# ====================================================================================================
-# Model shapes
-# ====================================================================================================
-@dataclass(frozen=True)
-class ModelShape:
-    name: str  # the directory under generated/, and transformers.models.<name>
-    config_class: str
-    causal_lm_class: str
-    liger_patch: str  # the liger_kernel.transformers function that monkey-patches this architecture
-    config_kwargs: dict
-
-    @property
-    def prefix(self) -> str:
-        return self.causal_lm_class.removesuffix("ForCausalLM")  # Qwen3, Llama: names of the stock modules
-
-    def generated_file(self, variant: str) -> Path:
-        return REPO_ROOT / "generated" / self.name / f"patched_modeling_{self.name}_{variant}.py"
-
-
-MODELS = {
-    # Qwen3-0.6B
-    "qwen3": ModelShape(
-        "qwen3",
-        "Qwen3Config",
-        "Qwen3ForCausalLM",
-        "apply_liger_kernel_to_qwen3",
-        dict(
-            hidden_size=1024,
-            intermediate_size=3072,
-            num_hidden_layers=28,
-            num_attention_heads=16,
-            num_key_value_heads=8,
-            head_dim=128,
-            vocab_size=151936,
-            tie_word_embeddings=True,
-            max_position_embeddings=131072,
-            rms_norm_eps=1e-6,
-        ),
-    ),
-    # Llama-3.2-1B
-    "llama": ModelShape(
-        "llama",
-        "LlamaConfig",
-        "LlamaForCausalLM",
-        "apply_liger_kernel_to_llama",
-        dict(
-            hidden_size=2048,
-            intermediate_size=8192,
-            num_hidden_layers=16,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            head_dim=64,
-            vocab_size=128256,
-            tie_word_embeddings=True,
-            max_position_embeddings=131072,
-            rms_norm_eps=1e-5,
-        ),
-    ),
-}
-SMOKE_SHAPE = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    vocab_size=256,
-)
-
-
-@dataclass
-class Plan:
-    """What one worker measures; the parent writes it as JSON on the worker's command line."""
-
-    model: str  # for the "ops" job: comma-separated, all models in one process
-    variant: str  # stock, liger, generated; or "ops" for the per-op microbenchmark
-    smoke: bool
-    shapes: list[tuple[int, int]]  # (batch, seq)
-    warmup: int
-    steps: int
-    max_seq_start: int
-    max_seq_cap: int  # 0: no search
-    ops_tokens: int
-    dtype: str  # bfloat16; float32 for a CPU smoke run (CPU bf16 kernels spend seconds in JIT warm-up)
-    soft_deadline: float  # time.time() after which the optional max-seq search stops
-
-    def config_kwargs(self, model: str | None = None) -> dict:
-        kwargs = dict(MODELS[model or self.model].config_kwargs)
-        if self.smoke:
-            kwargs.update(SMOKE_SHAPE)
-        return kwargs
-
-
-# ====================================================================================================
-# Worker side: runs in a fresh process per (model, variant)
-# ====================================================================================================
-@dataclass
-class Guarded:
-    status: str  # ok, OOM, error
-    value: object = None
-    message: str = ""
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
-
-
-def run_guarded(function: Callable[[], object]) -> Guarded:
-    """Run one measurement; an OOM or any other failure becomes a status, and the memory is given back."""
-    import torch
-
-    try:
-        return Guarded("ok", function())
-    except torch.OutOfMemoryError as error:
-        outcome = Guarded("OOM", message=_one_line(error))
-    except Exception as error:  # noqa: BLE001 - a failing variant is reported, never fatal to the run
-        outcome = Guarded("error", message=f"{type(error).__name__}: {_one_line(error)}")
-    release_memory()  # after the except block: the traceback (and the tensors its frames hold) is gone
-    return outcome
-
-
-def release_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def synchronize() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def reset_peak_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak_memory_gib() -> float | None:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-
-
-def device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-
-
-class VariantUnavailable(Exception):
-    """The variant cannot run here (no Liger, no CUDA, no generated file): reported as skipped with why."""
-
-
-def liger_unavailable_reason() -> str | None:
-    import torch
-
-    try:
-        importlib.import_module("liger_kernel.transformers")
-    except ImportError as error:
-        return f"liger_kernel not importable ({_one_line(error)})"
-    if not torch.cuda.is_available():
-        return "Liger's Triton kernels need CUDA"
-    return None
-
-
-def model_class_for(plan: Plan):
-    """The causal-LM class this variant trains; applies Liger's monkey patch first for the liger variant."""
-    import torch
-
-    shape = MODELS[plan.model]
-    if plan.variant == "stock":
-        module = importlib.import_module(f"transformers.models.{shape.name}.modeling_{shape.name}")
-        return getattr(module, shape.causal_lm_class), "stock transformers"
-    if plan.variant == "liger":
-        reason = liger_unavailable_reason()
-        if reason:
-            raise VariantUnavailable(reason)
-        getattr(importlib.import_module("liger_kernel.transformers"), shape.liger_patch)()
-        module = importlib.import_module(f"transformers.models.{shape.name}.modeling_{shape.name}")
-        return getattr(module, shape.causal_lm_class), f"{shape.liger_patch}() defaults"
-    # generated: the GPU file; on a machine without CUDA (smoke only) its pure-torch CPU sibling
-    file_variant = "gpu" if torch.cuda.is_available() else "cpu"
-    path = shape.generated_file(file_variant)
-    if not path.is_file():
-        raise VariantUnavailable(f"{path.relative_to(REPO_ROOT)} does not exist (not generated yet)")
-    if file_variant == "gpu" and liger_unavailable_reason():
-        raise VariantUnavailable(f"{path.name} imports Liger: {liger_unavailable_reason()}")
+if str(REPO_ROOT) not in sys.path:  # run as a script: benchmarks/ is on sys.path, the repo root is not
     sys.path.insert(0, str(REPO_ROOT))
-    module = importlib.import_module(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts))
-    return getattr(module, shape.causal_lm_class), str(path.relative_to(REPO_ROOT))
+
+from benchmarks.bench_worker import MODELS, OP_CANDIDATES, RESULT_PREFIX, VARIANTS, Plan, log  # noqa: E402
 
 
-def build_model(plan: Plan, model_class):
-    import torch
-    import transformers
+DEFAULT_SHAPES = "1x512,1x2048,1x8192,4x8192"
+SMOKE_SHAPES = "1x64,1x128"
+MIN_STEPS = 3  # a median of fewer is noise
+OPS_WEIGHT = (
+    2.0  # the ops job times ~12 kernels at 4 sizes per model: its share of the budget, relative to a variant's
+)
+# Peak dense bf16 tensor-core FLOP/s by device name (NVIDIA datasheets); --peak-tflops for any other
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0}
+# Issue 14's goals for the generated file, checked per row of the grid table
+GOAL_MEMORY_OVER_LIGER = 1.05  # where seq >= GOAL_MEMORY_MIN_SEQ
+GOAL_MEMORY_MIN_SEQ = 8192
+GOAL_QWEN3_SPEEDUP_AT_8192 = 1.35
 
-    torch.manual_seed(0)
-    config = getattr(transformers, MODELS[plan.model].config_class)(**plan.config_kwargs())
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        model = model_class._from_config(config, attn_implementation="sdpa", dtype=getattr(torch, plan.dtype))
-    return model.train()
+
+class UsageError(Exception):
+    """A bad argument: one line, exit 2, before anything heavy runs."""
 
 
-def describe_ops(model) -> str:
-    """Which implementation each op resolved to: proof of what was benchmarked."""
-    base = model.model
-    layer = base.layers[0]
-    rope = getattr(sys.modules[type(layer.self_attn).__module__], "apply_rotary_pos_emb", None)
-    forward = type(model).forward
-    return (
-        f"norm={type(base.norm).__name__} mlp={type(layer.mlp).__name__} "
-        f"rope={getattr(rope, '__module__', '?')}.{getattr(rope, '__name__', '?')} "
-        f"lm_forward={forward.__module__}.{forward.__qualname__}"
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line too, not usage + message
+        raise UsageError(message)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for item in text.split(","):
+        batch, x, seq = item.strip().partition("x")
+        if not (x and batch.isdigit() and seq.isdigit() and int(batch) > 0 and int(seq) > 0):
+            raise UsageError(f"--shapes: {item.strip()!r} is not BATCHxSEQ with positive integers (e.g. 1x2048)")
+        shapes.append((int(batch), int(seq)))
+    return shapes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = OneLineParser(
+        prog="bench_train_step.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes and few steps: seconds, runs on CPU")
+    parser.add_argument("--models", default="qwen3,llama", help="comma-separated, from: " + ", ".join(MODELS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--shapes", help=f"batch x seq list (default {DEFAULT_SHAPES}; smoke {SMOKE_SHAPES})")
+    parser.add_argument("--layers", type=int, help="num_hidden_layers (default: the model's; same per-layer shapes)")
+    parser.add_argument("--warmup", type=int, help="untimed steps per shape (default 2; smoke 1)")
+    parser.add_argument("--steps", type=int, help="most timed steps per shape, median reported (default 10; smoke 3)")
+    parser.add_argument("--max-seq-cap", type=int, help="max-seq search cap, 0 = off (default 131072; smoke 512)")
+    parser.add_argument("--no-ops", action="store_true", help="skip the per-op microbenchmark")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget for the whole run (s)")
+    parser.add_argument("--peak-tflops", type=float, help="peak bf16 TFLOP/s for MFU (default: by GPU name)")
+    args = parser.parse_args(argv)
+    validate(args)
+    return args
 
 
-def training_step(model, input_ids) -> None:
-    loss = model(input_ids=input_ids, labels=input_ids).loss
-    loss.backward()
-    model.zero_grad(set_to_none=True)
-
-
-def measure_shape(model, plan: Plan, batch: int, seq: int) -> dict:
-    """Median tokens/s over `plan.steps` timed steps after `plan.warmup`, and the peak memory of those steps."""
-    import torch
-
-    vocab = model.config.vocab_size
-    input_ids = torch.randint(3, vocab, (batch, seq), device=model.device)
-    for _ in range(plan.warmup):
-        training_step(model, input_ids)
-    synchronize()
-    reset_peak_memory()
-    seconds = []
-    for _ in range(plan.steps):
-        started = time.perf_counter()
-        training_step(model, input_ids)
-        synchronize()
-        seconds.append(time.perf_counter() - started)
-    median = statistics.median(seconds)
-    return {"tokens_per_s": batch * seq / median, "step_ms": median * 1e3, "peak_gib": peak_memory_gib()}
-
-
-def fits_one_step(model, seq: int) -> float:
-    """One forward + backward at batch 1; returns its wall time. Raises OOM if it does not fit."""
-    import torch
-
-    release_memory()  # blocks cached by the previous (shorter) step would fragment this one into a false OOM
-    input_ids = torch.randint(3, model.config.vocab_size, (1, seq), device=model.device)
-    started = time.perf_counter()
-    training_step(model, input_ids)
-    synchronize()
-    return time.perf_counter() - started
-
-
-@dataclass
-class MaxSeq:
-    largest_fit: int | None = None
-    first_oom: int | None = None
-    note: str = ""
-
-
-def find_max_seq_len(
-    try_seq: Callable[[int], Guarded], start: int, cap: int, deadline: float, known: dict[int, str] | None = None
-) -> MaxSeq:
-    """Double the sequence length from `start` until a step runs out of memory or `cap` is reached.
-
-    `known` holds statuses already measured (the timed shapes), so those lengths are not run twice. Stops
-    early, saying so, when the next (longer) step would likely pass `deadline`.
-    """
-    known = known or {}
-    found = MaxSeq()
-    seq, last_seconds = start, 0.0
-    while seq <= cap:
-        # attention is quadratic: a doubled length costs up to 4x; a step measured in `known` costs ~0 here
-        if time.time() + 4 * last_seconds > deadline:
-            found.note = f"time budget: stopped before {seq}"
-            return found
-        if seq in known:
-            status, message = known[seq], ""
-        else:
-            outcome = try_seq(seq)
-            status, message = outcome.status, outcome.message
-            last_seconds = outcome.value if outcome.status == "ok" else last_seconds
-        if status == "OOM":
-            found.first_oom = seq
-            return found
-        if status != "ok":
-            found.note = f"error at {seq}: {message}"
-            return found
-        found.largest_fit = seq
-        seq *= 2
-    found.note = f"fits the cap ({cap})"
-    return found
-
-
-def emit(result: dict) -> None:
-    """Hand the parent a result line; the last one counts, so a worker killed later keeps what it measured."""
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-def run_variant(plan: Plan) -> dict:
-    result = {"model": plan.model, "variant": plan.variant, "device": device_name(), "runs": [], "max_seq": None}
-    try:
-        model_class, source = model_class_for(plan)
-    except VariantUnavailable as error:
-        return {**result, "status": "skipped", "reason": str(error)}
-    built = run_guarded(lambda: build_model(plan, model_class))
-    if built.status != "ok":
-        return {**result, "status": built.status, "reason": f"building the model: {built.message}"}
-    model = built.value
-    result.update(
-        status="ok", source=source, ops=describe_ops(model), params_m=sum(p.numel() for p in model.parameters()) / 1e6
-    )
-    log(f"  [{plan.model}/{plan.variant}] built ({result['params_m']:.0f}M params) from {source}; {result['ops']}")
-    known: dict[int, str] = {}
-    for batch, seq in plan.shapes:
-        log(f"  [{plan.model}/{plan.variant}] {batch}x{seq}: {plan.warmup} warm-up + {plan.steps} timed steps")
-        measured = run_guarded(lambda b=batch, s=seq: measure_shape(model, plan, b, s))
-        run = {"batch": batch, "seq": seq, "status": measured.status, "message": measured.message}
-        run.update(measured.value or {})
-        result["runs"].append(run)
-        if batch == 1:
-            known[seq] = measured.status
-        log(f"  [{plan.model}/{plan.variant}] {batch}x{seq}: {_run_summary(run)}")
-    if plan.max_seq_cap:
-        unfinished = MaxSeq(note="search cut short: worker killed at its time limit")
-        emit({**result, "max_seq": asdict(unfinished)})
-        log(f"  [{plan.model}/{plan.variant}] max seq search from {plan.max_seq_start} up to {plan.max_seq_cap}")
-        found = find_max_seq_len(
-            lambda seq: run_guarded(lambda: fits_one_step(model, seq)),
-            plan.max_seq_start,
-            plan.max_seq_cap,
-            plan.soft_deadline,
-            known,
-        )
-        result["max_seq"] = asdict(found)
-        log(
-            f"  [{plan.model}/{plan.variant}] max seq: fits {found.largest_fit}, OOM at {found.first_oom} {found.note}"
-        )
-    return result
-
-
-def _run_summary(run: dict) -> str:
-    if run["status"] != "ok":
-        return f"{run['status']} {run.get('message', '')}"
-    peak = "" if run["peak_gib"] is None else f", peak {run['peak_gib']:.2f} GiB"
-    return f"{run['tokens_per_s']:,.0f} tokens/s ({run['step_ms']:.1f} ms/step{peak})"
-
-
-# -- per-op microbenchmark ---------------------------------------------------------------------------
-@dataclass
-class OpTiming:
-    model: str
-    op: str
-    shape: str
-    torch_ms: float | None = None
-    liger_ms: float | None = None
-    torch_peak_mib: float | None = None
-    liger_peak_mib: float | None = None
-    note: str = ""
-
-
-def time_forward_backward(run: Callable[[], None], warmup: int, iters: int) -> tuple[float, float | None]:
-    """Median milliseconds of one forward + backward, and the peak memory above what was allocated before."""
-    import torch
-
-    for _ in range(warmup):
-        run()
-    synchronize()
-    cuda = torch.cuda.is_available()
-    before = torch.cuda.memory_allocated() if cuda else 0
-    reset_peak_memory()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            end.record()
-            times.append((start, end))
-        else:
-            started = time.perf_counter()
-            run()
-            times.append((time.perf_counter() - started) * 1e3)
-    synchronize()
-    if cuda:
-        times = [start.elapsed_time(end) for start, end in times]
-    peak = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else None
-    return statistics.median(times), peak
-
-
-def op_benchmarks(
-    plan: Plan, model: str
-) -> list[tuple[str, str, Callable[[], Callable[[], None]], Callable[[], Callable[[], None]]]]:
-    """(op, shape, make torch step, make liger step) at this model's shapes; each step is forward + backward."""
-    import torch
-    import torch.nn.functional as F
-    import transformers
-
-    shape = MODELS[model]
-    config = getattr(transformers, shape.config_class)(**plan.config_kwargs(model))
-    stock = importlib.import_module(f"transformers.models.{shape.name}.modeling_{shape.name}")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = getattr(torch, plan.dtype)
-    tokens, hidden = plan.ops_tokens, config.hidden_size
-    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-
-    def leaf(*size):
-        return torch.randn(*size, device=device, dtype=dtype).requires_grad_()
-
-    def step(module_or_fn, inputs, grads=None):
-        def run():
-            for tensor in inputs:
-                tensor.grad = None
-            outputs = module_or_fn(*inputs)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-            torch.autograd.backward(outputs, grads)
-
-        return run
-
-    def rms_norm(liger: bool):
-        if liger:
-            from liger_kernel.transformers.rms_norm import LigerRMSNorm
-
-            norm = LigerRMSNorm(hidden, eps=config.rms_norm_eps)
-        else:
-            norm = getattr(stock, f"{shape.prefix}RMSNorm")(hidden, eps=config.rms_norm_eps)
-        norm = norm.to(device=device, dtype=dtype)
-        return step(norm, [leaf(tokens, hidden)], [torch.randn(tokens, hidden, device=device, dtype=dtype)])
-
-    def swiglu(liger: bool):
-        if liger:
-            from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
-
-            mlp = LigerSwiGLUMLP(config)
-        else:
-            mlp = getattr(stock, f"{shape.prefix}MLP")(config)
-        mlp = mlp.to(device=device, dtype=dtype)
-        return step(mlp, [leaf(1, tokens, hidden)], [torch.randn(1, tokens, hidden, device=device, dtype=dtype)])
-
-    def rope(liger: bool):
-        rotary = getattr(stock, f"{shape.prefix}RotaryEmbedding")(config).to(device)
-        # HF layout: projections viewed as (batch, seq, heads, dim), then transposed to (batch, heads, seq, dim)
-        q, k = leaf(1, tokens, heads, head_dim), leaf(1, tokens, kv_heads, head_dim)
-        cos, sin = rotary(q, torch.arange(tokens, device=device)[None])
-        if liger:
-            from liger_kernel.transformers.rope import liger_rotary_pos_emb as rotate
-        else:
-            rotate = stock.apply_rotary_pos_emb
-        grads = [
-            torch.randn(1, heads, tokens, head_dim, device=device, dtype=dtype),
-            torch.randn(1, kv_heads, tokens, head_dim, device=device, dtype=dtype),
-        ]
-        return step(lambda q, k: rotate(q.transpose(1, 2), k.transpose(1, 2), cos, sin), [q, k], grads)
-
-    def loss(liger: bool):
-        x, weight = leaf(tokens, hidden), leaf(config.vocab_size, hidden)
-        target = torch.randint(config.vocab_size, (tokens,), device=device)
-        if liger:
-            from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
-
-            fused = LigerFusedLinearCrossEntropyLoss()
-            return step(lambda x, weight: fused(weight, x, target), [x, weight])
-        # what HF's ForCausalLMLoss does: full logits, upcast to fp32, cross-entropy
-        return step(lambda x, weight: F.cross_entropy(F.linear(x, weight).float(), target), [x, weight])
-
-    return [
-        ("rms_norm", f"{tokens}x{hidden}", lambda: rms_norm(False), lambda: rms_norm(True)),
-        ("swiglu", f"{tokens}x{hidden}->{config.intermediate_size}", lambda: swiglu(False), lambda: swiglu(True)),
-        (
-            "rope",
-            f"q {heads}x{tokens}x{head_dim}, k {kv_heads}x{tokens}x{head_dim}",
-            lambda: rope(False),
-            lambda: rope(True),
-        ),
-        ("loss", f"{tokens}x{hidden} @ vocab {config.vocab_size}", lambda: loss(False), lambda: loss(True)),
-    ]
-
-
-def run_ops(plan: Plan) -> dict:
-    liger_reason = liger_unavailable_reason()
-    warmup, iters = (3, 5) if plan.smoke else (3, 20)  # CPU autograd/oneDNN set-up costs ~40 ms per shape
-    timings = []
-    benchmarks = [(model, *benchmark) for model in plan.model.split(",") for benchmark in op_benchmarks(plan, model)]
-    for model, op, shape, make_torch, make_liger in benchmarks:
-        timing = OpTiming(model, op, shape)
-        for side, make in (("torch", make_torch), ("liger", make_liger)):
-            if side == "liger" and liger_reason:
-                timing.note = liger_reason
-                continue
-            measured = run_guarded(lambda make=make: time_forward_backward(make(), warmup, iters))
-            if measured.status == "ok":
-                setattr(timing, f"{side}_ms", measured.value[0])
-                setattr(timing, f"{side}_peak_mib", measured.value[1])
-            else:
-                timing.note += f"{side}: {measured.status} {measured.message} "
-        log(f"  [{model}/ops] {op}: torch {_ms(timing.torch_ms)}, liger {_ms(timing.liger_ms)} {timing.note}")
-        timings.append(asdict(timing))
-    return {"model": plan.model, "variant": "ops", "status": "ok", "device": device_name(), "ops": timings}
-
-
-def worker_main(plan_json: str) -> int:
-    plan = Plan(**json.loads(plan_json))
-    plan.shapes = [tuple(shape) for shape in plan.shapes]
-    try:
-        result = run_ops(plan) if plan.variant == "ops" else run_variant(plan)
-    except Exception as error:  # noqa: BLE001 - still hand the parent a result it can print
-        result = {
-            "model": plan.model,
-            "variant": plan.variant,
-            "status": "error",
-            "reason": f"{type(error).__name__}: {_one_line(error)}",
-        }
-    emit(result)
-    return 0
+def validate(args: argparse.Namespace) -> None:
+    """Every argument checked before any worker starts; the first problem raises UsageError."""
+    for flag, names, known in (("--models", args.models, MODELS), ("--variants", args.variants, VARIANTS)):
+        unknown = [name for name in names.split(",") if name not in known]
+        if unknown:
+            raise UsageError(f"{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    args.shape_list = parse_shapes(args.shapes or (SMOKE_SHAPES if args.smoke else DEFAULT_SHAPES))
+    positive = {"--steps": args.steps, "--layers": args.layers, "--budget-s": args.budget_s}
+    positive["--peak-tflops"] = args.peak_tflops
+    for flag, value in positive.items():
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be positive, not {value:g}")
+    for flag, value in (("--warmup", args.warmup), ("--max-seq-cap", args.max_seq_cap)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, not {value}")
 
 
 # ====================================================================================================
-# Parent side: schedules workers, keeps the time budget, prints the tables
+# Scheduling: one worker process per job, each with its share of the budget
 # ====================================================================================================
 def parse_worker_output(returncode: int, stdout: str, plan: Plan) -> dict:
-    """The worker's result line, or a result saying how the worker died."""
+    """The worker's last result line, or a result saying how the worker died."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
@@ -584,8 +139,14 @@ def parse_worker_output(returncode: int, stdout: str, plan: Plan) -> dict:
 
 def run_worker(plan: Plan, timeout: float, command: list[str] | None = None) -> dict:
     """Run one worker process; its result, or a result saying it crashed or ran out of time."""
-    command = command or [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(plan))]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = command or [sys.executable, "-m", "benchmarks.bench_worker", json.dumps(asdict(plan))]
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        # the same allocator for every variant: fewer false OOMs from fragmentation in the max-seq search
+        "PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"),
+    }
     try:
         # stderr is not captured: the worker's warnings show up live; stdout carries progress and the result
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
@@ -627,24 +188,106 @@ def unavailable_before_starting(model: str, variant: str, cuda_available: bool) 
     return None
 
 
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f} ms"
+def make_plan(args: argparse.Namespace, model: str, variant: str, dtype: str, deadline: float) -> Plan:
+    shapes = sorted(args.shape_list, key=lambda shape: shape[0] * shape[1])  # largest last: skipped first
+    steps = args.steps if args.steps is not None else (3 if args.smoke else 10)
+    cap = args.max_seq_cap if args.max_seq_cap is not None else (512 if args.smoke else 131072)
+    return Plan(
+        model=model,
+        variant=variant,
+        smoke=args.smoke,
+        shapes=shapes,
+        warmup=args.warmup if args.warmup is not None else (1 if args.smoke else 2),
+        steps=steps,
+        min_steps=min(MIN_STEPS, steps),
+        max_seq_start=max(seq for _, seq in shapes),
+        max_seq_cap=cap,
+        dtype=dtype,
+        soft_deadline=deadline,
+        layers=args.layers,
+        ops_tokens=sorted({batch * seq for batch, seq in shapes}),
+    )
 
 
+def run_jobs(args: argparse.Namespace, cuda_available: bool, started: float) -> list[dict]:
+    dtype = "bfloat16" if cuda_available else "float32"
+    models = args.models.split(",")
+    jobs = [(model, variant) for model in models for variant in args.variants.split(",")]
+    if not args.no_ops:
+        jobs.append((args.models, "ops"))  # one process for every model's ops; last: the grid comes first
+    results = []
+    for index, (model, variant) in enumerate(jobs):
+        remaining = args.budget_s - (time.time() - started)
+        reason = None if variant == "ops" else unavailable_before_starting(model, variant, cuda_available)
+        if reason or remaining < 10:
+            reason = reason or "time budget spent"
+            results.append({"model": model, "variant": variant, "status": "skipped", "reason": reason})
+            log(f"[{index + 1}/{len(jobs)}] {model}/{variant}: skipped, {reason}")
+            continue
+        weights = [OPS_WEIGHT if v == "ops" else 1.0 for _, v in jobs[index:]]
+        share = remaining * weights[0] / sum(weights)
+        plan = make_plan(args, model, variant, dtype, time.time() + share)
+        log(f"[{index + 1}/{len(jobs)}] {model}/{variant} (t={time.time() - started:.0f}s, share {share:.0f}s)")
+        result = run_worker(plan, timeout=min(remaining, share + max(30.0, 0.5 * share)))
+        if result["status"] != "ok":
+            log(f"  [{model}/{variant}] {result['status']}: {result.get('reason', '')}")
+        results.append(result)
+    return results
+
+
+# ====================================================================================================
+# Tables
+# ====================================================================================================
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> str:
-    return "n/a" if not numerator or not denominator else f"{numerator / denominator:.2f}x"
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator and denominator else None
 
 
-def step_table(results: list[dict]) -> str:
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def peak_flops(device: str, override_tflops: float | None) -> float | None:
+    if override_tflops:
+        return override_tflops * 1e12
+    for name, tflops in PEAK_BF16_TFLOPS.items():  # ordered: "H100 PCIe" before "H100"
+        if name in device:
+            return tflops * 1e12
+    return None
+
+
+def mfu(result: dict, run: dict, peak: float | None) -> str:
+    formula = result.get("flops_per_token")
+    if not peak or not formula:
+        return "n/a"
+    per_token = formula["dense"] + formula["attention_per_position"] * run["seq"]
+    return f"{100 * run['tokens_per_s'] * per_token / peak:.1f}%"
+
+
+def goal_check(model: str, run: dict, stock: dict | None, liger: dict | None) -> str:
+    """Issue 14's goals at this grid point: speed >= best of stock and Liger; memory; Qwen3 at 8192 tokens."""
+    verdicts = []
+    best = max((r["tokens_per_s"] for r in (stock, liger) if r), default=None)
+    if best:
+        verdicts.append(f"speed {'ok' if run['tokens_per_s'] >= best else 'MISS'}")
+    if run["seq"] >= GOAL_MEMORY_MIN_SEQ and liger and run["peak_gib"] and liger["peak_gib"]:
+        fits = run["peak_gib"] <= GOAL_MEMORY_OVER_LIGER * liger["peak_gib"]
+        verdicts.append(f"mem {'ok' if fits else 'MISS'}")
+    if model == "qwen3" and run["batch"] * run["seq"] == 8192 and stock:
+        fast = run["tokens_per_s"] >= GOAL_QWEN3_SPEEDUP_AT_8192 * stock["tokens_per_s"]
+        verdicts.append(f">={GOAL_QWEN3_SPEEDUP_AT_8192}x stock {'ok' if fast else 'MISS'}")
+    return ", ".join(verdicts)
+
+
+def grid_table(results: list[dict], peak: float | None) -> str:
     by_key = {(r["model"], r["variant"]): r for r in results if r["variant"] != "ops"}
 
-    def run_of(model: str, variant: str, batch: int, seq: int) -> dict | None:
+    def ok_run(model: str, variant: str, batch: int, seq: int) -> dict | None:
         for run in by_key.get((model, variant), {}).get("runs") or []:
             if (run["batch"], run["seq"]) == (batch, seq) and run["status"] == "ok":
                 return run
@@ -653,184 +296,140 @@ def step_table(results: list[dict]) -> str:
     rows = []
     for (model, variant), result in by_key.items():
         if result["status"] != "ok":
-            rows.append([model, variant, "-", result["status"], "", "", "", "", result.get("reason", "")])
+            rows.append([model, "-", variant, result["status"], *[""] * 6, result.get("reason", "")])
             continue
         for run in result["runs"]:
             batch, seq = run["batch"], run["seq"]
+            shape = f"{batch}x{seq}"
             if run["status"] != "ok":
-                rows.append([model, variant, f"{batch}x{seq}", run["status"], "", "", "", "", run["message"]])
+                rows.append([model, shape, variant, run["status"], *[""] * 6, run.get("message", "")])
                 continue
-            peak = "n/a" if run["peak_gib"] is None else f"{run['peak_gib']:.2f}"
-            ratios = ["", ""]
-            if variant == "generated":
-                for i, baseline in enumerate(("stock", "liger")):
-                    other = run_of(model, baseline, batch, seq)
-                    ratios[i] = (
-                        f"{_ratio(run['tokens_per_s'], other and other['tokens_per_s'])} speed, "
-                        f"{_ratio(run['peak_gib'], other and other['peak_gib'])} mem"
-                    )
-            rows.append([model, variant, f"{batch}x{seq}", "ok", f"{run['tokens_per_s']:,.0f}", peak, *ratios, ""])
-    return _table(
-        [
-            "model",
-            "variant",
-            "batch x seq",
-            "status",
-            "tokens/s (median)",
-            "peak GiB",
-            "generated/stock",
-            "generated/liger",
-            "note",
-        ],
-        rows,
-    )
+            stock, liger = ok_run(model, "stock", batch, seq), ok_run(model, "liger", batch, seq)
+            versus = []
+            for baseline in (stock, liger):
+                speed = _ratio(run["tokens_per_s"], baseline and baseline["tokens_per_s"])
+                memory = _ratio(run["peak_gib"], baseline and baseline["peak_gib"])
+                versus.append("" if baseline is run or not baseline else f"{_x(speed)} speed, {_x(memory)} mem")
+            peak_gib = "n/a" if run["peak_gib"] is None else f"{run['peak_gib']:.2f}"
+            goal = goal_check(model, run, stock, liger) if variant == "generated" else ""
+            note = run.get("path", "")
+            rows.append(
+                [model, shape, variant, "ok", f"{run['tokens_per_s']:,.0f}", mfu(result, run, peak), peak_gib]
+                + [*versus, goal, note]
+            )
+    rows.sort(key=lambda row: (row[0], _tokens(row[1]), VARIANTS.index(row[2]) if row[2] in VARIANTS else 9))
+    headers = ["model", "batch x seq", "variant", "status", "tokens/s", "MFU", "peak GiB", "vs stock", "vs liger"]
+    return _table([*headers, "goal (generated)", "note"], rows)
+
+
+def _tokens(shape: str) -> int:
+    batch, _, seq = shape.partition("x")
+    return int(batch) * int(seq) if batch.isdigit() and seq.isdigit() else 0
 
 
 def max_seq_table(results: list[dict]) -> str:
+    found = {(r["model"], r["variant"]): r["max_seq"] for r in results if r.get("max_seq")}
     rows = []
-    for result in results:
-        if result["variant"] == "ops" or not result.get("max_seq"):
-            continue
-        found = result["max_seq"]
+    for (model, variant), search in found.items():
+        goal = ""
+        liger = found.get((model, "liger"))
+        if variant == "generated" and liger and liger["largest_fit"] and search["largest_fit"]:
+            goal = "ok" if search["largest_fit"] >= liger["largest_fit"] else "MISS"
         rows.append(
             [
-                result["model"],
-                result["variant"],
-                str(found["largest_fit"] or "none"),
-                str(found["first_oom"] or "-"),
-                found["note"],
+                model,
+                variant,
+                str(search["largest_fit"] or "none"),
+                str(search["first_oom"] or "-"),
+                goal,
+                search["note"],
             ]
         )
-    return _table(["model", "variant", "largest seq that fits (batch 1)", "first OOM", "note"], rows)
+    return _table(["model", "variant", "largest seq that fits (batch 1)", "first OOM", "goal >= liger", "note"], rows)
 
 
 def ops_table(results: list[dict]) -> str:
+    candidates = list(dict.fromkeys(c for names in OP_CANDIDATES.values() for c in names))
     rows = []
     for result in results:
         if result["variant"] != "ops":
             continue
         if result["status"] != "ok":
-            rows.append([result["model"], "-", "-", result["status"], "", "", "", result.get("reason", "")])
+            rows.append(
+                [result["model"], "-", "-", *[""] * len(candidates), result["status"], result.get("reason", "")]
+            )
             continue
         for op in result["ops"]:
-            torch_ms, liger_ms = op["torch_ms"], op["liger_ms"]
-            if torch_ms and liger_ms:
-                winner = "liger" if liger_ms < torch_ms else "torch"
-                speedup = f"{torch_ms / liger_ms:.2f}x"
-            else:
-                winner, speedup = "n/a", "n/a"
-            memory = f"{_mib(op['torch_peak_mib'])} / {_mib(op['liger_peak_mib'])}"
-            rows.append(
-                [
-                    op["model"],
-                    op["op"],
-                    op["shape"],
-                    _ms(torch_ms),
-                    _ms(liger_ms),
-                    speedup,
-                    memory,
-                    winner + (f" ({op['note'].strip()})" if op["note"].strip() else ""),
-                ]
-            )
-    return _table(
-        ["model", "op (fwd+bwd)", "shape", "torch", "liger", "liger speedup", "peak MiB torch/liger", "winner"], rows
-    )
+            cells = []
+            for candidate in candidates:
+                ms, mib = op["ms"].get(candidate), op["peak_mib"].get(candidate)
+                cells.append("" if ms is None else f"{ms:.3f}" + ("" if mib is None else f" / {mib:.0f}"))
+            fastest = min(op["ms"], key=op["ms"].get) if op["ms"] else "n/a"
+            notes = "; ".join(f"{c}: {n}" for c, n in op["notes"].items())
+            rows.append([op["model"], op["op"], str(op["tokens"]), *cells, fastest, notes])
+        for tokens in result.get("skipped_tokens", []):
+            rows.append([result["model"], "-", str(tokens), *[""] * len(candidates), "skipped", "time budget"])
+    return _table(["model", "op (fwd+bwd)", "tokens", *(f"{c} ms / MiB" for c in candidates), "fastest", "note"], rows)
 
 
-def _mib(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f}"
+def loss_threshold_summary(results: list[dict]) -> list[str]:
+    """Where the generated file's fused kernel (chunked) starts to beat upstream's materialised loss, per model."""
+    from patchgen.runtime.losses import FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS as threshold
 
-
-def parse_shapes(text: str) -> list[tuple[int, int]]:
-    shapes = []
-    for item in text.split(","):
-        batch, _, seq = item.strip().partition("x")
-        shapes.append((int(batch), int(seq)))
-    return shapes
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes and few steps: seconds, runs on CPU")
-    parser.add_argument("--models", default="qwen3,llama", help="comma-separated, from: " + ", ".join(MODELS))
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
-    parser.add_argument("--shapes", help="batch x seq list (default 1x2048,1x8192; smoke 1x64,1x128)")
-    parser.add_argument("--warmup", type=int, help="untimed steps per shape (default 2)")
-    parser.add_argument("--steps", type=int, help="timed steps per shape, median reported (default 10; smoke 3)")
-    parser.add_argument("--max-seq-cap", type=int, help="max-seq search cap, 0 = off (default 65536; smoke 512)")
-    parser.add_argument("--no-ops", action="store_true", help="skip the per-op microbenchmark")
-    parser.add_argument("--budget-s", type=float, default=330.0, help="wall-clock budget for the whole run")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    unknown = [m for m in args.models.split(",") if m not in MODELS] + [
-        v for v in args.variants.split(",") if v not in VARIANTS
-    ]
-    if unknown:
-        parser.error(f"unknown model/variant {unknown}")
-    return args
+    lines = [f"threshold in use: FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = {threshold:,} logits (tokens x vocab)"]
+    points: dict[str, list[str]] = {}
+    for result in results:
+        if result["variant"] != "ops" or result["status"] != "ok":
+            continue
+        for op in result["ops"]:
+            plain, fused = op["ms"].get("torch"), op["ms"].get("chunked")
+            if op["op"] == "loss" and fused is not None:
+                faster = "chunked" if plain is None or fused <= plain else "upstream"
+                logits = op["tokens"] * op["vocab"]
+                side = "fused" if logits >= threshold else "upstream"
+                points.setdefault(op["model"], []).append(
+                    f"{op['tokens']} tokens ({logits:.2e} logits, file takes {side}): {faster} faster"
+                )
+    lines += [f"  {model}: " + "; ".join(found) for model, found in points.items()]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.worker:
-        return worker_main(args.worker)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        print(f"bench_train_step.py: error: {error}", file=sys.stderr)
+        return 2
     started = time.time()
-    smoke = args.smoke
-    shapes = parse_shapes(args.shapes or ("1x64,1x128" if smoke else "1x2048,1x8192"))
-    cap = args.max_seq_cap if args.max_seq_cap is not None else (512 if smoke else 65536)
-    longest = max(seq for _, seq in shapes)
     import torch  # only to ask whether CUDA is there; the measuring happens in the workers
 
     cuda_available = torch.cuda.is_available()
-    dtype = "bfloat16" if cuda_available else "float32"
-    jobs = [(model, variant) for model in args.models.split(",") for variant in args.variants.split(",")]
-    if not args.no_ops:
-        jobs.append((args.models, "ops"))
     log(
-        f"bench_train_step: {'SMOKE (tiny shapes) ' if smoke else ''}models {args.models}, variants "
-        f"{args.variants}, shapes {shapes}, {dtype}, max-seq search {longest}..{cap}, budget {args.budget_s:.0f}s"
+        f"bench_train_step: {'SMOKE (tiny shapes) ' if args.smoke else ''}models {args.models}, variants "
+        f"{args.variants}, shapes {args.shape_list}, {'bfloat16' if cuda_available else 'float32'}, "
+        f"layers {args.layers or 'as the model'}, budget {args.budget_s:.0f}s"
     )
-    results = []
-    for index, (model, variant) in enumerate(jobs):
-        remaining = args.budget_s - (time.time() - started)
-        jobs_left = len(jobs) - index
-        reason = None if variant == "ops" else unavailable_before_starting(model, variant, cuda_available)
-        if reason:
-            results.append({"model": model, "variant": variant, "status": "skipped", "reason": reason})
-            log(f"[{index + 1}/{len(jobs)}] {model}/{variant}: skipped, {reason}")
-            continue
-        if remaining < 10:
-            results.append({"model": model, "variant": variant, "status": "skipped", "reason": "time budget spent"})
-            log(f"[{index + 1}/{len(jobs)}] {model}/{variant}: skipped, time budget spent")
-            continue
-        share = remaining / jobs_left
-        plan = Plan(
-            model=model,
-            variant=variant,
-            smoke=smoke,
-            shapes=shapes,
-            warmup=args.warmup if args.warmup is not None else 2,
-            steps=args.steps if args.steps is not None else (3 if smoke else 10),
-            max_seq_start=longest,
-            max_seq_cap=cap,
-            ops_tokens=longest,
-            dtype=dtype,
-            soft_deadline=time.time() + 1.5 * share,
-        )
-        log(f"[{index + 1}/{len(jobs)}] {model}/{variant} (t={time.time() - started:.0f}s, share {share:.0f}s)")
-        result = run_worker(plan, timeout=min(remaining, max(3 * share, 60.0)))
-        if result["status"] != "ok":
-            log(f"  [{model}/{variant}] {result['status']}: {result.get('reason', '')}")
-        results.append(result)
+    results = run_jobs(args, cuda_available, started)
     device = next((r["device"] for r in results if r.get("device")), "unknown")
-    log(f"\n## Training step (forward + backward), {dtype}, sdpa, on {device}; tokens/s: median of the timed steps")
-    log(step_table(results))
+    peak = peak_flops(device, args.peak_tflops)
+    log(f"\n## Training step (forward + backward), sdpa, on {device}; tokens/s: median of the timed steps")
+    log(
+        "MFU: tokens/s x (6 N + 12 L H S) / "
+        + (f"{peak / 1e12:.1f} TFLOP/s peak bf16" if peak else "n/a (unknown GPU: pass --peak-tflops)")
+        + f"; goals (generated rows): speed >= max(stock, liger); peak <= {GOAL_MEMORY_OVER_LIGER}x liger where seq >= "
+        f"{GOAL_MEMORY_MIN_SEQ}; qwen3 at 8192 tokens >= {GOAL_QWEN3_SPEEDUP_AT_8192}x stock"
+    )
+    log(grid_table(results, peak))
     log("\n## Largest sequence length per variant (batch 1, doubling; a step is forward + backward)")
     log(max_seq_table(results))
     if not args.no_ops:
-        log(f"\n## Per-op microbenchmark, forward + backward, {dtype}, median (pick the winner per op in GPU configs)")
+        log(
+            "\n## Per-op microbenchmark, forward + backward, median ms / peak MiB above inputs, at each grid token count"
+        )
         log(ops_table(results))
-    if smoke:
+        log("\n## Loss: upstream's materialised logits vs the chunked kernel, by size")
+        log("\n".join(loss_threshold_summary(results)))
+    if args.smoke:
         log("\nSMOKE run: tiny shapes check that the script works; its numbers are not a benchmark.")
     log(f"\ntotal {time.time() - started:.0f}s")
     return 0

@@ -166,4 +166,6 @@ def free_names(snippet: Snippet) -> set[str]:
 
     for child in table.get_children():
         visit(child)
-    return names
+    # `__class__` is the implicit cell zero-argument `super()` reads: the class the method is written in
+    # provides it, in the output as in the patch module
+    return names - {"__class__"}

@@ -60,7 +60,6 @@ FAMILIES = {
         {
             "Qwen3MoeRMSNorm": RMS,
             "Qwen3MoeMLP": SWIGLU,
-            "Qwen3MoeExperts": "liger_kernel.transformers.swiglu:LigerExperts",
             "apply_rotary_pos_emb": ROPE,
         },
     ),

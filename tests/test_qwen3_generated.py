@@ -39,15 +39,18 @@ def test_state_dict_keys_and_shapes_equal_stock(module):
     assert shapes(module.Qwen3ForCausalLM(config)) == shapes(Qwen3ForCausalLM(config))
 
 
-def test_gpu_file_binds_liger_modules():
-    from liger_kernel.transformers.rms_norm import LigerRMSNorm
-    from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+def test_gpu_file_binds_its_kernels():
+    """Per the GPU config: compiled RMSNorm (also q_norm/k_norm) and MLP, Liger's rope, the chunked loss."""
+    from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
+    from patchgen.runtime.losses import chunked_linear_cross_entropy
 
     model = qwen3_gpu.Qwen3ForCausalLM(tiny_config())
     layer = model.model.layers[0]
-    assert isinstance(layer.input_layernorm, LigerRMSNorm)
-    assert isinstance(layer.self_attn.q_norm, LigerRMSNorm)
-    assert isinstance(layer.mlp, LigerSwiGLUMLP)
+    for module in (layer.input_layernorm, layer.self_attn.q_norm, layer.mlp):
+        assert type(module).compiled_forward.__wrapped__ is type(module).eager_forward  # torch.compile(eager_forward)
+    assert qwen3_gpu.apply_rotary_pos_emb is liger_rotary_pos_emb
+    assert qwen3_gpu.linear_cross_entropy is chunked_linear_cross_entropy
     assert not hasattr(qwen3_gpu, "Qwen3ForTokenClassification")
 
 

@@ -100,7 +100,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # ==============================================================================
 # [PATCHED CLASS] Gemma3MLP
 # Reason: pure-torch GeGLU with LigerGEGLUMLP's constructor and keys: down(gelu_tanh(gate) * up)
-# Patch source: models/common/torch_kernels.py:139 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:138 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Gemma3MLP(nn.Module):
     """Gemma's gated MLP with the tanh-approximated GELU, the only GELU the fused kernel implements."""
@@ -124,7 +124,7 @@ class Gemma3MLP(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Gemma3RMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:40
+# Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -135,7 +135,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Gemma3RMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:70 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Gemma3RMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -236,7 +236,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:158
+# Patch source: models/common/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -248,7 +248,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""

@@ -104,7 +104,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # [PATCHED CLASS] Gemma3MLP
 # Replaced by: liger_kernel.transformers.geglu.LigerGEGLUMLP (imported, not copied)
 # Reason: Liger's fused GeGLU (tanh GELU): same gate/up/down projections (keys unchanged), one kernel for act*up [Gemma 3 uses gelu_pytorch_tanh, the GELU the kernel computes]
-# Patch source: models/common/liger_kernels.py:83 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:84 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Gemma3MLP = LigerGEGLUMLP
 
@@ -113,7 +113,7 @@ Gemma3MLP = LigerGEGLUMLP
 # [PATCHED CLASS] Gemma3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero
-# Patch source: models/common/liger_kernels.py:50 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Gemma3RMSNorm = LigerRMSNormForGemma3
 
@@ -201,7 +201,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 

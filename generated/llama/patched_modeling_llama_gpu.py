@@ -12,10 +12,10 @@
 # - external_replacement: LlamaRMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: LlamaMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: LlamaForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
+# - method_override: LlamaForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
 # - excluded: LlamaForTokenClassification
 # - excluded: LlamaForQuestionAnswering
-# - extra import: from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 # Copyright 2022 EleutherAI and the HuggingFace Inc. team. All rights reserved.
 #
@@ -38,10 +38,11 @@
 from collections.abc import Callable
 
 import torch
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -84,7 +85,7 @@ logger = logging.get_logger(__name__)
 # [PATCHED CLASS] LlamaRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Measured 8192x2048: torch 0.76 ms, Liger 0.31 ms (2.4x)]
-# Patch source: models/common/liger_kernels.py:22 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:22)
 # ==============================================================================
 LlamaRMSNorm = LigerRMSNorm
 
@@ -157,7 +158,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 32x8192x64: torch 0.75 ms, Liger 0.33 ms (2.3x)]
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:31)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:31)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -166,7 +167,7 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 # [PATCHED CLASS] LlamaMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Llama's config.mlp_bias=True is not supported: the kernel has no biases. Measured 8192x2048->8192: torch 3.98 ms / 768 MiB, Liger 3.74 ms / 544 MiB]
-# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:23)
 # ==============================================================================
 LlamaMLP = LigerSwiGLUMLP
 
@@ -519,8 +520,8 @@ class LlamaModel(LlamaPreTrainedModel):
 # [MODIFIED CLASS] LlamaForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised [Measured 8192x2048 @ vocab 128256: torch 28.7 ms / 11.2 GiB, Liger 28.4 ms / 63 MiB]
-#   Patch source: models/common/fused_loss.py:35 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:32)
+#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few [per size: upstream's loss below 2**29 logits (2048 tokens: the Liger-loss step ran at 0.76x stock), the chunked kernel above (8192x2048 @ vocab 128256: torch 28.7 ms / 11.2 GiB, Liger 28.4 ms / 63 MiB)]
+#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:32)
 # ==============================================================================
 @auto_docstring
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
@@ -558,9 +559,9 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-            never materialised) and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -585,7 +586,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None and shift_labels is None:
             logits = self.lm_head(hidden_states)
-        else:
+        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -601,6 +602,15 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
                 if torch.is_tensor(num_items_in_batch):
                     num_items_in_batch = num_items_in_batch.to(loss.device)
                 loss = loss / num_items_in_batch
+        else:
+            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+            loss = self.loss_function(
+                logits=self.lm_head(hidden_states),
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
         return CausalLMOutputWithPast(
             loss=loss,

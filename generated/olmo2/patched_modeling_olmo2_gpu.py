@@ -12,9 +12,9 @@
 # - external_replacement: Olmo2RMSNorm [patch set liger_rms_norm_out_of_place.rms_norm]
 # - external_replacement: Olmo2MLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: Olmo2ForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
+# - method_override: Olmo2ForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
 # - excluded: Olmo2ForSequenceClassification
-# - extra import: from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/olmo2/modular_olmo2.py.
@@ -45,10 +45,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNormForOlmo2
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -81,7 +82,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Olmo2RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForOlmo2 (imported, not copied)
 # Reason: Liger's fused RMSNorm with in_place=False (LigerRMSNormForOlmo2 is LigerRMSNorm with that default; same constructor and weight): its backward writes a fresh gradient, so a norm output added to the residual (post-norm layers) keeps the right gradient [post-norm layers: the in-place kernel would corrupt the residual's gradient (tests/test_in_place_norm_hazard.py). 'llama' casting, as Liger's OLMo-2 patch: upstream scales by the weight in fp32 before casting back]
-# Patch source: models/common/liger_kernels.py:38 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:39 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Olmo2RMSNorm = LigerRMSNormForOlmo2
 
@@ -180,7 +181,7 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:29)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:30)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -371,7 +372,7 @@ class Olmo2Attention(nn.Module):
 # [PATCHED CLASS] Olmo2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:28)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:29)
 # ==============================================================================
 Olmo2MLP = LigerSwiGLUMLP
 
@@ -514,8 +515,8 @@ class Olmo2Model(Olmo2PreTrainedModel):
 # [MODIFIED CLASS] Olmo2ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:35 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:30)
+#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few
+#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:31)
 # ==============================================================================
 @auto_docstring
 class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):
@@ -553,9 +554,9 @@ class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-            never materialised) and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -580,7 +581,7 @@ class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None and shift_labels is None:
             logits = self.lm_head(hidden_states)
-        else:
+        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -596,6 +597,15 @@ class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):
                 if torch.is_tensor(num_items_in_batch):
                     num_items_in_batch = num_items_in_batch.to(loss.device)
                 loss = loss / num_items_in_batch
+        else:
+            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+            loss = self.loss_function(
+                logits=self.lm_head(hidden_states),
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
         return CausalLMOutputWithPast(
             loss=loss,

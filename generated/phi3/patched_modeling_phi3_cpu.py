@@ -42,6 +42,7 @@ from collections.abc import Callable
 
 import torch
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -75,7 +76,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Phi3MLP
 # Reason: pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's constructor and keys [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/torch_kernels.py:114 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:113 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Phi3MLP(nn.Module):
     """SwiGLU whose gate and up projections are one `gate_up_proj` (gate rows first), as Phi-3 stores them.
@@ -205,7 +206,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:158
+# Patch source: models/common/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -217,7 +218,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -403,7 +404,7 @@ class Phi3Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Phi3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:40
+# Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -414,7 +415,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Phi3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Phi3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -574,8 +575,8 @@ class Phi3Model(Phi3PreTrainedModel):
 # [MODIFIED CLASS] Phi3ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: loss from hidden states and lm_head weight in plain torch: the GPU file's forward, Liger's kernel swapped
-#   Patch source: models/common/fused_loss.py:35 (patch set torch_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_cpu_patch_gen_config.py:20)
+#   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
+#   Patch source: models/common/fused_loss.py:41 (patch set torch_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
@@ -613,9 +614,9 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-            never materialised) and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -640,7 +641,7 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None and shift_labels is None:
             logits = self.lm_head(hidden_states)
-        else:
+        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -656,6 +657,15 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
                 if torch.is_tensor(num_items_in_batch):
                     num_items_in_batch = num_items_in_batch.to(loss.device)
                 loss = loss / num_items_in_batch
+        else:
+            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+            loss = self.loss_function(
+                logits=self.lm_head(hidden_states),
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
         return CausalLMOutputWithPast(
             loss=loss,

@@ -12,10 +12,10 @@
 # - external_replacement: Phi3RMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: Phi3MLP [patch set liger_fused_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: Phi3ForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
+# - method_override: Phi3ForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
 # - excluded: Phi3ForSequenceClassification
 # - excluded: Phi3ForTokenClassification
-# - extra import: from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/phi3/modular_phi3.py.
@@ -41,10 +41,11 @@
 from collections.abc import Callable
 
 import torch
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerPhi3SwiGLUMLP
+from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -79,7 +80,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Phi3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerPhi3SwiGLUMLP (imported, not copied)
 # Reason: Liger's SwiGLU on a fused gate_up_proj (gate first, then up) and down_proj: the keys of Phi-3's MLP kept, one kernel for silu(gate) * up [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/liger_kernels.py:69 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:70 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Phi3MLP = LigerPhi3SwiGLUMLP
 
@@ -191,7 +192,7 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:23)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -371,7 +372,7 @@ class Phi3Attention(nn.Module):
 # [PATCHED CLASS] Phi3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [pre-norm layers: the in-place kernel is safe]
-# Patch source: models/common/liger_kernels.py:22 (patch set liger_rms_norm.rms_norm, applied at models/phi3/phi3_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Phi3RMSNorm = LigerRMSNorm
 
@@ -517,8 +518,8 @@ class Phi3Model(Phi3PreTrainedModel):
 # [MODIFIED CLASS] Phi3ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:35 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:23)
+#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few
+#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
@@ -556,9 +557,9 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-            never materialised) and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -583,7 +584,7 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None and shift_labels is None:
             logits = self.lm_head(hidden_states)
-        else:
+        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -599,6 +600,15 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
                 if torch.is_tensor(num_items_in_batch):
                     num_items_in_batch = num_items_in_batch.to(loss.device)
                 loss = loss / num_items_in_batch
+        else:
+            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+            loss = self.loss_function(
+                logits=self.lm_head(hidden_states),
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
         return CausalLMOutputWithPast(
             loss=loss,

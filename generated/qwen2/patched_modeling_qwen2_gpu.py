@@ -12,10 +12,10 @@
 # - external_replacement: Qwen2RMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: Qwen2MLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: Qwen2ForCausalLM.forward [patch set liger_fused_linear_cross_entropy.causal_lm]
+# - method_override: Qwen2ForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
 # - excluded: Qwen2ForTokenClassification
 # - excluded: Qwen2ForQuestionAnswering
-# - extra import: from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2/modular_qwen2.py.
@@ -26,10 +26,11 @@
 from collections.abc import Callable
 
 import torch
-from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -66,7 +67,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Qwen2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
 # ==============================================================================
 Qwen2MLP = LigerSwiGLUMLP
 
@@ -136,7 +137,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:24)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -346,7 +347,7 @@ class Qwen2Attention(nn.Module):
 # [PATCHED CLASS] Qwen2RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it)
-# Patch source: models/common/liger_kernels.py:22 (patch set liger_rms_norm.rms_norm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:20)
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen2RMSNorm = LigerRMSNorm
 
@@ -502,8 +503,8 @@ class Qwen2Model(Qwen2PreTrainedModel):
 # [MODIFIED CLASS] Qwen2ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised
-#   Patch source: models/common/fused_loss.py:35 (patch set liger_fused_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
+#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few
+#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:25)
 # ==============================================================================
 @auto_docstring
 class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
@@ -541,9 +542,9 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-            of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-            never materialised) and the output's `logits` is `None`.
+            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -568,7 +569,7 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None and shift_labels is None:
             logits = self.lm_head(hidden_states)
-        else:
+        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
                 shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -584,6 +585,15 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 if torch.is_tensor(num_items_in_batch):
                     num_items_in_batch = num_items_in_batch.to(loss.device)
                 loss = loss / num_items_in_batch
+        else:
+            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+            loss = self.loss_function(
+                logits=self.lm_head(hidden_states),
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
         return CausalLMOutputWithPast(
             loss=loss,

@@ -10,7 +10,7 @@
 # - init_modification: Qwen3MoeAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3MoeAttention.forward [patch set ulysses_attention.attention]
 # - class_replacement: Qwen3MoeRMSNorm [patch set torch_rms_norm.rms_norm]
-# - class_replacement: Qwen3MoeExperts [patch set torch_experts.experts]
+# - method_override: Qwen3MoePreTrainedModel.get_correct_experts_implementation [patch set torch_experts.pretrained_model]
 # - class_replacement: Qwen3MoeMLP [patch set torch_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
 # - excluded: Qwen3MoeForTokenClassification
@@ -55,9 +55,11 @@ from patchgen.runtime.sequence_parallel import (
 from torch import nn
 
 from transformers import initialization as init
+from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
-from transformers.integrations import use_kernelized_func
+from transformers.integrations import use_experts_implementation, use_kernelized_func
+from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_layers import (
@@ -84,8 +86,8 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] _rotate_half
-# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:158
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
+# Patch source: models/common/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -97,7 +99,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:166 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -350,7 +352,7 @@ class Qwen3MoeAttention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense MLP of mlp_only_layers]
-# Patch source: models/common/torch_kernels.py:90 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
 # ==============================================================================
 class Qwen3MoeMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -373,18 +375,9 @@ class Qwen3MoeMLP(nn.Module):
         return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
-# ==============================================================================
-# [PATCHED CLASS] Qwen3MoeExperts
-# Reason: experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); replaces the use_experts_implementation decorator dispatch
-# Patch source: models/common/torch_kernels.py:183 (patch set torch_experts.experts, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
-# ==============================================================================
+@use_experts_implementation
 class Qwen3MoeExperts(nn.Module):
-    """Fused MoE experts: `gate_up_proj` [experts, 2 * inter, hidden] and `down_proj` [experts, hidden, inter].
-
-    The parameters are upstream's (same names and shapes, so checkpoints load unchanged). The forward
-    sorts the (token, expert) pairs by expert and runs each expert once on its rows, as the fused kernel
-    does, instead of masking the whole batch per expert.
-    """
+    """Collection of expert weights stored as 3D tensors."""
 
     def __init__(self, config):
         super().__init__()
@@ -393,31 +386,33 @@ class Qwen3MoeExperts(nn.Module):
         self.intermediate_dim = config.moe_intermediate_size
         self.gate_up_proj = nn.Parameter(torch.empty(self.num_experts, 2 * self.intermediate_dim, self.hidden_dim))
         self.down_proj = nn.Parameter(torch.empty(self.num_experts, self.hidden_dim, self.intermediate_dim))
-        if config.hidden_act not in ("silu", "swish"):
-            raise ValueError(f"the fused experts support only silu/swish, not {config.hidden_act!r}")
+        self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(
-        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        top_k_index: torch.Tensor,
+        top_k_weights: torch.Tensor,
     ) -> torch.Tensor:
-        tokens = hidden_states.reshape(-1, self.hidden_dim)
-        experts = top_k_index.reshape(-1)
-        weights = top_k_weights.reshape(-1)
-        # an index equal to num_experts marks a slot routed elsewhere (expert parallelism): skip it
-        routed = (experts < self.num_experts).nonzero().squeeze(-1)
-        order = routed[torch.argsort(experts[routed], stable=True)]
-        token_of = order // top_k_index.shape[-1]
-        counts = torch.bincount(experts[order], minlength=self.num_experts).tolist()
-        outputs = []
-        for expert, rows in enumerate(torch.split(tokens[token_of], counts)):
-            if rows.shape[0] == 0:
+        final_hidden_states = torch.zeros_like(hidden_states)
+        with torch.no_grad():
+            expert_mask = torch.nn.functional.one_hot(top_k_index, num_classes=self.num_experts)
+            expert_mask = expert_mask.permute(2, 1, 0)
+            expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()
+
+        for expert_idx in expert_hit:
+            expert_idx = expert_idx[0]
+            if expert_idx == self.num_experts:
                 continue
-            gate, up = nn.functional.linear(rows, self.gate_up_proj[expert]).chunk(2, dim=-1)
-            outputs.append(nn.functional.linear(nn.functional.silu(gate) * up, self.down_proj[expert]))
-        out = torch.zeros_like(tokens)
-        if outputs:
-            contributions = torch.cat(outputs) * weights[order, None]
-            out.index_add_(0, token_of, contributions.to(out.dtype))
-        return out.view(hidden_states.shape)
+            top_k_pos, token_idx = torch.where(expert_mask[expert_idx])
+            current_state = hidden_states[token_idx]
+            gate, up = nn.functional.linear(current_state, self.gate_up_proj[expert_idx]).chunk(2, dim=-1)
+            current_hidden_states = self.act_fn(gate) * up
+            current_hidden_states = nn.functional.linear(current_hidden_states, self.down_proj[expert_idx])
+            current_hidden_states = current_hidden_states * top_k_weights[token_idx, top_k_pos, None]
+            final_hidden_states.index_add_(0, token_idx, current_hidden_states.to(final_hidden_states.dtype))
+
+        return final_hidden_states
 
 
 class Qwen3MoeTopKRouter(nn.Module):
@@ -457,8 +452,8 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:40
+# Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -469,7 +464,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/torch_kernels.py:49 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:16)
+# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -534,6 +529,88 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
+# ==============================================================================
+# [ADDED] registered_experts_implementation
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18) (via helper torch_fused_moe)
+# Patch source: models/common/moe_experts.py:32
+# ==============================================================================
+def registered_experts_implementation(experts_forward):
+    """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
+
+    transformers accepts in `set_experts_implementation(name)` / `from_pretrained(..., experts_implementation=name)`
+    only registered names, and upstream's experts forward looks the function up by that name.
+    """
+    ALL_EXPERTS_FUNCTIONS.register(experts_forward.__name__, experts_forward)
+    return experts_forward
+
+
+# ==============================================================================
+# [ADDED] torch_fused_moe
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/moe_experts.py:43
+# ==============================================================================
+@registered_experts_implementation
+def torch_fused_moe(
+    self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """What Liger's fused MoE kernel computes, in plain torch: rows sorted by expert, one matmul pair per expert.
+
+    The (token, slot) pairs are sorted by expert; each expert multiplies its contiguous rows by its
+    gate/up and down weights; then every token sums its slots weighted by the router (Liger's
+    aggregation step). The per-expert matmuls are transformers' `grouped_mm_fallback` operator (a loop
+    of `torch.mm` that torch.compile and torch.export see as one opaque op, registered when
+    `transformers.integrations.moe` is imported), and no shape here depends on the routing, so the
+    forward compiles with `fullgraph=True` and exports.
+    """
+    num_top_k = top_k_index.shape[-1]
+    experts = top_k_index.reshape(-1)
+    # an index equal to num_experts marks a slot routed elsewhere (expert parallelism): it sorts last, past
+    # every group end, and is masked out below
+    _, order = torch.sort(experts)
+    # bincount with a fixed length (torch.bincount's length depends on the data, which compile must guard on)
+    counts = torch.zeros(self.num_experts + 1, dtype=torch.int64, device=experts.device)
+    counts.scatter_add_(0, experts, torch.ones_like(experts))
+    group_ends = counts[: self.num_experts].cumsum(0)
+    grouped_mm = torch.ops.transformers.grouped_mm_fallback
+    rows = hidden_states[order // num_top_k]
+    gate, up = grouped_mm(rows, self.gate_up_proj.transpose(1, 2), group_ends).chunk(2, dim=-1)
+    expert_outputs = grouped_mm(nn.functional.silu(gate) * up, self.down_proj.transpose(1, 2), group_ends)
+    # back to (token, slot) order through the inverse permutation
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    per_slot = expert_outputs[inverse].view(*top_k_index.shape, -1)
+    routed = (top_k_index < self.num_experts).unsqueeze(-1)
+    weighted = torch.where(routed, per_slot * top_k_weights.unsqueeze(-1), 0.0)
+    return weighted.sum(dim=-2).to(hidden_states.dtype)
+
+
+# ==============================================================================
+# [ADDED] fused_unless_requested
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# Patch source: models/common/moe_experts.py:97
+# ==============================================================================
+def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
+    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
+
+    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
+    one for another activation is refused.
+    """
+    chosen = fused.__name__ if requested_experts is None else requested_experts
+    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
+        raise ValueError(
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
+        )
+    return chosen
+
+
+# ==============================================================================
+# [MODIFIED CLASS] Qwen3MoePreTrainedModel
+# Methods patched: get_correct_experts_implementation
+# - get_correct_experts_implementation (method_override)
+#   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
+#   Patch source: models/common/moe_experts.py:117 (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):
     config: Qwen3MoeConfig
@@ -562,6 +639,12 @@ class Qwen3MoePreTrainedModel(PreTrainedModel):
             init.normal_(module.down_proj, mean=0.0, std=std)
         elif isinstance(module, Qwen3MoeTopKRouter):
             init.normal_(module.weight, mean=0.0, std=std)
+
+    # [ADDED METHOD] Qwen3MoePreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
+    def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
+        """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
+        chosen = fused_unless_requested(self.config, requested_experts, torch_fused_moe)
+        return PreTrainedModel.get_correct_experts_implementation(self, chosen)
 
 
 class Qwen3MoeRotaryEmbedding(nn.Module):

@@ -10,7 +10,7 @@
 # - init_modification: Qwen3MoeAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3MoeAttention.forward [patch set ulysses_attention.attention]
 # - external_replacement: Qwen3MoeRMSNorm [patch set liger_rms_norm.rms_norm]
-# - external_replacement: Qwen3MoeExperts [patch set liger_experts.experts]
+# - method_override: Qwen3MoePreTrainedModel.get_correct_experts_implementation [patch set liger_experts.pretrained_model]
 # - external_replacement: Qwen3MoeMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
 # - excluded: Qwen3MoeForTokenClassification
@@ -58,9 +58,11 @@ from patchgen.runtime.sequence_parallel import (
 from torch import nn
 
 from transformers import initialization as init
+from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
-from transformers.integrations import use_kernelized_func
+from transformers.integrations import use_experts_implementation, use_kernelized_func
+from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_layers import (
@@ -89,7 +91,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:91 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:25)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -336,18 +338,49 @@ class Qwen3MoeAttention(nn.Module):
 # [PATCHED CLASS] Qwen3MoeMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense MLP of mlp_only_layers; Liger's own patch leaves it]
-# Patch source: models/common/liger_kernels.py:58 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
 # ==============================================================================
 Qwen3MoeMLP = LigerSwiGLUMLP
 
 
-# ==============================================================================
-# [PATCHED CLASS] Qwen3MoeExperts
-# Replaced by: liger_kernel.transformers.swiglu.LigerExperts (imported, not copied)
-# Reason: Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces the use_experts_implementation decorator dispatch, so set_experts_implementation() no longer applies
-# Patch source: models/common/liger_kernels.py:99 (patch set liger_experts.experts, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
-# ==============================================================================
-Qwen3MoeExperts = LigerExperts
+@use_experts_implementation
+class Qwen3MoeExperts(nn.Module):
+    """Collection of expert weights stored as 3D tensors."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.num_experts = config.num_experts
+        self.hidden_dim = config.hidden_size
+        self.intermediate_dim = config.moe_intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(self.num_experts, 2 * self.intermediate_dim, self.hidden_dim))
+        self.down_proj = nn.Parameter(torch.empty(self.num_experts, self.hidden_dim, self.intermediate_dim))
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        top_k_index: torch.Tensor,
+        top_k_weights: torch.Tensor,
+    ) -> torch.Tensor:
+        final_hidden_states = torch.zeros_like(hidden_states)
+        with torch.no_grad():
+            expert_mask = torch.nn.functional.one_hot(top_k_index, num_classes=self.num_experts)
+            expert_mask = expert_mask.permute(2, 1, 0)
+            expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()
+
+        for expert_idx in expert_hit:
+            expert_idx = expert_idx[0]
+            if expert_idx == self.num_experts:
+                continue
+            top_k_pos, token_idx = torch.where(expert_mask[expert_idx])
+            current_state = hidden_states[token_idx]
+            gate, up = nn.functional.linear(current_state, self.gate_up_proj[expert_idx]).chunk(2, dim=-1)
+            current_hidden_states = self.act_fn(gate) * up
+            current_hidden_states = nn.functional.linear(current_hidden_states, self.down_proj[expert_idx])
+            current_hidden_states = current_hidden_states * top_k_weights[token_idx, top_k_pos, None]
+            final_hidden_states.index_add_(0, token_idx, current_hidden_states.to(final_hidden_states.dtype))
+
+        return final_hidden_states
 
 
 class Qwen3MoeTopKRouter(nn.Module):
@@ -389,7 +422,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/liger_kernels.py:22 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:21)
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeRMSNorm = LigerRMSNorm
 
@@ -440,6 +473,73 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
+# ==============================================================================
+# [ADDED] registered_experts_implementation
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper liger_fused_moe)
+# Patch source: models/common/moe_experts.py:32
+# ==============================================================================
+def registered_experts_implementation(experts_forward):
+    """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
+
+    transformers accepts in `set_experts_implementation(name)` / `from_pretrained(..., experts_implementation=name)`
+    only registered names, and upstream's experts forward looks the function up by that name.
+    """
+    ALL_EXPERTS_FUNCTIONS.register(experts_forward.__name__, experts_forward)
+    return experts_forward
+
+
+# ==============================================================================
+# [ADDED] liger_fused_moe
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/moe_experts.py:78
+# ==============================================================================
+@registered_experts_implementation
+def liger_fused_moe(
+    self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """Liger's fused MoE kernel (`LigerExperts.forward`) on upstream's experts module.
+
+    `LigerExperts.forward` reads only `hidden_dim`, `gate_up_proj` and `down_proj`, which upstream's
+    experts class has with the same names and shapes. The kernel cannot be traced: it sizes its tile
+    buffers from a data-dependent `.item()` (liger_kernel/ops/fused_moe.py, `compute_routing_metadata`),
+    so under torch.compile / torch.export this refuses with one line instead of failing inside dynamo.
+    """
+    if torch.compiler.is_compiling():
+        raise RuntimeError(
+            "Liger's fused MoE kernel ('liger_fused_moe') cannot be traced by torch.compile(fullgraph=True) or "
+            "torch.export (it sizes its buffers with a data-dependent .item()); call "
+            "model.set_experts_implementation('grouped_mm') before compiling or exporting"
+        )
+    return LigerExperts.forward(self, hidden_states, top_k_index, top_k_weights)
+
+
+# ==============================================================================
+# [ADDED] fused_unless_requested
+# Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# Patch source: models/common/moe_experts.py:97
+# ==============================================================================
+def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
+    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
+
+    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
+    one for another activation is refused.
+    """
+    chosen = fused.__name__ if requested_experts is None else requested_experts
+    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
+        raise ValueError(
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
+        )
+    return chosen
+
+
+# ==============================================================================
+# [MODIFIED CLASS] Qwen3MoePreTrainedModel
+# Methods patched: get_correct_experts_implementation
+# - get_correct_experts_implementation (method_override)
+#   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
+#   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):
     config: Qwen3MoeConfig
@@ -468,6 +568,12 @@ class Qwen3MoePreTrainedModel(PreTrainedModel):
             init.normal_(module.down_proj, mean=0.0, std=std)
         elif isinstance(module, Qwen3MoeTopKRouter):
             init.normal_(module.weight, mean=0.0, std=std)
+
+    # [ADDED METHOD] Qwen3MoePreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
+    def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
+        """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
+        chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
+        return PreTrainedModel.get_correct_experts_implementation(self, chosen)
 
 
 class Qwen3MoeRotaryEmbedding(nn.Module):

@@ -1,19 +1,24 @@
-"""The causal-LM forward whose loss never materialises the `[tokens, vocab]` logits, for every Llama-style model.
+"""The causal-LM forward whose loss never materialises the `[tokens, vocab]` logits when they are many.
 
-`linear_cross_entropy_forward` is a method override for `...ForCausalLM.forward`. Its loss is
-`linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set that applies the
-forward binds in the generated file (`models/common/training_sets.py`):
+`linear_cross_entropy_forward` is a method override for `...ForCausalLM.forward`, for every Llama-style
+model. With labels, each call picks its loss by size (`use_fused_linear_cross_entropy`, in
+`patchgen/runtime/losses.py`, where the threshold and its measured source are):
 
-- GPU files: Liger's fused linear cross-entropy (`liger_fused_linear_cross_entropy`), which computes the
-  loss and its gradient chunk by chunk and never builds the logits;
-- CPU files: `patchgen.runtime.losses.torch_linear_cross_entropy`, the same interface in plain torch,
-  so CPU tests run the exact code of the GPU forward.
+- many logits (tokens x vocab at or above `FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS`):
+  `linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set that applies the
+  forward binds in the generated file (`models/common/training_sets.py`, `cce_kernels.py`): a fused kernel
+  in GPU files (chunked torch, Liger's or Apple's Cut Cross-Entropy), which never holds the logits;
+  `patchgen.runtime.losses.torch_linear_cross_entropy` in CPU files, the same interface in plain torch,
+  so CPU tests run the exact code of the GPU forward;
+- few logits, or an `lm_head` sharded by tensor parallelism (a DTensor weight): upstream's `lm_head` and
+  `self.loss_function`, which are faster there (a fused kernel's chunks are small matmuls) and keep the
+  tensor-parallel hooks of `lm_head` working.
 
-With labels the output carries the loss and `logits=None`; without labels the forward is upstream's
+Either way the output carries the loss and `logits=None`; without labels the forward is upstream's
 (generation keeps working). `labels` keep their upstream meaning (shifted inside, `-100` ignored), as
 do `num_items_in_batch` (sum of the per-token losses divided by it, else the mean) and
-`logits_to_keep` (the loss covers the kept positions). Labels already shifted can be passed as
-`shift_labels`, as `patchgen.runtime.shard_batch` does for sequence parallelism.
+`logits_to_keep` (an int or a 1-D index tensor: the loss covers the kept positions). Labels already
+shifted can be passed as `shift_labels`, as `patchgen.runtime.shard_batch` does for sequence parallelism.
 """
 
 from typing import TYPE_CHECKING
@@ -25,11 +30,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
+from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_parallel import check_sequence_parallel_inputs
 
 
-if TYPE_CHECKING:  # bound in the generated file by the patch set: Liger's kernel (GPU) or its torch twin (CPU)
-    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as linear_cross_entropy
+if TYPE_CHECKING:  # bound in the generated file by the patch set: a fused kernel (GPU) or its torch twin (CPU)
+    from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
 
 
 def linear_cross_entropy_forward(
@@ -49,9 +55,9 @@ def linear_cross_entropy_forward(
         Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
         config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
         (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-        With labels (or labels already shifted, passed as `shift_labels`), the loss is `linear_cross_entropy`
-        of the last hidden states and the `lm_head` weight (Liger's fused kernel in GPU files: the logits are
-        never materialised) and the output's `logits` is `None`.
+        With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+        the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
+        (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
     """
     shift_labels = kwargs.pop("shift_labels", None)
     # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -76,7 +82,7 @@ def linear_cross_entropy_forward(
     loss = logits = None
     if labels is None and shift_labels is None:
         logits = self.lm_head(hidden_states)
-    else:
+    elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
         if shift_labels is None:
             # token t predicts token t + 1; the last position has nothing to predict
             shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
@@ -92,6 +98,15 @@ def linear_cross_entropy_forward(
             if torch.is_tensor(num_items_in_batch):
                 num_items_in_batch = num_items_in_batch.to(loss.device)
             loss = loss / num_items_in_batch
+    else:
+        # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+        loss = self.loss_function(
+            logits=self.lm_head(hidden_states),
+            labels=labels,
+            vocab_size=self.config.vocab_size,
+            shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+            **kwargs,
+        )
 
     return CausalLMOutputWithPast(
         loss=loss,

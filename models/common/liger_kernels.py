@@ -6,10 +6,11 @@ copied; the generated file imports it). Their pure-torch twins, with the same ro
 models is listed in the README ("Differences from Liger's monkey patches").
 
 Model-specific variants are separate sets: `LIGER_GEMMA_RMS_NORM` (offset 1, 'gemma' casting,
-zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_EXPERTS` for fused MoE experts,
-`LIGER_FUSED_SWIGLU_MLP` for a fused `gate_up_proj` (Phi-3), and `LIGER_RMS_NORM_OUT_OF_PLACE` for
-layouts that add a norm's output to the residual (OLMo-2): `LIGER_RMS_NORM` (in place) is only safe
-where each norm's output feeds a projection (pre-norm layouts: Llama, Qwen, Mistral, Phi-3).
+zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_FUSED_SWIGLU_MLP` for a fused
+`gate_up_proj` (Phi-3), and `LIGER_RMS_NORM_OUT_OF_PLACE` for layouts that add a norm's output to
+the residual (OLMo-2): `LIGER_RMS_NORM` (in place) is only safe where each norm's output feeds a
+projection (pre-norm layouts: Llama, Qwen, Mistral, Phi-3). Fused MoE experts:
+`models/common/moe_experts.py`.
 """
 
 from patchgen.patch_sets import PatchSet
@@ -93,15 +94,4 @@ LIGER_ROPE.external(
     "liger_kernel.transformers.rope",
     "liger_rotary_pos_emb",
     description="Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)",
-)
-
-LIGER_EXPERTS = PatchSet("liger_experts", "Liger's fused MoE experts")
-LIGER_EXPERTS.external(
-    "experts",
-    "liger_kernel.transformers.swiglu",
-    "LigerExperts",
-    description=(
-        "Liger's fused MoE experts (LigerFusedMoEFunction): same gate_up_proj/down_proj parameters; replaces "
-        "the @use_experts_implementation dispatch, so set_experts_implementation() no longer applies"
-    ),
 )

@@ -7,11 +7,11 @@ tests exercise the GPU file's structure and prove it equal to stock HF.
 
 Model-specific variants are separate sets, never flags that change behaviour silently:
 `TORCH_GEMMA_RMS_NORM` (`(1 + weight)` scaling, fp32 throughout) and `TORCH_GEGLU_MLP` (tanh GELU)
-for Gemma; `TORCH_EXPERTS` for fused MoE experts; `TORCH_FUSED_SWIGLU_MLP` for a fused
-`gate_up_proj` (Phi-3). `TORCH_RMS_NORM` stands in for both Liger RMSNorm sets, the in-place one and
-`LIGER_RMS_NORM_OUT_OF_PLACE`: plain torch autograd never writes a gradient in place, so a CPU run
-cannot show the in-place hazard (`tests/test_in_place_norm_hazard.py` reproduces it with an in-place
-twin).
+for Gemma; `TORCH_FUSED_SWIGLU_MLP` for a fused `gate_up_proj` (Phi-3). The fused MoE experts sets are
+in `models/common/moe_experts.py`. `TORCH_RMS_NORM` stands in for both Liger RMSNorm sets, the
+in-place one and `LIGER_RMS_NORM_OUT_OF_PLACE`: plain torch autograd never writes a gradient in
+place, so a CPU run cannot show the in-place hazard (`tests/test_in_place_norm_hazard.py`
+reproduces it with an in-place twin).
 """
 
 import torch
@@ -34,7 +34,6 @@ TORCH_FUSED_SWIGLU_MLP.requires_attributes(
 )
 TORCH_GEGLU_MLP = PatchSet("torch_geglu_mlp", "pure-torch GeGLU MLP with LigerGEGLUMLP's structure")
 TORCH_ROPE = PatchSet("torch_rope", "rope computed in fp32, the precision of Liger's rope kernel")
-TORCH_EXPERTS = PatchSet("torch_experts", "MoE experts grouped by expert, LigerExperts' structure in plain torch")
 
 
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -171,52 +170,3 @@ def torch_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     q_embed = (q32 * cos) + (_rotate_half(q32) * sin)
     k_embed = (k32 * cos) + (_rotate_half(k32) * sin)
     return q_embed.to(q.dtype), k_embed.to(k.dtype)
-
-
-@TORCH_EXPERTS.replace_class(
-    "experts",
-    description=(
-        "experts grouped by expert, one matmul pair per expert (LigerExperts' structure in plain torch); "
-        "replaces the @use_experts_implementation dispatch"
-    ),
-)
-class TorchGroupedExperts(nn.Module):
-    """Fused MoE experts: `gate_up_proj` [experts, 2 * inter, hidden] and `down_proj` [experts, hidden, inter].
-
-    The parameters are upstream's (same names and shapes, so checkpoints load unchanged). The forward
-    sorts the (token, expert) pairs by expert and runs each expert once on its rows, as the fused kernel
-    does, instead of masking the whole batch per expert.
-    """
-
-    def __init__(self, config):
-        super().__init__()
-        self.num_experts = config.num_experts
-        self.hidden_dim = config.hidden_size
-        self.intermediate_dim = config.moe_intermediate_size
-        self.gate_up_proj = nn.Parameter(torch.empty(self.num_experts, 2 * self.intermediate_dim, self.hidden_dim))
-        self.down_proj = nn.Parameter(torch.empty(self.num_experts, self.hidden_dim, self.intermediate_dim))
-        if config.hidden_act not in ("silu", "swish"):
-            raise ValueError(f"the fused experts support only silu/swish, not {config.hidden_act!r}")
-
-    def forward(
-        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
-    ) -> torch.Tensor:
-        tokens = hidden_states.reshape(-1, self.hidden_dim)
-        experts = top_k_index.reshape(-1)
-        weights = top_k_weights.reshape(-1)
-        # an index equal to num_experts marks a slot routed elsewhere (expert parallelism): skip it
-        routed = (experts < self.num_experts).nonzero().squeeze(-1)
-        order = routed[torch.argsort(experts[routed], stable=True)]
-        token_of = order // top_k_index.shape[-1]
-        counts = torch.bincount(experts[order], minlength=self.num_experts).tolist()
-        outputs = []
-        for expert, rows in enumerate(torch.split(tokens[token_of], counts)):
-            if rows.shape[0] == 0:
-                continue
-            gate, up = nn.functional.linear(rows, self.gate_up_proj[expert]).chunk(2, dim=-1)
-            outputs.append(nn.functional.linear(nn.functional.silu(gate) * up, self.down_proj[expert]))
-        out = torch.zeros_like(tokens)
-        if outputs:
-            contributions = torch.cat(outputs) * weights[order, None]
-            out.index_add_(0, token_of, contributions.to(out.dtype))
-        return out.view(hidden_states.shape)

@@ -4,8 +4,8 @@
 model); this module only names them as sets so a config maps them onto its upstream names:
 
     config.use(ULYSSES_ATTENTION, "LlamaAttention")
-    config.use(LIGER_FUSED_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")   # GPU files
-    config.use(TORCH_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")         # CPU files, same interface
+    config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")   # GPU files (or LIGER_..., cce_kernels.CCE_...)
+    config.use(TORCH_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")     # CPU files, same forward and interface
 """
 
 from models.common import fused_loss, ulysses_attention
@@ -20,24 +20,41 @@ ULYSSES_ATTENTION.override_method(
     "attention.forward", description="Ulysses sequence parallelism: all-to-alls around the attention call"
 )(ulysses_attention.ulysses_attention_forward)
 
-LIGER_FUSED_LINEAR_CROSS_ENTROPY = PatchSet(
-    "liger_fused_linear_cross_entropy", "loss from hidden states and lm_head weight, logits never materialised"
-)
-LIGER_FUSED_LINEAR_CROSS_ENTROPY.override_method(
-    "causal_lm.forward",
-    description="Liger fused linear cross-entropy: with labels the [tokens, vocab] logits are never materialised",
-)(fused_loss.linear_cross_entropy_forward)
-LIGER_FUSED_LINEAR_CROSS_ENTROPY.add_import(
-    "liger_kernel.transformers.functional", names=["liger_fused_linear_cross_entropy as linear_cross_entropy"]
-)
 
-TORCH_LINEAR_CROSS_ENTROPY = PatchSet(
-    "torch_linear_cross_entropy", "the fused-loss forward with a plain-torch loss (CPU stand-in)"
+def fused_loss_set(name: str, description: str, kernel_module: str, kernel: str, kernel_description: str) -> PatchSet:
+    """The fused-loss forward as a set, with `linear_cross_entropy` bound to `kernel` from `kernel_module`.
+
+    Every loss set applies the same forward (`fused_loss.linear_cross_entropy_forward`: the kernel for many
+    logits, upstream's loss for few); sets differ only in that binding, so a CPU file proves the GPU forward.
+    """
+    patch_set = PatchSet(name, description)
+    patch_set.override_method("causal_lm.forward", description=kernel_description)(
+        fused_loss.linear_cross_entropy_forward
+    )
+    patch_set.add_import(kernel_module, names=[f"{kernel} as linear_cross_entropy"])
+    return patch_set
+
+
+_BY_SIZE = "for many logits (tokens x vocab), upstream's logits and loss for few"
+CHUNKED_LINEAR_CROSS_ENTROPY = fused_loss_set(
+    "chunked_linear_cross_entropy",
+    "loss from hidden states and lm_head weight, logits materialised a chunk of rows at a time",
+    "patchgen.runtime.losses",
+    "chunked_linear_cross_entropy",
+    f"with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the "
+    f"forward) {_BY_SIZE}",
 )
-TORCH_LINEAR_CROSS_ENTROPY.override_method(
-    "causal_lm.forward",
-    description="loss from hidden states and lm_head weight in plain torch: the GPU file's forward, Liger's kernel swapped",
-)(fused_loss.linear_cross_entropy_forward)
-TORCH_LINEAR_CROSS_ENTROPY.add_import(
-    "patchgen.runtime.losses", names=["torch_linear_cross_entropy as linear_cross_entropy"]
+LIGER_FUSED_LINEAR_CROSS_ENTROPY = fused_loss_set(
+    "liger_fused_linear_cross_entropy",
+    "loss from hidden states and lm_head weight, logits never materialised (Liger's kernel)",
+    "liger_kernel.transformers.functional",
+    "liger_fused_linear_cross_entropy",
+    f"with labels, Liger's fused linear cross-entropy {_BY_SIZE}",
+)
+TORCH_LINEAR_CROSS_ENTROPY = fused_loss_set(
+    "torch_linear_cross_entropy",
+    "the fused-loss forward with a plain-torch loss (CPU stand-in)",
+    "patchgen.runtime.losses",
+    "torch_linear_cross_entropy",
+    f"the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), {_BY_SIZE}",
 )

@@ -1,10 +1,10 @@
-"""OLMo-2 for GPU training: the base plus Liger's out-of-place RMSNorm, SwiGLU MLP, rope and fused loss.
+"""OLMo-2 for GPU training: the base plus Liger's out-of-place RMSNorm, SwiGLU MLP and rope, and a size-switched loss.
 
 Generated file: generated/olmo2/patched_modeling_olmo2_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_RMS_NORM_OUT_OF_PLACE, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.training_sets import LIGER_FUSED_LINEAR_CROSS_ENTROPY
+from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -12,9 +12,10 @@ config = PatchConfig.extend(
     "models.olmo2.olmo2_base_patch_gen_config",
     target_file="patched_modeling_olmo2_gpu.py",
     description=(
-        "OLMo-2 with Liger RMSNorm (out of place), SwiGLU MLP, rope and fused linear cross-entropy, the kernels "
-        "Liger's apply_liger_kernel_to_olmo2 uses. No Liger kernel for attention (HF's attention interface), the "
-        "rotary embedding module or the token embedding. Not measured on a GPU yet"
+        "OLMo-2 with Liger RMSNorm (out of place), SwiGLU MLP and rope (the kernels Liger's apply_liger_kernel_to_olmo2 "
+        "uses), and a loss chosen by size (chunked linear cross-entropy for many logits, upstream's below), as the "
+        "Llama file. No kernel for attention (HF's attention interface), the rotary embedding module or the token "
+        "embedding. Not measured on a GPU yet"
     ),
 )
 config.use(
@@ -27,4 +28,4 @@ config.use(
 )
 config.use(LIGER_SWIGLU_MLP, "Olmo2MLP")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")
-config.use(LIGER_FUSED_LINEAR_CROSS_ENTROPY, "Olmo2ForCausalLM")
+config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "Olmo2ForCausalLM")

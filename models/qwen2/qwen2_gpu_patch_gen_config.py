@@ -1,10 +1,10 @@
-"""Qwen2 for GPU training: the base plus Liger's RMSNorm, SwiGLU MLP, rope and fused linear cross-entropy.
+"""Qwen2 for GPU training: the base plus Liger's RMSNorm, SwiGLU MLP and rope, and a size-switched fused loss.
 
 Generated file: generated/qwen2/patched_modeling_qwen2_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.training_sets import LIGER_FUSED_LINEAR_CROSS_ENTROPY
+from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -12,12 +12,14 @@ config = PatchConfig.extend(
     "models.qwen2.qwen2_base_patch_gen_config",
     target_file="patched_modeling_qwen2_gpu.py",
     description=(
-        "Qwen2 with Liger RMSNorm, SwiGLU MLP, rope and fused linear cross-entropy. No Liger kernel for attention "
-        "(HF's attention interface: sdpa or flash-attn by attn_implementation), the rotary embedding module or the "
-        "token embedding"
+        "Qwen2 with Liger RMSNorm, SwiGLU MLP and rope, and a loss chosen by size (chunked linear cross-entropy "
+        "for many logits, upstream's below). No kernel for attention (HF's attention interface: sdpa or "
+        "flash-attn by attn_implementation), the rotary embedding module or the token embedding"
     ),
 )
+# Not measured at Qwen2's own shapes: the choices of Llama (same ops, hidden >= 2048 in the sizes usually
+# trained). The loss is chosen per size at run time (patchgen.runtime.losses.use_fused_linear_cross_entropy).
 config.use(LIGER_RMS_NORM, "Qwen2RMSNorm")
 config.use(LIGER_SWIGLU_MLP, "Qwen2MLP")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")
-config.use(LIGER_FUSED_LINEAR_CROSS_ENTROPY, "Qwen2ForCausalLM")
+config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "Qwen2ForCausalLM")

@@ -5,7 +5,8 @@ shared fused-loss forward does not compute, so upstream's forward (and loss) is 
 Generated file: generated/qwen3_moe/patched_modeling_qwen3_moe_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_EXPERTS, LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.moe_experts import LIGER_EXPERTS
 from patchgen import PatchConfig
 
 
@@ -19,6 +20,6 @@ config = PatchConfig.extend(
     ),
 )
 config.use(LIGER_RMS_NORM, "Qwen3MoeRMSNorm", note="Qwen3MoeAttention builds q_norm/k_norm with it too")
-config.use(LIGER_EXPERTS, "Qwen3MoeExperts")
+config.use(LIGER_EXPERTS, "Qwen3MoePreTrainedModel", note="Qwen3MoeExperts keeps upstream's dispatch")
 config.use(LIGER_SWIGLU_MLP, "Qwen3MoeMLP", note="the dense MLP of mlp_only_layers; Liger's own patch leaves it")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")

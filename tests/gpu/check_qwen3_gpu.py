@@ -1,16 +1,19 @@
-"""One-shot GPU check of generated/qwen3/patched_modeling_qwen3_gpu.py (Liger kernels + fused linear cross-entropy).
+"""One-shot GPU check of generated/qwen3/patched_modeling_qwen3_gpu.py: torch.compile'd RMSNorm and MLP, Liger's rope,
+and the single fused-loss forward (upstream's loss for few logits, a fused kernel for many).
 
     python3 tests/gpu/check_qwen3_gpu.py            # from the repo root, on a machine with one CUDA GPU
 
-Needs torch, transformers==5.17.0, triton and liger-kernel==0.8.5; nothing else from this repo is installed
-(the repo root is put on sys.path for `generated/` and `patchgen.runtime`).
+Needs torch, transformers==5.17.0, triton and liger-kernel==0.8.5 (cut-cross-entropy==25.1.1 for its row);
+nothing else from this repo is installed (the repo root is put on sys.path for `generated/` and `patchgen`).
 
-1. Equivalence with stock HF Qwen3, same weights: logits without labels, the loss with labels (Liger's fused
-   linear cross-entropy vs HF's cross-entropy on materialised logits) and every parameter gradient. In fp32
-   directly; in bf16 as error against stock fp32, compared with stock's own bf16 error. Tolerances are
-   printed with each result.
-2. Peak GPU memory and time of one training step (forward + backward) with the fused loss (generated file)
-   and without it (stock HF, `[tokens, vocab]` logits materialised), at Qwen3's real vocabulary size.
+1. Equivalence with stock HF Qwen3, same weights: logits without labels, then the loss and every parameter
+   gradient with labels, once per loss path of the forward: upstream's (threshold above the call's logits)
+   and the fused one with each kernel a loss set can bind (chunked torch: the file's own; Liger's; Cut
+   Cross-Entropy's when installed). In fp32 directly; in bf16 as error against stock fp32, compared with
+   stock's own bf16 error. Tolerances are printed with each result.
+2. Peak GPU memory and time of one training step (forward + backward) of the generated file at its default
+   threshold (8192 tokens: the fused kernel) and of stock HF (`[tokens, vocab]` logits materialised), at
+   Qwen3's real vocabulary size.
 3. examples/train_qwen3.py for a few steps on this GPU (one process, nccl, bf16 FSDP2).
 
 Exit status 1 when a check fails; every number is printed either way.
@@ -18,6 +21,7 @@ Exit status 1 when a check fails; every number is printed either way.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -33,11 +37,15 @@ from transformers import Qwen3Config  # noqa: E402
 from transformers.models.qwen3 import modeling_qwen3 as stock  # noqa: E402
 
 import generated.qwen3.patched_modeling_qwen3_gpu as gpu_file  # noqa: E402
+from patchgen.runtime import losses  # noqa: E402
 
 
 # fp32: generated vs stock directly; the kernels reorder sums (fused RMSNorm, chunked cross-entropy), so a
 # little above torch's fp32 defaults. Gradients: atol = GRAD_ATOL_RELATIVE x the largest |entry| of the gradient.
 FP32_RTOL, FP32_ATOL, FP32_GRAD_RTOL, FP32_GRAD_ATOL_RELATIVE = 1e-4, 1e-4, 1e-3, 1e-3
+# Cut Cross-Entropy's backward multiplies fp32 in TF32 (Triton's default for tl.dot; 10 mantissa bits, ~5e-4
+# relative per product): its fp32 gradients get the harness's TF32 tolerance (tests/equivalence/cases.py).
+FP32_TF32_PATHS, TF32_RTOL, TF32_ATOL_RELATIVE = {"cce"}, 5e-3, 5e-3
 # bf16: both models are compared with stock in fp32. bf16 keeps 8 mantissa bits and the fused kernels round
 # at other points than eager torch, so the generated file passes when its error is at most BF16_FACTOR x the
 # error of stock HF run in bf16, plus BF16_FLOOR x the largest |entry| of the fp32 value.
@@ -104,15 +112,39 @@ def build_pair(dtype: torch.dtype, config_kwargs: dict, attn_implementation: str
     return reference.to(dtype).train(), generated.to(dtype).train()
 
 
-def run(model, input_ids, labels) -> dict:
-    """Logits without labels, then loss, logits and every parameter gradient of one step with labels."""
-    with torch.no_grad():
-        logits = model(input_ids=input_ids).logits
-    model.zero_grad(set_to_none=True)
-    output = model(input_ids=input_ids, labels=labels)
-    output.loss.backward()
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
+def loss_kernels() -> dict:
+    """The kernels a loss set can bind to `linear_cross_entropy`: the file's own first."""
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    kernels = {"chunked": losses.chunked_linear_cross_entropy, "liger": liger_fused_linear_cross_entropy}
+    if importlib.util.find_spec("cut_cross_entropy") is not None:
+        kernels["cce"] = losses.cce_linear_cross_entropy
+    return kernels
+
+
+LOSS_PATHS = ["upstream", *loss_kernels()]
+
+
+def run(model, input_ids, labels, path: str = "chunked") -> dict:
+    """Logits without labels, then loss, logits and every parameter gradient of one step with labels.
+
+    `path`: "upstream" (threshold above this call: lm_head + loss_function) or a kernel of `loss_kernels()`.
+    """
+    bound = gpu_file.linear_cross_entropy
+    threshold = losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS
+    losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = 2**62 if path == "upstream" else 0
+    gpu_file.linear_cross_entropy = bound if path == "upstream" else loss_kernels()[path]
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=input_ids).logits
+        model.zero_grad(set_to_none=True)
+        output = model(input_ids=input_ids, labels=labels)
+        output.loss.backward()
+        grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+    finally:
+        gpu_file.linear_cross_entropy = bound
+        losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = threshold
     return {"logits": logits, "loss": output.loss.detach(), "logits_with_labels": output.logits, "grads": grads}
 
 
@@ -127,23 +159,28 @@ def equivalence_inputs():
 def check_equivalence_fp32() -> None:
     reference, generated = build_pair(torch.float32, EQUIVALENCE_CONFIG)
     input_ids, labels = equivalence_inputs()
-    expected, actual = run(reference, input_ids, labels), run(generated, input_ids, labels)
-    compare("fp32 logits (no labels)", actual["logits"], expected["logits"], FP32_RTOL, FP32_ATOL)
-    compare("fp32 loss (Liger FLCE vs HF)", actual["loss"], expected["loss"], FP32_RTOL, FP32_ATOL)
-    report("fp32 fused loss returns no logits", actual["logits_with_labels"] is None, "logits is None")
-    worst_name, worst_ratio = "", 0.0
-    for name, grad in expected["grads"].items():
-        atol = FP32_GRAD_ATOL_RELATIVE * grad.abs().max().item()
-        diff = (actual["grads"][name] - grad).abs()
-        ratio = (diff / (atol + FP32_GRAD_RTOL * grad.abs())).max().item()
-        if ratio > worst_ratio:
-            worst_name, worst_ratio = name, ratio
-    report(
-        f"fp32 gradients ({len(expected['grads'])} parameters)",
-        worst_ratio <= 1.0,
-        f"worst {worst_name}: {worst_ratio:.2f} of the tolerance "
-        f"(rtol {FP32_GRAD_RTOL:g}, atol {FP32_GRAD_ATOL_RELATIVE:g} x max |grad|)",
-    )
+    expected = run(reference, input_ids, labels)
+    for path in LOSS_PATHS:
+        actual = run(generated, input_ids, labels, path)
+        if path == LOSS_PATHS[0]:  # the logits do not depend on the loss path
+            compare("fp32 logits (no labels)", actual["logits"], expected["logits"], FP32_RTOL, FP32_ATOL)
+        compare(f"fp32 loss ({path} vs HF)", actual["loss"], expected["loss"], FP32_RTOL, FP32_ATOL)
+        report(f"fp32 {path} loss returns no logits", actual["logits_with_labels"] is None, "logits is None")
+        rtol, atol_relative = (
+            (TF32_RTOL, TF32_ATOL_RELATIVE) if path in FP32_TF32_PATHS else (FP32_GRAD_RTOL, FP32_GRAD_ATOL_RELATIVE)
+        )
+        worst_name, worst_ratio = "", 0.0
+        for name, grad in expected["grads"].items():
+            atol = atol_relative * grad.abs().max().item()
+            diff = (actual["grads"][name] - grad).abs()
+            ratio = (diff / (atol + rtol * grad.abs())).max().item()
+            if ratio > worst_ratio:
+                worst_name, worst_ratio = name, ratio
+        report(
+            f"fp32 gradients, {path} loss ({len(expected['grads'])} parameters)",
+            worst_ratio <= 1.0,
+            f"worst {worst_name}: {worst_ratio:.2f} of the tolerance (rtol {rtol:g}, atol {atol_relative:g} x max |grad|)",
+        )
     del reference, generated
     torch.cuda.empty_cache()
 
@@ -153,24 +190,44 @@ def check_equivalence_bf16() -> None:
     input_ids, labels = equivalence_inputs()
     fp32 = run(reference, input_ids, labels)
     stock_bf16 = run(reference.to(torch.bfloat16), input_ids, labels)
-    actual = run(generated.to(torch.bfloat16), input_ids, labels)
+    generated = generated.to(torch.bfloat16)
     criterion = f"tolerance {BF16_FACTOR:g} x stock bf16 error + {BF16_FLOOR:g} x max |fp32|"
-    for key, name in (("logits", "bf16 logits (no labels)"), ("loss", "bf16 loss (Liger FLCE vs HF)")):
-        ratio, detail = error_ratio(actual[key], stock_bf16[key], fp32[key])
-        report(name, ratio <= 1.0, f"{detail}: {ratio:.2f} of the {criterion}")
-    report("bf16 fused loss returns no logits", actual["logits_with_labels"] is None, "logits is None")
-    ratios = {
-        name: error_ratio(actual["grads"][name], stock_bf16["grads"][name], grad)
-        for name, grad in fp32["grads"].items()
-    }
-    worst = max(ratios, key=lambda name: ratios[name][0])
-    report(
-        f"bf16 gradients ({len(ratios)} parameters)",
-        ratios[worst][0] <= 1.0,
-        f"worst {worst}: {ratios[worst][1]}: {ratios[worst][0]:.2f} of the {criterion}",
-    )
+    for path in LOSS_PATHS:
+        actual = run(generated, input_ids, labels, path)
+        checked = [("loss", f"bf16 loss ({path} vs HF)")]
+        if path == LOSS_PATHS[0]:
+            checked.insert(0, ("logits", "bf16 logits (no labels)"))
+        for key, name in checked:
+            ratio, detail = error_ratio(actual[key], stock_bf16[key], fp32[key])
+            report(name, ratio <= 1.0, f"{detail}: {ratio:.2f} of the {criterion}")
+        report(f"bf16 {path} loss returns no logits", actual["logits_with_labels"] is None, "logits is None")
+        ratios = {
+            name: error_ratio(actual["grads"][name], stock_bf16["grads"][name], grad)
+            for name, grad in fp32["grads"].items()
+        }
+        worst = max(ratios, key=lambda name: ratios[name][0])
+        report(
+            f"bf16 gradients, {path} loss ({len(ratios)} parameters)",
+            ratios[worst][0] <= 1.0,
+            f"worst {worst}: {ratios[worst][1]}: {ratios[worst][0]:.2f} of the {criterion}",
+        )
     del reference, generated
     torch.cuda.empty_cache()
+
+
+def check_compiled_regions() -> None:
+    """The norm and MLP ran as compiled graphs (not silently eager), and no region hit Dynamo's recompile
+    limit (past it a region falls back to eager: slow, with a warning only)."""
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    breaks = dict(counters["graph_break"])
+    over_limit = sum(count for reason, count in breaks.items() if "recompile limit" in str(reason).lower())
+    report(
+        "compiled RMSNorm/MLP regions",
+        graphs > 0 and over_limit == 0,
+        f"{graphs} graphs, {sum(breaks.values())} graph breaks, {over_limit} over the recompile limit",
+    )
 
 
 def training_step_memory(model, input_ids) -> tuple[float, float]:
@@ -207,10 +264,8 @@ def check_memory() -> None:
     del generated
     torch.cuda.empty_cache()
     stock_peak, stock_seconds = training_step_memory(reference, input_ids)
-    print(
-        f"  with FLCE (generated file):      peak {generated_peak:6.2f} GiB above weights, {generated_seconds:.3f} s"
-    )
-    print(f"  without FLCE (stock HF logits):  peak {stock_peak:6.2f} GiB above weights, {stock_seconds:.3f} s")
+    print(f"  generated file (fused loss):    peak {generated_peak:6.2f} GiB above weights, {generated_seconds:.3f} s")
+    print(f"  stock HF (materialised logits): peak {stock_peak:6.2f} GiB above weights, {stock_seconds:.3f} s")
     report(
         "fused loss lowers the peak memory of a training step",
         generated_peak < stock_peak - logits_gib,
@@ -231,7 +286,9 @@ def check_training_example() -> None:
     ok = completed.returncode == 0 and len(steps) == 5 and "nan" not in completed.stdout
     detail = f"{time.perf_counter() - started:.1f} s, exit {completed.returncode}"
     report(
-        "examples/train_qwen3.py (1 GPU, FSDP2, Liger)", ok, detail if ok else detail + "\n" + completed.stderr[-3000:]
+        "examples/train_qwen3.py (1 GPU, FSDP2, generated GPU file)",
+        ok,
+        detail if ok else detail + "\n" + completed.stderr[-3000:],
     )
 
 
@@ -243,11 +300,13 @@ def main() -> int:
 
     print(
         f"{torch.cuda.get_device_name()} | torch {torch.__version__} | transformers {version('transformers')} | "
-        f"liger-kernel {version('liger-kernel')} | triton {version('triton')}",
+        f"liger-kernel {version('liger-kernel')} | triton {version('triton')} | cut-cross-entropy "
+        f"{version('cut-cross-entropy') if 'cce' in LOSS_PATHS else 'not installed'}",
         flush=True,
     )
     check_equivalence_fp32()
     check_equivalence_bf16()
+    check_compiled_regions()
     check_memory()
     check_training_example()
     print(f"{len(failures)} check(s) failed: {', '.join(failures)}" if failures else "all checks passed")

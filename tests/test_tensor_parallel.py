@@ -1,0 +1,152 @@
+"""HF tensor parallelism (`tp_plan="auto"`) on 2 gloo ranks: every dense family's generated file equals stock.
+
+Under the model's TP plan the projections and `lm_head` hold DTensor shards and their hooks gather and
+reduce around them. The fused-loss forward must then leave the loss to upstream's path (`lm_head` +
+`loss_function`): handing the DTensor `lm_head.weight` to a loss kernel with plain hidden states fails
+in backward (`aten.mm.default got mixed torch.Tensor and DTensor`). The ranks force the fused path for
+every size (threshold 0), so only the distributed-weight check keeps them on upstream's path: without
+it this test fails with that error.
+
+The models are sharded the way `from_pretrained(..., tp_plan="auto")` does it (HF's own
+`test_tp_forward`/`test_tp_backward`): `maybe_distribute_model` applies the plan (DTensor placeholders
+and hooks), then each rank's shards are filled from the full weights. `from_pretrained` reads those
+from a checkpoint and needs `accelerate` for its device map; filling them from memory needs neither.
+Generated (fused-loss forward, pure-torch kernels) and stock compute the same ops on the same shards,
+so torch's fp32 defaults of `assert_close` apply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import transformers
+from conftest import TINY_DENSE
+
+from patchgen.runtime import losses
+
+
+TP_SIZE = 2
+# lm_head's colwise_gather_output and the colwise/rowwise projections need sizes divisible by the TP size
+TP_CONFIG = dict(TINY_DENSE, vocab_size=100, intermediate_size=40, pad_token_id=0, use_cache=False)
+FAMILIES = {  # family -> (config class, causal-LM class, extra config keys)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 5}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {}),
+    "gemma3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        {"sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
+    ),
+}
+
+
+def build(family: str, module) -> torch.nn.Module:
+    config_class, causal_lm, extra = FAMILIES[family]
+    config = getattr(transformers, config_class)(**TP_CONFIG, **extra)
+    config._attn_implementation = "sdpa"  # what HF's TP tests use
+    torch.manual_seed(0)
+    model = getattr(module, causal_lm)(config)
+    with torch.no_grad():  # norm weights away from their init, so a norm that drops its weight shows
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def shard(model: torch.nn.Module) -> torch.nn.Module:
+    """Apply the model's TP plan as from_pretrained(tp_plan="auto") does, then fill this rank's shards."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+    from transformers.distributed import DistributedConfig
+    from transformers.distributed.utils import initialize_tensor_parallelism
+
+    full = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    _, mesh = initialize_tensor_parallelism("auto", tp_size=TP_SIZE)
+    model = type(model).maybe_distribute_model(model, DistributedConfig(tp_plan="auto", tp_size=TP_SIZE), mesh)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if isinstance(parameter, DTensor):
+                parameter.copy_(distribute_tensor(full[name], parameter.device_mesh, parameter.placements))
+            else:
+                parameter.copy_(full[name])
+    return model
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.tensor import DTensor
+
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
+def logits_loss_and_grads(model: torch.nn.Module, input_ids, labels) -> dict:
+    lm_head_shard = local(model.lm_head.weight).shape[0]  # vocab / TP_SIZE when the plan was applied
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    model.train()
+    output = model(input_ids, labels=labels)
+    output.loss.backward()
+    grads = {name: local(parameter.grad).clone() for name, parameter in model.named_parameters()}
+    return {
+        "logits": logits,
+        "loss": output.loss.detach(),
+        "logits_with_labels": output.logits,
+        "grads": grads,
+        "lm_head_shard": lm_head_shard,
+    }
+
+
+def _rank_main(rank: int, out_dir: Path) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{out_dir / 'store'}", rank=rank, world_size=TP_SIZE, timeout=timedelta(seconds=60)
+    )
+    losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = 0  # fused for every size: only the DTensor check falls back
+    results = {}
+    try:
+        generator = torch.Generator().manual_seed(42)
+        input_ids = torch.randint(1, TP_CONFIG["vocab_size"], (2, 16), generator=generator)
+        labels = input_ids.clone()
+        labels[0, :5] = -100
+        for family in FAMILIES:
+            stock_module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+            generated_module = importlib.import_module(f"generated.{family}.patched_modeling_{family}_cpu")
+            try:
+                expected = logits_loss_and_grads(shard(build(family, stock_module)), input_ids, labels)
+                actual = logits_loss_and_grads(shard(build(family, generated_module)), input_ids, labels)
+                results[family] = {"expected": expected, "actual": actual}
+            except Exception as error:  # noqa: BLE001 - reported per family by the test
+                results[family] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+        torch.save(results, out_dir / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def tp_results(tmp_path_factory) -> list[dict]:
+    """Every family, both ranks: one pair of forked processes for the whole module (start-up dominates)."""
+    out_dir = tmp_path_factory.mktemp("tp")
+    mp.start_processes(_rank_main, args=(out_dir,), nprocs=TP_SIZE, start_method="fork")
+    return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(TP_SIZE)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_tensor_parallel_forward_and_backward_equal_stock(tp_results, family):
+    for rank, results in enumerate(tp_results):
+        result = results[family]
+        assert "error" not in result, f"rank {rank}: {result.get('error')}"
+        expected, actual = result["expected"], result["actual"]
+        assert actual["lm_head_shard"] == expected["lm_head_shard"] == TP_CONFIG["vocab_size"] // TP_SIZE
+        torch.testing.assert_close(actual["logits"], expected["logits"])
+        torch.testing.assert_close(actual["loss"], expected["loss"])
+        assert expected["grads"].keys() == actual["grads"].keys()
+        for name, grad in expected["grads"].items():
+            torch.testing.assert_close(actual["grads"][name], grad, msg=lambda m, name=name: f"{name}: {m}")
+        if family != "gemma3":  # the fused-loss forward: no logits with labels, whichever path computed the loss
+            assert actual["logits_with_labels"] is None
