@@ -21,12 +21,10 @@ from patchgen.discovery import discover_configs, load_config
 from patchgen.errors import PatchgenError
 from patchgen.fingerprints import LOCK_SUFFIX
 from patchgen.import_check import import_generated
+from patchgen.layout import load_layout, project_layout_or_exit
 from patchgen.light_imports import run_light
 from patchgen.outputs import unified_diff, write_atomic
 from patchgen.upgrade_report import build_report, mentions, render
-
-
-GENERATED_DIR = Path("generated")
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ def check(
 
     `verify_import` also imports every generated module in one subprocess when all else is clean.
     """
+    layout = load_layout(root)
     findings: list[Finding] = []
     loaded = []
     for spec in discover_configs(root):
@@ -51,7 +50,7 @@ def check(
         except PatchgenError as exc:
             findings.append(Finding("error", spec, str(exc)))
     expected: dict[Path, str] = {}
-    for result in generate(loaded, with_diff=True):
+    for result in generate(loaded, with_diff=True, layout=layout):
         if result.error:
             findings.append(Finding("error", result.config_module, result.error))
             continue
@@ -67,7 +66,7 @@ def check(
                 diff = unified_diff(current, text, f"committed/{path}", f"regenerated/{path}")
                 findings.append(Finding("drift", str(path), diff))
     failed_models = {f.path for f in findings if f.kind == "error"}
-    for path in sorted((root / GENERATED_DIR).rglob("*")):
+    for path in sorted((root / layout.output_root).rglob("*")):
         relative = path.relative_to(root)
         if path.name.endswith((".py", ".diff", LOCK_SUFFIX)) and relative not in expected and not failed_models:
             findings.append(Finding("orphan", str(relative)))
@@ -89,11 +88,12 @@ def check(
 def main(fix: bool, config_name: str, quiet: bool, no_import: bool) -> None:
     """Check that every generated file equals a fresh regeneration of its config.
 
-    Run from the project root. Exit status: 0 when all match, 1 on drift, missing or orphaned
-    files, a config that fails to import or generate, an upstream that moved under the recorded
-    fingerprints (the upgrade report is printed), or a generated module that does not import.
+    Run anywhere inside the project (see [tool.patchgen]). Exit status: 0 when all match, 1 on
+    drift, missing or orphaned files, a config that fails to import or generate, an upstream that
+    moved under the recorded fingerprints (the upgrade report is printed), or a generated module that
+    does not import; 2 outside a project.
     """
-    root = Path.cwd()
+    root = project_layout_or_exit().root
     # configs load against stubbed torch/transformers when that gives the same answer (patchgen.light_imports)
     (findings, expected), _ = run_light(
         lambda: check(root, config_name, verify_import=not no_import),

@@ -6,6 +6,7 @@ writes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from patchgen.discovery import LoadedConfig
 from patchgen.errors import PatchgenError
 from patchgen.fingerprints import build_lock, lock_path, refuse_stale_upstream
 from patchgen.formatting import format_sources
+from patchgen.layout import Layout, project_layout
 from patchgen.outputs import unified_diff
 from patchgen.plan import Plan, make_plan
 from patchgen.render import render
@@ -40,8 +42,10 @@ class Generation:
         return next((o for o in self.outputs if o.path.suffix == ".py" and o.path.name != "__init__.py"), None)
 
 
-def default_output_dir(loaded: LoadedConfig) -> Path:
-    return Path("generated") / loaded.config.model
+def default_output_path(layout: Layout, loaded: LoadedConfig) -> Path:
+    """Where the project's layout puts a config's generated file, relative to the project root."""
+    config = loaded.config
+    return layout.output_file(config.model, config.variant, config.target_file)
 
 
 def output_label(path: Path) -> str:
@@ -59,9 +63,19 @@ def upstream_label(module_name: str) -> str:
 
 
 def generate(
-    configs: list[LoadedConfig], *, output_dir: Path | None = None, with_diff: bool = True
+    configs: list[LoadedConfig],
+    *,
+    output_dir: Path | None = None,
+    with_diff: bool = True,
+    layout: Layout | None = None,
 ) -> list[Generation]:
-    """Generate every config; a failing config gets `error` set and no outputs, the others proceed."""
+    """Generate every config; a failing config gets `error` set and no outputs, the others proceed.
+
+    Outputs go where `layout` (default: the current directory's project) puts them, or into
+    `output_dir` when given.
+    """
+    if output_dir is None and layout is None:
+        layout = project_layout()
     results: list[Generation] = []
     plans: list[tuple[Generation, Plan, Path]] = []
     extended = {loaded.config.extends for loaded in configs}
@@ -78,8 +92,10 @@ def generate(
             continue
         if loaded.config.abstract:
             continue  # a base config: validated by planning it, written only through the configs extending it
-        target_dir = output_dir if output_dir is not None else default_output_dir(loaded)
-        plans.append((result, plan, target_dir / loaded.config.target_file))
+        if output_dir is not None:
+            plans.append((result, plan, output_dir / loaded.config.target_file))
+        else:
+            plans.append((result, plan, default_output_path(layout, loaded)))
 
     keep = tuple(imp.module for _, plan, _ in plans for imp in plan.config.extra_imports)
     first_party = tuple(plan.upstream.name.split(".", 1)[0] for _, plan, _ in plans)
@@ -91,7 +107,7 @@ def generate(
         try:
             _check_self_contained(plan, path, text, undefined)
             lock = build_lock(plan.config, plan.config_module, plan.upstream)
-            refuse_stale_upstream(plan.config_module, lock, lock_path(path))
+            refuse_stale_upstream(plan.config_module, lock, lock_path(_from_cwd(layout, path)))
         except PatchgenError as exc:
             result.error = str(exc)
             continue
@@ -104,9 +120,13 @@ def generate(
         if output_dir is None:
             if with_diff:  # the upstream fingerprints, reviewed like the .diff (patchgen.fingerprints)
                 result.outputs.append(Output(lock_path(path), lock.text()))
-            result.outputs.append(Output(path.parent / "__init__.py", PACKAGE_INIT))
-            result.outputs.append(Output(path.parent.parent / "__init__.py", PACKAGE_INIT))
+            result.outputs += [Output(init, PACKAGE_INIT) for init in layout.package_inits(path)]
     return results
+
+
+def _from_cwd(layout: Layout | None, path: Path) -> Path:
+    """An output path as the user's shell names it (`generated/x.py` at the root, `../generated/x.py` below)."""
+    return Path(os.path.relpath(layout.root / path)) if layout is not None else path
 
 
 def _in_config(loaded: LoadedConfig, message: str) -> str:

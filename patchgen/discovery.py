@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
+from patchgen.layout import ensure_importable, load_layout
 from patchgen.patch_spec import PatchConfig
-
-
-CONFIG_GLOB = "models/**/*_patch_gen_config.py"
 
 
 @dataclass(frozen=True)
@@ -22,19 +19,8 @@ class LoadedConfig:
 
 
 def discover_configs(root: Path) -> list[str]:
-    """Dotted names of every `models/**/*_patch_gen_config.py` under `root`, sorted."""
-    return sorted(module_name_for_path(path.relative_to(root)) for path in root.glob(CONFIG_GLOB))
-
-
-def module_name_for_path(path: Path) -> str:
-    parts = list(path.with_suffix("").parts)
-    return ".".join(parts)
-
-
-def ensure_importable(root: Path) -> None:
-    root_text = str(root.resolve())
-    if root_text not in sys.path:
-        sys.path.insert(0, root_text)
+    """Dotted names of every config module of the project at `root` (`patchgen.layout`), sorted."""
+    return load_layout(root).config_modules()
 
 
 def to_module_name(spec: str, root: Path) -> str:
@@ -44,16 +30,13 @@ def to_module_name(spec: str, root: Path) -> str:
         absolute = path if path.is_absolute() else (Path.cwd() / path)
         if not absolute.is_file():
             raise PatchgenError(f"{spec}: no such config file")
-        try:
-            return module_name_for_path(absolute.resolve().relative_to(root.resolve()))
-        except ValueError:
-            raise PatchgenError(f"{spec}: config file is outside the project root {root}") from None
+        return load_layout(root).module_name_for_path(absolute)
     return spec
 
 
 def load_config(spec: str, config_name: str = "config", root: Path | None = None) -> LoadedConfig:
     root = root or Path.cwd()
-    ensure_importable(root)
+    ensure_importable(load_layout(root))
     module_name = to_module_name(spec, root)
     try:
         module = importlib.import_module(module_name)

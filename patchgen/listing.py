@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchgen.codegen import Generation, default_output_dir, generate
+from patchgen.codegen import Generation, default_output_path, generate
 from patchgen.discovery import LoadedConfig, discover_configs, load_config
 from patchgen.errors import PatchgenError
+from patchgen.layout import Layout, load_layout
 from patchgen.light_imports import run_light
 
 
@@ -43,16 +44,16 @@ def short_config_name(module_name: str | None) -> str:
     return module_name.rsplit(".", 1)[-1].removesuffix("_patch_gen_config")
 
 
-def status_of(root: Path, loaded: LoadedConfig, result: Generation | None) -> str:
+def status_of(layout: Layout, loaded: LoadedConfig, result: Generation | None) -> str:
     if loaded.config.abstract:
         return "base"
     if result is None or result.error:
         return "error"
-    target = root / default_output_dir(loaded) / loaded.config.target_file
+    target = layout.root / default_output_path(layout, loaded)
     if not target.exists():
         return "missing"
     for output in result.outputs:
-        committed = root / output.path
+        committed = layout.root / output.path
         if output.path.name == "__init__.py":
             continue
         if not committed.exists() or committed.read_text(encoding="utf-8") != output.text:
@@ -62,6 +63,7 @@ def status_of(root: Path, loaded: LoadedConfig, result: Generation | None) -> st
 
 def collect(root: Path, config_name: str = "config") -> tuple[list[Row], list[str]]:
     """One row per discovered config (sorted by model, then variant) and the error messages."""
+    layout = load_layout(root)
 
     def load_and_generate():
         loaded, errors = [], []
@@ -70,7 +72,7 @@ def collect(root: Path, config_name: str = "config") -> tuple[list[Row], list[st
                 loaded.append(load_config(spec, config_name, root))
             except PatchgenError as exc:
                 errors.append((spec, str(exc)))
-        return loaded, errors, generate(loaded, with_diff=True)
+        return loaded, errors, generate(loaded, with_diff=True, layout=layout)
 
     (loaded, load_errors, results), _ = run_light(
         load_and_generate, succeeded=lambda out: not out[1] and not any(r.error for r in out[2])
@@ -78,7 +80,7 @@ def collect(root: Path, config_name: str = "config") -> tuple[list[Row], list[st
     rows, messages = [], []
     for item, result in zip(loaded, results, strict=True):
         config = item.config
-        target = "-" if config.abstract else str(default_output_dir(item) / config.target_file)
+        target = "-" if config.abstract else str(default_output_path(layout, item))
         rows.append(
             Row(
                 config=item.module_name,
@@ -88,7 +90,7 @@ def collect(root: Path, config_name: str = "config") -> tuple[list[Row], list[st
                 source_module=config.source_module,
                 target=target,
                 patches=str(len(config.patches)),
-                status=status_of(root, item, result),
+                status=status_of(layout, item, result),
             )
         )
         if result.error:

@@ -12,6 +12,7 @@ from patchgen.codegen import Generation, generate
 from patchgen.discovery import LoadedConfig, discover_configs, load_config
 from patchgen.errors import PatchgenError
 from patchgen.import_check import import_texts
+from patchgen.layout import project_layout
 from patchgen.light_imports import run_light
 from patchgen.outputs import write_atomic
 
@@ -25,10 +26,10 @@ EXIT_BAD_INPUT = 2
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write into. Default: generated/<model>/ under the project root.",
+    help="Folder to write into. Default: the project's layout (generated/<model>/ unless [tool.patchgen] differs).",
 )
 @click.option("-c", "--config-name", default="config", show_default=True, help="Variable holding the PatchConfig.")
-@click.option("--all", "all_configs", is_flag=True, help="Generate every models/**/*_patch_gen_config.py.")
+@click.option("--all", "all_configs", is_flag=True, help="Generate every config (models/**/*_patch_gen_config.py).")
 @click.option(
     "--list",
     "list_configs",
@@ -45,11 +46,12 @@ def main(
     """Generate a patched copy of a transformers modeling file from CONFIG_MODULE.
 
     CONFIG_MODULE is a dotted module name (models.qwen3.qwen3_gpu_patch_gen_config) or a path to
-    the config file. Run from the project root. Exit status: 0 on success, 2 on bad input (nothing
-    is written then).
+    the config file. Run anywhere inside the project (see [tool.patchgen]). Exit status: 0 on
+    success, 2 on bad input (nothing is written then).
     """
-    root = Path.cwd()
     try:
+        layout = project_layout()
+        root = layout.root
         if list_configs:
             _print_list(root, config_name)
             return
@@ -57,13 +59,15 @@ def main(
             raise click.UsageError("give exactly one of CONFIG_MODULE or --all")
         specs = discover_configs(root) if all_configs else [config_module]
         if all_configs and not specs:
-            raise PatchgenError(f"no models/**/*_patch_gen_config.py under {root}")
+            raise PatchgenError(f"no config matching {layout.config_pattern} in the configs folders of {root}")
         if output_dir is not None and len(specs) > 1:
             raise click.UsageError("--output-dir works with one config, not with --all")
+        if output_dir is not None:
+            output_dir = layout.relative_to_root(output_dir)
 
         def load_and_generate() -> tuple[list[LoadedConfig], list[Generation]]:
             loaded = [load_config(spec, config_name, root) for spec in specs]
-            return loaded, generate(loaded, output_dir=output_dir, with_diff=with_diff)
+            return loaded, generate(loaded, output_dir=output_dir, with_diff=with_diff, layout=layout)
 
         # configs load against stubbed torch/transformers when that gives the same answer (patchgen.light_imports)
         (loaded, results), _ = run_light(load_and_generate, succeeded=lambda out: not any(r.error for r in out[1]))
@@ -79,25 +83,26 @@ def main(
     if failures:
         click.echo("nothing written", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    _write(results, loaded, dry_run=dry_run, verbose=verbose)
+    _write(results, loaded, root, dry_run=dry_run, verbose=verbose)
 
 
-def _write(results: list[Generation], loaded: list[LoadedConfig], *, dry_run: bool, verbose: bool) -> None:
+def _write(results: list[Generation], loaded: list[LoadedConfig], root: Path, *, dry_run: bool, verbose: bool) -> None:
     written: set[Path] = set()
     for result, item in zip(results, loaded, strict=False):
         for output in result.outputs:
             if output.path in written:
                 continue
             written.add(output.path)
+            target = root / output.path  # output paths are relative to the project root (or absolute)
             is_init = output.path.name == "__init__.py"
-            if is_init and output.path.exists():
+            if is_init and target.exists():
                 continue
             if dry_run:
                 click.echo(f"would write {output.path} ({len(output.text.splitlines())} lines)")
                 continue
-            unchanged = output.path.exists() and output.path.read_text(encoding="utf-8") == output.text
+            unchanged = target.exists() and target.read_text(encoding="utf-8") == output.text
             if not unchanged:
-                write_atomic(output.path, output.text)
+                write_atomic(target, output.text)
             if not is_init:
                 click.echo(f"{'unchanged' if unchanged else 'wrote'} {output.path}")
         if item.config.abstract and len(loaded) == 1:

@@ -38,13 +38,13 @@ from patchgen.fingerprints import (
     read_lock,
     subject_source,
 )
+from patchgen.layout import load_layout, project_layout_or_exit
 from patchgen.outputs import write_atomic
 from patchgen.patch_spec import PatchConfig
 from patchgen.source_text import Snippet
 from patchgen.upstream import UpstreamModule, read_upstream
 
 
-GENERATED_DIR = Path("generated")
 EXIT_REVIEW, EXIT_BAD_INPUT = 1, 2
 
 
@@ -169,9 +169,9 @@ def _similarity(a: str, b: str) -> float:
 
 
 def build_report(root: Path, mentioned: dict[str, frozenset[str]] | None = None) -> list[LockReport]:
-    """One report per lock file under `root/generated`, in path order."""
+    """One report per lock file under the project's output root (`generated/`), in path order."""
     reports = []
-    for path in sorted((root / GENERATED_DIR).rglob(f"*{LOCK_SUFFIX}")):
+    for path in sorted((root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}")):
         relative = path.relative_to(root)
         try:
             lock = read_lock(path)
@@ -247,10 +247,11 @@ def accept(root: Path, specs: list[str], config_name: str) -> list[tuple[Path, s
 
     Every config is validated by the planner first; one failure raises and nothing is written.
     """
-    from patchgen.codegen import default_output_dir
+    from patchgen.codegen import default_output_path
     from patchgen.discovery import discover_configs, load_config
     from patchgen.plan import make_plan
 
+    layout = load_layout(root)
     out = []
     for spec in specs or discover_configs(root):
         loaded = load_config(spec, config_name, root)
@@ -258,7 +259,7 @@ def accept(root: Path, specs: list[str], config_name: str) -> list[tuple[Path, s
             continue  # a base config has no file of its own; the configs extending it carry its patches
         upstream = read_upstream(loaded.config.source_module)
         make_plan(loaded.config, loaded.module_name, upstream)
-        path = lock_path(default_output_dir(loaded) / loaded.config.target_file)
+        path = lock_path(default_output_path(layout, loaded))
         out.append((path, build_lock(loaded.config, loaded.module_name, upstream).text()))
     return out
 
@@ -286,10 +287,11 @@ def _mentions_by_config(reports: list[LockReport], root: Path, config_name: str)
 def main(configs: tuple[str, ...], accept_flag: bool, config_name: str) -> None:
     """Report what the installed upstream changed under each patch since its lock file was recorded.
 
-    Run from the project root. CONFIGS (dotted names or paths) limit --accept to those configs.
-    Exit status: 0 when no patched target changed, 1 when one did (review it), 2 on bad input.
+    Run anywhere inside the project (see [tool.patchgen]). CONFIGS (dotted names or paths) limit
+    --accept to those configs. Exit status: 0 when no patched target changed, 1 when one did (review
+    it), 2 on bad input or outside a project.
     """
-    root = Path.cwd()
+    root = project_layout_or_exit().root
     if accept_flag:
         try:
             fresh = accept(root, list(configs), config_name)
@@ -307,7 +309,8 @@ def main(configs: tuple[str, ...], accept_flag: bool, config_name: str) -> None:
         return
     reports = build_report(root)
     if not reports:
-        click.echo(f"error: no *{LOCK_SUFFIX} under {root / GENERATED_DIR}; generate with --diff first", err=True)
+        output_root = root / load_layout(root).output_root
+        click.echo(f"error: no *{LOCK_SUFFIX} under {output_root}; generate with --diff first", err=True)
         sys.exit(EXIT_BAD_INPUT)
     wanted = _mentions_by_config(reports, root, config_name)
     if wanted:

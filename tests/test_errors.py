@@ -146,6 +146,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path):
 
 
 def test_unknown_config_module(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")  # a project laid out like this one, with no configs
     result = run_cli("patchgen.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
     assert result.returncode == 2
     assert (
