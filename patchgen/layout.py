@@ -24,6 +24,7 @@ and the CLIs can all use it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import string
 import sys
 import tomllib
@@ -109,10 +110,10 @@ class Layout:
             folders.append(folders[-1].parent)
         return [folder / "__init__.py" for folder in folders]
 
-    def relative_to_root(self, path: Path) -> Path:
-        """A path the user gave (relative to the current directory) as the commands name it: relative to
-        the root when it is inside the project, absolute otherwise."""
-        absolute = (Path.cwd() / path).resolve()
+    def user_path(self, given: Path, typed_in: Path) -> Path:
+        """A path the user typed in folder `typed_in`, as the commands name it after `enter_project`:
+        relative to the root when it is inside the project, absolute otherwise."""
+        absolute = (typed_in / given).resolve()
         return absolute.relative_to(self.root) if absolute.is_relative_to(self.root) else absolute
 
 
@@ -166,17 +167,31 @@ def project_layout() -> Layout:
     return load_layout(find_project_root(Path.cwd()))
 
 
-def project_layout_or_exit() -> Layout:
-    """`project_layout()` for a command: outside a project or with bad settings, one line and exit 2."""
+def enter_project() -> Layout:
+    """For a command: the current directory's project, made the current directory.
+
+    The pipeline names every output relative to the project root and reads and writes it from the
+    current directory, so a command started anywhere inside the project runs from its root; paths
+    the user typed are re-expressed first (`Layout.user_path`). Outside a project, or with a bad
+    `[tool.patchgen]`: one line on stderr and exit status 2.
+    """
     try:
-        return project_layout()
+        layout = project_layout()
     except PatchgenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    os.chdir(layout.root)
+    return layout
 
 
-def ensure_importable(layout: Layout) -> None:
-    for folder in reversed(layout.import_roots):
+def is_path_spec(spec: str) -> bool:
+    """A config given as a file path (`models/x/y_patch_gen_config.py`) rather than a dotted name."""
+    return spec.endswith(".py") or "/" in spec
+
+
+def ensure_importable(root: Path) -> None:
+    """Put the project root and the import root of every configs folder on sys.path."""
+    for folder in reversed(load_layout(root).import_roots):
         text = str(folder)
         if text not in sys.path:
             sys.path.insert(0, text)

@@ -38,7 +38,7 @@ from patchgen.fingerprints import (
     read_lock,
     subject_source,
 )
-from patchgen.layout import load_layout, project_layout_or_exit
+from patchgen.layout import enter_project, is_path_spec, load_layout
 from patchgen.outputs import write_atomic
 from patchgen.patch_spec import PatchConfig
 from patchgen.source_text import Snippet
@@ -247,11 +247,10 @@ def accept(root: Path, specs: list[str], config_name: str) -> list[tuple[Path, s
 
     Every config is validated by the planner first; one failure raises and nothing is written.
     """
-    from patchgen.codegen import default_output_path
+    from patchgen.codegen import target_path
     from patchgen.discovery import discover_configs, load_config
     from patchgen.plan import make_plan
 
-    layout = load_layout(root)
     out = []
     for spec in specs or discover_configs(root):
         loaded = load_config(spec, config_name, root)
@@ -259,7 +258,7 @@ def accept(root: Path, specs: list[str], config_name: str) -> list[tuple[Path, s
             continue  # a base config has no file of its own; the configs extending it carry its patches
         upstream = read_upstream(loaded.config.source_module)
         make_plan(loaded.config, loaded.module_name, upstream)
-        path = lock_path(default_output_path(layout, loaded))
+        path = lock_path(target_path(loaded))
         out.append((path, build_lock(loaded.config, loaded.module_name, upstream).text()))
     return out
 
@@ -291,7 +290,10 @@ def main(configs: tuple[str, ...], accept_flag: bool, config_name: str) -> None:
     --accept to those configs. Exit status: 0 when no patched target changed, 1 when one did (review
     it), 2 on bad input or outside a project.
     """
-    root = project_layout_or_exit().root
+    typed_in = Path.cwd()
+    layout = enter_project()
+    root = layout.root
+    configs = tuple(str(layout.user_path(Path(c), typed_in)) if is_path_spec(c) else c for c in configs)
     if accept_flag:
         try:
             fresh = accept(root, list(configs), config_name)
@@ -309,8 +311,7 @@ def main(configs: tuple[str, ...], accept_flag: bool, config_name: str) -> None:
         return
     reports = build_report(root)
     if not reports:
-        output_root = root / load_layout(root).output_root
-        click.echo(f"error: no *{LOCK_SUFFIX} under {output_root}; generate with --diff first", err=True)
+        click.echo(f"error: no *{LOCK_SUFFIX} under {root / layout.output_root}; generate with --diff first", err=True)
         sys.exit(EXIT_BAD_INPUT)
     wanted = _mentions_by_config(reports, root, config_name)
     if wanted:

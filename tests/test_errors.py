@@ -150,10 +150,10 @@ def test_unknown_config_module(tmp_path):
     (tmp_path / "models" / "__init__.py").write_text("")  # a project laid out like this one, with no configs
     result = run_cli("patchgen.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)"
-    )
+    assert result.stderr.splitlines() == [
+        "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)",
+        "nothing written",
+    ]
 
 
 def test_all_fails_whole_when_one_config_is_bad(tmp_path):

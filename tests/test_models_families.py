@@ -16,7 +16,7 @@ import pytest
 import torch
 import transformers
 from conftest import REPO
-from test_models_tiny_configs import FAMILIES, VARIANTS, generated_module, stock_and_patched
+from tiny_families import FAMILIES, VARIANTS, generated_module, stock_and_patched
 
 from patchgen.codegen import generate
 from patchgen.discovery import load_config
