@@ -116,7 +116,8 @@ def _relative(filename: str | None, root: Path) -> str:
 
 
 def _place(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)
+    """` (file.py:line)` of the innermost frame outside this module (the refusal of `os._exit` is in here)."""
+    where = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
     return f" ({Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
 
 
