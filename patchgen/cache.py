@@ -54,7 +54,18 @@ def _site_dirs() -> tuple[str, ...]:
     dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
     if site.ENABLE_USER_SITE:
         dirs.add(site.getusersitepackages())
+    # Distributions installed outside the interpreter's own site folders (a `pip install --target`
+    # folder on PYTHONPATH, another environment named by a .pth line) belong to the environment too:
+    # taken for project source, torch would be dropped from sys.modules after every config.
+    dirs.update(entry for entry in sys.path if entry and _holds_distributions(entry))
     return tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if os.path.isdir(d)))
+
+
+def _holds_distributions(folder: str) -> bool:
+    try:
+        return any(name.endswith(".dist-info") for name in os.listdir(folder))
+    except OSError:
+        return False
 
 
 SITE_DIRS = _site_dirs()

@@ -36,9 +36,9 @@ from patchgen.errors import PatchgenError
 
 
 SECTION = "patchgen"  # [tool.patchgen]
-DEFAULT_CONFIGS = ("models",)
+DEFAULT_CONFIG_PACKAGE = "models"  # this repository's layout: a project with no table has this package
 DEFAULTS: dict[str, Any] = {
-    "configs": list(DEFAULT_CONFIGS),
+    "configs": [DEFAULT_CONFIG_PACKAGE],
     "config-pattern": "*_patch_gen_config.py",
     "output-root": "generated",
     "output-path": "{model}/{target_file}",
@@ -123,11 +123,11 @@ def find_project_root(start: Path) -> Path:
     for folder in (start, *start.parents):
         if _settings_table(folder / "pyproject.toml") is not None:
             return folder
-        if any((folder / name / "__init__.py").is_file() for name in DEFAULT_CONFIGS):
+        if (folder / DEFAULT_CONFIG_PACKAGE / "__init__.py").is_file():
             return folder
     raise PatchgenError(
         f"not inside a patchgen project: no pyproject.toml with a [tool.{SECTION}] table and no "
-        f"{DEFAULT_CONFIGS[0]}/__init__.py in {start} or any folder above it; run from inside your project "
+        f"{DEFAULT_CONFIG_PACKAGE}/__init__.py in {start} or any folder above it; run from inside your project "
         f"or add the table to its pyproject.toml"
     )
 
