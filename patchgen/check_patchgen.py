@@ -104,7 +104,7 @@ def compare_outputs(
             findings.append(Finding("lock", str(path), unreadable_locks[path]))
         elif not (root / path).exists():
             findings.append(Finding("missing", str(path)))
-        elif (committed := (root / path).read_text(encoding="utf-8")) != text:
+        elif (committed := read_committed(root / path)) != text:
             diff = unified_diff(committed, text, f"committed/{path}", f"regenerated/{path}")
             findings.append(Finding("drift", str(path), diff))
     findings += stray_files(root, expected, complete=not any(r.generation.error for r in runs))
@@ -149,6 +149,11 @@ def stray_files(root: Path, expected: dict[Path, str], *, complete: bool) -> lis
         elif complete and path.name.endswith((".py", ".diff", LOCK_SUFFIX)) and relative not in expected:
             findings.append(Finding("orphan", str(relative)))
     return findings
+
+
+def read_committed(path: Path) -> str:
+    """The committed text exactly (no newline translation; bytes that are not UTF-8 show up in the diff)."""
+    return path.read_bytes().decode("utf-8", errors="replace")
 
 
 def committed_modules(root: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchgen.cache import Cache
+from patchgen.check_patchgen import read_committed
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
 
@@ -53,7 +54,7 @@ def status_of(root: Path, run: ConfigRun) -> str:
         committed = root / output.path
         if output.path.name == "__init__.py":
             continue
-        if not committed.exists() or committed.read_text(encoding="utf-8") != output.text:
+        if not committed.exists() or read_committed(committed) != output.text:
             return "stale"
     return "current"
 
