@@ -25,7 +25,7 @@ from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
 from patchgen.fingerprints import LOCK_SUFFIX, lock_path
 from patchgen.import_check import ImportCheck
-from patchgen.outputs import WriteError, is_leftover_temp, unified_diff, write_all
+from patchgen.outputs import WriteError, describe_os_error, is_leftover_temp, read_committed, unified_diff, write_all
 from patchgen.upgrade_report import build_report, render
 from patchgen.upstream import read_upstream
 
@@ -151,11 +151,6 @@ def stray_files(root: Path, expected: dict[Path, str], *, complete: bool) -> lis
     return findings
 
 
-def read_committed(path: Path) -> str:
-    """The committed text exactly (no newline translation; bytes that are not UTF-8 show up in the diff)."""
-    return path.read_bytes().decode("utf-8", errors="replace")
-
-
 def committed_modules(root: Path) -> list[Path]:
     """The generated modules as committed (what the import check imports)."""
     folder = root / GENERATED_DIR
@@ -189,6 +184,9 @@ def main(fix: bool, config_name: str, quiet: bool, no_import: bool, no_cache: bo
     except KeyboardInterrupt:
         click.echo("error: interrupted; nothing written", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:  # a file that cannot be read (a generated file, a config folder)
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except WriteError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

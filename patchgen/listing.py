@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchgen.cache import Cache
-from patchgen.check_patchgen import read_committed
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
+from patchgen.outputs import read_committed
 
 
 COLUMNS = ("CONFIG", "MODEL", "VARIANT", "EXTENDS", "SOURCE MODULE", "TARGET", "PATCHES", "STATUS")
