@@ -74,6 +74,7 @@ STDLIB_DIRS = tuple(
 )
 
 
+@functools.cache
 def is_environment_file(path: str) -> bool:
     """Whether `path` belongs to an installed distribution or the standard library (covered by the key)."""
     return is_environment_dir(os.path.dirname(os.path.abspath(path)))

@@ -26,7 +26,7 @@ from patchgen.discovery import discover_configs
 from patchgen.fingerprints import LOCK_SUFFIX, lock_path
 from patchgen.import_check import ImportCheck
 from patchgen.layout import enter_project, load_layout
-from patchgen.outputs import WriteError, is_leftover_temp, unified_diff, write_all
+from patchgen.outputs import WriteError, describe_os_error, is_leftover_temp, read_committed, unified_diff, write_all
 from patchgen.upgrade_report import build_report, render
 from patchgen.upstream import read_upstream
 
@@ -104,7 +104,7 @@ def compare_outputs(
             findings.append(Finding("lock", str(path), unreadable_locks[path]))
         elif not (root / path).exists():
             findings.append(Finding("missing", str(path)))
-        elif (committed := (root / path).read_text(encoding="utf-8")) != text:
+        elif (committed := read_committed(root / path)) != text:
             diff = unified_diff(committed, text, f"committed/{path}", f"regenerated/{path}")
             findings.append(Finding("drift", str(path), diff))
     findings += stray_files(root, expected, complete=not any(r.generation.error for r in runs))
@@ -184,6 +184,9 @@ def main(fix: bool, config_name: str, quiet: bool, no_import: bool, no_cache: bo
     except KeyboardInterrupt:
         click.echo("error: interrupted; nothing written", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:  # a file that cannot be read (a generated file, a config folder)
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except WriteError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -18,6 +18,7 @@ from pathlib import Path
 from patchgen.cache import Cache
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
+from patchgen.outputs import read_committed
 
 
 COLUMNS = ("CONFIG", "MODEL", "VARIANT", "EXTENDS", "SOURCE MODULE", "TARGET", "PATCHES", "STATUS")
@@ -53,7 +54,7 @@ def status_of(root: Path, run: ConfigRun) -> str:
         committed = root / output.path
         if output.path.name == "__init__.py":
             continue
-        if not committed.exists() or committed.read_text(encoding="utf-8") != output.text:
+        if not committed.exists() or read_committed(committed) != output.text:
             return "stale"
     return "current"
 

@@ -48,6 +48,11 @@ def write_all(texts: dict[Path, str]) -> None:
             os.replace(tmp, path)
 
 
+def read_committed(path: Path) -> str:
+    """A file's text exactly (no newline translation; bytes that are not UTF-8 show up in a diff)."""
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
 def is_leftover_temp(path: Path) -> bool:
     """A temp file `write_all` stages (`.<name>.<random>.tmp`), left behind by a killed run."""
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
@@ -98,6 +103,12 @@ def _discard(temps, folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             pass
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`cannot read generated/x.py: Permission denied`: one line, no absolute path of this machine."""
+    where = f" {display_path(Path(exc.filename))}" if exc.filename else ""
+    return f"cannot access{where}: {exc.strerror or type(exc).__name__}"
 
 
 def display_path(path: Path) -> str:

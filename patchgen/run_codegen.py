@@ -14,7 +14,7 @@ from patchgen.discovery import discover_configs
 from patchgen.errors import PatchgenError
 from patchgen.import_check import import_texts
 from patchgen.layout import Layout, enter_project, is_path_spec
-from patchgen.outputs import WriteError, display_path, write_all
+from patchgen.outputs import WriteError, describe_os_error, display_path, read_committed, write_all
 
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
@@ -78,6 +78,9 @@ def main(
     except KeyboardInterrupt:
         click.echo("error: interrupted; nothing written", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:  # a file that cannot be read (a generated file, a config folder)
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 def _specs(layout: Layout, config_module: str | None, all_configs: bool, output_dir: Path | None) -> list[str]:
@@ -144,7 +147,7 @@ def _is_current(output: Output) -> bool:
     """Whether the file already holds this text (a package `__init__.py` is never rewritten)."""
     if not output.path.exists():
         return False
-    return output.path.name == "__init__.py" or output.path.read_text(encoding="utf-8") == output.text
+    return output.path.name == "__init__.py" or read_committed(output.path) == output.text
 
 
 def _print_patches(run: ConfigRun) -> None:

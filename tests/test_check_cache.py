@@ -5,11 +5,14 @@ helper module a patch imports, the upstream file, a module a generated file impo
 run and shows that the next run sees the edit.
 """
 
+import re
 import shutil
+import subprocess
+import sys
 import textwrap
 
 import pytest
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, REPO, run_cli
 
 from patchgen.cache import CACHE_DIR, Cache
 from patchgen.import_check import ImportCheck
@@ -114,3 +117,20 @@ def test_a_cached_import_check_sees_an_edit_of_a_module_the_generated_file_impor
     assert broken.process is not None
     (failure,) = broken.failures()
     assert "RuntimeError: helper broke" in failure.reason
+
+
+def test_bench_codegen_reports_the_warm_check_against_its_floor():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_codegen.py", "--repeat", "1", "--warm-only"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(r"patchgen benchmark: \d+ configs, \d+ generated files, \d+ CPU cores$", lines[0])
+    measured = dict(re.match(r"^  (.+?)\s{2,}([\d.]+) (?:s|x) wall", line).groups() for line in lines[1:])
+    assert set(measured) == {"check, warm cache", "ruff format alone (the floor)", "ratio warm check / floor"}
+    warm, floor = float(measured["check, warm cache"]), float(measured["ruff format alone (the floor)"])
+    assert float(measured["ratio warm check / floor"]) == pytest.approx(warm / floor, rel=0.1)

@@ -87,7 +87,7 @@ def test_cpu_and_gpu_variants_patch_the_same_names(model):
 
 
 def test_committed_files_are_what_the_configs_generate():
-    """Real imports in this process; the committed files were written on the light-import path."""
+    """All configs generated together in this process give the committed files (written by `--all`)."""
     loaded = [
         load_config(f"models.{model}.{model}_{variant}_patch_gen_config", root=REPO)
         for model in sorted(FAMILIES)
