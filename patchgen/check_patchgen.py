@@ -21,17 +21,18 @@ from pathlib import Path
 import click
 
 from patchgen.cache import Cache
+from patchgen.cli_errors import one_line_errors
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
 from patchgen.fingerprints import LOCK_SUFFIX, lock_path
 from patchgen.import_check import ImportCheck
 from patchgen.layout import enter_project, load_layout
-from patchgen.outputs import WriteError, describe_os_error, is_leftover_temp, read_committed, unified_diff, write_all
+from patchgen.outputs import is_leftover_temp, read_committed, unified_diff, write_all
 from patchgen.upgrade_report import build_report, render
 from patchgen.upstream import read_upstream
 
 
-EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FINDINGS = 1
 LABELS = {
     "drift": "DRIFT   {path}: committed file differs from a fresh regeneration",
     "missing": "MISSING {path}: a config produces it but it is not committed",
@@ -175,21 +176,12 @@ def main(fix: bool, config_name: str, quiet: bool, no_import: bool, no_cache: bo
     import or generate, an upstream that moved under the recorded fingerprints (the upgrade report is
     printed), or a generated module that does not import; 2 outside a project; 130 when interrupted.
     """
-    root = enter_project().root
-    try:
+    with one_line_errors():
+        root = enter_project().root
         findings, expected = check(root, config_name, verify_import=not no_import, use_cache=not no_cache)
         _print(findings, quiet)
         if fix:
             findings = _fix(root, findings, expected)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing written", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except OSError as exc:  # a file that cannot be read (a generated file, a config folder)
-        click.echo(f"error: {describe_os_error(exc)}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except WriteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
     configs = len(discover_configs(root))
     if findings:
         click.echo(f"check-patchgen: FAILED ({len(findings)} problem(s) across {configs} config(s))")

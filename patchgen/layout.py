@@ -173,13 +173,9 @@ def enter_project() -> Layout:
     The pipeline names every output relative to the project root and reads and writes it from the
     current directory, so a command started anywhere inside the project runs from its root; paths
     the user typed are re-expressed first (`Layout.user_path`). Outside a project, or with a bad
-    `[tool.patchgen]`: one line on stderr and exit status 2.
+    `[tool.patchgen]`: a `PatchgenError` (the commands print it as one line, exit status 2).
     """
-    try:
-        layout = project_layout()
-    except PatchgenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    layout = project_layout()
     os.chdir(layout.root)
     return layout
 

@@ -8,16 +8,14 @@ from pathlib import Path
 import click
 
 from patchgen import listing
+from patchgen.cli_errors import EXIT_BAD_INPUT, one_line_errors
 from patchgen.codegen import Output
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
 from patchgen.errors import PatchgenError
 from patchgen.import_check import import_texts
 from patchgen.layout import Layout, enter_project, is_path_spec
-from patchgen.outputs import WriteError, describe_os_error, display_path, read_committed, write_all
-
-
-EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+from patchgen.outputs import display_path, read_committed, write_all
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,13 +49,13 @@ def main(
     either).
     """
     typed_in = Path.cwd()
-    layout = enter_project()
-    root = layout.root
-    if output_dir is not None:
-        output_dir = layout.user_path(output_dir, typed_in)
-    if config_module and is_path_spec(config_module):
-        config_module = str(layout.user_path(Path(config_module), typed_in))
-    try:
+    with one_line_errors():
+        layout = enter_project()
+        root = layout.root
+        if output_dir is not None:
+            output_dir = layout.user_path(output_dir, typed_in)
+        if config_module and is_path_spec(config_module):
+            config_module = str(layout.user_path(Path(config_module), typed_in))
         if list_configs:
             _print_list(root, config_name)
             return
@@ -67,20 +65,9 @@ def main(
         if failures:
             for failure in failures:
                 click.echo(f"error: {failure}", err=True)
-            _refuse("nothing written")
+            click.echo("nothing written", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         _write(runs, dry_run=dry_run, verbose=verbose)
-    except PatchgenError as exc:
-        click.echo(f"error: {exc}", err=True)
-        _refuse()
-    except WriteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        _refuse("nothing written")
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing written", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except OSError as exc:  # a file that cannot be read (a generated file, a config folder)
-        click.echo(f"error: {describe_os_error(exc)}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
 
 
 def _specs(layout: Layout, config_module: str | None, all_configs: bool, output_dir: Path | None) -> list[str]:
@@ -106,12 +93,6 @@ def _failures(runs: list[ConfigRun], root: Path, verify_import: bool) -> list[st
         blocked = {r.module_name.split(".", 1)[0] for r in runs}
         failures = [str(f) for f in import_texts(texts, root, blocked)]
     return failures
-
-
-def _refuse(message: str | None = None) -> None:
-    if message:
-        click.echo(message, err=True)
-    sys.exit(EXIT_BAD_INPUT)
 
 
 def _write(runs: list[ConfigRun], *, dry_run: bool, verbose: bool) -> None:

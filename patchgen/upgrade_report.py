@@ -26,6 +26,7 @@ from pathlib import Path
 
 import click
 
+from patchgen.cli_errors import one_line_errors
 from patchgen.errors import PatchgenError
 from patchgen.fingerprints import (
     LOCK_SUFFIX,
@@ -291,7 +292,8 @@ def main(configs: tuple[str, ...], accept_flag: bool, config_name: str) -> None:
     it), 2 on bad input or outside a project.
     """
     typed_in = Path.cwd()
-    layout = enter_project()
+    with one_line_errors():
+        layout = enter_project()
     root = layout.root
     configs = tuple(str(layout.user_path(Path(c), typed_in)) if is_path_spec(c) else c for c in configs)
     if accept_flag:
