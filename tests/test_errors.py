@@ -1,6 +1,9 @@
 """Bad input: one clear line naming the config and the patch, exit status 2, nothing written."""
 
+import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -200,12 +203,26 @@ def test_all_fails_whole_when_one_config_is_bad(tmp_path):
 def test_ctrl_c_while_configs_import_is_one_line_and_exit_130(tmp_path):
     # The config interrupts its own process, as Ctrl-C in the terminal does, while it is being imported.
     make_project(tmp_path, "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n")
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
-    assert result.returncode == 130, result.stderr
-    assert result.stderr.splitlines() == ["error: interrupted; nothing written"]
+    for module, args in [("patchgen.run_codegen", ["--all", "--diff"]), ("patchgen.check_patchgen", [])]:
+        result = run_as_from_a_terminal(module, *args, cwd=tmp_path)
+        assert result.returncode == 130, result.stderr
+        assert result.stderr.splitlines() == ["error: interrupted; nothing written"]
     assert not (tmp_path / "generated").exists()
-    check = run_cli("patchgen.check_patchgen", cwd=tmp_path, extra_path=(FIXTURES,))
-    assert check.returncode == 130 and check.stderr.splitlines() == ["error: interrupted; nothing written"]
+
+
+def run_as_from_a_terminal(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`run_cli`, but with Ctrl-C handled as in a terminal: a job started in the background (`cmd &`)
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(FIXTURES), str(REPO)])}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def read_only_folder(tmp_path: Path) -> Path:
