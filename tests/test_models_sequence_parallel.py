@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
-from test_models_tiny_configs import DENSE, FAMILIES
+from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
 
