@@ -41,6 +41,7 @@ def header(
     source_module: str,
     version: str,
     config_module: str,
+    config_name: str = "config",
     applied: list[str],
     extra_lines: Iterable[str] = (),
 ) -> str:
@@ -50,7 +51,7 @@ def header(
         f"Source: {source_module}",
         f"Based on: {version}",
         f"Config: {config_module}",
-        f"Regenerate: python -m patchgen.run_codegen {config_module} --diff",
+        f"Regenerate: {regenerate_command(config_module, config_name)}",
         "",
         "Patches applied:" if applied else "Patches applied: none",
         *(f"- {item}" for item in applied),
@@ -61,3 +62,9 @@ def header(
         out.append(RULE if line is None else (f"# {line}" if line else "#"))
     out.append(RULE)
     return defuse("\n".join(out) + "\n")
+
+
+def regenerate_command(config_module: str, config_name: str = "config") -> str:
+    """The command that rebuilds a file: `-c NAME` when the PatchConfig is not in the default `config`."""
+    option = f" -c {config_name}" if config_name != "config" else ""
+    return f"python -m patchgen.run_codegen {config_module}{option} --diff"

@@ -2,13 +2,20 @@
 
 The static checks (ruff F821/F822, no `import models...`) cannot see everything: a name bound only
 at run time, an import that fails, a patch module pulled in indirectly. Importing the file is the
-proof. It costs one interpreter start plus the imports of torch/transformers (about 5 s), so every
+proof. It costs one interpreter start plus the imports of torch/transformers (seconds), so every
 file is imported in the same subprocess, and only `check_patchgen` and `run_codegen
 --verify-import` do it.
+
+`check_patchgen` starts the subprocess first (`ImportCheck`), on the committed files, so that
+torch imports there while the parent generates; the answer counts only if the parent then finds
+every committed file equal to its fresh regeneration (the child reports the hash of each file it
+imported, and the parent compares). A passing answer is cached with the inputs the child read
+(`patchgen.cache`): the generated files, `patchgen.runtime`, the environment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -16,13 +23,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchgen.cache import Cache
 
-# Runs in the child: block the patch package, import each file under a unique name, report failures.
+
+# Runs in the child: block the patch package, import each file under a unique name, report failures,
+# the hash of each file as imported, and what was read (for the cache).
 _CHILD = r"""
-import importlib.abc, importlib.util, json, sys, traceback
+import hashlib, importlib.abc, importlib.util, json, sys, traceback
 
 root, blocked, files = sys.argv[1], set(json.loads(sys.argv[2])), json.loads(sys.argv[3])
 sys.path.insert(0, root)
+from patchgen.cache import ImportRecorder, module_files
 
 
 class BlockPatchPackage(importlib.abc.MetaPathFinder):
@@ -32,15 +43,20 @@ class BlockPatchPackage(importlib.abc.MetaPathFinder):
         return None
 
 
+recorder = ImportRecorder()
 sys.meta_path.insert(0, BlockPatchPackage())
-failures = {}
+sys.meta_path.insert(0, recorder)
+failures, hashes = {}, {}
 for index, path in enumerate(files):
     name = f"_patchgen_import_check_{index}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        hashes[path] = hashlib.sha256(data).hexdigest()
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        exec(compile(data, path, "exec"), module.__dict__)
     except BaseException as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
         own = [f for f in frames if f.filename == path]
@@ -49,7 +65,9 @@ for index, path in enumerate(files):
             where += f"{', ' if where else ''}via {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}"
         where = f" ({where})" if where else ""
         failures[path] = f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
-print(json.dumps(failures))
+read = sorted(module_files(list(sys.modules.values())))
+lookups = sorted([name, list(path) if path else None] for name, path in recorder.lookups)
+print(json.dumps({"failures": failures, "sha256": hashes, "files": read, "lookups": lookups}))
 """
 
 
@@ -62,30 +80,70 @@ class ImportFailure:
         return f"{self.path} does not import: {self.reason}"
 
 
+class ImportCheck:
+    """The import check of `files`, started now in a child process (or answered by the cache)."""
+
+    def __init__(self, files: list[Path], root: Path, blocked_packages: set[str], cache: Cache | None = None):
+        self.files, self.root, self.cache = sorted(files), root, cache
+        self.blocked = sorted(blocked_packages)
+        self.absolute = [str(f if f.is_absolute() else root / f) for f in self.files]
+        self.key = [self.absolute, self.blocked]
+        self.passed_before = cache is not None and cache.load("imports", self.key) is not None
+        self.process = None
+        if self.files and not self.passed_before:
+            command = [sys.executable, "-c", _CHILD, str(root.resolve()), json.dumps(self.blocked)]
+            self.process = subprocess.Popen(
+                [*command, json.dumps(self.absolute)],
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    def failures(self, expected: dict[Path, str] | None = None) -> list[ImportFailure]:
+        """The files that do not import. `expected`: the texts the files must have had when imported."""
+        if self.passed_before or not self.files:
+            return []
+        stdout, stderr = self.process.communicate()
+        lines = stdout.strip().splitlines()
+        if self.process.returncode != 0 or not lines:
+            tail = (stderr.strip().splitlines() or ["no output"])[-1]
+            return [ImportFailure(self.files[0], f"the import check itself failed: {tail}")]
+        report = json.loads(lines[-1])
+        if expected is not None and not self._imported(report["sha256"], expected):
+            return import_generated(list(expected), self.root, set(self.blocked))  # a file changed meanwhile
+        failures = [
+            ImportFailure(f, report["failures"][a])
+            for f, a in zip(self.files, self.absolute, strict=True)
+            if a in report["failures"]
+        ]
+        if not failures and self.cache is not None:
+            lookups = [(name, tuple(path) if path else None) for name, path in report["lookups"]]
+            self.cache.store("imports", self.key, self.cache.probe.record(report["files"], lookups), True)
+        return failures
+
+    def _imported(self, hashes: dict[str, str], expected: dict[Path, str]) -> bool:
+        """Whether exactly the `expected` texts were imported."""
+        if sorted(expected) != self.files:
+            return False
+        return all(
+            hashes.get(a) == hashlib.sha256(expected[f].encode("utf-8")).hexdigest()
+            for f, a in zip(self.files, self.absolute, strict=True)
+        )
+
+    def cancel(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
 def import_generated(files: list[Path], root: Path, blocked_packages: set[str]) -> list[ImportFailure]:
     """Import every file in one child process; the failures, one per file that does not import."""
-    if not files:
-        return []
-    absolute = [str(f if f.is_absolute() else root / f) for f in files]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            str(root.resolve()),
-            json.dumps(sorted(blocked_packages)),
-            json.dumps(absolute),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return [ImportFailure(files[0], f"the import check itself failed: {tail}")]
-    failures = json.loads(lines[-1])
-    return [ImportFailure(f, failures[a]) for f, a in zip(files, absolute, strict=True) if a in failures]
+    check = ImportCheck(files, root, blocked_packages)
+    try:
+        return check.failures()
+    finally:
+        check.cancel()
 
 
 def import_texts(texts: dict[Path, str], root: Path, blocked_packages: set[str]) -> list[ImportFailure]:

@@ -1,7 +1,7 @@
 """`run_codegen --list`: every config with its model, variant, base, source, target, patch count and status.
 
 The status says whether the committed output is what the config generates now, so it generates
-every config in memory (one ruff run, light imports) exactly as `check_patchgen` does:
+every config in memory exactly as `check_patchgen` does (and reuses its cache, `patchgen.cache`):
 
 - `current`: every output (`.py`, `.diff`, lock) equals the committed file
 - `stale`: an output differs; `run_codegen <config> --diff` rewrites it
@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchgen.codegen import Generation, default_output_dir, generate
-from patchgen.discovery import LoadedConfig, discover_configs, load_config
-from patchgen.errors import PatchgenError
-from patchgen.light_imports import run_light
+from patchgen.cache import Cache
+from patchgen.config_runs import ConfigRun, run_configs
+from patchgen.discovery import discover_configs
+from patchgen.outputs import read_committed
 
 
 COLUMNS = ("CONFIG", "MODEL", "VARIANT", "EXTENDS", "SOURCE MODULE", "TARGET", "PATCHES", "STATUS")
@@ -43,59 +43,45 @@ def short_config_name(module_name: str | None) -> str:
     return module_name.rsplit(".", 1)[-1].removesuffix("_patch_gen_config")
 
 
-def status_of(root: Path, loaded: LoadedConfig, result: Generation | None) -> str:
-    if loaded.config.abstract:
-        return "base"
-    if result is None or result.error:
+def status_of(root: Path, run: ConfigRun) -> str:
+    if run.summary is None or run.generation.error or run.generation.lock_error:
         return "error"
-    target = root / default_output_dir(loaded) / loaded.config.target_file
-    if not target.exists():
+    if run.summary.abstract:
+        return "base"
+    if not (root / run.summary.target).exists():
         return "missing"
-    for output in result.outputs:
+    for output in run.generation.outputs:
         committed = root / output.path
         if output.path.name == "__init__.py":
             continue
-        if not committed.exists() or committed.read_text(encoding="utf-8") != output.text:
+        if not committed.exists() or read_committed(committed) != output.text:
             return "stale"
     return "current"
 
 
-def collect(root: Path, config_name: str = "config") -> tuple[list[Row], list[str]]:
+def collect(root: Path, config_name: str = "config", *, use_cache: bool = True) -> tuple[list[Row], list[str]]:
     """One row per discovered config (sorted by model, then variant) and the error messages."""
-
-    def load_and_generate():
-        loaded, errors = [], []
-        for spec in discover_configs(root):
-            try:
-                loaded.append(load_config(spec, config_name, root))
-            except PatchgenError as exc:
-                errors.append((spec, str(exc)))
-        return loaded, errors, generate(loaded, with_diff=True)
-
-    (loaded, load_errors, results), _ = run_light(
-        load_and_generate, succeeded=lambda out: not out[1] and not any(r.error for r in out[2])
-    )
+    runs = run_configs(root, discover_configs(root), config_name, cache=Cache(root) if use_cache else None)
     rows, messages = [], []
-    for item, result in zip(loaded, results, strict=True):
-        config = item.config
-        target = "-" if config.abstract else str(default_output_dir(item) / config.target_file)
-        rows.append(
-            Row(
-                config=item.module_name,
-                model=config.model or "-",
-                variant=config.variant,
-                extends=short_config_name(config.extends),
-                source_module=config.source_module,
-                target=target,
-                patches=str(len(config.patches)),
-                status=status_of(root, item, result),
+    for run in runs:
+        summary = run.summary
+        if summary is None:
+            rows.append(Row(run.module_name, "?", "?", "-", "?", "?", "?", "error"))
+        else:
+            rows.append(
+                Row(
+                    config=run.module_name,
+                    model=summary.model or "-",
+                    variant=summary.variant,
+                    extends=short_config_name(summary.extends),
+                    source_module=summary.source_module,
+                    target=summary.target or "-",
+                    patches=str(len(summary.patches)),
+                    status=status_of(root, run),
+                )
             )
-        )
-        if result.error:
-            messages.append(result.error)
-    for spec, message in load_errors:
-        rows.append(Row(spec, "?", "?", "-", "?", "?", "?", "error"))
-        messages.append(message)
+        if run.generation.error or run.generation.lock_error:
+            messages.append(run.generation.error or run.generation.lock_error)
     rows.sort(key=lambda r: (r.model, r.variant != "base", r.variant))
     return rows, messages
 

@@ -10,11 +10,13 @@ from patchgen.plan import Plan
 from patchgen.source_text import apply_edits
 
 
-def render(plan: Plan, extra_header_lines: list[str] | None = None) -> str:
+def render(plan: Plan, extra_header_lines: list[str] | None = None, *, config_name: str = "config") -> str:
+    """`config_name` is the variable holding the PatchConfig: the header's Regenerate line passes it on."""
     header = banners.header(
         source_module=plan.upstream.name,
         version=plan.upstream.version,
         config_module=plan.config_module,
+        config_name=config_name,
         applied=plan.applied,
         extra_lines=extra_header_lines or [],
     )

@@ -74,7 +74,7 @@ def accept(
 
 
 def _fresh_locks(root: Path, specs: list[str], config_name: str):
-    from patchgen.codegen import default_output_dir
+    from patchgen.codegen import target_path
     from patchgen.discovery import discover_configs, load_config
     from patchgen.plan import make_plan
     from patchgen.upstream import read_upstream
@@ -85,7 +85,7 @@ def _fresh_locks(root: Path, specs: list[str], config_name: str):
             continue  # a base config has no file of its own; the configs extending it carry its patches
         upstream = read_upstream(loaded.config.source_module)
         make_plan(loaded.config, loaded.module_name, upstream)
-        path = lock_path(default_output_dir(loaded) / loaded.config.target_file)
+        path = lock_path(target_path(loaded))
         yield path, build_lock(loaded.config, loaded.module_name, upstream)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import click
 
+from patchgen.cli_errors import one_line_errors
 from patchgen.errors import PatchgenError
 from patchgen.fingerprints import (
     LOCK_SUFFIX,
@@ -48,6 +49,7 @@ from patchgen.fingerprints import (
     read_lock,
     subject_source,
 )
+from patchgen.layout import enter_project, is_path_spec, load_layout
 from patchgen.outputs import write_atomic
 from patchgen.patch_spec import PatchConfig, PatchKind
 from patchgen.review_hunks import Hunk, corresponding_lines, hunks
@@ -56,7 +58,6 @@ from patchgen.upstream import UpstreamModule, read_upstream
 from patchgen.upstream_dependencies import Package, resolve_qualified
 
 
-GENERATED_DIR = Path("generated")
 EXIT_REVIEW, EXIT_BAD_INPUT = 1, 2
 INDENT = "      "  # every line of a hunk starts with it (`check_patchgen -q` drops such lines)
 
@@ -225,9 +226,9 @@ def _similarity(a: str, b: str) -> float:
 
 
 def build_report(root: Path, mentioned: dict[str, frozenset[str]] | None = None) -> list[LockReport]:
-    """One report per lock file under `root/generated`, in path order."""
+    """One report per lock file under the project's output root (`generated/`), in path order."""
     reports = []
-    for path in sorted((root / GENERATED_DIR).rglob(f"*{LOCK_SUFFIX}")):
+    for path in sorted((root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}")):
         relative = path.relative_to(root)
         try:
             lock = read_lock(path)
@@ -533,11 +534,15 @@ def main(
 ) -> None:
     """Report what the installed upstream changed under each patch since its lock file was recorded.
 
-    Run from the project root. CONFIGS (dotted names or paths) limit --accept to those configs.
-    Exit status: 0 when no patched target changed, 1 when one did (review it), 2 on bad input or a
-    refused --accept.
+    Run anywhere inside the project (see [tool.patchgen]). CONFIGS (dotted names or paths) limit
+    --accept to those configs. Exit status: 0 when no patched target changed, 1 when one did (review
+    it), 2 on bad input, a refused --accept, or outside a project.
     """
-    root = Path.cwd()
+    typed_in = Path.cwd()
+    with one_line_errors():
+        layout = enter_project()
+    root = layout.root
+    configs = tuple(str(layout.user_path(Path(c), typed_in)) if is_path_spec(c) else c for c in configs)
     reason = " ".join(reason.split())
     if (reviewed or reason) and not accept_flag:
         _fail("--reviewed and --reason go with --accept", "nothing accepted")
@@ -550,7 +555,7 @@ def main(
         return
     reports = build_report(root)
     if not reports:
-        _fail(f"no *{LOCK_SUFFIX} under {GENERATED_DIR}/; generate with --diff first", "nothing reported")
+        _fail(f"no *{LOCK_SUFFIX} under {layout.output_root}/; generate with --diff first", "nothing reported")
     lookup = ConfigLookup(root, config_name)
     if any(r.new_names for r in reports):  # a NEW name the config already deals with is not news
         reports = [

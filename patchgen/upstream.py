@@ -30,14 +30,8 @@ class UpstreamModule:
         return self.name.rpartition(".")[0]
 
     def module(self) -> ModuleType:
-        """The imported upstream module (for comparing the objects patch code refers to).
-
-        On the light-import path (`patchgen.light_imports`) upstream is a stub; then this returns a
-        guard whose every use raises `NeedsRealImport`, so the work is redone with real imports.
-        """
-        from patchgen.light_imports import guard_upstream_module
-
-        return guard_upstream_module(importlib.import_module(self.name))
+        """The imported upstream module (for comparing the objects patch code refers to)."""
+        return importlib.import_module(self.name)
 
     def top_level_names(self) -> set[str]:
         return bound_names(self.tree.body)

@@ -1,6 +1,11 @@
 """The two CLIs as users run them: `python -m patchgen.run_codegen` and `python -m patchgen.check_patchgen`."""
 
+import json
+import os
 import shutil
+import stat
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -8,6 +13,8 @@ from click.testing import CliRunner
 from conftest import FIXTURES, REPO, run_cli
 
 from patchgen import check_patchgen, run_codegen
+from patchgen.formatting import FormatSettings, format_sources
+from patchgen.outputs import write_all
 
 
 CONFIG = """
@@ -141,3 +148,150 @@ def test_cli_usage_error_without_config():
     result = CliRunner().invoke(run_codegen.main, [])
     assert result.exit_code == 2
     assert "give exactly one of CONFIG_MODULE or --all" in result.output
+
+
+# -- each output depends on its own config only ----------------------------------------------------
+
+
+def test_formatting_settings_of_one_file_do_not_reach_another():
+    # `math` is kept in the file whose config asked for it (add_import), removed as unused from the other;
+    # each file sorts its own upstream package as first-party.
+    text = (
+        "import math\nimport os\n\nimport toyupstream\n\nimport transformers\n\nX = (os, toyupstream, transformers)\n"
+    )
+    keeps_math = FormatSettings(first_party=("transformers",), keep_imports=("math",))
+    plain = FormatSettings(first_party=("toyupstream",))
+    together, _ = format_sources([(text, keeps_math), (text, plain)])
+    alone = [format_sources([(text, settings)])[0][0] for settings in (keeps_math, plain)]
+    assert together == alone
+    assert "import math\n" in alone[0] and "import math\n" not in alone[1]
+    assert "import toyupstream\n\nimport transformers\n" in alone[0]
+    assert "import transformers\n\nimport toyupstream\n" in alone[1]
+
+
+ALONE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from patchgen.config_runs import run_configs
+from patchgen.discovery import discover_configs
+
+root = Path.cwd()
+alone = {}
+for spec in discover_configs(root):
+    (run,) = run_configs(root, [spec])
+    assert run.generation.error is None, run.generation.error
+    alone.update({str(o.path): o.text for o in run.generation.outputs})
+print(json.dumps(alone))
+"""
+
+
+def test_every_committed_config_generated_alone_gives_the_committed_bytes():
+    """The committed files come from `--all`; each config alone, in a process that imported no other config
+    before it, must give the same bytes (what the header's Regenerate command runs)."""
+    result = subprocess.run(
+        [sys.executable, "-c", ALONE_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    alone = json.loads(result.stdout.splitlines()[-1])
+    modules = [p for p in alone if p.endswith(".py") and not p.endswith("__init__.py")]
+    assert len(modules) >= 12
+    for path, text in alone.items():
+        assert (REPO / path).read_text(encoding="utf-8") == text, path
+    for path in modules:
+        regenerate = next(line for line in alone[path].splitlines() if line.startswith("# Regenerate: "))
+        config = alone[path].split("# Config: ", 1)[1].split("\n", 1)[0]
+        assert regenerate == f"# Regenerate: python -m patchgen.run_codegen {config} --diff"
+
+
+def test_two_configs_writing_one_file_are_an_error_naming_both(project):
+    twin = project / "models" / "toy" / "toy_twin_patch_gen_config.py"
+    twin.write_text(textwrap.dedent(CONFIG))  # same model, same target_file
+    run = cli("patchgen.run_codegen", "--all", "--diff", cwd=project)
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: models.toy.toy_gpu_patch_gen_config: writes generated/toy/patched_modeling_toy_gpu.py, which "
+        "models.toy.toy_twin_patch_gen_config also writes; give one of them another target_file (or another model)",
+        "error: models.toy.toy_twin_patch_gen_config: writes generated/toy/patched_modeling_toy_gpu.py, which "
+        "models.toy.toy_gpu_patch_gen_config also writes; give one of them another target_file (or another model)",
+    ]
+    assert not (project / "generated").exists()
+
+
+def test_regenerate_line_names_a_config_variable_other_than_config(project, tmp_path_factory):
+    config = project / "models" / "toy" / "toy_gpu_patch_gen_config.py"
+    config.write_text(config.read_text().replace("config", "toy_config"))
+    target = tmp_path_factory.mktemp("named")
+    run = cli(
+        "patchgen.run_codegen",
+        "models.toy.toy_gpu_patch_gen_config",
+        "-c",
+        "toy_config",
+        "-o",
+        str(target),
+        cwd=project,
+    )
+    assert run.returncode == 0, run.stderr
+    text = (target / "patched_modeling_toy_gpu.py").read_text()
+    assert (
+        "# Regenerate: python -m patchgen.run_codegen models.toy.toy_gpu_patch_gen_config -c toy_config --diff\n"
+        in text
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def test_written_files_keep_their_mode_or_follow_the_umask(tmp_path):
+    existing, new = tmp_path / "existing.py", tmp_path / "sub" / "new.py"
+    existing.write_text("old\n")
+    existing.chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        write_all({existing: "fresh\n", new: "fresh\n"})
+    finally:
+        os.umask(previous)
+    assert existing.read_text() == "fresh\n" and stat.S_IMODE(existing.stat().st_mode) == 0o640
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644  # 0666 under umask 022, not mkstemp's 0600
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["existing.py", "new.py", "sub"]  # no temp file left
+
+
+def test_temp_files_of_a_killed_run_are_reported_and_ignored_by_git(project):
+    assert cli("patchgen.run_codegen", "--all", "--diff", cwd=project).returncode == 0
+    leftover = project / "generated" / "toy" / ".patched_modeling_toy_gpu.py.k2j4x9.tmp"
+    leftover.write_text("half a file")
+    check = cli("patchgen.check_patchgen", "--no-import", cwd=project)
+    assert check.returncode == 1
+    assert (
+        "TEMP    generated/toy/.patched_modeling_toy_gpu.py.k2j4x9.tmp: a temp file an interrupted run left behind"
+        in check.stdout
+    )
+    fixed = cli("patchgen.check_patchgen", "--no-import", "--fix", cwd=project)
+    assert fixed.returncode == 0, fixed.stdout
+    assert not leftover.exists()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "--no-index", "generated/qwen3/.patched_modeling_qwen3_gpu.py.abc123.tmp"],
+        cwd=REPO,
+    )
+    assert ignored.returncode == 0
+
+
+def test_an_unreadable_lock_is_labelled_as_such_and_does_not_hide_drift(project):
+    assert cli("patchgen.run_codegen", "--all", "--diff", cwd=project).returncode == 0
+    out = project / "generated" / "toy" / "patched_modeling_toy_gpu.py"
+    out.write_text(out.read_text().replace("factor * 2", "factor * 3"))
+    out.with_suffix(".lock.json").write_text("{ not json")
+    check = cli("patchgen.check_patchgen", "-q", "--no-import", cwd=project)
+    assert check.returncode == 1
+    lines = check.stdout.splitlines()
+    assert (
+        "DRIFT   generated/toy/patched_modeling_toy_gpu.py: committed file differs from a fresh regeneration" in lines
+    )
+    (lock,) = [line for line in lines if line.startswith("LOCK    ")]
+    assert lock.startswith(
+        "LOCK    generated/toy/patched_modeling_toy_gpu.lock.json: generated/toy/patched_modeling_toy_gpu.lock.json: "
+        "not a readable patchgen lock file (JSONDecodeError"
+    )
+    assert not any(line.startswith(("UPGRADE", "ERROR")) for line in lines), check.stdout
+    run = cli("patchgen.run_codegen", "--all", "--diff", cwd=project)
+    assert run.returncode == 2 and "not a readable patchgen lock file" in run.stderr

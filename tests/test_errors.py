@@ -1,10 +1,16 @@
 """Bad input: one clear line naming the config and the patch, exit status 2, nothing written."""
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, REPO, run_cli
 
 
 HEADER = """
@@ -119,6 +125,18 @@ def f(self, config, layer_idx):
 """,
         ["init_modification ToyAttention", "must be 'def f(original_init, self, ...)'"],
     ),
+    "config_calls_sys_exit": (
+        "import sys\nsys.exit(3)\n",
+        ["config module called sys.exit(3) while being imported (toy_x_patch_gen_config.py:2)"],
+    ),
+    "config_raises_system_exit_quietly": (
+        "raise SystemExit\n",
+        ["config module called sys.exit(None) while being imported (toy_x_patch_gen_config.py:1)"],
+    ),
+    "config_calls_os_exit": (
+        "import os\nos._exit(0)\n",
+        ["config module called os._exit(0) while being imported (toy_x_patch_gen_config.py:2)"],
+    ),
 }
 
 
@@ -143,15 +161,25 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path):
     for fragment in expected:
         assert fragment in error_lines[0], (fragment, error_lines[0])
     assert not (tmp_path / "generated").exists()
+    assert_nothing_machine_specific(result.stderr, tmp_path)
+
+
+def assert_nothing_machine_specific(message: str, *folders: Path) -> None:
+    """No object reprs (`<function f at 0x7f...>`) and no absolute path of this machine in a message."""
+    assert not re.search(r" at 0x[0-9a-fA-F]+>", message), message
+    for folder in {*folders, REPO, Path(sys.prefix), Path(sys.base_prefix), Path.home(), Path(tempfile.gettempdir())}:
+        assert str(folder.resolve()) not in message and str(folder) not in message, (folder, message)
 
 
 def test_unknown_config_module(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")  # a project laid out like this one, with no configs
     result = run_cli("patchgen.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)"
-    )
+    assert result.stderr.splitlines() == [
+        "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)",
+        "nothing written",
+    ]
 
 
 def test_all_fails_whole_when_one_config_is_bad(tmp_path):
@@ -162,3 +190,86 @@ def test_all_fails_whole_when_one_config_is_bad(tmp_path):
     assert result.returncode == 2
     assert "no function 'scael'" in result.stderr and "nothing written" in result.stderr
     assert not (tmp_path / "generated").exists()
+
+
+def test_ctrl_c_while_configs_import_is_one_line_and_exit_130(tmp_path):
+    # The config interrupts its own process, as Ctrl-C in the terminal does, while it is being imported.
+    make_project(tmp_path, "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n")
+    for module, args in [("patchgen.run_codegen", ["--all", "--diff"]), ("patchgen.check_patchgen", [])]:
+        result = run_as_from_a_terminal(module, *args, cwd=tmp_path)
+        assert result.returncode == 130, result.stderr
+        assert result.stderr.splitlines() == ["error: interrupted; nothing written"]
+    assert not (tmp_path / "generated").exists()
+
+
+def run_as_from_a_terminal(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`run_cli`, but with Ctrl-C handled as in a terminal: a job started in the background (`cmd &`)
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(FIXTURES), str(REPO)])}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (chmod does not stop root: then a kernel folder)."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").write_text("")
+    except PermissionError:
+        return folder
+    (folder / "probe").unlink()
+    try:
+        tempfile.mkstemp(dir="/sys")
+    except PermissionError:
+        return Path("/sys")
+    pytest.skip("no folder here refuses writes to this user")
+
+
+@pytest.mark.parametrize("where", ["read_only_folder", "path_under_a_file"])
+def test_an_output_that_cannot_be_written_is_one_line_exit_2(where, tmp_path):
+    make_project(tmp_path, HEADER)
+    if where == "read_only_folder":
+        target, reason = read_only_folder(tmp_path), "Permission denied"
+    else:
+        (tmp_path / "a_file").write_text("not a folder\n")
+        target, reason = tmp_path / "a_file" / "out", "Not a directory"
+    result = run_cli(
+        "patchgen.run_codegen",
+        "models.toy.toy_x_patch_gen_config",
+        "--diff",
+        "-o",
+        str(target),
+        cwd=tmp_path,
+        extra_path=(FIXTURES,),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: cannot write ") and line.endswith(f"patched_modeling_toy_x.py: {reason}"), line
+    assert "nothing written" in result.stderr
+    assert_nothing_machine_specific(result.stderr, tmp_path)
+    assert not list(target.glob("*patched*")) if target.is_dir() else not target.exists()
+
+
+def test_a_failed_write_leaves_no_file_and_no_folder_behind(tmp_path):
+    """Two configs, the second one's folder cannot be made: the first one's files are not written either."""
+    make_project(tmp_path, HEADER)
+    other = tmp_path / "models" / "other"
+    other.mkdir()
+    (other / "__init__.py").write_text("")
+    (other / "other_x_patch_gen_config.py").write_text(textwrap.dedent(HEADER).replace("toy_x.py", "other_x.py"))
+    (tmp_path / "generated").mkdir()
+    (tmp_path / "generated" / "toy").write_text("a file where the toy folder would go\n")
+    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
+    assert result.returncode == 2, result.stderr
+    assert "error: cannot write generated/toy/" in result.stderr and "Not a directory" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["toy"]  # no generated/other/

@@ -20,7 +20,7 @@ def test_header_lists_every_patch(toy_generated):
     for line in [
         "# Source: toyupstream.models.toy.modeling_toy",
         "# Config: toypatches.configs",
-        "# Regenerate: python -m patchgen.run_codegen toypatches.configs --diff",
+        "# Regenerate: python -m patchgen.run_codegen toypatches.configs -c all_kinds --diff",
         "# - class_replacement: ToyRMSNorm",
         "# - function_replacement: scale",
         "# - method_override: ToyMLP.describe",

@@ -34,7 +34,7 @@ import pytest
 import torch
 import transformers
 from conftest import REPO
-from test_models_tiny_configs import DENSE, FAMILIES, Family, generated_module
+from tiny_families import DENSE, FAMILIES, Family, generated_module
 from transformers import CompileConfig
 
 

@@ -1,4 +1,4 @@
-"""Every family of test_models_tiny_configs.FAMILIES: the committed generated files, against stock HF.
+"""Every family of tiny_families.FAMILIES: the committed generated files, against stock HF.
 
 For each family: both files import on CPU, tiny random models build with stock state-dict keys, the
 CPU variant gives stock logits, loss and gradients in fp32, the GPU variant binds the Liger objects
@@ -16,7 +16,7 @@ import pytest
 import torch
 import transformers
 from conftest import REPO
-from test_models_tiny_configs import FAMILIES, VARIANTS, generated_module, stock_and_patched
+from tiny_families import FAMILIES, VARIANTS, generated_module, stock_and_patched
 
 from patchgen.codegen import generate
 from patchgen.discovery import load_config
@@ -87,7 +87,7 @@ def test_cpu_and_gpu_variants_patch_the_same_names(model):
 
 
 def test_committed_files_are_what_the_configs_generate():
-    """Real imports in this process; the committed files were written on the light-import path."""
+    """All configs generated together in this process give the committed files (written by `--all`)."""
     loaded = [
         load_config(f"models.{model}.{model}_{variant}_patch_gen_config", root=REPO)
         for model in sorted(FAMILIES)

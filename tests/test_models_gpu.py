@@ -21,7 +21,7 @@ for path in (REPO, REPO / "tests"):
         sys.path.insert(0, str(path))
 
 import torch  # noqa: E402
-from test_models_tiny_configs import FAMILIES, stock_and_patched  # noqa: E402
+from tiny_families import FAMILIES, stock_and_patched  # noqa: E402
 
 
 LOGITS_TOL = LOSS_TOL = dict(rtol=1e-4, atol=1e-4)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
 from sequence_parallel_batches import BATCHES, take_gradients, training_step
-from test_models_tiny_configs import DENSE, FAMILIES
+from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
 

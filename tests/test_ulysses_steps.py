@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 import torch
-from test_models_tiny_configs import FAMILIES, generated_module
+from tiny_families import FAMILIES, generated_module
 from transformers.models.phi3 import modeling_phi3
 
 

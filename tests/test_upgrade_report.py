@@ -344,6 +344,8 @@ def test_unreadable_lock_and_missing_locks_are_bad_input(generated_old, tmp_path
     assert f"{LOCK}: ERROR " in report.stdout and "not a readable patchgen lock file (JSONDecodeError" in report.stdout
 
     empty = tmp_path_factory.mktemp("empty")
+    (empty / "models").mkdir()
+    (empty / "models" / "__init__.py").write_text("")  # a project with nothing generated yet
     nothing = cli("patchgen.upgrade_report", cwd=empty)
     assert nothing.returncode == 2 and "error: no *.lock.json under generated/" in nothing.stderr
 

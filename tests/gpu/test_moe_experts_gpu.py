@@ -15,7 +15,7 @@ from unittest.mock import Mock, patch
 
 import pytest
 import torch
-from test_models_tiny_configs import FAMILIES
+from tiny_families import FAMILIES
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS, grouped_mm_experts_forward
 

@@ -1,0 +1,164 @@
+"""Load and generate many configs as if each ran alone, optionally reusing cached results.
+
+Each config is imported afresh: the project modules one config imports (its patch modules, the
+sets and helpers they use) are dropped from `sys.modules` before the next config is imported, so no
+config sees state another left behind, and `--all` gives each file the bytes that generating its
+config alone gives. torch and transformers stay imported. The outputs of all configs are then
+formatted together (`patchgen.codegen.finish`, each file with its own settings).
+
+With a `patchgen.cache.Cache`, a config whose recorded inputs are unchanged is not imported at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from patchgen.cache import Cache, Inputs, is_source_module
+from patchgen.codegen import Generation, Output, Planned, finish, plan_config, shared_target_errors, target_path
+from patchgen.discovery import LoadedConfig, ensure_importable, load_config, to_module_name
+from patchgen.errors import PatchgenError
+from patchgen.fingerprints import lock_path
+from patchgen.upgrade_report import mentions
+from patchgen.upstream import read_upstream
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """What the CLIs need to know about a config besides its outputs (kept in the cache with them)."""
+
+    module_name: str
+    model: str
+    variant: str
+    extends: str | None
+    abstract: bool
+    source_module: str
+    target: str | None  # the generated module's path; None for a base config
+    patches: tuple[str, ...]  # `function_replacement: scale  (models/toy/toy_gpu_patch_gen_config.py:7)`
+    mentions: tuple[str, ...]  # upstream names the config deals with (for the upgrade report)
+
+    @classmethod
+    def of(cls, loaded: LoadedConfig, output_dir: Path | None) -> ConfigSummary:
+        config = loaded.config
+        return cls(
+            module_name=loaded.module_name,
+            model=config.model or "",
+            variant=config.variant,
+            extends=config.extends,
+            abstract=config.abstract,
+            source_module=config.source_module,
+            target=None if config.abstract else target_path(loaded, output_dir).as_posix(),
+            patches=tuple(f"{p.kind.value}: {p.target}  ({p.defined_at})" for p in config.patches),
+            mentions=tuple(sorted(mentions(config))),
+        )
+
+
+@dataclass
+class ConfigRun:
+    """One config: its summary (None when it does not load) and what generating it gave."""
+
+    module_name: str
+    summary: ConfigSummary | None
+    generation: Generation
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        outputs = [[o.path.as_posix(), o.text] for o in self.generation.outputs]
+        return {"summary": asdict(self.summary), "outputs": outputs}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ConfigRun:
+        fields = data["summary"]
+        summary = ConfigSummary(
+            **{**fields, "patches": tuple(fields["patches"]), "mentions": tuple(fields["mentions"])}
+        )
+        generation = Generation(summary.module_name, [Output(Path(p), text) for p, text in data["outputs"]])
+        return cls(summary.module_name, summary, generation, cached=True)
+
+
+def run_configs(
+    root: Path,
+    specs: list[str],
+    config_name: str = "config",
+    *,
+    output_dir: Path | None = None,
+    with_diff: bool = True,
+    cache: Cache | None = None,
+) -> list[ConfigRun]:
+    """Every config in `specs`, in order: loaded, planned and generated as if alone.
+
+    A config that fails has `generation.error` set; two configs writing one file both fail.
+    """
+    ensure_importable(root)
+    runs: list[ConfigRun] = []
+    fresh: list[tuple[ConfigRun, Planned | None, Inputs, object]] = []
+    with cache.recording() if cache is not None else nullcontext():
+        for spec in specs:
+            key = _cache_key(spec, root, config_name, output_dir, with_diff)
+            stored = cache.load("config", key) if cache is not None else None
+            if stored is not None:
+                runs.append(ConfigRun.from_json(stored))
+                continue
+            run, planned, inputs = _run_alone(spec, root, config_name, output_dir, cache)
+            runs.append(run)
+            fresh.append((run, planned, inputs, key))
+    finish([planned for _, planned, _, _ in fresh if planned is not None], with_diff=with_diff)
+    if cache is not None:
+        for run, _, inputs, key in fresh:
+            if run.generation.error is None and run.generation.lock_error is None:
+                cache.store("config", key, inputs, run.to_json())
+    _refuse_shared_targets(runs)
+    return runs
+
+
+def _run_alone(
+    spec: str, root: Path, config_name: str, output_dir: Path | None, cache: Cache | None
+) -> tuple[ConfigRun, Planned | None, Inputs | None]:
+    """Load and plan one config, record what it read, then drop the project modules it imported."""
+    before = set(sys.modules)
+    try:
+        try:
+            loaded = load_config(spec, config_name, root)
+        except PatchgenError as exc:
+            module_name = _module_name(spec, root)
+            return ConfigRun(module_name, None, Generation(module_name, error=str(exc))), None, None
+        generation = Generation(loaded.module_name)
+        planned = plan_config(loaded, generation, output_dir)
+        run = ConfigRun(loaded.module_name, ConfigSummary.of(loaded, output_dir), generation)
+        inputs = None
+        if cache is not None and generation.error is None:
+            inputs = _inputs(loaded, root, output_dir, cache)
+        return run, planned, inputs
+    finally:
+        for name in set(sys.modules) - before:
+            if is_source_module(sys.modules.get(name)):
+                sys.modules.pop(name, None)
+
+
+def _inputs(loaded: LoadedConfig, root: Path, output_dir: Path | None, cache: Cache) -> Inputs:
+    """The config's depfile: every module file not covered by the environment, the upstream, the lock."""
+    files = [str(read_upstream(loaded.config.source_module).path)]
+    if not loaded.config.abstract:
+        files.append(str(root / lock_path(target_path(loaded, output_dir))))
+    return cache.inputs_now(files)
+
+
+def _cache_key(spec: str, root: Path, config_name: str, output_dir: Path | None, with_diff: bool) -> list:
+    return [spec, str(root.resolve()), config_name, None if output_dir is None else str(output_dir), with_diff]
+
+
+def _module_name(spec: str, root: Path) -> str:
+    try:
+        return to_module_name(spec, root)
+    except PatchgenError:
+        return spec
+
+
+def _refuse_shared_targets(runs: list[ConfigRun]) -> None:
+    targets = [(r.module_name, Path(r.summary.target)) for r in runs if r.summary and r.summary.target]
+    for module_name, message in shared_target_errors(targets).items():
+        for run in runs:
+            if run.module_name == module_name:
+                run.generation.error, run.generation.outputs = message, []

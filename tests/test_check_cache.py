@@ -1,0 +1,136 @@
+"""The check's cache (`patchgen.cache`): reused only while every input it recorded is unchanged.
+
+A stale answer must be impossible to observe: each test edits one kind of input (a patch source, a
+helper module a patch imports, the upstream file, a module a generated file imports) after a cached
+run and shows that the next run sees the edit.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import FIXTURES, REPO, run_cli
+
+from patchgen.cache import CACHE_DIR, Cache
+from patchgen.import_check import ImportCheck
+
+
+CONFIG = """
+import sys
+
+from patchgen import PatchConfig
+from models.toy.patches import toy_patches as patches
+
+print("config imported", file=sys.stderr)  # tells the test whether the config ran or came from the cache
+
+config = PatchConfig(source_module="toyupstream.models.toy.modeling_toy", target_file="patched_modeling_toy_gpu.py")
+config.replace_function("scale", description="project patch")(patches.scale_twice)
+"""
+
+PATCHES = """
+from models.toy.patches.toy_helpers import helper_factor
+
+
+def scale_twice(x, factor=2.0):
+    return x * factor * helper_factor()
+"""
+
+HELPERS = "def helper_factor():  # copied into the generated file with the patch\n    return 2\n"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A toy project, and its own copy of the toy upstream package (outside the project, on the path)."""
+    root = tmp_path / "project"
+    for package in ["models", "models/toy", "models/toy/patches"]:
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "models/toy/toy_gpu_patch_gen_config.py").write_text(textwrap.dedent(CONFIG))
+    (root / "models/toy/patches/toy_patches.py").write_text(textwrap.dedent(PATCHES))
+    (root / "models/toy/patches/toy_helpers.py").write_text(HELPERS)
+    shutil.copytree(FIXTURES / "toyupstream", tmp_path / "upstream" / "toyupstream")
+    return root
+
+
+def cli(module, *args, root):
+    return run_cli(module, *args, cwd=root, extra_path=(root.parent / "upstream",))
+
+
+def check(root):
+    """`check_patchgen -q --no-import`: (exit status, stdout, whether the config was imported)."""
+    result = cli("patchgen.check_patchgen", "--no-import", root=root)
+    return result.returncode, result.stdout, "config imported" in result.stderr
+
+
+def test_a_cached_check_sees_every_edit_of_what_the_config_read(project):
+    """One project, one edit after another; each check after an edit must import the config again."""
+    assert cli("patchgen.run_codegen", "--all", "--diff", root=project).returncode == 0
+    assert check(project)[::2] == (0, True)  # imported, and recorded in the cache
+    assert check(project)[::2] == (0, False)  # answered from the cache: the config was not imported
+    assert list((project / CACHE_DIR / "config").glob("*.json"))
+
+    patch = project / "models/toy/patches/toy_patches.py"
+    patch.write_text(patch.read_text().replace("x * factor * helper_factor()", "x * factor * helper_factor() + 1"))
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+    return x * factor * helper_factor() + 1" in out
+
+    helper = project / "models/toy/patches/toy_helpers.py"
+    helper.write_text(HELPERS.replace("return 2", "return 3"))
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+    return 3" in out  # not the answer recorded after the patch edit
+
+    upstream = project.parent / "upstream/toyupstream/models/toy/modeling_toy.py"
+    upstream.write_text(upstream.read_text().replace("# A comment attached to the norm class", "# Edited upstream"))
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+# Edited upstream: it goes with the class" in out
+
+    # A package beside the helper module: `models.toy.patches.toy_helpers` now resolves to it, although
+    # no file the config read before has changed.
+    shadow = project / "models/toy/patches/toy_helpers"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(HELPERS.replace("return 2", "return 4"))
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+    return 4" in out
+
+
+def test_a_cached_import_check_sees_an_edit_of_a_module_the_generated_file_imports(tmp_path):
+    (tmp_path / "generated").mkdir()
+    (tmp_path / "generated/patched_modeling_x.py").write_text("from runtime_helpers import VALUE\n")
+    helper = tmp_path / "runtime_helpers.py"
+    helper.write_text("VALUE = 1\n")
+    files = [tmp_path / "generated/patched_modeling_x.py"]
+
+    first = ImportCheck(files, tmp_path, {"models"}, Cache(tmp_path))
+    assert first.process is not None and first.failures() == []
+    again = ImportCheck(files, tmp_path, {"models"}, Cache(tmp_path))
+    assert again.process is None and again.failures() == []  # the cache answered
+
+    helper.write_text("raise RuntimeError('helper broke')\n")
+    broken = ImportCheck(files, tmp_path, {"models"}, Cache(tmp_path))
+    assert broken.process is not None
+    (failure,) = broken.failures()
+    assert "RuntimeError: helper broke" in failure.reason
+
+
+def test_bench_codegen_reports_the_warm_check_against_its_floor():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_codegen.py", "--repeat", "1", "--warm-only"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(r"patchgen benchmark: \d+ configs, \d+ generated files, \d+ CPU cores$", lines[0])
+    measured = dict(re.match(r"^  (.+?)\s{2,}([\d.]+) (?:s|x) wall", line).groups() for line in lines[1:])
+    assert set(measured) == {"check, warm cache", "ruff format alone (the floor)", "ratio warm check / floor"}
+    warm, floor = float(measured["check, warm cache"]), float(measured["ruff format alone (the floor)"])
+    assert float(measured["ratio warm check / floor"]) == pytest.approx(warm / floor, rel=0.1)
