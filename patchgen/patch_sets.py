@@ -133,21 +133,25 @@ class PatchSet:
 
     # -- what the set requires of upstream (patchgen.requirements) ---------------------------------
 
-    def requires_attributes(self, role: str, *names: str, otherwise: str) -> None:
-        """The class mapped to `role` must set `self.<name>` in its `__init__` (or a base's in upstream)."""
-        self._require(role, "attributes", names, otherwise)
+    def requires_attributes(self, role: str, *names: str, otherwise: str, step: Any = None) -> None:
+        """The class mapped to `role` must set `self.<name>` in its `__init__` (or a base's in upstream).
 
-    def requires_same_code(self, role: str, *references: str, otherwise: str) -> None:
+        `step=("project_qkv", separate_qkv_projection)` makes it a requirement of that step only: in force
+        when the step fills the placeholder, bound with `use(..., bind=...)` or as the module's default.
+        """
+        self._require(role, "attributes", names, otherwise, step)
+
+    def requires_same_code(self, role: str, *references: str, otherwise: str, step: Any = None) -> None:
         """Upstream's definition mapped to `role` must compute what one of `references` (dotted names of
         installed definitions) computes: the same code once names, docstrings and annotations are aside."""
-        self._require(role, "same_code", references, otherwise)
+        self._require(role, "same_code", references, otherwise, step)
 
-    def requires_pre_norm(self, role: str, *, otherwise: str) -> None:
+    def requires_pre_norm(self, role: str, *, otherwise: str, step: Any = None) -> None:
         """No output of a module built from the norm class mapped to `role` may be added to another tensor
         (post-norm): for kernels whose backward overwrites the incoming gradient in place."""
-        self._require(role, "pre_norm", (), otherwise)
+        self._require(role, "pre_norm", (), otherwise, step)
 
-    def _require(self, role: str, kind: str, values: tuple, otherwise: str) -> None:
+    def _require(self, role: str, kind: str, values: tuple, otherwise: str, step: Any) -> None:
         where = location_of_caller(3)
         call = f"PatchSet {self.name}: requires_{kind}({describe(role)})"
         with checked_arguments(where):
@@ -155,7 +159,14 @@ class PatchSet:
             for value in values:
                 arguments.require_name(value, "each name", call, dotted=kind == "same_code")
             arguments.require_text(otherwise, "otherwise", call)
-        self.requirements.append(Requirement(role, kind, tuple(values), otherwise, where))
+            placeholder, function = step if step is not None else (None, None)
+            if step is not None:
+                arguments.require_name(placeholder, "step's placeholder", call)
+                if not (inspect.isfunction(function) or inspect.isclass(function)):
+                    raise arguments.TypeError_(
+                        f"{call}: step must be (placeholder, function), got {describe(function)}"
+                    )
+        self.requirements.append(Requirement(role, kind, tuple(values), otherwise, where, placeholder, function))
 
     def modify_init(self, role: str, *, description: str = "") -> Callable[[T], T]:
         return self._decorator(role, PatchKind.INIT_MODIFICATION, description, inspect.isfunction)
@@ -208,9 +219,19 @@ class PatchSet:
         applied_at: SourceLocation,
         note: str = "",
         override: bool = False,
+        bindings: dict[str, Any] | None = None,
     ) -> list[Patch]:
-        """The set's patches with roles replaced by upstream names; every role must be mapped."""
+        """The set's patches with roles replaced by upstream names; every role must be mapped.
+
+        Each patch carries the requirements of its role in force for these `bindings` (see `_require`).
+        """
         mapping = self._mapping(target, targets, applied_at)
+        bindings = bindings or {}
+        defaults: dict[str, Any] = {}
+        for template in self.templates:  # a placeholder's default: its value in the module of the set's code
+            if template.replacement is not None:
+                home = sys.modules.get(getattr(template.replacement, "__module__", ""), None)
+                defaults.update({k: v for k, v in vars(home or object()).items() if k not in defaults})
         patches = []
         for template in self.templates:
             upstream = mapping[template.role]
@@ -229,7 +250,9 @@ class PatchSet:
                     defined_at=template.defined_at,
                     override=override,
                     keep_original_as=template.keep_original_as,
-                    requirements=tuple(r for r in self.requirements if r.role == template.role),
+                    requirements=tuple(
+                        r for r in self.requirements if r.role == template.role and r.applies(bindings, defaults)
+                    ),
                     patch_set=f"{self.name}.{template.role}",
                     applied_at=applied_at,
                 )

@@ -391,7 +391,10 @@ class PatchConfig:
             arguments.require_flag(override, "override", call)
             arguments.require_text(note, "note", call)
         bindings = _checked_bindings(bind, where, patch_set)
-        for patch in patch_set.bind(target, targets, applied_at=where, note=note, override=override):
+        bound = patch_set.bind(
+            target, targets, applied_at=where, note=note, override=override, bindings=dict(bindings)
+        )
+        for patch in bound:
             self._add(dataclasses.replace(patch, bindings=bindings) if bindings else patch)
         for imp in patch_set.extra_imports:
             if all(imp.statement != mine.statement for mine in self.extra_imports):

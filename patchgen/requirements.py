@@ -37,13 +37,27 @@ class Requirement:
     values: tuple[str, ...]
     otherwise: str  # what to use instead when upstream does not fit
     defined_at: SourceLocation | None = None
+    # A requirement of one step a set's code leaves open (`bind=`): it applies only when that step fills
+    # the placeholder, bound by the config or as the patch module's default.
+    placeholder: str | None = None
+    step: Any = None
 
     def describe(self) -> str:
         if self.kind == "attributes":
-            return f"requires_attributes({self.role!r}, {', '.join(map(repr, self.values))})"
-        if self.kind == "same_code":
-            return f"requires_same_code({self.role!r}, ...)"
-        return f"requires_pre_norm({self.role!r})"
+            text = f"requires_attributes({self.role!r}, {', '.join(map(repr, self.values))})"
+        elif self.kind == "same_code":
+            text = f"requires_same_code({self.role!r}, ...)"
+        else:
+            text = f"requires_pre_norm({self.role!r})"
+        if self.step is not None:
+            text += f" of step {self.placeholder}={self.step.__name__}"
+        return text
+
+    def applies(self, bindings: dict[str, Any], defaults: dict[str, Any]) -> bool:
+        """Whether this requirement is in force for a use of the set with these bindings."""
+        if self.step is None:
+            return True
+        return bindings.get(self.placeholder, defaults.get(self.placeholder)) is self.step
 
 
 def check(requirement: Requirement, upstream: Any, target: str) -> str | None:

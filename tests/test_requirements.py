@@ -30,6 +30,16 @@ REFUSED = {
         "it differs at",
         "partial-rotary",
     ],
+    "default_step_on_fused": [
+        "requires_attributes('attention', 'q_proj') of step project=separate_projection",
+        "Phi3Attention.__init__",
+        "bind project=fused_projection",
+    ],
+    "fused_step_on_separate": [
+        "requires_attributes('attention', 'qkv_proj') of step project=fused_projection",
+        "LlamaAttention.__init__",
+        "bind project=separate_projection",
+    ],
     "narrow_constructor": ["calls `Olmo2RMSNorm(", "NarrowNorm(hidden_size) cannot take", "upstream's constructor"],
 }
 
@@ -48,7 +58,9 @@ def test_set_that_does_not_fit_is_refused_in_one_line(name, tmp_path):
         assert fragment in result.error, (fragment, result.error)
 
 
-@pytest.mark.parametrize("name", ["in_place_on_pre_norm", "separate_on_separate", "full_rotary_on_full"])
+@pytest.mark.parametrize(
+    "name", ["in_place_on_pre_norm", "separate_on_separate", "full_rotary_on_full", "fused_step_on_fused"]
+)
 def test_set_that_fits_generates(name, tmp_path):
     result = run(name, tmp_path)
     assert result.error is None, result.error
