@@ -333,9 +333,7 @@ def steps_that_fit(plan: Plan, seconds_left: float, step_seconds: float, later_s
     return max(plan.min_steps, min(plan.steps, int(rounds)))
 
 
-def measure_shape(
-    model, warmup: int, batch: int, seq: int, timed_steps: Callable[[float], int]
-) -> dict:
+def measure_shape(model, warmup: int, batch: int, seq: int, timed_steps: Callable[[float], int]) -> dict:
     """Median tokens/s over the timed steps after `warmup` untimed ones, and the peak memory of those steps.
 
     `timed_steps(step_seconds)` says how many steps to time, given the first timed step's seconds.

@@ -26,6 +26,8 @@ from patchgen.runtime import sequence_parallel as sp
 
 
 SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+
+
 def make_config(model: str):
     family = FAMILIES[model]
     kwargs = {**family.config_kwargs, "use_cache": False, "attention_dropout": 0.0}
