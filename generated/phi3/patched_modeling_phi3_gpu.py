@@ -519,7 +519,7 @@ class Phi3Model(Phi3PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:43 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):

@@ -585,7 +585,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:43 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:23)
+#   Patch source: models/common/fused_loss.py:44 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_cpu_patch_gen_config.py:23)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

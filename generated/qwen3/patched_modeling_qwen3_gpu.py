@@ -529,7 +529,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 ms, Liger 70.9]
-#   Patch source: models/common/fused_loss.py:43 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:45)
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:45)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
