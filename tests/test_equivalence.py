@@ -1,7 +1,8 @@
 """Every generated modeling file computes what its stock transformers module computes.
 
 One test per (generated module, setting, check); the table version is `python -m tests.equivalence`.
-CPU files run in fp32 on CPU. GPU files run their structural checks (import, build, state-dict keys) on CPU
+CPU files run in fp32 on CPU (fused-loss files twice: as they are, and with every loss through the fused
+path, `+fused-loss`). GPU files run their structural checks (import, build, state-dict keys) on CPU
 everywhere, and their numerical checks on CUDA in bf16 and fp32 (marked `gpu`, skipped without CUDA).
 """
 
@@ -63,4 +64,5 @@ def test_generated_matches_stock(
     if reason:
         pytest.skip(reason)
     case = cases.setdefault(case.id, case)
-    check.run(case)
+    with case.running():
+        check.run(case)

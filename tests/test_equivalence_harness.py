@@ -17,7 +17,7 @@ import torch
 from tests.equivalence import runner
 from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
 from tests.equivalence.arguments import ARGUMENT_CHECKS
-from tests.equivalence.cases import BF16, CPU_FP32, FP32, EquivalenceCase
+from tests.equivalence.cases import BF16, CPU_FP32, CPU_FP32_FUSED_LOSS, FP32, EquivalenceCase
 from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
 from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
 from tests.equivalence.runner import PROJECT_ROOT
@@ -41,6 +41,24 @@ def test_discovery_reads_source_module_and_variant_from_the_header():
     assert qwen3_cpu.source_module == "transformers.models.qwen3.modeling_qwen3"
     assert (qwen3_cpu.architecture, qwen3_cpu.variant, qwen3_cpu.needs_cuda) == ("qwen3", "cpu", False)
     assert modules["qwen3/gpu"].needs_cuda
+
+
+def test_fused_loss_files_also_run_on_cpu_with_every_loss_through_the_fused_kernel():
+    """Their fused path never runs at the tiny models' sizes unless forced: a second CPU row forces it."""
+    modules = {module.id: module for module in discover_generated_modules(PROJECT_ROOT)}
+    assert modules["qwen3/cpu"].fused_loss and modules["llama/gpu"].fused_loss
+    assert not modules["gemma3/cpu"].fused_loss and not modules["qwen3_moe/cpu"].fused_loss  # upstream's forward
+    assert runner.settings_for(modules["qwen3/cpu"]) == [CPU_FP32, CPU_FP32_FUSED_LOSS]
+    assert runner.settings_for(modules["gemma3/cpu"]) == [CPU_FP32]
+    from patchgen.runtime import losses
+
+    case = EquivalenceCase(modules["qwen3/cpu"], CPU_FP32_FUSED_LOSS)
+    assert case.id == "qwen3/cpu@fp32+fused-loss"
+    with case.running():
+        assert case.generated_module.linear_cross_entropy is losses.fastest_linear_cross_entropy
+        assert losses.use_fused_linear_cross_entropy(torch.zeros(1, 1, 4), torch.zeros(3, 4))
+    assert case.generated_module.linear_cross_entropy is losses.torch_linear_cross_entropy  # restored
+    assert not losses.use_fused_linear_cross_entropy(torch.zeros(1, 1, 4), torch.zeros(3, 4))
 
 
 def test_missing_source_line_fails_naming_the_file(tmp_path: Path):
