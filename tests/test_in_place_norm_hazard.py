@@ -14,7 +14,7 @@ backward, and replaces every RMSNorm of stock models:
   which is why `LIGER_RMS_NORM` stays the in-place kernel for pre-norm families.
 
 So `LIGER_RMS_NORM` declares `requires_pre_norm`, and generation refuses it on OLMo-2 (last test, with
-the MLP sets' state-dict-key requirements on Phi-3 and Llama).
+the MLP sets' state-dict-key requirements on Phi-3 and Llama, and the Ulysses steps' on Phi-3 and Llama).
 """
 
 from __future__ import annotations
@@ -146,6 +146,11 @@ def test_in_place_norm_backward_is_wrong_on_post_norm_layers():
         ),
         ("separate_swiglu_on_phi3", ["'gate_proj', 'up_proj', 'down_proj'", "LIGER_FUSED_SWIGLU_MLP"]),
         ("fused_swiglu_on_llama", ["'gate_up_proj', 'down_proj'", "TORCH_SWIGLU_MLP"]),
+        (
+            "separate_qkv_on_phi3",
+            ["'q_proj', 'k_proj', 'v_proj'", "Phi3Attention", "project_qkv=fused_qkv_projection"],
+        ),
+        ("per_head_norm_on_llama", ["'q_norm', 'k_norm'", "LlamaAttention", "qk_norm=no_qk_norm"]),
     ],
 )
 def test_kernel_sets_refuse_layouts_they_do_not_fit(name, fragments, tmp_path):

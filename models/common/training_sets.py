@@ -24,6 +24,35 @@ ULYSSES_ATTENTION.modify_init("attention", description="fix the sequence-paralle
 ULYSSES_ATTENTION.override_method(
     "attention.forward", description="Ulysses sequence parallelism: all-to-alls around the attention call"
 )(ulysses_attention.ulysses_attention_forward)
+# What each step reads from the attention's __init__, in force only where that step is bound (or is the default).
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    otherwise="bind project_qkv=fused_qkv_projection for a fused qkv_proj",
+    step=("project_qkv", ulysses_attention.separate_qkv_projection),
+)
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
+    "qkv_proj",
+    otherwise="bind project_qkv=separate_qkv_projection for q_proj/k_proj/v_proj",
+    step=("project_qkv", ulysses_attention.fused_qkv_projection),
+)
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
+    "q_norm",
+    "k_norm",
+    otherwise="bind qk_norm=no_qk_norm for an attention without q/k norms",
+    step=("qk_norm", ulysses_attention.per_head_qk_norm),
+)
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
+    "q_norm",
+    "k_norm",
+    otherwise="bind qk_norm=no_qk_norm for an attention without q/k norms",
+    step=("qk_norm", ulysses_attention.full_projection_qk_norm),
+)
 
 
 def fused_loss_set(name: str, description: str, kernel_module: str, kernel: str, kernel_description: str) -> PatchSet:
