@@ -4,8 +4,9 @@ Two or four forked CPU processes over gloo each run forward + backward of the ge
 their slice of a plain, a packed (position_ids restarting per document) and a padded batch; the
 reduced loss and summed gradients must equal stock HF on the whole sequence in one process, in fp32.
 Both sides see the labels of `shard_batch` (shifted, ignored across documents and at padding).
-Qwen3-MoE and Gemma 3 keep upstream's causal-LM forward (no fused loss), which computes a loss only
-when given `labels`; its loss function takes the pre-shifted `shift_labels` over them.
+Families whose entry in tests/families.py says `fused_loss=False` (Qwen3-MoE, Gemma 3) keep upstream's
+causal-LM forward, which computes a loss only when given `labels`; its loss function takes the
+pre-shifted `shift_labels` over them. The families: every covered one with `sequence_parallel`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from sequence_parallel_batches import BATCHES, take_gradients, training_step
 from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
+from tests.families import TABLE, covered_where
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+SEQUENCE_PARALLEL_FAMILIES = covered_where("sequence_parallel")
 # families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
-UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
+UPSTREAM_LOSS_FAMILIES = {model for model in SEQUENCE_PARALLEL_FAMILIES if not TABLE[model].fused_loss}
 
 
 def make_config(model: str):
     family = FAMILIES[model]
-    kwargs = {**family.config_kwargs, "use_cache": False, "attention_dropout": 0.0}
-    if model == "qwen3_moe":
-        kwargs["mlp_only_layers"] = []
+    kwargs = {**family.config_kwargs, **TABLE[model].harness_config.get("sequence_parallel", {})}
+    kwargs.update(use_cache=False, attention_dropout=0.0)
     config = getattr(transformers, family.config_class)(**kwargs)
     config._attn_implementation = "eager"
     return config

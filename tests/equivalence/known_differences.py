@@ -6,12 +6,15 @@ test fail as soon as the file is fixed, so the entry is removed together with th
 
 from __future__ import annotations
 
+from tests.families import TABLE
 
-# The files whose `*ForCausalLM.forward` is the fused-loss forward (models/common/fused_loss.py), in every
-# setting the harness runs them (tests.equivalence.runner.settings_for).
+
+# The files whose `*ForCausalLM.forward` is the fused-loss forward (models/common/fused_loss.py; `fused_loss` in
+# tests/families.py), in every setting the harness runs them (tests.equivalence.runner.settings_for).
 FUSED_LOSS_ROWS = tuple(
     f"{model}/{row}"
-    for model in ("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3")
+    for model, family in TABLE.items()
+    if family.fused_loss
     for row in ("cpu@fp32", "gpu@bf16", "gpu@fp32")
 )
 
