@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,14 +223,15 @@ def _pick_kernel(
     if target not in upstream.definitions:
         scaffold.not_fitted.append(f"{target}: upstream defines none; nothing to replace")
         return None
-    reasons = []
+    refused: dict[str, list[str]] = {}  # why -> the sets refused for it (sets with one reference share one)
     for kernel in kernels:
         problem = _kernel_problem(kernel, upstream, target, also)
         if problem is None:
             scaffold.kernels.append((kernel, target))
             return kernel
-        reasons.append(f"{_set_name(kernel.gpu)}: {problem}")
-    scaffold.not_fitted.append(f"{target} kept as upstream: " + "; ".join(dict.fromkeys(reasons)))
+        refused.setdefault(problem, []).append(_set_name(kernel.gpu))
+    reasons = [f"{', '.join(dict.fromkeys(names))}: {problem}" for problem, names in refused.items()]
+    scaffold.not_fitted.append(f"{target} kept as upstream: " + "; ".join(reasons))
     return None
 
 
@@ -345,7 +347,13 @@ def _not_fitted_lines(scaffold: Scaffold) -> list[str]:
         "",
         "Left as upstream by the scaffold (no shared set fits):",
         "",
-        *(f"- {line}" for line in scaffold.not_fitted),
+        *(
+            wrapped
+            for line in scaffold.not_fitted
+            for wrapped in textwrap.wrap(
+                line, 115, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False
+            )
+        ),
     ]
 
 
@@ -408,7 +416,9 @@ def table_entry(scaffold: Scaffold) -> str:
         fields.append("derives_head_dim=True")
     liger = _liger_objects(scaffold)
     if liger:
-        fields.append("liger={" + ", ".join(f'"{name}": "{where}"' for name, where in liger.items()) + "}")
+        fields.append(
+            "liger={\n" + "".join(f'            "{name}": "{where}",\n' for name, where in liger.items()) + "        }"
+        )
     fields.append(f'attention_steps=("{scaffold.attention}", ' + ", ".join(f'"{s}"' for s in scaffold.steps) + ")")
     if not scaffold.fused_loss:
         fields.append("fused_loss=False")
