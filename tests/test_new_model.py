@@ -17,6 +17,7 @@ import pytest
 import torch
 import transformers
 from conftest import REPO, TINY_DENSE, import_file, run_cli
+from tiny_families import assert_logits_loss_and_gradients_equal
 
 from patchgen import cli, new_model
 from patchgen.errors import PatchgenError
@@ -77,17 +78,7 @@ def test_scaffolded_family_generates_and_its_cpu_file_equals_stock(project, mode
     patched = getattr(cpu, scaffold.causal_lm)(config).eval()
     loaded = patched.load_state_dict(stock.state_dict())
     assert not loaded.missing_keys and not loaded.unexpected_keys
-    input_ids = torch.randint(1, 99, (2, 11), generator=torch.Generator().manual_seed(1))
-    labels = input_ids.clone()
-    labels[0, :3] = -100
-    torch.testing.assert_close(patched(input_ids).logits, stock(input_ids).logits)
-    stock_loss, patched_loss = stock(input_ids, labels=labels).loss, patched(input_ids, labels=labels).loss
-    torch.testing.assert_close(patched_loss, stock_loss)
-    stock_loss.backward()
-    patched_loss.backward()
-    stock_parameters = dict(stock.named_parameters())
-    for name, parameter in patched.named_parameters():
-        torch.testing.assert_close(parameter.grad, stock_parameters[name].grad, msg=name)
+    assert_logits_loss_and_gradients_equal(patched, stock)
 
 
 REFUSED = {"gemma3": "Gemma3Attention.forward is none of the Ulysses step bindings", "qwen3_moe": "routed experts"}

@@ -58,3 +58,20 @@ def stock_and_patched(model: str, variant: str):
     result = patched.load_state_dict(stock.state_dict())
     assert not result.missing_keys and not result.unexpected_keys, result
     return stock, patched
+
+
+def assert_logits_loss_and_gradients_equal(patched, stock) -> None:
+    """Logits without labels, the loss with some labels ignored, every gradient: fp32 defaults of assert_close."""
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1, 99, (2, 11), generator=generator)
+    labels = input_ids.clone()
+    labels[0, :3] = -100  # ignored positions count in neither loss
+    torch.testing.assert_close(patched(input_ids).logits, stock(input_ids).logits)
+    stock_loss = stock(input_ids, labels=labels).loss
+    patched_loss = patched(input_ids, labels=labels).loss
+    torch.testing.assert_close(patched_loss, stock_loss)
+    stock_loss.backward()
+    patched_loss.backward()
+    stock_parameters = dict(stock.named_parameters())
+    for name, parameter in patched.named_parameters():
+        torch.testing.assert_close(parameter.grad, stock_parameters[name].grad, msg=name)
