@@ -82,7 +82,7 @@ def test_unknown_architecture_fails_loudly_in_pytest_and_in_the_table(tmp_path: 
     _write_generated(tmp_path, "falcon", "cpu", header=HEADER.format(name="falcon"))
     [module] = discover_generated_modules(tmp_path)
     assert module.architecture == "falcon"
-    with pytest.raises(UnknownArchitectureError, match=r"'falcon'.*add an entry to ARCHITECTURES"):
+    with pytest.raises(UnknownArchitectureError, match=r"'falcon'.*add an entry to TABLE in tests/families.py"):
         architecture_for(module)
     row = runner.run_table([module], cuda_available=False)["falcon/cpu"]
     assert {outcome.status for outcome in row.values()} == {"FAIL"}  # every cell fails, none is skipped

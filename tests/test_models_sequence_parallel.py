@@ -23,16 +23,16 @@ from sequence_parallel_batches import BATCHES, take_gradients, training_step
 from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
+from tests.families import TABLE, covered_where
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+SEQUENCE_PARALLEL_FAMILIES = covered_where("sequence_parallel")
 
 
 def make_config(model: str):
     family = FAMILIES[model]
-    kwargs = {**family.config_kwargs, "use_cache": False, "attention_dropout": 0.0}
-    if model == "qwen3_moe":
-        kwargs["mlp_only_layers"] = []
+    kwargs = {**family.config_kwargs, **TABLE[model].harness_config.get("sequence_parallel", {})}
+    kwargs.update(use_cache=False, attention_dropout=0.0)
     config = getattr(transformers, family.config_class)(**kwargs)
     config._attn_implementation = "eager"
     return config
