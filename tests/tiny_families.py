@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 from conftest import TINY_DENSE
+from multimodal_batches import QWEN2_5_VL
 
 
 DENSE = dict(TINY_DENSE, pad_token_id=0)
@@ -99,6 +100,19 @@ FAMILIES = {
             "Phi3RMSNorm": RMS,
             "Phi3MLP": "liger_kernel.transformers.swiglu:LigerPhi3SwiGLUMLP",
             "apply_rotary_pos_emb": ROPE,
+        },
+    ),
+    # vision-language: a 2-block vision tower (windowed + full attention) and the tiny decoder; these tables run it
+    # on text (tests/test_models_qwen2_5_vl.py adds images)
+    "qwen2_5_vl": Family(
+        "Qwen2_5_VLConfig",
+        "Qwen2_5_VLForConditionalGeneration",
+        QWEN2_5_VL,
+        {
+            "Qwen2_5_VLRMSNorm": RMS,
+            "Qwen2MLP": SWIGLU,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
         },
     ),
 }

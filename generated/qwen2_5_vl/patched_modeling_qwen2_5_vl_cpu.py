@@ -16,6 +16,7 @@
 # - class_replacement: Qwen2MLP [patch set torch_swiglu_mlp.mlp]
 # - class_replacement: Qwen2_5_VLMLP [patch set gated_silu_mlp_with_bias.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
+# - function_replacement: apply_rotary_pos_emb_vision [patch set torch_vision_rope.vision_rope]
 # - method_override: Qwen2_5_VLForConditionalGeneration.forward [patch set multimodal_torch_linear_cross_entropy.conditional_generation]
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
@@ -100,7 +101,7 @@ logger = logging.get_logger(__name__)
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen2_5_VLRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
+# Needed by: class_replacement Qwen2_5_VLRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:18)
 # Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -112,7 +113,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen2_5_VLRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [text decoder, vision blocks and the patch merger (all pre-norm)]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
+# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen2_5_VLRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -133,8 +134,8 @@ class Qwen2_5_VLRMSNorm(nn.Module):
 
 # ==============================================================================
 # [ADDED] torch_silu_mul
-# Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23) (via helper silu_mul)
-# Patch source: models/common/multimodal_kernels.py:23
+# Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20) (via helper silu_mul)
+# Patch source: models/common/multimodal_kernels.py:30
 # ==============================================================================
 def torch_silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up in plain torch: what Liger's `liger_swiglu` kernel computes in one pass."""
@@ -143,8 +144,8 @@ def torch_silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 # ==============================================================================
 # [ADDED] silu_mul
-# Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
-# Patch source: models/common/multimodal_kernels.py:29
+# Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20)
+# Patch source: models/common/multimodal_kernels.py:36
 # ==============================================================================
 # The slot the MLP calls; a GPU config binds Liger's kernel to it: config.use(..., bind={"silu_mul": liger_swiglu})
 silu_mul = torch_silu_mul
@@ -153,7 +154,7 @@ silu_mul = torch_silu_mul
 # ==============================================================================
 # [PATCHED CLASS] Qwen2_5_VLMLP
 # Reason: upstream's gated MLP with its biases and keys, silu(gate) * up computed by the bound silu_mul (Liger's fused kernel on GPU, plain torch on CPU) [the vision blocks' MLP (biased projections)]
-# Patch source: models/common/multimodal_kernels.py:47 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+# Patch source: models/common/multimodal_kernels.py:54 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20)
 # ==============================================================================
 class Qwen2_5_VLMLP(nn.Module):
     """down(silu(gate(x)) * up(x)) with biased projections; SiLU only, like the fused kernel it can call.
@@ -292,18 +293,20 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
+# ==============================================================================
+# [PATCHED FUNCTION] apply_rotary_pos_emb_vision
+# Reason: rope of [seq, heads, head_dim] q/k with [seq, head_dim] cos/sin in fp32, cast back: Liger's vision wrapper in plain torch (CPU stand-in)
+# Patch source: models/common/multimodal_kernels.py:95 (patch set torch_vision_rope.vision_rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:22)
+# ==============================================================================
 def apply_rotary_pos_emb_vision(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    orig_q_dtype = q.dtype
-    orig_k_dtype = k.dtype
-    q, k = q.float(), k.float()
-    cos, sin = cos.unsqueeze(-2).float(), sin.unsqueeze(-2).float()
-    q_embed = (q * cos) + (rotate_half(q) * sin)
-    k_embed = (k * cos) + (rotate_half(k) * sin)
-    q_embed = q_embed.to(orig_q_dtype)
-    k_embed = k_embed.to(orig_k_dtype)
-    return q_embed, k_embed
+    """Rotary position embedding of vision q and k (one row of cos/sin per token, broadcast over heads), in fp32."""
+    cos, sin = cos.unsqueeze(-2).to(torch.float32), sin.unsqueeze(-2).to(torch.float32)
+    q32, k32 = q.to(torch.float32), k.to(torch.float32)
+    q_embed = (q32 * cos) + (rotate_half(q32) * sin)
+    k_embed = (k32 * cos) + (rotate_half(k32) * sin)
+    return q_embed.to(q.dtype), k_embed.to(k.dtype)
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -657,7 +660,7 @@ class Qwen2_5_VLRotaryEmbedding(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the text decoder's MLP]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:22)
+# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:19)
 # ==============================================================================
 class Qwen2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -682,7 +685,7 @@ class Qwen2MLP(nn.Module):
 
 # ==============================================================================
 # [ADDED] _rotate_half
-# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:24)
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
 # Patch source: models/common/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
@@ -695,7 +698,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [the text decoder's rope (3-D sections folded into cos/sin)]
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:24)
+# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -1567,7 +1570,7 @@ class Qwen2_5_VLCausalLMOutputWithPast(CausalLMOutputWithPast):
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:25)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # Patch source: models/common/multimodal_loss.py:47
 # ==============================================================================
 def causal_lm_loss(
@@ -1612,7 +1615,7 @@ def causal_lm_loss(
 
 # ==============================================================================
 # [ADDED] check_loss_inputs
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:25)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # Patch source: models/common/ulysses_multimodal.py:128
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
@@ -1629,7 +1632,7 @@ def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_lo
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None); upstream's signature and output (rope_deltas) kept
-#   Patch source: models/common/multimodal_loss.py:82 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:25)
+#   Patch source: models/common/multimodal_loss.py:82 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}

@@ -10,14 +10,21 @@ their own:
   the `silu_mul` slot: plain torch by default (the `_cpu` files), Liger's fused kernel when a GPU config
   binds `bind={"silu_mul": liger_swiglu}` (from `liger_kernel.transformers.functional`);
 - the vision rope (`apply_rotary_pos_emb_vision`: `[seq, heads, head_dim]` in fp32, 2-D cos/sin):
-  `LIGER_VISION_ROPE` binds Liger's `liger_rotary_pos_emb_vision`, written for that layout. Upstream's
-  function already computes in fp32 as that wrapper does, so it is its own CPU twin.
+  `LIGER_VISION_ROPE` binds Liger's `liger_rotary_pos_emb_vision`, written for that layout, and
+  `TORCH_VISION_ROPE` is its plain-torch twin (the math of upstream's function, which already computes
+  in fp32 as Liger's wrapper does), so the `_cpu` file patches the same names as the `_gpu` file.
 """
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from patchgen.patch_sets import PatchSet
+
+
+if TYPE_CHECKING:  # the modeling module's own helper, resolved in the generated file
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import rotate_half
 
 
 def torch_silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -76,3 +83,21 @@ LIGER_VISION_ROPE.external(
         "computed in fp32 and cast back as upstream), called as upstream calls apply_rotary_pos_emb_vision"
     ),
 )
+
+TORCH_VISION_ROPE = PatchSet("torch_vision_rope", "rope for [seq, heads, head_dim] vision tokens in fp32 (CPU twin)")
+
+
+@TORCH_VISION_ROPE.replace_function(
+    "vision_rope",
+    description="rope of [seq, heads, head_dim] q/k with [seq, head_dim] cos/sin in fp32, cast back: Liger's vision "
+    "wrapper in plain torch (CPU stand-in)",
+)
+def torch_rotary_pos_emb_vision(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding of vision q and k (one row of cos/sin per token, broadcast over heads), in fp32."""
+    cos, sin = cos.unsqueeze(-2).to(torch.float32), sin.unsqueeze(-2).to(torch.float32)
+    q32, k32 = q.to(torch.float32), k.to(torch.float32)
+    q_embed = (q32 * cos) + (rotate_half(q32) * sin)
+    k_embed = (k32 * cos) + (rotate_half(k32) * sin)
+    return q_embed.to(q.dtype), k_embed.to(k.dtype)
