@@ -18,7 +18,9 @@
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
 # - function_replacement: apply_rotary_pos_emb_vision [patch set torch_vision_rope.vision_rope]
 # - method_override: Qwen2_5_VLForConditionalGeneration.forward [patch set multimodal_torch_linear_cross_entropy.conditional_generation]
+# - extra import: from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
+# - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2_5_vl/modular_qwen2_5_vl.py.
@@ -52,6 +54,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_batch import SequenceShard, shard_batch
@@ -712,7 +715,7 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_attention.py:70
 # ==============================================================================
 def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -726,7 +729,7 @@ def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Te
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_attention.py:115
 # ==============================================================================
 def no_qk_norm(
@@ -742,7 +745,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_attention.py:126
 # ==============================================================================
 def full_rotary(
@@ -761,13 +764,13 @@ def full_rotary(
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: models/common/ulysses_multimodal.py:154 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:35)
+#   Patch source: models/common/ulysses_multimodal.py:154 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -983,7 +986,7 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:40)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
 # Patch source: models/common/ulysses_multimodal.py:108
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
@@ -1002,7 +1005,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:40)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
 # Patch source: models/common/ulysses_multimodal.py:122
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
@@ -1016,7 +1019,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:70 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:40)
+#   Patch source: models/common/ulysses_multimodal.py:70 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1046,7 +1049,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:40)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1957,3 +1960,12 @@ def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
 
 
 __all__ = ["Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel", "Qwen2_5_VLPreTrainedModel", "Qwen2_5_VLTextModel"]
+
+
+# ==============================================================================
+# [ADDED STATEMENT]
+# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the whole decoder MISSING
+# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:41
+# ==============================================================================
+reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
+reuse_upstream_conversion_mapping("Qwen2_5_VLModel")

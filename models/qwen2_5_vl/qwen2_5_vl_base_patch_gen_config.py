@@ -15,6 +15,8 @@ a text family:
   whole row. Every rank gets the whole sequence (`shard_multimodal_batch`, added to the file for training
   code to import) and the text model keeps this rank's slice after the merge
   (`models/common/ulysses_multimodal.py`);
+- transformers keeps the released checkpoints' layout (`model.layers.*`, `visual.*`) by renaming keys
+  on load and save, registered by class name: the file registers the same renamings for its classes;
 - the vision attention (windowed, per-image `cu_seqlens`) is upstream's: no kernel fits it beyond HF's
   attention interface, and under SP each rank runs the vision tower on all the batch's images.
 """
@@ -30,7 +32,18 @@ from patchgen import PatchConfig
 
 config = PatchConfig.base(
     source_module="transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
-    description="Qwen2.5-VL (vision tower and text decoder), conditional-generation training",
+    description=(
+        "Qwen2.5-VL (vision tower and text decoder), conditional-generation training, stock checkpoint conversion "
+        "registered"
+    ),
+)
+config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
+config.add_statement(
+    'reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")\n'
+    'reuse_upstream_conversion_mapping("Qwen2_5_VLModel")',
+    description="transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, "
+    "visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; "
+    "without this, a stock save_pretrained checkpoint loads with the whole decoder MISSING",
 )
 config.use(
     ULYSSES_ATTENTION_WITH_POSITION_IDS,

@@ -78,6 +78,32 @@ ARCHITECTURES: dict[str, Architecture] = {
     "olmo2": Architecture("Olmo2Config", "Olmo2ForCausalLM", _DENSE),
     # Fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (0.75 of each 16-channel head).
     "phi3": Architecture("Phi3Config", "Phi3ForCausalLM", {**_NO_HEAD_DIM, "partial_rotary_factor": 0.75}),
+    # Vision-language: a 2-block vision tower and the tiny decoder (mrope sections 2+1+1 of head_dim 16's 8 frequencies),
+    # compared here on text tokens; tests/test_models_qwen2_5_vl.py runs the same kinds of checks with images.
+    "qwen2_5_vl": Architecture(
+        "Qwen2_5_VLConfig",
+        "Qwen2_5_VLForConditionalGeneration",
+        {
+            "text_config": {
+                **{key: value for key, value in _NO_HEAD_DIM.items() if key != "max_position_embeddings"},
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+            },
+            "vision_config": {
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 40,
+                "num_heads": 2,
+                "patch_size": 2,
+                "window_size": 8,
+                "fullatt_block_indexes": [1],
+                "out_hidden_size": 64,
+            },
+            "image_token_id": 97,
+            "video_token_id": 98,
+            "vision_start_token_id": 99,
+            "vision_end_token_id": 100,
+        },
+    ),
 }
 
 

@@ -15,7 +15,7 @@ set -u
 OUT=${OUT:-gpu-out}
 BENCH_SECONDS=${BENCH_SECONDS:-300}
 CHECK_SECONDS=${CHECK_SECONDS:-170}
-FAMILIES=${FAMILIES:-"qwen3 llama qwen2 mistral gemma3 qwen3_moe olmo2 phi3"}
+FAMILIES=${FAMILIES:-"qwen3 llama qwen2 mistral gemma3 qwen3_moe olmo2 phi3 qwen2_5_vl"}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step() {  # step NAME SECONDS COMMAND...: output to $OUT/NAME.txt, exit status to summary.txt
@@ -47,7 +47,7 @@ python3 -c "import torch, transformers, triton, liger_kernel, cut_cross_entropy;
 # the equivalence rows of every family, and the Qwen3 file's own check.
 step pytest_gpu "$CHECK_SECONDS" python3 -m pytest -q -m gpu -n 4 -p no:cacheprovider -rfE \
   tests/test_compiled_kernels.py tests/test_qwen3_generated.py tests/test_models_gpu.py \
-  tests/gpu/test_moe_experts_gpu.py tests/test_hf_behaviours.py &
+  tests/gpu/test_moe_experts_gpu.py tests/test_hf_behaviours.py tests/test_models_qwen2_5_vl.py &
 step equivalence "$CHECK_SECONDS" bash -c equivalence_rows &
 step check_qwen3_gpu "$CHECK_SECONDS" python3 tests/gpu/check_qwen3_gpu.py &
 wait
