@@ -25,7 +25,8 @@ from tiny_families import DENSE, FAMILIES
 from patchgen.runtime import sequence_parallel as sp
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+# qwen2_5_vl here on text batches sharded as the text families shard them; with images: tests/test_models_qwen2_5_vl.py
+SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3", "qwen2_5_vl"]
 # families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
 UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
 
@@ -36,6 +37,8 @@ def make_config(model: str):
     if model == "qwen3_moe":
         kwargs["mlp_only_layers"] = []
     config = getattr(transformers, family.config_class)(**kwargs)
+    # a VLM nests its decoder's config, whose own use_cache would keep stock from masking packed documents
+    config.get_text_config().use_cache = False
     config._attn_implementation = "eager"
     return config
 
@@ -59,7 +62,8 @@ def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
         for kind, make_batch in BATCHES.items():
             loss = training_step(patched, make_batch(DENSE["vocab_size"]), model in UPSTREAM_LOSS_FAMILIES)
             for parameter in patched.parameters():
-                dist.all_reduce(parameter.grad)
+                if parameter.grad is not None:  # a VLM's vision tower gets none from text batches
+                    dist.all_reduce(parameter.grad)
             results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(patched)}
         torch.save(results, out_dir / f"rank{rank}.pt")
     finally:

@@ -57,7 +57,7 @@ import torch.nn as nn
 from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
-from patchgen.runtime.sequence_batch import SequenceShard, shard_batch
+from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -770,7 +770,7 @@ def full_rotary(
 #   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: models/common/ulysses_multimodal.py:154 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -987,7 +987,7 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] whole_sequence_length
 # Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
-# Patch source: models/common/ulysses_multimodal.py:108
+# Patch source: models/common/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -1004,9 +1004,29 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 
 # ==============================================================================
+# [ADDED] documents_as_upstream_reads_them
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Patch source: models/common/ulysses_multimodal.py:124
+# ==============================================================================
+def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
+
+    Upstream keeps packed documents apart only when given its packed layout, `[4, batch, seq]` positions whose
+    first row restarts per document (`Qwen2_5_VLTextModel.forward`: "text_position_ids"); with `[batch, seq]` or 3
+    rope rows its attention crosses documents (no mask from positions, none to flash attention). So do the gathered
+    sequence's: with any other layout its documents are dropped, its padding kept.
+    """
+    if position_ids is not None and position_ids.dim() == 3 and position_ids.shape[0] == 4:
+        return full_sequence
+    batch_size, length = full_sequence.position_ids.shape
+    whole = torch.arange(length, device=full_sequence.position_ids.device).expand(batch_size, length)
+    return FullSequence(whole, None, full_sequence.attention_mask)
+
+
+# ==============================================================================
 # [ADDED] local_tokens
 # Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
-# Patch source: models/common/ulysses_multimodal.py:122
+# Patch source: models/common/ulysses_multimodal.py:139
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1019,7 +1039,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:70 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1167,6 +1187,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
             else:
                 # a shard of the sequence: its rope needs the global positions of its tokens
                 check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+            kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -1619,7 +1640,7 @@ def causal_lm_loss(
 # ==============================================================================
 # [ADDED] check_loss_inputs
 # Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_multimodal.py:128
+# Patch source: models/common/ulysses_multimodal.py:145
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
     """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""
@@ -1635,7 +1656,7 @@ def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_lo
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None); upstream's signature and output (rope_deltas) kept
-#   Patch source: models/common/multimodal_loss.py:82 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+#   Patch source: models/common/multimodal_loss.py:87 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
@@ -1934,8 +1955,9 @@ def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
     """What one rank passes to the vision-language model under sequence parallelism: `model(**shard)`.
 
     Every rank of the SP group passes the same full batch: `input_ids` with the image placeholder tokens,
-    optionally `labels`, `attention_mask` (padding), `position_ids` (`[batch, seq]` text positions, or
-    upstream's packed `[4, batch, seq]`: text positions then the 3 rope rows) and the vision inputs
+    optionally `labels`, `attention_mask` (padding), `position_ids` (packed documents: upstream's `[4, batch, seq]`,
+    text positions restarting per document then the 3 rope rows; with `[batch, seq]` positions attention crosses
+    documents, as upstream's does, and only the labels stop at them) and the vision inputs
     (`pixel_values`, `image_grid_thw`, `mm_token_type_ids`, ...). The shard keeps the sequence tensors
     whole (the model merges the images and computes the 3-D positions first, then keeps this rank's
     slice) and adds what `shard_batch` settles on the whole batch: `shift_labels` for this rank's

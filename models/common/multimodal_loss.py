@@ -45,7 +45,12 @@ if TYPE_CHECKING:  # the generated file's own names: its output class, and the k
 
 
 def causal_lm_loss(
-    self, hidden_states: torch.Tensor, labels: torch.Tensor | None, shift_labels: torch.Tensor | None, vocab_size: int, kwargs: dict[str, Any]
+    self,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor | None,
+    shift_labels: torch.Tensor | None,
+    vocab_size: int,
+    kwargs: dict[str, Any],
 ) -> torch.Tensor:
     """The loss of the kept positions' `hidden_states`, as `fused_loss.linear_cross_entropy_forward` computes it.
 

@@ -30,7 +30,7 @@ from transformers.processing_utils import Unpack
 
 from models.common import ulysses_attention
 from patchgen.patch_sets import PatchSet
-from patchgen.runtime.sequence_batch import SequenceShard, shard_batch
+from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
 from patchgen.runtime.sequence_parallel import (
     check_sequence_parallel_inputs,
     sequence_parallel_rank,
@@ -42,8 +42,9 @@ def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
     """What one rank passes to the vision-language model under sequence parallelism: `model(**shard)`.
 
     Every rank of the SP group passes the same full batch: `input_ids` with the image placeholder tokens,
-    optionally `labels`, `attention_mask` (padding), `position_ids` (`[batch, seq]` text positions, or
-    upstream's packed `[4, batch, seq]`: text positions then the 3 rope rows) and the vision inputs
+    optionally `labels`, `attention_mask` (padding), `position_ids` (packed documents: upstream's `[4, batch, seq]`,
+    text positions restarting per document then the 3 rope rows; with `[batch, seq]` positions attention crosses
+    documents, as upstream's does, and only the labels stop at them) and the vision inputs
     (`pixel_values`, `image_grid_thw`, `mm_token_type_ids`, ...). The shard keeps the sequence tensors
     whole (the model merges the images and computes the 3-D positions first, then keeps this rank's
     slice) and adds what `shard_batch` settles on the whole batch: `shift_labels` for this rank's
@@ -94,6 +95,7 @@ def whole_sequence_text_forward(
         else:
             # a shard of the sequence: its rope needs the global positions of its tokens
             check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+        kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
     return self.upstream_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -117,6 +119,21 @@ def whole_sequence_length(full_sequence, length: int) -> int:
         f"sequence parallelism: the model got {length} tokens, neither the whole sequence ({whole}) nor one of "
         f"{world_size} shards of it; pass the batch that shard_multimodal_batch returns"
     )
+
+
+def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
+
+    Upstream keeps packed documents apart only when given its packed layout, `[4, batch, seq]` positions whose
+    first row restarts per document (`Qwen2_5_VLTextModel.forward`: "text_position_ids"); with `[batch, seq]` or 3
+    rope rows its attention crosses documents (no mask from positions, none to flash attention). So do the gathered
+    sequence's: with any other layout its documents are dropped, its padding kept.
+    """
+    if position_ids is not None and position_ids.dim() == 3 and position_ids.shape[0] == 4:
+        return full_sequence
+    batch_size, length = full_sequence.position_ids.shape
+    whole = torch.arange(length, device=full_sequence.position_ids.device).expand(batch_size, length)
+    return FullSequence(whole, None, full_sequence.attention_mask)
 
 
 def local_tokens(whole: int) -> slice:
