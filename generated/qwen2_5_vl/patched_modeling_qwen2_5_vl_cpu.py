@@ -21,6 +21,7 @@
 # - extra import: from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 # - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
+# - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLModel")
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2_5_vl/modular_qwen2_5_vl.py.
@@ -1986,8 +1987,15 @@ __all__ = ["Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel", "Qwen2_5_VLP
 
 # ==============================================================================
 # [ADDED STATEMENT]
-# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the whole decoder MISSING
-# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:41
+# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING
+# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42
 # ==============================================================================
 reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
+
+
+# ==============================================================================
+# [ADDED STATEMENT]
+# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING
+# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42
+# ==============================================================================
 reuse_upstream_conversion_mapping("Qwen2_5_VLModel")

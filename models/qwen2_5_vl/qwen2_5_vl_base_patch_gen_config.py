@@ -38,13 +38,13 @@ config = PatchConfig.base(
     ),
 )
 config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
-config.add_statement(
-    'reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")\n'
-    'reuse_upstream_conversion_mapping("Qwen2_5_VLModel")',
-    description="transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, "
-    "visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; "
-    "without this, a stock save_pretrained checkpoint loads with the whole decoder MISSING",
-)
+for class_name in ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel"):
+    config.add_statement(
+        f'reuse_upstream_conversion_mapping("{class_name}")',
+        description="transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> "
+        "model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its "
+        "package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING",
+    )
 config.use(
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     attention="Qwen2_5_VLAttention",
