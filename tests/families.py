@@ -50,6 +50,8 @@ class Family:
     harness_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the config class computes head_dim from hidden_size / num_attention_heads: the shared value is left out
     derives_head_dim: bool = False
+    #: a composite config (a VLM) takes the shared tiny dimensions in this sub-config (e.g. "text_config")
+    shared_in: str | None = None
     #: the `_gpu` file binds these upstream names to Liger objects ("liger module:object")
     liger: dict[str, str] = field(default_factory=dict)
     #: the attention class and the Ulysses steps (projection, q/k norm, rope) its generated forward calls;
@@ -77,10 +79,16 @@ class Family:
 
     def config_kwargs(self, shared: dict[str, Any], harness: str | None = None) -> dict[str, Any]:
         """A harness's shared tiny dimensions with this family's keys (and the harness's own) on top."""
-        kwargs = {**shared, **self.config, **self.harness_config.get(harness, {})}
+        own = {**self.config, **self.harness_config.get(harness, {})}
+        if self.shared_in is None:
+            kwargs = {**shared, **own}
+            if self.derives_head_dim:
+                kwargs.pop("head_dim", None)
+            return kwargs
+        nested = {**shared, **own.get(self.shared_in, {})}
         if self.derives_head_dim:
-            kwargs.pop("head_dim", None)
-        return kwargs
+            nested.pop("head_dim", None)
+        return {**own, self.shared_in: nested}
 
 
 TABLE: dict[str, Family] = {
@@ -89,7 +97,7 @@ TABLE: dict[str, Family] = {
         "Qwen3Config",
         "Qwen3ForCausalLM",
         harness_config={"equivalence": {"tie_word_embeddings": True}},
-        liger={"apply_rotary_pos_emb": ROPE},  # RMSNorm and MLP are compiled regions, not Liger
+        liger={"Qwen3RMSNorm": RMS, "Qwen3MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
         attention_steps=("Qwen3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
     ),
     "llama": Family(
@@ -177,6 +185,64 @@ TABLE: dict[str, Family] = {
             "apply_rotary_pos_emb": ROPE,
         },
         attention_steps=("Phi3Attention", "fused_qkv_projection", "no_qk_norm", "partial_rotary"),
+    ),
+    # vision-language: a 2-block vision tower (windowed + full attention) and the tiny decoder (the shared
+    # dimensions go into its text config); these tables run it on text, tests/test_models_qwen2_5_vl.py with images
+    "qwen2_5_vl": Family(
+        "Qwen2_5_VLConfig",
+        "Qwen2_5_VLForConditionalGeneration",
+        {
+            # mrope sections of the 4 frequencies of an 8-channel head (temporal, height, width)
+            "text_config": {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+            },
+            "vision_config": {
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 40,
+                "num_heads": 2,
+                "patch_size": 2,
+                "window_size": 8,
+                "fullatt_block_indexes": [1],
+                "out_hidden_size": 32,
+            },
+            "image_token_id": 95,
+            "video_token_id": 96,
+            "vision_start_token_id": 97,
+            "vision_end_token_id": 98,
+        },
+        harness_config={
+            # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2)
+            "equivalence": {
+                "text_config": {
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]}
+                },
+                "vision_config": {
+                    "depth": 2,
+                    "hidden_size": 32,
+                    "intermediate_size": 40,
+                    "num_heads": 2,
+                    "patch_size": 2,
+                    "window_size": 8,
+                    "fullatt_block_indexes": [1],
+                    "out_hidden_size": 64,
+                },
+                "image_token_id": 97,
+                "video_token_id": 98,
+                "vision_start_token_id": 99,
+                "vision_end_token_id": 100,
+            }
+        },
+        shared_in="text_config",
+        derives_head_dim=True,
+        liger={
+            "Qwen2_5_VLRMSNorm": RMS,
+            "Qwen2MLP": SWIGLU,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=("Qwen2_5_VLAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+        vision_inputs=True,
     ),
 }
 

@@ -66,7 +66,8 @@ def training_step(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def take_gradients(model) -> dict[str, torch.Tensor]:
-    """Every parameter's gradient, by name; the model's gradients are cleared for the next batch."""
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    """Every parameter's gradient, by name (none for parts the batch never reached, e.g. a VLM's vision tower on
+    text); the model's gradients are cleared for the next batch."""
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads

@@ -111,8 +111,9 @@ def test_output_attentions_and_hidden_states(model, variant):
     input_ids = token_ids(1, stock.device)
     expected = stock(input_ids, output_attentions=True, output_hidden_states=True)
     actual = generated(input_ids, output_attentions=True, output_hidden_states=True)
-    assert len(actual.attentions) == len(expected.attentions) == make_config(model).num_hidden_layers
-    assert len(actual.hidden_states) == len(expected.hidden_states) == make_config(model).num_hidden_layers + 1
+    layers = make_config(model).get_text_config().num_hidden_layers  # the decoder's (a VLM's config nests it)
+    assert len(actual.attentions) == len(expected.attentions) == layers
+    assert len(actual.hidden_states) == len(expected.hidden_states) == layers + 1
     for ours, theirs in zip(
         actual.attentions + actual.hidden_states, expected.attentions + expected.hidden_states, strict=True
     ):
@@ -184,14 +185,15 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(model, variant, reentra
     generated.train()
     plain_loss = generated(input_ids, labels=input_ids).loss
     plain_loss.backward()
-    plain_grads = {name: parameter.grad.clone() for name, parameter in generated.named_parameters()}
+    # a text-only batch leaves a vision tower without gradients, in stock too
+    plain_grads = {name: p.grad if p.grad is None else p.grad.clone() for name, p in generated.named_parameters()}
     generated.zero_grad()
 
     for model_ in (stock, generated):
         model_.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
         model_.train()
     assert generated.is_gradient_checkpointing
-    layers = generated.model.layers
+    layers = generated.get_decoder().layers
     assert all(layer.gradient_checkpointing for layer in layers)
     expected_loss = stock(input_ids, labels=input_ids).loss
     loss = generated(input_ids, labels=input_ids).loss
@@ -211,8 +213,8 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(model, variant, reentra
 @pytest.mark.parametrize("model", MODELS)
 def test_tied_embeddings(model, variant):
     stock, generated = stock_and_generated(model, variant, tie_word_embeddings=True)
-    assert stock.lm_head.weight is stock.model.embed_tokens.weight
-    assert generated.lm_head.weight is generated.model.embed_tokens.weight
+    assert stock.lm_head.weight is stock.get_input_embeddings().weight
+    assert generated.lm_head.weight is generated.get_input_embeddings().weight
     assert generated.all_tied_weights_keys == stock.all_tied_weights_keys
     assert generated.state_dict().keys() == stock.state_dict().keys()
     input_ids = token_ids(5, stock.device)
@@ -233,10 +235,11 @@ def test_resize_token_embeddings(model, variant, tied):
         for model_ in (stock, generated):
             torch.manual_seed(7)
             model_.resize_token_embeddings(new_size)
-        assert generated.config.vocab_size == stock.config.vocab_size == new_size
+        text_config, stock_text_config = generated.config.get_text_config(), stock.config.get_text_config()
+        assert text_config.vocab_size == stock_text_config.vocab_size == new_size
         assert generated.get_input_embeddings().weight.shape == stock.get_input_embeddings().weight.shape
-        assert generated.get_output_embeddings().weight.shape == (new_size, stock.config.hidden_size)
-        assert (generated.lm_head.weight is generated.model.embed_tokens.weight) is tied
+        assert generated.get_output_embeddings().weight.shape == (new_size, stock_text_config.hidden_size)
+        assert (generated.lm_head.weight is generated.get_input_embeddings().weight) is tied
         for name, value in stock.state_dict().items():
             torch.testing.assert_close(generated.state_dict()[name], value, rtol=0, atol=0, msg=name)
         input_ids = torch.randint(0, new_size, (2, 9), generator=torch.Generator().manual_seed(new_size))

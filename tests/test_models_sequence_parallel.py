@@ -34,6 +34,8 @@ def make_config(model: str):
     kwargs = {**family.config_kwargs, **TABLE[model].harness_config.get("sequence_parallel", {})}
     kwargs.update(use_cache=False, attention_dropout=0.0)
     config = getattr(transformers, family.config_class)(**kwargs)
+    # a VLM nests its decoder's config, whose own use_cache would keep stock from masking packed documents
+    config.get_text_config().use_cache = False
     config._attn_implementation = "eager"
     return config
 
@@ -57,7 +59,8 @@ def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
         for kind, make_batch in BATCHES.items():
             loss = training_step(patched, make_batch(DENSE["vocab_size"]))
             for parameter in patched.parameters():
-                dist.all_reduce(parameter.grad)
+                if parameter.grad is not None:  # a VLM's vision tower gets none from text batches
+                    dist.all_reduce(parameter.grad)
             results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(patched)}
         torch.save(results, out_dir / f"rank{rank}.pt")
     finally:

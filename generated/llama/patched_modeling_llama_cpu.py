@@ -573,6 +573,63 @@ class LlamaModel(LlamaPreTrainedModel):
 
 
 # ==============================================================================
+# [ADDED] causal_lm_loss
+# Needed by: method_override LlamaForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
+# Patch source: models/common/fused_loss.py:98
+# ==============================================================================
+def causal_lm_loss(
+    self,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    shift_labels: torch.Tensor | None,
+    vocab_size: int,
+    kwargs: dict,
+) -> torch.Tensor:
+    """The loss of the kept positions' `hidden_states` against `labels` (or `shift_labels`, already shifted).
+
+    Many logits: `linear_cross_entropy(hidden, lm_head.weight, shift_labels)`, the kernel the patch set binds
+    (never materialising the logits); few logits, or a tensor-parallel `lm_head`: upstream's logits and
+    `self.loss_function`. Shared by every causal-LM forward of `models/common` (text, vision-language).
+    """
+    if not use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+        # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
+        return self.loss_function(
+            logits=self.lm_head(hidden_states),
+            labels=labels,
+            vocab_size=vocab_size,
+            shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+            **kwargs,
+        )
+    # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
+    ignore_index = kwargs.get("ignore_index", -100)
+    if shift_labels is None:
+        # token t predicts token t + 1; the last position has nothing to predict
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
+    shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
+    if hidden_states.shape[0] != shift_labels.shape[0]:
+        # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
+        # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
+        raise ValueError(
+            f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
+            f"({shift_labels.shape[0]})."
+        )
+    num_items_in_batch = kwargs.get("num_items_in_batch")
+    loss = linear_cross_entropy(
+        hidden_states,
+        self.lm_head.weight,
+        shift_labels,
+        ignore_index=ignore_index,
+        reduction="mean" if num_items_in_batch is None else "sum",
+    )
+    if num_items_in_batch is not None:
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(loss.device)
+        loss = loss / num_items_in_batch
+    return loss
+
+
+# ==============================================================================
 # [MODIFIED CLASS] LlamaForCausalLM
 # Methods patched: forward
 # - forward (method_override)
@@ -640,42 +697,8 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         loss = logits = None
         if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
             logits = self.lm_head(hidden_states)
-        elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
-            # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
-            ignore_index = kwargs.get("ignore_index", -100)
-            if shift_labels is None:
-                # token t predicts token t + 1; the last position has nothing to predict
-                shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
-            shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
-            if hidden_states.shape[0] != shift_labels.shape[0]:
-                # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
-                # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
-                raise ValueError(
-                    f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
-                    f"({shift_labels.shape[0]})."
-                )
-            num_items_in_batch = kwargs.get("num_items_in_batch")
-            loss = linear_cross_entropy(
-                hidden_states,
-                self.lm_head.weight,
-                shift_labels,
-                ignore_index=ignore_index,
-                reduction="mean" if num_items_in_batch is None else "sum",
-            )
-            if num_items_in_batch is not None:
-                if torch.is_tensor(num_items_in_batch):
-                    num_items_in_batch = num_items_in_batch.to(loss.device)
-                loss = loss / num_items_in_batch
         else:
-            # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
-            loss = self.loss_function(
-                logits=self.lm_head(hidden_states),
-                labels=labels,
-                vocab_size=self.config.vocab_size,
-                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
-                **kwargs,
-            )
+            loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
 
         return CausalLMOutputWithPast(
             loss=loss,

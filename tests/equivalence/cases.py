@@ -163,6 +163,11 @@ class EquivalenceCase:
     def config(self) -> PretrainedConfig:
         return self.architecture.make_config()
 
+    @property
+    def text_config(self) -> PretrainedConfig:
+        """The decoder's config: the config itself, or the text config a vision-language config nests."""
+        return self.config.get_text_config()
+
     # -- models ----------------------------------------------------------------------------------------
     def build_pair(self, attn_implementation: str = "sdpa") -> ModelPair:
         """Stock and generated model with identical weights, on the setting's device and dtype, in train mode."""
@@ -194,7 +199,7 @@ class EquivalenceCase:
     def input_ids(self) -> torch.Tensor:
         generator = torch.Generator().manual_seed(SEED + 2)
         # ids >= 3 keep pad/bos/eos out of the prompt
-        ids = torch.randint(3, self.config.vocab_size, (BATCH, SEQ_LEN), generator=generator)
+        ids = torch.randint(3, self.text_config.vocab_size, (BATCH, SEQ_LEN), generator=generator)
         return ids.to(self.setting.device)
 
     @cached_property

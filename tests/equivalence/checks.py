@@ -227,7 +227,7 @@ def check_attn_eager(case: EquivalenceCase) -> CheckResult:
     _require_attn_implementation(pair, "eager")
     with torch.no_grad():
         stock, generated = (model(input_ids=case.input_ids, output_attentions=True) for model in pair)
-    layers = case.config.num_hidden_layers
+    layers = case.text_config.num_hidden_layers
     if len(generated.attentions) != layers or any(weights is None for weights in generated.attentions):
         raise Mismatch(f"eager: generated returned {len(generated.attentions)} attention maps, expected {layers}")
     for layer, (stock_weights, generated_weights) in enumerate(
@@ -253,10 +253,10 @@ def check_attn_sdpa(case: EquivalenceCase) -> CheckResult:
             mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", wraps=sdpa) as counted,
         ):
             logits.append(model(input_ids=case.input_ids).logits)
-        if counted.call_count != case.config.num_hidden_layers:
+        if counted.call_count != case.text_config.num_hidden_layers:
             raise Mismatch(
                 f"sdpa: {label} model called scaled_dot_product_attention {counted.call_count} times, "
-                f"expected once per layer ({case.config.num_hidden_layers})"
+                f"expected once per layer ({case.text_config.num_hidden_layers})"
             )
     comparison.close("sdpa: logits", logits[1], logits[0])
     return comparison.result()
@@ -270,7 +270,7 @@ def check_padded_batch(case: EquivalenceCase) -> CheckResult:
     comparison = Comparison(case.tolerance)
     input_ids = case.input_ids.clone()
     attention_mask = torch.ones_like(input_ids)
-    input_ids[1, :PAD_LEFT] = case.config.pad_token_id
+    input_ids[1, :PAD_LEFT] = case.text_config.pad_token_id
     attention_mask[1, :PAD_LEFT] = 0
     labels = input_ids.masked_fill(attention_mask == 0, -100)
     real = attention_mask.bool()

@@ -66,7 +66,7 @@ if [ "$GRID_ONLY" != 1 ]; then
   timeout_option=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=60")
   step pytest_gpu "$CHECK_SECONDS" python3 -m pytest -v --tb=line -rfE -m gpu -n 4 -p no:cacheprovider $timeout_option \
     tests/test_compiled_kernels.py tests/test_qwen3_generated.py tests/test_models_gpu.py tests/test_fused_loss.py \
-    tests/gpu/test_moe_experts_gpu.py tests/test_hf_behaviours.py &
+    tests/gpu/test_moe_experts_gpu.py tests/test_hf_behaviours.py tests/test_models_qwen2_5_vl.py &
   step equivalence "$CHECK_SECONDS" bash -c equivalence_rows &
   step check_qwen3_gpu "$CHECK_SECONDS" python3 tests/gpu/check_qwen3_gpu.py &
   wait

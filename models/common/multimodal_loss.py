@@ -1,0 +1,127 @@
+"""The fused-loss forward of a vision-language model (`...ForConditionalGeneration.forward`), and its sets.
+
+The text families' forward (`models/common/fused_loss.py`, `linear_cross_entropy_forward`) does not fit
+Qwen2.5-VL's conditional-generation class as it is, for three reasons:
+
+- it reads `self.config.vocab_size`, which a vision-language config does not define (its text config
+  does: `config.text_config.vocab_size`), so upstream's-loss path (few logits) would fail;
+- it returns `CausalLMOutputWithPast`, while upstream returns `Qwen2_5_VLCausalLMOutputWithPast` with the
+  model's `rope_deltas`;
+- under sequence parallelism it requires `position_ids`, while a multimodal batch arrives whole with
+  none: the model computes the 3-D rope positions from the images (`models/common/ulysses_multimodal.py`).
+
+So this forward keeps upstream's signature and output (vision inputs named, as upstream names them)
+and shares with the text families everything below the decoder: the loss is chosen per call by size
+with the same rule (`use_fused_linear_cross_entropy`), the same bound `linear_cross_entropy` kernel
+(each set below imports the kernel its text twin imports: chunked torch, Liger's, or the plain-torch
+twin), the same `shift_labels` / `num_items_in_batch` contract as `patchgen.runtime.shard_batch`, and
+`logits=None` with labels, no loss without `labels` (as upstream). Both forwards call one
+`fused_loss.causal_lm_loss`, with the vocabulary size passed in.
+"""
+
+from typing import TYPE_CHECKING
+
+import torch
+from transformers.cache_utils import Cache
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+
+from models.common.fused_loss import causal_lm_loss
+from models.common.training_sets import (
+    CHUNKED_LINEAR_CROSS_ENTROPY,
+    LIGER_FUSED_LINEAR_CROSS_ENTROPY,
+    TORCH_LINEAR_CROSS_ENTROPY,
+)
+from models.common.ulysses_multimodal import check_loss_inputs
+from patchgen.patch_sets import PatchSet
+
+
+if TYPE_CHECKING:  # the generated file's own names: its output class, and the kernel the set binds
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLCausalLMOutputWithPast
+
+
+def multimodal_linear_cross_entropy_forward(
+    self,
+    input_ids: torch.LongTensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.LongTensor | None = None,
+    past_key_values: Cache | None = None,
+    inputs_embeds: torch.FloatTensor | None = None,
+    labels: torch.LongTensor | None = None,
+    use_cache: bool | None = None,
+    pixel_values: torch.Tensor | None = None,
+    pixel_values_videos: torch.FloatTensor | None = None,
+    image_grid_thw: torch.LongTensor | None = None,
+    video_grid_thw: torch.LongTensor | None = None,
+    mm_token_type_ids: torch.IntTensor | None = None,
+    second_per_grid_ts: torch.Tensor | None = None,
+    logits_to_keep: int | torch.Tensor = 0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> "Qwen2_5_VLCausalLMOutputWithPast":
+    r"""
+    second_per_grid_ts (`torch.Tensor` of shape `(num_videos)`, *optional*):
+        The time interval (in seconds) for each grid along the temporal dimension in the 3D position IDs.
+    labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
+        config.text_config.vocab_size]` or -100. Tokens with indices set to `-100` are ignored (masked). With labels
+        (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and the loss is, for
+        many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight (a fused kernel in GPU
+        files: the logits are never materialised), else upstream's loss.
+    """
+    shift_labels = kwargs.pop("shift_labels", None)
+    # sequence parallelism: each rank's loss is its share of the whole batch's token mean
+    check_loss_inputs(kwargs.get("num_items_in_batch"), labels is not None)
+    outputs = self.model(
+        input_ids=input_ids,
+        pixel_values=pixel_values,
+        pixel_values_videos=pixel_values_videos,
+        image_grid_thw=image_grid_thw,
+        video_grid_thw=video_grid_thw,
+        second_per_grid_ts=second_per_grid_ts,
+        mm_token_type_ids=mm_token_type_ids,
+        position_ids=position_ids,
+        attention_mask=attention_mask,
+        past_key_values=past_key_values,
+        inputs_embeds=inputs_embeds,
+        use_cache=use_cache,
+        **kwargs,
+    )
+
+    hidden_states = outputs.last_hidden_state
+    # Only compute necessary positions (logits or loss), as upstream does for the logits
+    slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+    hidden_states = hidden_states[:, slice_indices, :]
+
+    loss = logits = None
+    if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
+        logits = self.lm_head(hidden_states)
+    else:
+        loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.text_config.vocab_size, kwargs)
+
+    return Qwen2_5_VLCausalLMOutputWithPast(
+        loss=loss,
+        logits=logits,
+        past_key_values=outputs.past_key_values,
+        hidden_states=outputs.hidden_states,
+        attentions=outputs.attentions,
+        rope_deltas=outputs.rope_deltas,
+    )
+
+
+def multimodal_loss_set(text_set: PatchSet) -> PatchSet:
+    """The multimodal forward as a set, with `linear_cross_entropy` bound to the kernel `text_set` imports."""
+    patch_set = PatchSet(f"multimodal_{text_set.name}", f"{text_set.description}, for a vision-language model")
+    patch_set.override_method(
+        "conditional_generation.forward",
+        description=(
+            "with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's "
+            "loss for few, logits=None); upstream's signature and output (rope_deltas) kept"
+        ),
+    )(multimodal_linear_cross_entropy_forward)
+    patch_set.extra_imports.extend(text_set.extra_imports)  # the same kernel under the same name
+    return patch_set
+
+
+MULTIMODAL_CHUNKED_LINEAR_CROSS_ENTROPY = multimodal_loss_set(CHUNKED_LINEAR_CROSS_ENTROPY)
+MULTIMODAL_LIGER_FUSED_LINEAR_CROSS_ENTROPY = multimodal_loss_set(LIGER_FUSED_LINEAR_CROSS_ENTROPY)
+MULTIMODAL_TORCH_LINEAR_CROSS_ENTROPY = multimodal_loss_set(TORCH_LINEAR_CROSS_ENTROPY)
