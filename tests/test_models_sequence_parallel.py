@@ -25,7 +25,7 @@ from tiny_families import DENSE, FAMILIES
 from patchgen.runtime import sequence_parallel as sp
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3", "deepseek_v3"]
 # families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
 UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
 

@@ -101,6 +101,32 @@ FAMILIES = {
             "apply_rotary_pos_emb": ROPE,
         },
     ),
+    # multi-head latent attention (value heads narrower than query/key heads; rope over 8 of 16 channels, interleaved
+    # pairs) and routed + shared experts: layer 0 dense (first_k_dense_replace), layer 1 MoE picking 2 of 8 experts
+    # within 1 of 2 groups
+    "deepseek_v3": Family(
+        "DeepseekV3Config",
+        "DeepseekV3ForCausalLM",
+        {
+            **{k: v for k, v in DENSE.items() if k != "head_dim"},
+            "num_key_value_heads": 4,
+            "q_lora_rank": 24,
+            "kv_lora_rank": 16,
+            "qk_nope_head_dim": 8,
+            "qk_rope_head_dim": 8,
+            "v_head_dim": 12,
+            "moe_intermediate_size": 16,
+            "n_routed_experts": 8,
+            "n_shared_experts": 1,
+            "num_experts_per_tok": 2,
+            "n_group": 2,
+            "topk_group": 1,
+            "first_k_dense_replace": 1,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        {"DeepseekV3RMSNorm": RMS, "DeepseekV3MLP": SWIGLU},
+    ),
 }
 VARIANTS = ["cpu", "gpu"]
 

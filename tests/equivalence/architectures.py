@@ -78,6 +78,36 @@ ARCHITECTURES: dict[str, Architecture] = {
     "olmo2": Architecture("Olmo2Config", "Olmo2ForCausalLM", _DENSE),
     # Fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (0.75 of each 16-channel head).
     "phi3": Architecture("Phi3Config", "Phi3ForCausalLM", {**_NO_HEAD_DIM, "partial_rotary_factor": 0.75}),
+    # Multi-head latent attention (value heads narrower than query/key heads, interleaved rope over half of each
+    # head), layer 0 dense and layer 1 routed (2 of 8 experts within 1 of 2 groups) + shared experts.
+    "deepseek_v3": Architecture(
+        "DeepseekV3Config",
+        "DeepseekV3ForCausalLM",
+        {
+            **_NO_HEAD_DIM,
+            "num_key_value_heads": 4,
+            "q_lora_rank": 32,
+            "kv_lora_rank": 24,
+            "qk_nope_head_dim": 16,
+            "qk_rope_head_dim": 16,
+            "v_head_dim": 24,
+            "moe_intermediate_size": 24,
+            "n_routed_experts": 8,
+            "n_shared_experts": 1,
+            "num_experts_per_tok": 2,
+            "n_group": 2,
+            "topk_group": 1,
+            "first_k_dense_replace": 1,
+        },
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (its measurement: one token "
+            "in 24 picks another expert, logits move by 0.087)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32 on NVIDIA tensor cores, as for "
+            "Qwen3-MoE (measured there on an H200: logits 9.3e-4 apart)"
+        ),
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 # setting the harness runs them (tests.equivalence.runner.settings_for).
 FUSED_LOSS_ROWS = tuple(
     f"{model}/{row}"
-    for model in ("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3")
+    for model in ("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3", "deepseek_v3")
     for row in ("cpu@fp32", "gpu@bf16", "gpu@fp32")
 )
 
