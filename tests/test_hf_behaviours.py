@@ -22,7 +22,7 @@ gradients came out bitwise equal, but another CPU may pick other kernels for the
 compared within torch.testing's fp32 defaults (rtol 1.3e-6, atol 1e-5). A model compared with itself on the
 same shapes (train vs eval, with vs without checkpointing, resized weights) must be bitwise equal. On a GPU, Liger's kernels differ from eager
 PyTorch in reduction order and, for the MoE experts, multiply fp32 as TF32 (tests/equivalence/architectures.py
-measured 9.3e-4): 1e-4 there, 5e-3 for qwen3_moe.
+measured 9.3e-4): 1e-4 there, 5e-3 for the fused-experts families (qwen3_moe, deepseek_v3).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ from transformers import CompileConfig
 
 BEHAVIOUR_FAMILIES = {**FAMILIES, "qwen3": Family("Qwen3Config", "Qwen3ForCausalLM", DENSE)}
 MODELS = sorted(BEHAVIOUR_FAMILIES)
+# families whose _gpu file makes Liger's fused experts kernel the default experts implementation (TF32 matmuls,
+# refuses tracing): models/common/moe_experts.py LIGER_EXPERTS
+FUSED_EXPERTS_FAMILIES = {"qwen3_moe", "deepseek_v3"}
 ON_GPU = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="the Liger kernels of the _gpu files need a CUDA GPU"),
@@ -51,7 +54,7 @@ def tolerance(model: str, variant: str) -> dict[str, float]:
     """See the module docstring: fp32 defaults for the torch twins, Liger's reduction order / TF32 on a GPU."""
     if variant == "cpu":
         return {}
-    error = 5e-3 if model == "qwen3_moe" else 1e-4
+    error = 5e-3 if model in FUSED_EXPERTS_FAMILIES else 1e-4
     return dict(rtol=error, atol=error)
 
 
@@ -75,7 +78,9 @@ def stock_and_generated(model: str, variant: str, **overrides):
     family = BEHAVIOUR_FAMILIES[model]
     device = "cuda" if variant == "gpu" else "cpu"
     stock_overrides = dict(overrides)
-    if variant == "gpu" and model == "qwen3_moe":  # the reference loop, whatever grouped_mm does in fp32 there
+    if (
+        variant == "gpu" and model in FUSED_EXPERTS_FAMILIES
+    ):  # the reference loop, whatever grouped_mm does in fp32 there
         stock_overrides.setdefault("experts_implementation", "eager")
     torch.manual_seed(0)
     stock = getattr(transformers, family.causal_lm)(make_config(model, **stock_overrides))
@@ -276,7 +281,7 @@ def test_generation_with_compiled_forward_equals_stock(model, variant):
     compile_config._compile_all_devices = True  # transformers compiles generation on accelerators only otherwise
     options = dict(max_new_tokens=4, do_sample=False, cache_implementation="static", compile_config=compile_config)
     torch._dynamo.reset()
-    if variant == "gpu" and model == "qwen3_moe":
+    if variant == "gpu" and model in FUSED_EXPERTS_FAMILIES:
         with pytest.raises(Exception, match=r"set_experts_implementation\('grouped_mm'\)"):
             generated.generate(input_ids, **options)
         generated.set_experts_implementation("grouped_mm")
