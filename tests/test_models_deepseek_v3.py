@@ -21,6 +21,7 @@ from unittest.mock import Mock, patch
 import pytest
 import torch
 import transformers
+from conftest import REPO
 from safetensors import safe_open
 from tiny_families import FAMILIES
 from transformers.conversion_mapping import USER_REGISTERED_MAPPINGS
@@ -32,7 +33,6 @@ from transformers.integrations.moe import (
 
 import generated.deepseek_v3.patched_modeling_deepseek_v3_cpu as dsv3_cpu
 import generated.deepseek_v3.patched_modeling_deepseek_v3_gpu as dsv3_gpu
-from conftest import REPO
 from patchgen.codegen import generate
 from patchgen.discovery import load_config
 

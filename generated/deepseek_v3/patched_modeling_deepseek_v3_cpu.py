@@ -463,7 +463,7 @@ def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -
 #   Patch source: models/common/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:36)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism for MLA: all-to-alls of the decompressed heads around the attention call, the shared rope key gathered once
-#   Patch source: models/common/ulysses_mla.py:118 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:36)
+#   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:36)
 # ==============================================================================
 class DeepseekV3Attention(nn.Module):
     """Multi-headed Latent Attention (MLA) from Deepseek V2"""

@@ -87,9 +87,7 @@ def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
     return sequence_to_head_shards(copies)
 
 
-def decompressed_head_shards(
-    self, kv_nope: torch.Tensor, k_rot: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of this rank's heads over the whole sequence, from the latents of this rank's tokens.
 
     `kv_nope` `[batch, 1, seq/P, kv_lora_rank]` and `k_rot` `[batch, 1, seq/P, qk_rope_head_dim]` (roped)
