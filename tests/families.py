@@ -244,6 +244,53 @@ TABLE: dict[str, Family] = {
         attention_steps=("Qwen2_5_VLAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
         vision_inputs=True,
     ),
+    # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
+    # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
+    "deepseek_v3": Family(
+        "DeepseekV3Config",
+        "DeepseekV3ForCausalLM",
+        {
+            "num_key_value_heads": 4,
+            "q_lora_rank": 24,
+            "kv_lora_rank": 16,
+            "qk_nope_head_dim": 8,
+            "qk_rope_head_dim": 8,
+            "v_head_dim": 12,
+            "moe_intermediate_size": 16,
+            "n_routed_experts": 8,
+            "n_shared_experts": 1,
+            "num_experts_per_tok": 2,
+            "n_group": 2,
+            "topk_group": 1,
+            "first_k_dense_replace": 1,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        harness_config={
+            # the harness's hidden 64: latent and head dimensions doubled
+            "equivalence": {
+                "q_lora_rank": 32,
+                "kv_lora_rank": 24,
+                "qk_nope_head_dim": 16,
+                "qk_rope_head_dim": 16,
+                "v_head_dim": 24,
+                "moe_intermediate_size": 24,
+            }
+        },
+        derives_head_dim=True,
+        liger={"DeepseekV3RMSNorm": RMS, "DeepseekV3MLP": SWIGLU},
+        experts=True,
+        liger_experts=True,
+        gpu_tolerance=5e-3,  # TF32 experts kernel (tf32_kernels below)
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (its measurement: one token "
+            "in 24 picks another expert, logits move by 0.087)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32 on NVIDIA tensor cores, as for "
+            "Qwen3-MoE (measured there on an H200: logits 9.3e-4 apart)"
+        ),
+    ),
 }
 
 

@@ -42,6 +42,9 @@ from tests.families import TABLE
 
 BEHAVIOUR_FAMILIES = FAMILIES
 MODELS = sorted(BEHAVIOUR_FAMILIES)
+# families whose _gpu file makes Liger's fused experts kernel the default experts implementation (TF32 matmuls,
+# refuses tracing): models/common/moe_experts.py LIGER_EXPERTS
+FUSED_EXPERTS_FAMILIES = {"qwen3_moe", "deepseek_v3"}
 ON_GPU = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="the Liger kernels of the _gpu files need a CUDA GPU"),

@@ -17,9 +17,9 @@
 # - class_replacement: Qwen2_5_VLMLP [patch set gated_silu_mlp_with_bias.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
 # - external_replacement: apply_rotary_pos_emb_vision [patch set liger_vision_rope.vision_rope]
-# - method_override: Qwen2_5_VLForConditionalGeneration.forward [patch set multimodal_chunked_linear_cross_entropy.conditional_generation]
+# - method_override: Qwen2_5_VLForConditionalGeneration.forward [patch set multimodal_fastest_linear_cross_entropy.conditional_generation]
 # - extra import: from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
-# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 # - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
 # - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLModel")
 # ==============================================================================
@@ -60,7 +60,7 @@ from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb, liger_rotary_pos_emb_vision
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
 from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
-from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -1514,7 +1514,7 @@ class Qwen2_5_VLCausalLMOutputWithPast(CausalLMOutputWithPast):
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_chunked_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
 # Patch source: models/common/fused_loss.py:98
 # ==============================================================================
 def causal_lm_loss(
@@ -1571,7 +1571,7 @@ def causal_lm_loss(
 
 # ==============================================================================
 # [ADDED] check_loss_inputs
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_chunked_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
 # Patch source: models/common/ulysses_multimodal.py:145
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
@@ -1588,7 +1588,7 @@ def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_lo
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None); upstream's signature and output (rope_deltas) kept
-#   Patch source: models/common/multimodal_loss.py:43 (patch set multimodal_chunked_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
+#   Patch source: models/common/multimodal_loss.py:44 (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}

@@ -29,6 +29,7 @@ from transformers.utils import TransformersKwargs
 from models.common.fused_loss import causal_lm_loss
 from models.common.training_sets import (
     CHUNKED_LINEAR_CROSS_ENTROPY,
+    FASTEST_LINEAR_CROSS_ENTROPY,
     LIGER_FUSED_LINEAR_CROSS_ENTROPY,
     TORCH_LINEAR_CROSS_ENTROPY,
 )
@@ -122,6 +123,7 @@ def multimodal_loss_set(text_set: PatchSet) -> PatchSet:
     return patch_set
 
 
+MULTIMODAL_FASTEST_LINEAR_CROSS_ENTROPY = multimodal_loss_set(FASTEST_LINEAR_CROSS_ENTROPY)
 MULTIMODAL_CHUNKED_LINEAR_CROSS_ENTROPY = multimodal_loss_set(CHUNKED_LINEAR_CROSS_ENTROPY)
 MULTIMODAL_LIGER_FUSED_LINEAR_CROSS_ENTROPY = multimodal_loss_set(LIGER_FUSED_LINEAR_CROSS_ENTROPY)
 MULTIMODAL_TORCH_LINEAR_CROSS_ENTROPY = multimodal_loss_set(TORCH_LINEAR_CROSS_ENTROPY)

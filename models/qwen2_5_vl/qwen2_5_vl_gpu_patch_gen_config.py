@@ -7,7 +7,7 @@ from liger_kernel.transformers.functional import liger_swiglu
 
 from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
 from models.common.multimodal_kernels import GATED_SILU_MLP_WITH_BIAS, LIGER_VISION_ROPE
-from models.common.multimodal_loss import MULTIMODAL_CHUNKED_LINEAR_CROSS_ENTROPY
+from models.common.multimodal_loss import MULTIMODAL_FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -33,4 +33,4 @@ config.use(
 )
 config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="the text decoder's rope (3-D sections folded into cos/sin)")
 config.use(LIGER_VISION_ROPE, "apply_rotary_pos_emb_vision")
-config.use(MULTIMODAL_CHUNKED_LINEAR_CROSS_ENTROPY, "Qwen2_5_VLForConditionalGeneration")
+config.use(MULTIMODAL_FASTEST_LINEAR_CROSS_ENTROPY, "Qwen2_5_VLForConditionalGeneration")

@@ -1,0 +1,36 @@
+"""DeepSeek-V3: what every generated DeepSeek-V3 file shares. A base: the _cpu and _gpu variants extend it.
+
+Not generated on its own (`PatchConfig.base`). DeepSeek-V3 differs from Llama where the shared patches
+must know it:
+
+- multi-head latent attention (MLA): keys and values come from one compressed latent per token
+  (`kv_a_proj_with_mqa`, `kv_b_proj`), the rope key is one head shared by every head, and the value
+  head is narrower than the query/key head. The shared Ulysses forward does not fit (no q/k/v
+  projections); `ULYSSES_MLA_ATTENTION` (models/common/ulysses_mla.py) trades the decompressed heads
+  for head shards and gathers the shared rope key once;
+- routed + shared experts: upstream's `DeepseekV3Experts` keeps its `@use_experts_implementation`
+  dispatch (the variants register a fused kernel as one more implementation); stock checkpoints store
+  the routed experts one by one (`mlp.experts.0.gate_proj.weight`, ...), fused on load by transformers
+  only for its own classes unless the model type is registered: the generated file registers it at import.
+"""
+
+from models.common.ulysses_mla import ULYSSES_MLA_ATTENTION
+from patchgen import PatchConfig
+
+
+config = PatchConfig.base(
+    source_module="transformers.models.deepseek_v3.modeling_deepseek_v3",
+    description="DeepSeek-V3, causal-LM training heads only, stock checkpoint conversion registered",
+)
+config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
+config.add_statement(
+    'reuse_upstream_conversion_mapping("deepseek_v3")',
+    description="transformers skips its checkpoint conversions for classes outside its package unless the model "
+    "type is registered; without this, per-expert checkpoints load as MISSING fused expert weights",
+)
+config.exclude_from_output(
+    "DeepseekV3ForSequenceClassification",
+    "DeepseekV3ForTokenClassification",
+    reason="heads not used for causal-LM training",
+)
+config.use(ULYSSES_MLA_ATTENTION, attention="DeepseekV3Attention")
