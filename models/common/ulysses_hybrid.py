@@ -135,9 +135,9 @@ def gated_ulysses_attention_forward(
 GATED_ULYSSES_ATTENTION = PatchSet(
     "gated_ulysses_attention", "Ulysses sequence parallelism around gated attention (query + output gate in q_proj)"
 )
-GATED_ULYSSES_ATTENTION.modify_init(
-    "attention", description="fix the sequence-parallel head layout at construction"
-)(ulysses_attention_init)
+GATED_ULYSSES_ATTENTION.modify_init("attention", description="fix the sequence-parallel head layout at construction")(
+    ulysses_attention_init
+)
 GATED_ULYSSES_ATTENTION.override_method(
     "attention.forward",
     description="Ulysses sequence parallelism: all-to-alls around the attention call; output gate, per-head q/k norm "

@@ -182,7 +182,9 @@ def ulysses_gated_delta_net_forward(
         )
     else:
         if cache_params is not None:
-            mixed_qkv = cache_params.update_conv_state(mixed_qkv, self.layer_idx, conv_kernel_size=self.conv_kernel_size)
+            mixed_qkv = cache_params.update_conv_state(
+                mixed_qkv, self.layer_idx, conv_kernel_size=self.conv_kernel_size
+            )
 
         # the depthwise convolution of this rank's channels (all of them without sequence parallelism)
         mixed_qkv = causal_conv1d_fn(
@@ -262,7 +264,8 @@ def ulysses_gated_delta_net_forward(
 
 
 ULYSSES_GATED_DELTA_NET = PatchSet(
-    "ulysses_gated_delta_net", "Ulysses sequence parallelism around the convolution and delta rule of a gated delta-net"
+    "ulysses_gated_delta_net",
+    "Ulysses sequence parallelism around the convolution and delta rule of a gated delta-net",
 )
 ULYSSES_GATED_DELTA_NET.modify_init(
     "linear_attention", description="fix the sequence-parallel split of the key/value heads at construction"

@@ -6,8 +6,8 @@ shared fused-loss forward does not compute, so upstream's forward (and loss) is 
 Generated file: generated/qwen3_next/patched_modeling_qwen3_next_gpu.py
 """
 
-from models.common.linear_attention_kernels import FLA_CHUNK_GATED_DELTA_RULE
 from models.common.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.linear_attention_kernels import FLA_CHUNK_GATED_DELTA_RULE
 from models.common.moe_experts import LIGER_EXPERTS
 from patchgen import PatchConfig
 
