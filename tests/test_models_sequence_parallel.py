@@ -25,9 +25,9 @@ from tiny_families import DENSE, FAMILIES
 from patchgen.runtime import sequence_parallel as sp
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
+SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3", "qwen3_next"]
 # families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
-UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
+UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3", "qwen3_next"}
 
 
 def make_config(model: str):

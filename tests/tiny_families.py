@@ -101,6 +101,34 @@ FAMILIES = {
             "apply_rotary_pos_emb": ROPE,
         },
     ),
+    # hybrid: one gated delta-net (linear attention) layer, one gated full-attention layer; 4 key / 8 value heads
+    # (2 value heads per key head, split evenly over 2 and 4 ranks), partial rotary (4 of each head's 8 channels),
+    # 4 experts with a shared expert on both layers
+    "qwen3_next": Family(
+        "Qwen3NextConfig",
+        "Qwen3NextForCausalLM",
+        {
+            **DENSE,
+            "layer_types": ["linear_attention", "full_attention"],
+            "linear_num_key_heads": 4,
+            "linear_num_value_heads": 8,
+            "linear_key_head_dim": 8,
+            "linear_value_head_dim": 8,
+            "linear_conv_kernel_dim": 4,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 16,
+            "shared_expert_intermediate_size": 16,
+            "partial_rotary_factor": 0.5,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        {
+            "Qwen3NextRMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
+            "Qwen3NextMLP": SWIGLU,
+            "apply_rotary_pos_emb": ROPE,
+        },
+    ),
 }
 VARIANTS = ["cpu", "gpu"]
 

@@ -167,7 +167,7 @@ class Qwen3NextRotaryEmbedding(nn.Module):
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen3NextRMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:19)
+# Needed by: class_replacement Qwen3NextRMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
 # Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -179,7 +179,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextRMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in) [Qwen3-Next's RMSNorm scales by (1 + weight) in fp32, as Gemma's; q_norm/k_norm use it too]
-# Patch source: models/common/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:19)
+# Patch source: models/common/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
 # ==============================================================================
 class Qwen3NextRMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -207,7 +207,7 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] _rotate_half
-# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:26)
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
 # Patch source: models/common/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
@@ -220,7 +220,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (partial_rotary)]
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:26)
+# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -715,7 +715,7 @@ def torch_recurrent_gated_delta_rule(
 
 # ==============================================================================
 # [ADDED] linear_attention_head_layout
-# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # Patch source: models/common/ulysses_linear_attention.py:57
 # ==============================================================================
 def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
@@ -731,7 +731,7 @@ def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> Ul
 
 # ==============================================================================
 # [ADDED] sequence_to_key_head_shards
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # Patch source: models/common/ulysses_linear_attention.py:75
 # ==============================================================================
 def sequence_to_key_head_shards(
@@ -770,7 +770,7 @@ def sequence_to_key_head_shards(
 
 # ==============================================================================
 # [ADDED] local_conv_weight
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # Patch source: models/common/ulysses_linear_attention.py:109
 # ==============================================================================
 def local_conv_weight(self) -> torch.Tensor:
@@ -793,7 +793,7 @@ def local_conv_weight(self) -> torch.Tensor:
 
 # ==============================================================================
 # [ADDED] local_value_heads
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # Patch source: models/common/ulysses_linear_attention.py:127
 # ==============================================================================
 def local_value_heads(self) -> slice:
@@ -807,11 +807,11 @@ def local_value_heads(self) -> slice:
 # [MODIFIED CLASS] Qwen3NextGatedDeltaNet
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
-#   Reason: fix the sequence-parallel split of the key/value heads at construction
-#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Reason: fix the sequence-parallel split of the key/value heads at construction [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
+#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # - forward (method_override)
-#   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back
-#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
+#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(
     [torch_recurrent_gated_delta_rule, torch_chunk_gated_delta_rule, causal_conv1d_fn, causal_conv1d_update]
@@ -1033,7 +1033,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the shared expert and dense layers]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
+# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
 # ==============================================================================
 class Qwen3NextMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -1209,7 +1209,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] registered_experts_implementation
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:24) (via helper torch_fused_moe)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30) (via helper torch_fused_moe)
 # Patch source: models/common/moe_experts.py:32
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
@@ -1224,7 +1224,7 @@ def registered_experts_implementation(experts_forward):
 
 # ==============================================================================
 # [ADDED] torch_fused_moe
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:24)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
 # Patch source: models/common/moe_experts.py:43
 # ==============================================================================
 @registered_experts_implementation
@@ -1264,7 +1264,7 @@ def torch_fused_moe(
 
 # ==============================================================================
 # [ADDED] fused_unless_requested
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:24)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
 # Patch source: models/common/moe_experts.py:97
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
@@ -1287,7 +1287,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: models/common/moe_experts.py:117 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:24)
+#   Patch source: models/common/moe_experts.py:117 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
 # ==============================================================================
 class Qwen3NextPreTrainedModel(PreTrainedModel):
     config: Qwen3NextConfig

@@ -15,7 +15,6 @@
 # - method_override: Qwen3NextPreTrainedModel.get_correct_experts_implementation [patch set liger_experts.pretrained_model]
 # - external_replacement: Qwen3NextMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - function_replacement: torch_chunk_gated_delta_rule [patch set fla_chunk_gated_delta_rule.chunk_delta_rule]
 # - excluded: Qwen3NextForSequenceClassification
 # - excluded: Qwen3NextForTokenClassification
 # - excluded: Qwen3NextForQuestionAnswering
@@ -86,7 +85,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.models.qwen3_next.configuration_qwen3_next import Qwen3NextConfig
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
+from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple, is_torchdynamo_exporting
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import maybe_autocast, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -173,7 +172,7 @@ class Qwen3NextRotaryEmbedding(nn.Module):
 # [PATCHED CLASS] Qwen3NextRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero [(1 + weight), fp32 product: LigerRMSNormForGemma3 has the defaults of Liger's LigerRMSNormForQwen3Next]
-# Patch source: models/common/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:28)
+# Patch source: models/common/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:35)
 # ==============================================================================
 Qwen3NextRMSNorm = LigerRMSNormForGemma3
 
@@ -189,7 +188,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [sees only the rotated channels (partial_rotary)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:35)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:42)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -475,11 +474,7 @@ def l2norm(x: torch.FloatTensor, dim: int = -1, eps: float = 1e-6):
     return x * inv_norm
 
 
-# ==============================================================================
-# [PATCHED FUNCTION] torch_chunk_gated_delta_rule
-# Reason: flash-linear-attention's chunked gated delta rule (Triton), imported on the first call; one line naming the pin when the package is missing, instead of upstream's silent fallback to the pure-torch loop
-# Patch source: models/common/linear_attention_kernels.py:28 (patch set fla_chunk_gated_delta_rule.chunk_delta_rule, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:36)
-# ==============================================================================
+@use_kernel_func_from_hub_with_fallback("chunk_gated_delta_rule", "fla")
 def torch_chunk_gated_delta_rule(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -492,30 +487,128 @@ def torch_chunk_gated_delta_rule(
     use_qk_l2norm_in_kernel: bool = False,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Upstream's chunked gated delta rule (same arguments, `[batch, seq, heads, dim]` layout) on fla's kernel.
-
-    `cu_seqlens` (packed sequences under flash attention, batch 1) is passed on; fla scales the queries by
-    `head_dim ** -0.5` as upstream does.
+    """Computes the gated delta rule, by chunking along the sequence dimension.
+    Args:
+        query: Query tensor of shape [batch_size, sequence_length, num_k_heads, k_head_dim]
+        key: Key tensor of shape [batch_size, sequence_length, num_k_heads, k_head_dim]
+        value: Value tensor of shape [batch_size, sequence_length, num_v_heads, v_head_dim]. num_v_heads can be equal
+            to num_k_heads, same for v_head_dim and k_head_dim.
+        g: Decay (in log space) tensor of shape [batch_size, sequence_length, num_v_heads]: the recurrent state is
+            multiplied by exp(g) at each step, so entries must be <= 0.
+        beta: Beta tensor of shape [batch_size, sequence_length, num_v_heads]
+        chunk_size: Size of the chunks along the sequence dimension.
+        initial_state: The recurrent state, an optional tensor of shape [batch_size, num_v_heads, k_head_dim, v_head_dim]
+        output_final_state: Whether to output the new recurrent state along with the output.
+        use_qk_l2norm_in_kernel: If this flag is set to True, query and key vectors are L2-normalized.
+    Returns:
+        - The output tensor of shape [batch_size, sequence_length, num_v_heads, v_head_dim]
+        - Either None or the new recurrent state tensor of shape [batch_size, num_v_heads, k_head_dim, v_head_dim]
     """
-    try:
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-    except ImportError as error:
-        raise ImportError(
-            "this Qwen3-Next GPU file runs the gated delta rule on flash-linear-attention's kernel: "
-            "pip install flash-linear-attention==0.6.0 (the pin in patchgen's `gpu` extra)"
-        ) from error
-    return chunk_gated_delta_rule(
-        query,
-        key,
-        value,
-        g=g,
-        beta=beta,
-        initial_state=initial_state,
-        output_final_state=output_final_state,
-        use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
-        cu_seqlens=kwargs.get("cu_seqlens"),
-        chunk_size=chunk_size,
-    )
+    initial_dtype = query.dtype
+    batch_size, sequence_length, _, k_head_dim = key.shape
+    num_v_heads, v_head_dim = value.shape[-2:]
+    recurrent_state_shape = (batch_size, num_v_heads, k_head_dim, v_head_dim)
+    padded_output_shape = (batch_size, num_v_heads, -1, v_head_dim)  # -1 is the padded sequence length
+    decay = g  # rename for clarity: argument name must stay "g" to match flash_linear_attention's API
+
+    # Make sure all tensors are fp32 and reshape them to [batch_size, num_*_heads, seqlen, ...]
+    query, key, value, beta, decay = [
+        x.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        for x in (query, key, value, beta, decay)
+    ]
+    # If enabled, normalize query and key vectors (in fp32 to match the FLA library)
+    if use_qk_l2norm_in_kernel:
+        query = l2norm(query, dim=-1, eps=1e-6)
+        key = l2norm(key, dim=-1, eps=1e-6)
+    # And always normalize queries by the head dimension
+    scaling = query.shape[-1] ** -0.5
+    query = query * scaling
+
+    # Pad sequence length to be a multiple of chunk_size. Padding is described as (left_pad, right_pad) for each dim.
+    pad_size = (chunk_size - sequence_length % chunk_size) % chunk_size
+    query, key, value = (F.pad(x, (0, 0, 0, pad_size)) for x in (query, key, value))
+    beta, decay = (F.pad(x, (0, pad_size)) for x in (beta, decay))
+
+    total_sequence_length = sequence_length + pad_size
+    num_chunks = total_sequence_length // chunk_size
+
+    # Apply beta to K and V, which is the "learning rate" of the recurrent state for a given token, ie. how much the new
+    # state influence the old state. Beta is often normalized to (0, 1) where 0 = no update; 1 = overwrite old state.
+    v_beta = value * beta.unsqueeze(-1)
+    k_beta = key * beta.unsqueeze(-1)
+
+    # Reshape all tensors to chunk the sequence dimension (adds a new dimension of size chunk_size)
+    query, key, k_beta, v_beta = [
+        x.reshape(x.shape[0], x.shape[1], -1, chunk_size, x.shape[-1]) for x in (query, key, k_beta, v_beta)
+    ]
+    decay = decay.reshape(decay.shape[0], decay.shape[1], -1, chunk_size)
+
+    # Create a chunk-sized strictly upper triangular mask, ie. the mask of what a causal chunk may not attend to
+    strictly_upper_mask = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=query.device).triu(1)
+
+    # Cumulative decay within each chunk (dim 3 is the position inside the chunk). Since decay is in log space,
+    # cum_decay[..., t] is the log of a product of decays between the start of the chunk and position t
+    cum_decay = decay.cumsum(dim=3)
+
+    # First phase: compute intra-chunk quantities.
+    # The pairwise decays: pairwise_decay[..., i, j] = exp(cum_decay_i - cum_decay_j) is the decay accumulated between
+    # positions j and i of a chunk. Positive values are masked to -inf before exp to avoid overflow
+    pairwise_decay = cum_decay.unsqueeze(4) - cum_decay.unsqueeze(3)
+    pairwise_decay = pairwise_decay.masked_fill(strictly_upper_mask, float("-inf"))
+    pairwise_decay = pairwise_decay.exp()  # with the exp, we exit log space, so we can apply this decay to the states
+
+    # Compute auxiliary tensors: the Upper Triangular (ut) transform system and the intra-chunk attn (QK dot product)
+    ut_system = (k_beta @ key.transpose(-1, -2)) * pairwise_decay
+    intra_chunk_attn = (query @ key.transpose(-1, -2)) * pairwise_decay
+    decayed_k_beta = k_beta * cum_decay.exp().unsqueeze(-1)
+
+    # Gated delta attention uses a UT transform to condense several delta rule updates into a few matmuls. After the UT
+    # system is solved, we can then compute the new_values (called "u" in the DeltaNet paper) and the decayed keys
+    # reading the old state (k_cumdecay). In the update, the part of new_values that the old state already predicts is
+    # subtracted out, so that only the correction is written to the recurrent state: this is the delta rule.
+
+    # Not all export targets support the fast triangular solver, so we build the inverse by forward substitution then
+    if not is_torchdynamo_exporting():
+        new_values = torch.linalg.solve_triangular(ut_system, v_beta, upper=False, unitriangular=True)
+        k_cumdecay = torch.linalg.solve_triangular(ut_system, decayed_k_beta, upper=False, unitriangular=True)
+    else:
+        ut_system = -ut_system.tril(-1)  # ut_system is masked to only keep the strictly lower triangle
+        for i in range(1, chunk_size):
+            row = ut_system[..., i, :i].clone()
+            sub = ut_system[..., :i, :i].clone()
+            ut_system[..., i, :i] = row + (row.unsqueeze(-1) * sub).sum(-2)
+        ut_system = ut_system + torch.eye(chunk_size, dtype=ut_system.dtype, device=ut_system.device)
+        new_values, k_cumdecay = ut_system @ v_beta, ut_system @ decayed_k_beta
+
+    if initial_state is None:
+        last_recurrent_state = torch.zeros(recurrent_state_shape, dtype=new_values.dtype, device=new_values.device)
+    else:
+        last_recurrent_state = initial_state.to(new_values)
+    core_attn_out = torch.zeros_like(new_values)
+
+    # Apply decay once rather than in each chunk
+    query = query * cum_decay.exp().unsqueeze(-1)
+    key = key * (cum_decay[..., -1:] - cum_decay).exp().unsqueeze(-1)
+    chunk_decay = cum_decay[..., -1].exp()[..., None, None]
+
+    # Second phase: the sequential scan over chunks
+    for i in range(num_chunks):
+        # Compute attention output for the current chunk: add the read of the previous recurrent state
+        # (inter_chunk_attn) with the within-chunk attention (intra_chunk_attn)
+        v_new = new_values[:, :, i] - k_cumdecay[:, :, i] @ last_recurrent_state
+        inter_chunk_attn = query[:, :, i] @ last_recurrent_state
+        core_attn_out[:, :, i] = inter_chunk_attn + intra_chunk_attn[:, :, i] @ v_new
+        # Update the recurrent state: new recurrent state (S_t+1) = decayed old state (S_t * (I-βkk^T)) + update (βvk^T)
+        last_recurrent_state = last_recurrent_state * chunk_decay[:, :, i] + key[:, :, i].transpose(-1, -2) @ v_new
+
+    # Discard the final state if not requested
+    last_recurrent_state = None if not output_final_state else last_recurrent_state
+    # Reshape the output to the orignal shape: flatten the chunk dimension, then drop padding
+    core_attn_out = core_attn_out.reshape(padded_output_shape)
+    core_attn_out = core_attn_out[:, :, :sequence_length]
+    # Convert back to the original shape [batch_size, sequence_length, num_v_heads, v_head_dim] and dtype
+    core_attn_out = core_attn_out.transpose(1, 2).to(initial_dtype, memory_format=torch.contiguous_format)
+    return core_attn_out, last_recurrent_state
 
 
 @use_kernel_func_from_hub_with_fallback("fused_recurrent_gated_delta_rule", "fla")
@@ -582,8 +675,51 @@ def torch_recurrent_gated_delta_rule(
 
 
 # ==============================================================================
+# [ADDED] fla_chunk_gated_delta_rule
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+# Patch source: models/common/linear_attention_kernels.py:18
+# ==============================================================================
+def fla_chunk_gated_delta_rule(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    chunk_size: int = 64,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    use_qk_l2norm_in_kernel: bool = False,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Upstream's chunked gated delta rule (same arguments, `[batch, seq, heads, dim]` layout) on fla's kernel.
+
+    `cu_seqlens` (packed sequences under flash attention, batch 1) is passed on; fla scales the queries by
+    `head_dim ** -0.5` as upstream does.
+    """
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    except ImportError as error:
+        raise ImportError(
+            "this Qwen3-Next GPU file runs the gated delta rule on flash-linear-attention's kernel: "
+            "pip install flash-linear-attention==0.6.0 (the pin in patchgen's `gpu` extra)"
+        ) from error
+    return chunk_gated_delta_rule(
+        query,
+        key,
+        value,
+        g=g,
+        beta=beta,
+        initial_state=initial_state,
+        output_final_state=output_final_state,
+        use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+        cu_seqlens=kwargs.get("cu_seqlens"),
+        chunk_size=chunk_size,
+    )
+
+
+# ==============================================================================
 # [ADDED] linear_attention_head_layout
-# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_linear_attention.py:57
 # ==============================================================================
 def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
@@ -599,7 +735,7 @@ def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> Ul
 
 # ==============================================================================
 # [ADDED] sequence_to_key_head_shards
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_linear_attention.py:75
 # ==============================================================================
 def sequence_to_key_head_shards(
@@ -638,7 +774,7 @@ def sequence_to_key_head_shards(
 
 # ==============================================================================
 # [ADDED] local_conv_weight
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_linear_attention.py:109
 # ==============================================================================
 def local_conv_weight(self) -> torch.Tensor:
@@ -661,7 +797,7 @@ def local_conv_weight(self) -> torch.Tensor:
 
 # ==============================================================================
 # [ADDED] local_value_heads
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_linear_attention.py:127
 # ==============================================================================
 def local_value_heads(self) -> slice:
@@ -675,11 +811,11 @@ def local_value_heads(self) -> slice:
 # [MODIFIED CLASS] Qwen3NextGatedDeltaNet
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
-#   Reason: fix the sequence-parallel split of the key/value heads at construction
-#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Reason: fix the sequence-parallel split of the key/value heads at construction [the chunked delta rule is flash-linear-attention's kernel]
+#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # - forward (method_override)
-#   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back
-#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back [the chunked delta rule is flash-linear-attention's kernel]
+#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # ==============================================================================
 @use_kernelized_func(
     [torch_recurrent_gated_delta_rule, torch_chunk_gated_delta_rule, causal_conv1d_fn, causal_conv1d_update]
@@ -863,7 +999,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
                 **kwargs,
             )
         else:
-            core_attn_out, last_recurrent_state = torch_chunk_gated_delta_rule(
+            core_attn_out, last_recurrent_state = fla_chunk_gated_delta_rule(
                 query,
                 key,
                 value,
@@ -902,7 +1038,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
 # [PATCHED CLASS] Qwen3NextMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the shared expert and dense layers]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:34)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:41)
 # ==============================================================================
 Qwen3NextMLP = LigerSwiGLUMLP
 
@@ -1060,7 +1196,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] registered_experts_implementation
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:33) (via helper liger_fused_moe)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40) (via helper liger_fused_moe)
 # Patch source: models/common/moe_experts.py:32
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
@@ -1075,7 +1211,7 @@ def registered_experts_implementation(experts_forward):
 
 # ==============================================================================
 # [ADDED] liger_fused_moe
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:33)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
 # Patch source: models/common/moe_experts.py:78
 # ==============================================================================
 @registered_experts_implementation
@@ -1100,7 +1236,7 @@ def liger_fused_moe(
 
 # ==============================================================================
 # [ADDED] fused_unless_requested
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:33)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
 # Patch source: models/common/moe_experts.py:97
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
@@ -1123,7 +1259,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:33)
+#   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
 # ==============================================================================
 class Qwen3NextPreTrainedModel(PreTrainedModel):
     config: Qwen3NextConfig

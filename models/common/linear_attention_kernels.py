@@ -1,30 +1,20 @@
-"""flash-linear-attention's kernels for linear-attention layers, as patch sets (the `_gpu` files).
+"""flash-linear-attention's kernels for linear-attention layers, as steps the `_gpu` files bind.
 
 Upstream already looks for flash-linear-attention: `torch_chunk_gated_delta_rule` is decorated with
 `use_kernel_func_from_hub_with_fallback("chunk_gated_delta_rule", "fla")`, which binds fla's kernel
 when `import fla` succeeds at import time and otherwise falls back, with a log line, to the pure-torch
 chunked delta rule (more than 10x slower on an H100, by upstream's own comment). A training file should
-not slow down silently, so the GPU files bind fla's kernel explicitly: the function imports it on the
-first call and, if the package is missing, fails there with one line naming the pin. The import is
-deferred so the GPU file imports on machines without fla (CPU test runs); its pure-torch twin is
-upstream's own `torch_chunk_gated_delta_rule`, which the `_cpu` files keep.
+not slow down silently, so the GPU files bind fla's kernel explicitly as the delta-rule step of the
+Ulysses delta-net forward (`models/common/ulysses_linear_attention.py` calls `torch_chunk_gated_delta_rule`;
+a GPU config re-applies that set with `bind={"torch_chunk_gated_delta_rule": fla_chunk_gated_delta_rule}`).
+The step imports fla on the first call and, if the package is missing, fails there with one line
+naming the pin; the import is deferred so the GPU file imports on machines without fla (CPU test runs).
+Its pure-torch twin is upstream's own `torch_chunk_gated_delta_rule`, which the `_cpu` files keep.
 """
 
 import torch
 
-from patchgen.patch_sets import PatchSet
 
-
-FLA_CHUNK_GATED_DELTA_RULE = PatchSet(
-    "fla_chunk_gated_delta_rule", "flash-linear-attention's chunked gated delta rule (Triton), imported on first call"
-)
-
-
-@FLA_CHUNK_GATED_DELTA_RULE.replace_function(
-    "chunk_delta_rule",
-    description="flash-linear-attention's chunked gated delta rule (Triton), imported on the first call; one line "
-    "naming the pin when the package is missing, instead of upstream's silent fallback to the pure-torch loop",
-)
 def fla_chunk_gated_delta_rule(
     query: torch.Tensor,
     key: torch.Tensor,

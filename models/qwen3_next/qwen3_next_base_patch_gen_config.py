@@ -10,7 +10,8 @@ Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token 
   for gated attention built from the shared steps (`per_head_qk_norm`, `partial_rotary`) and runtime;
 - `linear_attention` layers (`Qwen3NextGatedDeltaNet`): `ULYSSES_GATED_DELTA_NET`
   (`models/common/ulysses_linear_attention.py`), one all-to-all before the short convolution and the
-  delta rule, so each rank runs both over the whole sequence of its heads, and one back.
+  delta rule, so each rank runs both over the whole sequence of its heads, and one back. Each variant
+  applies it, because each binds its own delta-rule kernel (upstream's pure-torch one, or fla's).
 
 It also makes stock checkpoints load: transformers fuses the per-expert weights of a saved checkpoint
 (`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` / `experts.down_proj` only for classes inside
@@ -18,7 +19,6 @@ its own package unless the model type is registered; the generated file register
 """
 
 from models.common.ulysses_hybrid import GATED_ULYSSES_ATTENTION
-from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
 
 
@@ -39,4 +39,3 @@ config.exclude_from_output(
     reason="heads not used for causal-LM training",
 )
 config.use(GATED_ULYSSES_ATTENTION, attention="Qwen3NextAttention")
-config.use(ULYSSES_GATED_DELTA_NET, linear_attention="Qwen3NextGatedDeltaNet")

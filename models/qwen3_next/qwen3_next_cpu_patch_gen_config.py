@@ -8,6 +8,7 @@ Generated file: generated/qwen3_next/patched_modeling_qwen3_next_cpu.py
 
 from models.common.moe_experts import TORCH_EXPERTS
 from models.common.torch_kernels import TORCH_GEMMA_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
+from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
 
 
@@ -15,6 +16,11 @@ config = PatchConfig.extend(
     "models.qwen3_next.qwen3_next_base_patch_gen_config",
     target_file="patched_modeling_qwen3_next_cpu.py",
     description="Qwen3-Next with pure-torch stand-ins for the GPU kernels (upstream loss and delta rule kept)",
+)
+config.use(
+    ULYSSES_GATED_DELTA_NET,
+    linear_attention="Qwen3NextGatedDeltaNet",
+    note="the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel",
 )
 config.use(
     TORCH_GEMMA_RMS_NORM,

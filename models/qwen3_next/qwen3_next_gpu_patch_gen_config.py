@@ -7,8 +7,9 @@ Generated file: generated/qwen3_next/patched_modeling_qwen3_next_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.linear_attention_kernels import FLA_CHUNK_GATED_DELTA_RULE
+from models.common.linear_attention_kernels import fla_chunk_gated_delta_rule
 from models.common.moe_experts import LIGER_EXPERTS
+from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
 
 
@@ -26,6 +27,12 @@ config = PatchConfig.extend(
     ),
 )
 config.use(
+    ULYSSES_GATED_DELTA_NET,
+    linear_attention="Qwen3NextGatedDeltaNet",
+    bind={"torch_chunk_gated_delta_rule": fla_chunk_gated_delta_rule},
+    note="the chunked delta rule is flash-linear-attention's kernel",
+)
+config.use(
     LIGER_GEMMA_RMS_NORM,
     "Qwen3NextRMSNorm",
     note="(1 + weight), fp32 product: LigerRMSNormForGemma3 has the defaults of Liger's LigerRMSNormForQwen3Next",
@@ -33,4 +40,3 @@ config.use(
 config.use(LIGER_EXPERTS, "Qwen3NextPreTrainedModel", note="Qwen3NextExperts keeps upstream's dispatch")
 config.use(LIGER_SWIGLU_MLP, "Qwen3NextMLP", note="the shared expert and dense layers")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="sees only the rotated channels (partial_rotary)")
-config.use(FLA_CHUNK_GATED_DELTA_RULE, "torch_chunk_gated_delta_rule")
