@@ -78,6 +78,34 @@ ARCHITECTURES: dict[str, Architecture] = {
     "olmo2": Architecture("Olmo2Config", "Olmo2ForCausalLM", _DENSE),
     # Fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (0.75 of each 16-channel head).
     "phi3": Architecture("Phi3Config", "Phi3ForCausalLM", {**_NO_HEAD_DIM, "partial_rotary_factor": 0.75}),
+    # Hybrid: a gated delta-net (linear attention) layer, then a gated full-attention layer with partial rotary
+    # (0.25 of each head, as released); MoE experts with a shared expert in both layers.
+    "qwen3_next": Architecture(
+        "Qwen3NextConfig",
+        "Qwen3NextForCausalLM",
+        {
+            **_DENSE,
+            "layer_types": ["linear_attention", "full_attention"],
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 4,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_conv_kernel_dim": 4,
+            "moe_intermediate_size": 24,
+            "shared_expert_intermediate_size": 24,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "partial_rotary_factor": 0.25,
+        },
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (same router and experts "
+            "kernels; not measured on Qwen3-Next itself)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32, as for Qwen3-MoE (same kernel); "
+            "fla's delta rule also multiplies with tl.dot"
+        ),
+    ),
 }
 
 
