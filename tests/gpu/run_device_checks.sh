@@ -15,7 +15,7 @@ set -u
 OUT=${OUT:-gpu-out}
 BENCH_SECONDS=${BENCH_SECONDS:-300}
 CHECK_SECONDS=${CHECK_SECONDS:-170}
-FAMILIES=${FAMILIES:-"qwen3 llama qwen2 mistral gemma3 qwen3_moe olmo2 phi3"}
+FAMILIES=${FAMILIES:-"qwen3 llama qwen2 mistral gemma3 qwen3_moe olmo2 phi3 qwen3_next"}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step() {  # step NAME SECONDS COMMAND...: output to $OUT/NAME.txt, exit status to summary.txt
