@@ -256,7 +256,7 @@ def check_attn_sdpa(case: EquivalenceCase) -> CheckResult:
         if counted.call_count != softmax_attention_layers(case.config):
             raise Mismatch(
                 f"sdpa: {label} model called scaled_dot_product_attention {counted.call_count} times, "
-                f"expected once per attention layer ({softmax_attention_layers(case.config)})"
+                f"expected once per layer with softmax attention ({softmax_attention_layers(case.config)})"
             )
     comparison.close("sdpa: logits", logits[1], logits[0])
     return comparison.result()
