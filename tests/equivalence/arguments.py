@@ -167,8 +167,15 @@ def _compare_value(comparison: Comparison, what: str, stock, generated) -> None:
         if stock.get_seq_length() != generated.get_seq_length():
             raise Mismatch(f"{what}: cache length {stock.get_seq_length()} (stock) != {generated.get_seq_length()}")
         for index, (a, b) in enumerate(zip(stock.layers, generated.layers, strict=True)):
-            comparison.close(f"{what}: layer {index} keys", b.keys, a.keys)
-            comparison.close(f"{what}: layer {index} values", b.values, a.values)
+            if hasattr(a, "keys"):
+                comparison.close(f"{what}: layer {index} keys", b.keys, a.keys)
+                comparison.close(f"{what}: layer {index} values", b.values, a.values)
+            else:  # a linear-attention layer of a hybrid model (Qwen3-Next): its convolution and recurrent states
+                for states in ("conv_states", "recurrent_states"):  # dicts: state index -> tensor
+                    a_states, b_states = getattr(a, states), getattr(b, states)
+                    _compare_value(
+                        comparison, f"{what}: layer {index} {states}", [*a_states.values()], [*b_states.values()]
+                    )
 
 
 def _kind(value) -> str:

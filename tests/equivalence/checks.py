@@ -227,7 +227,7 @@ def check_attn_eager(case: EquivalenceCase) -> CheckResult:
     _require_attn_implementation(pair, "eager")
     with torch.no_grad():
         stock, generated = (model(input_ids=case.input_ids, output_attentions=True) for model in pair)
-    layers = case.text_config.num_hidden_layers
+    layers = softmax_attention_layers(case.text_config)
     if len(generated.attentions) != layers or any(weights is None for weights in generated.attentions):
         raise Mismatch(f"eager: generated returned {len(generated.attentions)} attention maps, expected {layers}")
     for layer, (stock_weights, generated_weights) in enumerate(
@@ -253,10 +253,10 @@ def check_attn_sdpa(case: EquivalenceCase) -> CheckResult:
             mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", wraps=sdpa) as counted,
         ):
             logits.append(model(input_ids=case.input_ids).logits)
-        if counted.call_count != case.text_config.num_hidden_layers:
+        if counted.call_count != softmax_attention_layers(case.text_config):
             raise Mismatch(
                 f"sdpa: {label} model called scaled_dot_product_attention {counted.call_count} times, "
-                f"expected once per layer ({case.text_config.num_hidden_layers})"
+                f"expected once per layer with softmax attention ({softmax_attention_layers(case.text_config)})"
             )
     comparison.close("sdpa: logits", logits[1], logits[0])
     return comparison.result()
@@ -282,6 +282,11 @@ def check_padded_batch(case: EquivalenceCase) -> CheckResult:
     comparison.close("padded: logits on real tokens", logits[1], logits[0])
     comparison.close("padded: loss", losses[1], losses[0], check_dtype=False)
     return comparison.result()
+
+
+def softmax_attention_layers(config) -> int:
+    """Layers that run softmax attention: all of them, less a hybrid model's linear-attention layers (Qwen3-Next)."""
+    return config.num_hidden_layers - (getattr(config, "layer_types", None) or []).count("linear_attention")
 
 
 def _require_attn_implementation(pair: ModelPair, expected: str) -> None:

@@ -1,0 +1,288 @@
+"""Ulysses sequence parallelism for gated delta-net linear attention (Qwen3-Next's linear-attention layers).
+
+A gated delta-net layer mixes tokens in two places, both along the sequence and both per channel:
+a short causal depthwise convolution over the q/k/v channels (`conv1d`, groups = channels), and the
+delta-rule recurrence, whose state is per value head. Neither mixes heads. So Ulysses works here as
+for softmax attention, with the all-to-all placed *before the convolution*: each rank projects its
+`seq/P` tokens (every head), trades them for every token of `heads/P` key heads (with their value
+heads, betas and decays), runs the convolution on its heads' channels and the recurrence over the whole
+sequence, and trades the output back. After the all-to-all the convolution and the recurrent state see
+the whole sequence of their heads, exactly as one process does; no state is passed between ranks.
+
+- `ulysses_gated_delta_net_init` (`modify_init`): fixes the layer's head split at construction and
+  refuses key heads that do not divide by the sequence-parallel degree.
+- `ulysses_gated_delta_net_forward` (`override_method`): upstream's forward (cache paths included) with
+  the two all-to-alls; with no sequence-parallel group it runs exactly the upstream operations.
+
+Heads are split by *key* head: a value head `j` reads key head `j // (value_heads / key_heads)`, and
+upstream's fused projection lays q, k, v, z, b, a out per key head, so a rank holding key heads
+`[r * nk / P, (r + 1) * nk / P)` holds their value heads too. One all-to-all carries q, k, v, b, a
+together (concatenated per key head); the gate `z` stays on its rank, because the gated RMSNorm runs per
+token and head after the output comes back.
+
+`apply_mask_to_padding_states`, `causal_conv1d_fn`, `causal_conv1d_update`, `torch_chunk_gated_delta_rule`
+and `torch_recurrent_gated_delta_rule` are not imported here: the forward must call those of the file it
+is spliced into (a kernel a set bound included). They are imported for type checkers only.
+"""
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+
+from patchgen.patch_sets import PatchSet
+from patchgen.runtime.sequence_parallel import (
+    UlyssesHeadLayout,
+    head_to_sequence_shards,
+    sequence_parallel_enabled,
+    sequence_parallel_rank,
+    sequence_parallel_world_size,
+    sequence_to_head_shards,
+)
+
+
+if TYPE_CHECKING:  # provided by the modeling module the patches are spliced into
+    from transformers.models.qwen3_next.modeling_qwen3_next import (
+        apply_mask_to_padding_states,
+        causal_conv1d_fn,
+        causal_conv1d_update,
+        torch_chunk_gated_delta_rule,
+        torch_recurrent_gated_delta_rule,
+    )
+
+
+def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
+    """The split of a linear-attention layer's key heads (value heads follow them) over the group set now."""
+    world_size = sequence_parallel_world_size()
+    if num_key_heads % world_size:
+        raise ValueError(
+            f"sequence parallelism: linear_num_key_heads ({num_key_heads}) is not divisible by the sequence-parallel "
+            f"degree ({world_size}); use a degree that divides {num_key_heads}"
+        )
+    return UlyssesHeadLayout(world_size, num_value_heads, num_value_heads)
+
+
+def ulysses_gated_delta_net_init(original_init, self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    # Sequence parallelism (Ulysses): each rank runs the convolution and the recurrence for key heads/P (and their
+    # value heads) over the whole sequence, so the split is fixed here and a bad head count fails at construction.
+    self.sequence_parallel_layout = linear_attention_head_layout(self.num_k_heads, self.num_v_heads)
+
+
+def sequence_to_key_head_shards(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, b: torch.Tensor, a: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One all-to-all for q, k, v, b, a: this rank's tokens of every head -> every token of its key heads.
+
+    In: query/key `[batch, seq/P, key_heads, key_dim]`, value `[batch, seq/P, value_heads, value_dim]`,
+    b/a `[batch, seq/P, value_heads]`. Out: the same with `seq` tokens and heads/P heads. The value heads
+    of a key head travel with it (they are concatenated per key head).
+    """
+    batch, local_seq, key_heads, key_dim = query.shape
+    value_dim = value.shape[-1]
+    per_key_head = value.shape[2] // key_heads
+    grouped = torch.cat(
+        [
+            query,
+            key,
+            value.reshape(batch, local_seq, key_heads, per_key_head * value_dim),
+            b.reshape(batch, local_seq, key_heads, per_key_head),
+            a.reshape(batch, local_seq, key_heads, per_key_head),
+        ],
+        dim=-1,
+    )
+    # [batch, key_heads, seq/P, width] -> [batch, key_heads/P, seq, width]
+    grouped = sequence_to_head_shards(grouped.transpose(1, 2)).transpose(1, 2)
+    query, key, value, b, a = torch.split(
+        grouped, [key_dim, key_dim, per_key_head * value_dim, per_key_head, per_key_head], dim=-1
+    )
+    batch, seq, local_key_heads, _ = query.shape
+    value = value.reshape(batch, seq, local_key_heads * per_key_head, value_dim)
+    b = b.reshape(batch, seq, local_key_heads * per_key_head)
+    a = a.reshape(batch, seq, local_key_heads * per_key_head)
+    return query, key, value, b, a
+
+
+def local_conv_weight(self) -> torch.Tensor:
+    """The depthwise convolution's `[channels, kernel]` weight for this rank's heads only.
+
+    The channels are [query | key | value], each head-major; under sequence parallelism this rank keeps the
+    channels of its key heads in the query and key blocks and of its value heads in the value block.
+    """
+    weight = self.conv1d.weight.squeeze(1)
+    world_size, rank = self.sequence_parallel_layout.world_size, sequence_parallel_rank()
+    if world_size == 1:
+        return weight
+    key_block, value_block = self.key_dim // world_size, self.value_dim // world_size
+    query_channels = weight[rank * key_block : (rank + 1) * key_block]
+    key_channels = weight[self.key_dim + rank * key_block : self.key_dim + (rank + 1) * key_block]
+    value_start = 2 * self.key_dim + rank * value_block
+    value_channels = weight[value_start : value_start + value_block]
+    return torch.cat([query_channels, key_channels, value_channels])
+
+
+def local_value_heads(self) -> slice:
+    """The value heads this rank's recurrence runs (all of them without sequence parallelism)."""
+    heads = self.num_v_heads // self.sequence_parallel_layout.world_size
+    rank = sequence_parallel_rank()
+    return slice(rank * heads, (rank + 1) * heads)
+
+
+def ulysses_gated_delta_net_forward(
+    self,
+    hidden_states: torch.Tensor,
+    cache_params: Cache | None = None,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    # padding is zeroed per token, on this rank's tokens (the mask is this rank's slice under sequence parallelism)
+    hidden_states = apply_mask_to_padding_states(hidden_states, attention_mask)
+
+    # Set up dimensions for reshapes later
+    seq_len = hidden_states.shape[1]
+    use_precomputed_states = cache_params is not None and cache_params.has_previous_state(self.layer_idx)
+
+    projected_states_qkvz = self.in_proj_qkvz(hidden_states)
+    projected_states_ba = self.in_proj_ba(hidden_states)
+    query, key, value, z, b, a = self.fix_query_key_value_ordering(projected_states_qkvz, projected_states_ba)
+
+    # ---- sequence parallelism (Ulysses): begin ----
+    # the mask of the whole sequence is for softmax attention; the recurrence needs only the zeroed padding above
+    kwargs.pop("full_sequence", None)
+    sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
+    if sequence_parallel:
+        if cache_params is not None:
+            raise RuntimeError(
+                "sequence parallelism does not support a recurrent cache (use_cache / past_key_values); "
+                "generate without a sequence-parallel group"
+            )
+        # [batch, seq/P, heads, dim] -> [batch, seq, heads/P, dim]: the convolution and the recurrence of a head
+        # need every token of it
+        query, key, value, b, a = sequence_to_key_head_shards(query, key, value, b, a)
+    # ---- sequence parallelism (Ulysses): end ----
+    local_seq_len = query.shape[1]
+    query, key, value = (x.reshape(x.shape[0], x.shape[1], -1) for x in (query, key, value))
+    key_dim, value_dim = query.shape[-1], value.shape[-1]
+
+    mixed_qkv = torch.cat((query, key, value), dim=-1)
+    mixed_qkv = mixed_qkv.transpose(1, 2)
+
+    if use_precomputed_states and seq_len == 1 and not cache_params.layers[self.layer_idx].record_past:
+        conv_state = cache_params.layers[self.layer_idx].conv_states[0]
+        # Single-token cached decode: the fused per-step kernel updates the conv state in-place.
+        mixed_qkv = causal_conv1d_update(
+            mixed_qkv,
+            conv_state,
+            self.conv1d.weight.squeeze(1),
+            self.conv1d.bias,
+            self.activation,
+        )
+    else:
+        if cache_params is not None:
+            mixed_qkv = cache_params.update_conv_state(
+                mixed_qkv, self.layer_idx, conv_kernel_size=self.conv_kernel_size
+            )
+
+        # the depthwise convolution of this rank's channels (all of them without sequence parallelism)
+        mixed_qkv = causal_conv1d_fn(
+            mixed_qkv,
+            local_conv_weight(self),
+            self.conv1d.bias,
+            activation=self.activation,
+            **kwargs,
+        )
+
+        # Drop the additional previous states
+        if cache_params is not None:
+            mixed_qkv = mixed_qkv[:, :, -local_seq_len:]
+
+    mixed_qkv = mixed_qkv.transpose(1, 2)
+    query, key, value = torch.split(mixed_qkv, [key_dim, key_dim, value_dim], dim=-1)
+    query = query.reshape(query.shape[0], query.shape[1], -1, self.head_k_dim)
+    key = key.reshape(key.shape[0], key.shape[1], -1, self.head_k_dim)
+    value = value.reshape(value.shape[0], value.shape[1], -1, self.head_v_dim)
+
+    beta = b.sigmoid()
+    # If the model is loaded in fp16, without the .float() here, A might be -inf
+    heads = local_value_heads(self)
+    g = -self.A_log[heads].float().exp() * F.softplus(a.float() + self.dt_bias[heads])
+    if self.num_v_heads // self.num_k_heads > 1:
+        query = query.repeat_interleave(self.num_v_heads // self.num_k_heads, dim=2)
+        key = key.repeat_interleave(self.num_v_heads // self.num_k_heads, dim=2)
+
+    recurrent_state = cache_params.layers[self.layer_idx].recurrent_states[0] if use_precomputed_states else None
+    if use_precomputed_states and seq_len == 1:
+        core_attn_out, last_recurrent_state = torch_recurrent_gated_delta_rule(
+            query,
+            key,
+            value,
+            g=g,
+            beta=beta,
+            initial_state=recurrent_state,
+            output_final_state=cache_params is not None,
+            use_qk_l2norm_in_kernel=True,
+            cu_seqlens=kwargs.pop("cu_seq_lens_q", None),
+            **kwargs,
+        )
+    else:
+        core_attn_out, last_recurrent_state = torch_chunk_gated_delta_rule(
+            query,
+            key,
+            value,
+            g=g,
+            beta=beta,
+            initial_state=recurrent_state,
+            output_final_state=cache_params is not None,
+            use_qk_l2norm_in_kernel=True,
+            cu_seqlens=kwargs.pop("cu_seq_lens_q", None),
+            **kwargs,
+        )
+
+    # Update cache
+    if cache_params is not None:
+        cache_params.update_recurrent_state(last_recurrent_state, self.layer_idx)
+
+    # ---- sequence parallelism (Ulysses): begin ----
+    if sequence_parallel:
+        # back to sequence shards: [batch, seq, value_heads/P, dim] -> [batch, seq/P, value_heads, dim]
+        core_attn_out = head_to_sequence_shards(core_attn_out)
+    # ---- sequence parallelism (Ulysses): end ----
+
+    z_shape_og = z.shape
+    # reshape input data into 2D tensor
+    core_attn_out = core_attn_out.reshape(-1, core_attn_out.shape[-1])
+    z = z.reshape(-1, z.shape[-1])
+    core_attn_out = self.norm(core_attn_out, z)
+    core_attn_out = core_attn_out.reshape(z_shape_og)
+    core_attn_out = core_attn_out.reshape(core_attn_out.shape[0], core_attn_out.shape[1], -1)
+
+    output = self.out_proj(core_attn_out)
+    return output
+
+
+ULYSSES_GATED_DELTA_NET = PatchSet(
+    "ulysses_gated_delta_net",
+    "Ulysses sequence parallelism around the convolution and delta rule of a gated delta-net",
+)
+ULYSSES_GATED_DELTA_NET.modify_init(
+    "linear_attention", description="fix the sequence-parallel split of the key/value heads at construction"
+)(ulysses_gated_delta_net_init)
+ULYSSES_GATED_DELTA_NET.override_method(
+    "linear_attention.forward",
+    description="Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short "
+    "convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back",
+)(ulysses_gated_delta_net_forward)
+ULYSSES_GATED_DELTA_NET.requires_attributes(
+    "linear_attention",
+    "in_proj_qkvz",
+    "in_proj_ba",
+    "conv1d",
+    "A_log",
+    "dt_bias",
+    "norm",
+    "out_proj",
+    otherwise="a forward written for that layer's projections",
+)

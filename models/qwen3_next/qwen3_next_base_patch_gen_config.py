@@ -1,0 +1,41 @@
+"""Qwen3-Next (hybrid linear attention): what every generated Qwen3-Next file shares. A base: _cpu and _gpu extend it.
+
+Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token mixers
+(`config.layer_types`), and both get Ulysses sequence parallelism:
+
+- `full_attention` layers (`Qwen3NextAttention`): gated softmax attention. `q_proj` holds a query and an
+  output gate per head, q/k norms are per head, rope is partial (`partial_rotary_factor`, 0.25 in the
+  released models), and the output is `o_proj(attention * sigmoid(gate))`. The shared forward has no
+  slot for the output gate, so `GATED_ULYSSES_ATTENTION` (`models/common/ulysses_hybrid.py`) is a forward
+  for gated attention built from the shared steps (`per_head_qk_norm`, `partial_rotary`) and runtime;
+- `linear_attention` layers (`Qwen3NextGatedDeltaNet`): `ULYSSES_GATED_DELTA_NET`
+  (`models/common/ulysses_linear_attention.py`), one all-to-all before the short convolution and the
+  delta rule, so each rank runs both over the whole sequence of its heads, and one back. Each variant
+  applies it, because each binds its own delta-rule kernel (upstream's pure-torch one, or fla's).
+
+It also makes stock checkpoints load: transformers fuses the per-expert weights of a saved checkpoint
+(`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` / `experts.down_proj` only for classes inside
+its own package unless the model type is registered; the generated file registers it at import.
+"""
+
+from models.common.ulysses_hybrid import GATED_ULYSSES_ATTENTION
+from patchgen import PatchConfig
+
+
+config = PatchConfig.base(
+    source_module="transformers.models.qwen3_next.modeling_qwen3_next",
+    description="Qwen3-Next, causal-LM training heads only, stock checkpoint conversion registered",
+)
+config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
+config.add_statement(
+    'reuse_upstream_conversion_mapping("qwen3_next")',
+    description="transformers skips its checkpoint conversions for classes outside its package unless the model "
+    "type is registered; without this, per-expert checkpoints load as MISSING fused expert weights",
+)
+config.exclude_from_output(
+    "Qwen3NextForSequenceClassification",
+    "Qwen3NextForTokenClassification",
+    "Qwen3NextForQuestionAnswering",
+    reason="heads not used for causal-LM training",
+)
+config.use(GATED_ULYSSES_ATTENTION, attention="Qwen3NextAttention")
