@@ -19,9 +19,11 @@ MFU = tokens/s x FLOPs per token / the GPU's peak dense bf16 FLOP/s, with (PaLM,
 N: parameters used in a matmul (all but the input embedding table, plus vocab x hidden for lm_head even when
 tied), L layers, H = attention heads x head_dim, S the sequence length (attention counted in full).
 
-Time: `--budget-s` bounds the whole run. Each job (a model x variant, or a model's ops) gets a share of what
-is left and plans within it: fewer timed steps first (down to 3), then the largest shapes are skipped, then
-the max-seq search stops early; every skip is printed with its reason. Each (model, variant) runs in its own
+Time: `--budget-s` bounds the whole run. Each job (a model x variant, or a model's ops) gets an equal share of
+what is left (the ops job twice one) and is killed 10 s past it, so no job starves the next; within its share
+a job plans: fewer timed steps first (down to 5, after 2 warm-up steps, 5 for a variant's first shape), then
+the largest shapes are skipped, then the max-seq search (one forward + backward per size: 16384, 32768, 65536
+with the default grid) stops early; every skip is printed with its reason. Each (model, variant) runs in its own
 process: Liger's monkey patch rewrites the transformers module for the whole process. A variant that runs
 out of memory, fails or hangs is reported as such; the run always prints its tables.
 
@@ -52,7 +54,18 @@ from benchmarks.bench_worker import MODELS, OP_CANDIDATES, RESULT_PREFIX, VARIAN
 
 DEFAULT_SHAPES = "1x512,1x2048,1x8192,4x8192"
 SMOKE_SHAPES = "1x64,1x128"
-MIN_STEPS = 3  # a median of fewer is noise
+# Before anything is skipped, every measured shape gets MIN_STEPS timed steps after at least 2 warm-up steps
+# (`--warmup`), and the first shape of each variant FIRST_SHAPE_EXTRA_WARMUP more: its first steps pay for
+# Triton's autotuning and cuBLAS's heuristics (GPU run 1 timed Liger after 2 warm-up steps and 5-6 timed ones:
+# Qwen3 1x8192 read 39.2k tokens/s against 48.1k the run before).
+MIN_STEPS = 5
+FIRST_SHAPE_EXTRA_WARMUP = 3
+# The max-seq search: batch 1, doubling from twice the grid's longest sequence up to the cap, one forward +
+# backward per size, stopping at the first OOM (default grid: 16384, 32768, 65536).
+DEFAULT_MAX_SEQ_CAP = 65536
+# A worker may run this long past its share before it is killed (a share is a soft deadline the worker plans
+# to; the kill only catches hangs): so no job can eat the next one's time.
+WORKER_OVERRUN_S = 10.0
 OPS_WEIGHT = (
     2.0  # the ops job times ~12 kernels at 4 sizes per model: its share of the budget, relative to a variant's
 )
@@ -94,7 +107,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, help="num_hidden_layers (default: the model's; same per-layer shapes)")
     parser.add_argument("--warmup", type=int, help="untimed steps per shape (default 2; smoke 1)")
     parser.add_argument("--steps", type=int, help="most timed steps per shape, median reported (default 10; smoke 3)")
-    parser.add_argument("--max-seq-cap", type=int, help="max-seq search cap, 0 = off (default 131072; smoke 512)")
+    parser.add_argument(
+        "--max-seq-cap", type=int, help=f"max-seq search cap, 0 = off (default {DEFAULT_MAX_SEQ_CAP}; smoke 512)"
+    )
     parser.add_argument("--no-ops", action="store_true", help="skip the per-op microbenchmark")
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget for the whole run (s)")
     parser.add_argument("--peak-tflops", type=float, help="peak bf16 TFLOP/s for MFU (default: by GPU name)")
@@ -191,16 +206,18 @@ def unavailable_before_starting(model: str, variant: str, cuda_available: bool) 
 def make_plan(args: argparse.Namespace, model: str, variant: str, dtype: str, deadline: float) -> Plan:
     shapes = sorted(args.shape_list, key=lambda shape: shape[0] * shape[1])  # largest last: skipped first
     steps = args.steps if args.steps is not None else (3 if args.smoke else 10)
-    cap = args.max_seq_cap if args.max_seq_cap is not None else (512 if args.smoke else 131072)
+    cap = args.max_seq_cap if args.max_seq_cap is not None else (512 if args.smoke else DEFAULT_MAX_SEQ_CAP)
+    warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 2)
     return Plan(
         model=model,
         variant=variant,
         smoke=args.smoke,
         shapes=shapes,
-        warmup=args.warmup if args.warmup is not None else (1 if args.smoke else 2),
+        warmup=warmup,
+        first_warmup=warmup + (0 if args.smoke else FIRST_SHAPE_EXTRA_WARMUP),
         steps=steps,
         min_steps=min(MIN_STEPS, steps),
-        max_seq_start=max(seq for _, seq in shapes),
+        max_seq_start=2 * max(seq for _, seq in shapes),  # the grid measured the longest one already
         max_seq_cap=cap,
         dtype=dtype,
         soft_deadline=deadline,
@@ -228,7 +245,7 @@ def run_jobs(args: argparse.Namespace, cuda_available: bool, started: float) -> 
         share = remaining * weights[0] / sum(weights)
         plan = make_plan(args, model, variant, dtype, time.time() + share)
         log(f"[{index + 1}/{len(jobs)}] {model}/{variant} (t={time.time() - started:.0f}s, share {share:.0f}s)")
-        result = run_worker(plan, timeout=min(remaining, share + max(30.0, 0.5 * share)))
+        result = run_worker(plan, timeout=min(remaining, share + WORKER_OVERRUN_S))
         if result["status"] != "ok":
             log(f"  [{model}/{variant}] {result['status']}: {result.get('reason', '')}")
         results.append(result)

@@ -111,10 +111,11 @@ class Plan:
     variant: str  # stock, liger, generated; or "ops" for the per-op microbenchmark
     smoke: bool
     shapes: list[tuple[int, int]]  # (batch, seq), measured in order of tokens per step, largest last
-    warmup: int
+    warmup: int  # untimed steps before each shape's timed ones
+    first_warmup: int  # the same for the first (smallest) shape: Triton autotuning, cuBLAS heuristics warm up there
     steps: int  # the most timed steps per shape; fewer when the time share is short
     min_steps: int  # the fewest timed steps that make a median; a shape that cannot get them is skipped
-    max_seq_start: int
+    max_seq_start: int  # the first length the max-seq search tries (then doubling)
     max_seq_cap: int  # 0: no search
     dtype: str  # bfloat16; float32 for a CPU smoke run (CPU bf16 kernels spend seconds in JIT warm-up)
     soft_deadline: float  # time.time() by which this worker should be done; it plans its steps to fit
@@ -282,9 +283,16 @@ def loss_path(model, batch: int, seq: int) -> str:
         return ""
     import torch
 
+    from patchgen.runtime import losses
+
+    weight = model.lm_head.weight
     hidden = torch.empty(batch, seq, 1, device="meta")
-    fused = module.use_fused_linear_cross_entropy(hidden, model.lm_head.weight)
-    return f"loss: {module.linear_cross_entropy.__name__}" if fused else "loss: upstream"
+    if not module.use_fused_linear_cross_entropy(hidden, weight):
+        return "loss: upstream"
+    kernel = module.linear_cross_entropy
+    if kernel is losses.fastest_linear_cross_entropy and weight.is_cuda:  # its choice at this shape
+        kernel = losses.linear_cross_entropy_kernel_for(batch * seq, weight.shape[0], weight.shape[1])
+    return f"loss: {kernel.__name__}"
 
 
 def training_step(model, input_ids) -> None:
@@ -325,15 +333,15 @@ def steps_that_fit(plan: Plan, seconds_left: float, step_seconds: float, later_s
     return max(plan.min_steps, min(plan.steps, int(rounds)))
 
 
-def measure_shape(model, plan: Plan, batch: int, seq: int, timed_steps: Callable[[float], int]) -> dict:
-    """Median tokens/s over the timed steps after `plan.warmup`, and the peak memory of those steps.
+def measure_shape(model, warmup: int, batch: int, seq: int, timed_steps: Callable[[float], int]) -> dict:
+    """Median tokens/s over the timed steps after `warmup` untimed ones, and the peak memory of those steps.
 
-    `timed_steps(step_seconds)` says how many steps to time, given the last warm-up step's seconds.
+    `timed_steps(step_seconds)` says how many steps to time, given the first timed step's seconds.
     """
     import torch
 
     input_ids = torch.randint(3, model.config.vocab_size, (batch, seq), device=model.device)
-    for _ in range(plan.warmup):
+    for _ in range(warmup):
         timed_step(model, input_ids)
     reset_peak_memory()
     seconds = [timed_step(model, input_ids)]
@@ -442,7 +450,8 @@ def run_variant(plan: Plan) -> dict:
             estimates = [estimate_step_seconds(with_this, t) for t in later]
             return steps_that_fit(plan, deadline - time.time(), step_seconds, estimates)
 
-        outcome = run_guarded(lambda b=batch, s=seq, f=timed_steps: measure_shape(model, plan, b, s, f))
+        warmup = plan.first_warmup if index == 0 else plan.warmup
+        outcome = run_guarded(lambda w=warmup, b=batch, s=seq, f=timed_steps: measure_shape(model, w, b, s, f))
         run = {"batch": batch, "seq": seq, "status": outcome.status, "message": outcome.message}
         run.update(outcome.value or {})
         run["path"] = loss_path(model, batch, seq)

@@ -4,6 +4,7 @@
     patchgen check ...           is  python -m patchgen.check_patchgen ...
     patchgen upgrade-report ...  is  python -m patchgen.upgrade_report ...
     patchgen list [-c NAME]      is  python -m patchgen.run_codegen --list [-c NAME]
+    patchgen new-model TYPE      is  python -m patchgen.new_model TYPE
 
 Each subcommand is the very click command object of its module (same options, same help, same exit
 statuses), so the two spellings cannot drift apart. Every subcommand finds its project by walking up
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from patchgen import check_patchgen, run_codegen, upgrade_report
+from patchgen import check_patchgen, new_model, run_codegen, upgrade_report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,8 +45,7 @@ main.add_command(
         "current (`run_codegen --list`).",
     )
 )
-# A scaffold for a new model's configs, when it lands, is registered here the same way:
-# main.add_command(<module>.main, "new-model").
+main.add_command(new_model.main, "new-model")
 
 
 if __name__ == "__main__":

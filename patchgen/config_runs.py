@@ -132,9 +132,19 @@ def _run_alone(
             inputs = _inputs(loaded, root, output_dir, cache)
         return run, planned, inputs
     finally:
-        for name in set(sys.modules) - before:
-            if is_source_module(sys.modules.get(name)):
-                sys.modules.pop(name, None)
+        _forget_modules([name for name in set(sys.modules) - before if is_source_module(sys.modules.get(name))])
+
+
+def _forget_modules(names: list[str]) -> None:
+    """Drop project modules so the next config imports them afresh, and the attributes their parent
+    packages hold for them: `from models.common import fused_loss` reads the package attribute first, and
+    would otherwise hand the next config the dropped module (whose objects sys.modules no longer knows)."""
+    dropped = {name: sys.modules.pop(name, None) for name in names}
+    for name, module in dropped.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name)
+        if parent is not None and module is not None and getattr(parent, child, None) is module:
+            delattr(parent, child)
 
 
 def _inputs(loaded: LoadedConfig, root: Path, output_dir: Path | None, cache: Cache) -> Inputs:

@@ -53,16 +53,13 @@ def padded_batch(vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
 BATCHES = {"plain": plain_batch, "packed": packed_batch, "padded": padded_batch}
 
 
-def training_step(model, batch: dict[str, torch.Tensor], upstream_loss: bool) -> torch.Tensor:
+def training_step(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Forward + backward of `model` on this process's `shard_batch` slice; returns the loss (share).
 
-    With `upstream_loss` (a stock model, or a generated file that keeps upstream's causal-LM forward),
-    the loss comes from transformers' `ForCausalLMLoss`, which computes one only when given `labels`
-    and then uses the `shift_labels` of the shard over them.
+    The shard carries `labels` and `shift_labels`: every causal-LM forward (stock's `ForCausalLMLoss` and the
+    fused-loss forward alike) computes a loss only when given `labels`, and then from `shift_labels`.
     """
     shard = shard_batch(batch)
-    if upstream_loss:
-        shard["labels"] = shard["shift_labels"]
     loss = model(**shard).loss
     loss.backward()
     return loss.detach()

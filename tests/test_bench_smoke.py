@@ -132,6 +132,7 @@ PLAN = worker.Plan(
     smoke=True,
     shapes=[(1, 64)],
     warmup=2,
+    first_warmup=5,
     steps=10,
     min_steps=3,
     max_seq_start=64,
@@ -158,7 +159,7 @@ def test_steps_shrink_to_fit_the_time_left_but_not_below_the_minimum():
 def test_the_grid_skips_the_largest_shapes_when_time_runs_out(monkeypatch):
     """A tight share: the first shapes are measured with few steps, the largest are skipped and say why."""
     plan = worker.Plan(**{**PLAN.__dict__, "shapes": [(1, 64), (1, 128), (4, 4096)], "soft_deadline": time.time() + 2})
-    calls = []
+    calls, warmups = [], []
 
     class Model:
         config = None
@@ -166,8 +167,9 @@ def test_the_grid_skips_the_largest_shapes_when_time_runs_out(monkeypatch):
         def named_parameters(self):
             return []
 
-    def fake_measure(model, plan, batch, seq, timed_steps):
+    def fake_measure(model, warmup, batch, seq, timed_steps):
         calls.append((batch, seq, timed_steps(0.01 * batch * seq / 64)))
+        warmups.append(warmup)
         return {"tokens_per_s": 1.0, "step_ms": 10.0 * batch * seq / 64, "peak_gib": None, "timed_steps": 3}
 
     monkeypatch.setattr(worker, "model_class_for", lambda plan: (None, "fake"))
@@ -181,6 +183,17 @@ def test_the_grid_skips_the_largest_shapes_when_time_runs_out(monkeypatch):
     assert statuses == [(1, 64, "ok"), (1, 128, "ok"), (4, 4096, "skipped")]
     assert result["runs"][2]["message"].startswith("time budget: ~")
     assert [steps for *_, steps in calls] == [3, 3]  # the time left allowed only the minimum
+    assert warmups == [5, 2]  # the first shape warms up longer (autotuning)
+
+
+def test_the_gpu_plan_keeps_warm_ups_and_five_timed_steps_and_searches_three_lengths():
+    args = bench.parse_args(["--shapes", "1x512,4x8192,1x2048"])
+    plan = bench.make_plan(args, "qwen3", "liger", "bfloat16", deadline=time.time() + 30)
+    assert plan.shapes == [(1, 512), (1, 2048), (4, 8192)]
+    assert (plan.warmup, plan.first_warmup, plan.min_steps, plan.steps) == (2, 5, 5, 10)
+    calls: list[int] = []
+    found = worker.find_max_seq_len(_fake_try(10**9, calls), plan.max_seq_start, plan.max_seq_cap, time.time() + 60)
+    assert calls == [16384, 32768, 65536] and found.note == "fits the cap (65536)"
 
 
 def test_jobs_share_the_budget_and_are_skipped_when_it_is_spent(monkeypatch, capsys):
@@ -193,8 +206,8 @@ def test_jobs_share_the_budget_and_are_skipped_when_it_is_spent(monkeypatch, cap
 
     monkeypatch.setattr(bench, "run_worker", fake_worker)
     bench.run_jobs(args, cuda_available=False, started=time.time())
-    # stock gets 1 / 3 of 50 s, the ops job (weight 2) the rest; each may overrun its share by 30 s
-    assert shares == [("stock", 17, 47), ("ops", 50, 50)]
+    # stock gets 1 / 3 of 50 s, the ops job (weight 2) the rest; each is killed 10 s past its share
+    assert shares == [("stock", 17, 27), ("ops", 50, 50)]
     results = bench.run_jobs(args, cuda_available=False, started=time.time() - 45)
     assert [r["status"] for r in results] == ["skipped", "skipped"] and results[0]["reason"] == "time budget spent"
 

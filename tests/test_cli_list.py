@@ -4,6 +4,7 @@ from conftest import REPO, run_cli
 from test_composition import codegen, make_project
 
 from patchgen.listing import COLUMNS
+from tests.families import covered
 
 
 KEYS = ["CONFIG", "MODEL", "VARIANT", "EXTENDS", "SOURCE", "TARGET", "PATCHES", "STATUS"]
@@ -65,7 +66,7 @@ def test_list_shows_every_repository_config_current():
     listed = run_cli("patchgen.run_codegen", "--list", cwd=REPO)
     assert listed.returncode == 0, listed.stderr
     rows = table(listed.stdout)
-    for model in ["llama", "qwen2", "mistral", "qwen3_moe", "gemma3"]:
+    for model in covered():
         assert rows[f"models.{model}.{model}_base_patch_gen_config"]["STATUS"] == "base"
         for variant in ["cpu", "gpu"]:
             row = rows[f"models.{model}.{model}_{variant}_patch_gen_config"]

@@ -17,7 +17,7 @@ import torch
 from tests.equivalence import runner
 from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
 from tests.equivalence.arguments import ARGUMENT_CHECKS
-from tests.equivalence.cases import BF16, CPU_FP32, FP32, EquivalenceCase
+from tests.equivalence.cases import BF16, CPU_FP32, CPU_FP32_FUSED_LOSS, FP32, EquivalenceCase
 from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
 from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
 from tests.equivalence.runner import PROJECT_ROOT
@@ -43,6 +43,24 @@ def test_discovery_reads_source_module_and_variant_from_the_header():
     assert modules["qwen3/gpu"].needs_cuda
 
 
+def test_fused_loss_files_also_run_on_cpu_with_every_loss_through_the_fused_kernel():
+    """Their fused path never runs at the tiny models' sizes unless forced: a second CPU row forces it."""
+    modules = {module.id: module for module in discover_generated_modules(PROJECT_ROOT)}
+    assert modules["qwen3/cpu"].fused_loss and modules["llama/gpu"].fused_loss
+    assert not modules["gemma3/cpu"].fused_loss and not modules["qwen3_moe/cpu"].fused_loss  # upstream's forward
+    assert runner.settings_for(modules["qwen3/cpu"]) == [CPU_FP32, CPU_FP32_FUSED_LOSS]
+    assert runner.settings_for(modules["gemma3/cpu"]) == [CPU_FP32]
+    from patchgen.runtime import losses
+
+    case = EquivalenceCase(modules["qwen3/cpu"], CPU_FP32_FUSED_LOSS)
+    assert case.id == "qwen3/cpu@fp32+fused-loss"
+    with case.running():
+        assert case.generated_module.linear_cross_entropy is losses.fastest_linear_cross_entropy
+        assert losses.use_fused_linear_cross_entropy(torch.zeros(1, 1, 4), torch.zeros(3, 4))
+    assert case.generated_module.linear_cross_entropy is losses.torch_linear_cross_entropy  # restored
+    assert not losses.use_fused_linear_cross_entropy(torch.zeros(1, 1, 4), torch.zeros(3, 4))
+
+
 def test_missing_source_line_fails_naming_the_file(tmp_path: Path):
     _write_generated(tmp_path, "qwen3", "cpu", header="# Config: models.x\n")
     with pytest.raises(GeneratedFileError, match=r"generated/qwen3/patched_modeling_qwen3_cpu.py: no '# Source:"):
@@ -64,7 +82,7 @@ def test_unknown_architecture_fails_loudly_in_pytest_and_in_the_table(tmp_path: 
     _write_generated(tmp_path, "falcon", "cpu", header=HEADER.format(name="falcon"))
     [module] = discover_generated_modules(tmp_path)
     assert module.architecture == "falcon"
-    with pytest.raises(UnknownArchitectureError, match=r"'falcon'.*add an entry to ARCHITECTURES"):
+    with pytest.raises(UnknownArchitectureError, match=r"'falcon'.*add an entry to TABLE in tests/families.py"):
         architecture_for(module)
     row = runner.run_table([module], cuda_available=False)["falcon/cpu"]
     assert {outcome.status for outcome in row.values()} == {"FAIL"}  # every cell fails, none is skipped

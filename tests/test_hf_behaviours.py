@@ -1,6 +1,6 @@
 """What transformers' own model tests check, for every generated file, against stock HF built from the same weights.
 
-For each family (llama, qwen2, mistral, qwen3, qwen3_moe, gemma3):
+For each family of the one table (tests/families.py) that has generated files:
 
 - the `_cpu` files run on CPU: `output_attentions` / `output_hidden_states`, `resize_token_embeddings`,
   tied input/output embeddings, gradient checkpointing, training mode, sdpa vs eager attention, greedy
@@ -21,8 +21,8 @@ the vocabulary in one piece): on the 2-core x86 machine these tests were written
 gradients came out bitwise equal, but another CPU may pick other kernels for these shapes, so results are
 compared within torch.testing's fp32 defaults (rtol 1.3e-6, atol 1e-5). A model compared with itself on the
 same shapes (train vs eval, with vs without checkpointing, resized weights) must be bitwise equal. On a GPU, Liger's kernels differ from eager
-PyTorch in reduction order and, for the MoE experts, multiply fp32 as TF32 (tests/equivalence/architectures.py
-measured 9.3e-4): 1e-4 there, 5e-3 for qwen3_moe.
+PyTorch in reduction order and, for the MoE experts, multiply fp32 as TF32 (the qwen3_moe entry of
+tests/families.py measured 9.3e-4): the entry's `gpu_tolerance` there (1e-4; 5e-3 for qwen3_moe).
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ import pytest
 import torch
 import transformers
 from conftest import REPO
-from tiny_families import DENSE, FAMILIES, Family, generated_module
+from tiny_families import FAMILIES, generated_module
 from transformers import CompileConfig
 
+from tests.families import TABLE
 
-BEHAVIOUR_FAMILIES = {**FAMILIES, "qwen3": Family("Qwen3Config", "Qwen3ForCausalLM", DENSE)}
+
+BEHAVIOUR_FAMILIES = FAMILIES
 MODELS = sorted(BEHAVIOUR_FAMILIES)
 ON_GPU = [
     pytest.mark.gpu,
@@ -51,7 +53,7 @@ def tolerance(model: str, variant: str) -> dict[str, float]:
     """See the module docstring: fp32 defaults for the torch twins, Liger's reduction order / TF32 on a GPU."""
     if variant == "cpu":
         return {}
-    error = 5e-3 if model == "qwen3_moe" else 1e-4
+    error = TABLE[model].gpu_tolerance
     return dict(rtol=error, atol=error)
 
 
@@ -75,7 +77,7 @@ def stock_and_generated(model: str, variant: str, **overrides):
     family = BEHAVIOUR_FAMILIES[model]
     device = "cuda" if variant == "gpu" else "cpu"
     stock_overrides = dict(overrides)
-    if variant == "gpu" and model == "qwen3_moe":  # the reference loop, whatever grouped_mm does in fp32 there
+    if variant == "gpu" and TABLE[model].liger_experts:  # the reference loop, whatever grouped_mm does in fp32 there
         stock_overrides.setdefault("experts_implementation", "eager")
     torch.manual_seed(0)
     stock = getattr(transformers, family.causal_lm)(make_config(model, **stock_overrides))
@@ -276,7 +278,7 @@ def test_generation_with_compiled_forward_equals_stock(model, variant):
     compile_config._compile_all_devices = True  # transformers compiles generation on accelerators only otherwise
     options = dict(max_new_tokens=4, do_sample=False, cache_implementation="static", compile_config=compile_config)
     torch._dynamo.reset()
-    if variant == "gpu" and model == "qwen3_moe":
+    if variant == "gpu" and TABLE[model].liger_experts:
         with pytest.raises(Exception, match=r"set_experts_implementation\('grouped_mm'\)"):
             generated.generate(input_ids, **options)
         generated.set_experts_implementation("grouped_mm")

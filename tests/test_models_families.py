@@ -13,10 +13,15 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import transformers
 from conftest import REPO
-from tiny_families import FAMILIES, VARIANTS, generated_module, stock_and_patched
+from tiny_families import (
+    FAMILIES,
+    VARIANTS,
+    assert_logits_loss_and_gradients_equal,
+    generated_module,
+    stock_and_patched,
+)
 
 from patchgen.codegen import generate
 from patchgen.discovery import load_config
@@ -39,19 +44,7 @@ def test_state_dict_keys_and_shapes_equal_stock(model, variant):
 @pytest.mark.parametrize("model", sorted(FAMILIES))
 def test_cpu_variant_equals_stock_logits_loss_and_gradients(model):
     stock, patched = stock_and_patched(model, "cpu")
-    generator = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(1, 99, (2, 11), generator=generator)
-    labels = input_ids.clone()
-    labels[0, :3] = -100  # ignored positions count in neither loss
-    torch.testing.assert_close(patched(input_ids).logits, stock(input_ids).logits)
-    stock_loss = stock(input_ids, labels=labels).loss
-    patched_loss = patched(input_ids, labels=labels).loss
-    torch.testing.assert_close(patched_loss, stock_loss)
-    stock_loss.backward()
-    patched_loss.backward()
-    stock_parameters = dict(stock.named_parameters())
-    for name, parameter in patched.named_parameters():
-        torch.testing.assert_close(parameter.grad, stock_parameters[name].grad, msg=name)
+    assert_logits_loss_and_gradients_equal(patched, stock)
 
 
 @pytest.mark.parametrize("model", sorted(FAMILIES))

@@ -1,4 +1,4 @@
-"""The Liger (GPU) files of Llama, Qwen2, Mistral, Qwen3-MoE and Gemma 3 against stock HF, on a CUDA GPU.
+"""The Liger (GPU) files of every family (tests/families.py) against stock HF, on a CUDA GPU.
 
     python3 tests/test_models_gpu.py     # from the repo root: prints every difference, exit 1 on failure
     pytest -m gpu tests/test_models_gpu.py

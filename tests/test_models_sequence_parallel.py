@@ -3,9 +3,9 @@
 Two or four forked CPU processes over gloo each run forward + backward of the generated CPU file on
 their slice of a plain, a packed (position_ids restarting per document) and a padded batch; the
 reduced loss and summed gradients must equal stock HF on the whole sequence in one process, in fp32.
-Both sides see the labels of `shard_batch` (shifted, ignored across documents and at padding).
-Qwen3-MoE and Gemma 3 keep upstream's causal-LM forward (no fused loss), which computes a loss only
-when given `labels`; its loss function takes the pre-shifted `shift_labels` over them.
+Both sides see the labels of `shard_batch` (shifted, ignored across documents and at padding): the shard
+carries `labels` and `shift_labels`, and every causal-LM forward (upstream's, kept by Qwen3-MoE and
+Gemma 3, and the fused-loss one) computes its loss from `shift_labels` when given `labels`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,16 @@ from sequence_parallel_batches import BATCHES, take_gradients, training_step
 from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
+from tests.families import TABLE, covered_where
 
 
-SEQUENCE_PARALLEL_FAMILIES = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma3", "olmo2", "phi3"]
-# families that keep upstream's causal-LM forward (router loss, logit softcapping): no fused loss
-UPSTREAM_LOSS_FAMILIES = {"qwen3_moe", "gemma3"}
+SEQUENCE_PARALLEL_FAMILIES = covered_where("sequence_parallel")
 
 
 def make_config(model: str):
     family = FAMILIES[model]
-    kwargs = {**family.config_kwargs, "use_cache": False, "attention_dropout": 0.0}
-    if model == "qwen3_moe":
-        kwargs["mlp_only_layers"] = []
+    kwargs = {**family.config_kwargs, **TABLE[model].harness_config.get("sequence_parallel", {})}
+    kwargs.update(use_cache=False, attention_dropout=0.0)
     config = getattr(transformers, family.config_class)(**kwargs)
     config._attn_implementation = "eager"
     return config
@@ -57,7 +55,7 @@ def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
         patched.train()
         results = {}
         for kind, make_batch in BATCHES.items():
-            loss = training_step(patched, make_batch(DENSE["vocab_size"]), model in UPSTREAM_LOSS_FAMILIES)
+            loss = training_step(patched, make_batch(DENSE["vocab_size"]))
             for parameter in patched.parameters():
                 dist.all_reduce(parameter.grad)
             results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(patched)}
@@ -81,7 +79,7 @@ def test_ranks_equal_stock_on_the_full_sequence(model, world_size, tmp_path):
     stock.train()
     reference = {}
     for kind, make_batch in BATCHES.items():
-        loss = training_step(stock, make_batch(DENSE["vocab_size"]), upstream_loss=True)
+        loss = training_step(stock, make_batch(DENSE["vocab_size"]))
         reference[kind] = {"loss": loss, "grads": take_gradients(stock)}
     mp.start_processes(
         _worker, args=(world_size, model, config, stock.state_dict(), tmp_path), nprocs=world_size, start_method="fork"

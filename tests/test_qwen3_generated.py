@@ -40,17 +40,20 @@ def test_state_dict_keys_and_shapes_equal_stock(module):
 
 
 def test_gpu_file_binds_its_kernels():
-    """Per the GPU config: compiled RMSNorm (also q_norm/k_norm) and MLP, Liger's rope, the chunked loss."""
+    """Per the GPU config: Liger's RMSNorm (also q_norm/k_norm), SwiGLU MLP and rope, the fastest-by-shape loss."""
+    from liger_kernel.transformers.rms_norm import LigerRMSNorm
     from liger_kernel.transformers.rope import liger_rotary_pos_emb
+    from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
 
-    from patchgen.runtime.losses import chunked_linear_cross_entropy
+    from patchgen.runtime.losses import fastest_linear_cross_entropy
 
     model = qwen3_gpu.Qwen3ForCausalLM(tiny_config())
     layer = model.model.layers[0]
-    for module in (layer.input_layernorm, layer.self_attn.q_norm, layer.mlp):
-        assert type(module).compiled_forward.__wrapped__ is type(module).eager_forward  # torch.compile(eager_forward)
+    for norm in (layer.input_layernorm, layer.self_attn.q_norm, layer.self_attn.k_norm, model.model.norm):
+        assert type(norm) is LigerRMSNorm
+    assert type(layer.mlp) is LigerSwiGLUMLP
     assert qwen3_gpu.apply_rotary_pos_emb is liger_rotary_pos_emb
-    assert qwen3_gpu.linear_cross_entropy is chunked_linear_cross_entropy
+    assert qwen3_gpu.linear_cross_entropy is fastest_linear_cross_entropy
     assert not hasattr(qwen3_gpu, "Qwen3ForTokenClassification")
 
 

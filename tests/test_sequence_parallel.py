@@ -65,7 +65,7 @@ def one_process_reference(config: Qwen3Config, kinds: list[str]):
     model.train()
     results = {}
     for kind in kinds:
-        loss = training_step(model, BATCHES[kind](VOCAB), upstream_loss=True)
+        loss = training_step(model, BATCHES[kind](VOCAB))
         results[kind] = {"loss": loss, "grads": take_gradients(model)}
     return model.state_dict(), results
 

@@ -29,30 +29,22 @@ import transformers
 from conftest import TINY_DENSE
 
 from patchgen.runtime import losses
+from tests.families import TABLE, covered_where
 
 
 TP_SIZE = 2
 # lm_head's colwise_gather_output and the colwise/rowwise projections need sizes divisible by the TP size
 TP_CONFIG = dict(TINY_DENSE, vocab_size=100, intermediate_size=40, pad_token_id=0, use_cache=False)
-FAMILIES = {  # family -> (config class, causal-LM class, extra config keys)
-    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
-    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 5}),
-    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {}),
-    "gemma3": (
-        "Gemma3TextConfig",
-        "Gemma3ForCausalLM",
-        {"sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
-    ),
-}
+# every covered family whose entry in tests/families.py has tensor_parallel=True
+FAMILIES = covered_where("tensor_parallel")
 
 
 def build(family: str, module) -> torch.nn.Module:
-    config_class, causal_lm, extra = FAMILIES[family]
-    config = getattr(transformers, config_class)(**TP_CONFIG, **extra)
+    entry = TABLE[family]
+    config = getattr(transformers, entry.config_class)(**entry.config_kwargs(TP_CONFIG))
     config._attn_implementation = "sdpa"  # what HF's TP tests use
     torch.manual_seed(0)
-    model = getattr(module, causal_lm)(config)
+    model = getattr(module, entry.causal_lm)(config)
     with torch.no_grad():  # norm weights away from their init, so a norm that drops its weight shows
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
@@ -148,5 +140,5 @@ def test_tensor_parallel_forward_and_backward_equal_stock(tp_results, family):
         assert expected["grads"].keys() == actual["grads"].keys()
         for name, grad in expected["grads"].items():
             torch.testing.assert_close(actual["grads"][name], grad, msg=lambda m, name=name: f"{name}: {m}")
-        if family != "gemma3":  # the fused-loss forward: no logits with labels, whichever path computed the loss
+        if TABLE[family].fused_loss:  # the fused-loss forward: no logits with labels, whichever path computed the loss
             assert actual["logits_with_labels"] is None

@@ -16,19 +16,13 @@ import torch
 from tiny_families import FAMILIES, generated_module
 from transformers.models.phi3 import modeling_phi3
 
+from tests.families import TABLE, covered
+
 
 # family -> its attention class, and the (projection, q/k norm, rope) steps its generated forward must call
-STEPS = {
-    "llama": ("LlamaAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
-    "qwen2": ("Qwen2Attention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
-    "mistral": ("MistralAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
-    "qwen3": ("Qwen3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
-    "gemma3": ("Gemma3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
-    "olmo2": ("Olmo2Attention", "separate_qkv_projection", "full_projection_qk_norm", "full_rotary"),
-    "phi3": ("Phi3Attention", "fused_qkv_projection", "no_qk_norm", "partial_rotary"),
-    # its base config binds nothing: the forward calls the slots, whose default assignments are copied
-    "qwen3_moe": ("Qwen3MoeAttention", "project_qkv", "qk_norm", "rotary"),
-}
+# (`attention_steps` of its entry in tests/families.py; Qwen3-MoE's base config binds nothing, so its forward
+# calls the slots, whose default assignments are copied)
+STEPS = {model: TABLE[model].attention_steps for model in covered() if TABLE[model].attention_steps}
 SLOTS = ("project_qkv", "qk_norm", "rotary")
 
 

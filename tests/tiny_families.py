@@ -1,7 +1,7 @@
-"""Tiny random configs of the families and how to build stock + generated models from them.
+"""Tiny random models of the families: stock + generated built from one config with the same weights.
 
-Imports only torch and transformers (no pytest), so `tests/test_models_gpu.py` can run as a plain
-script on a GPU machine. The test modules import the table from here.
+The families and their config keys come from the one table, `tests/families.py`; this module adds
+the model tests' shared tiny dimensions (`DENSE`) and the builders.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 from conftest import TINY_DENSE
+
+from tests.families import TABLE, covered
 
 
 DENSE = dict(TINY_DENSE, pad_token_id=0)
@@ -28,79 +30,12 @@ class Family:
         return getattr(transformers, self.config_class)(**self.config_kwargs)
 
 
-RMS = "liger_kernel.transformers.rms_norm:LigerRMSNorm"
-SWIGLU = "liger_kernel.transformers.swiglu:LigerSwiGLUMLP"
-ROPE = "liger_kernel.transformers.rope:liger_rotary_pos_emb"
-
+# A view of the one table (tests/families.py) for the model tests, kept so existing imports work: every
+# covered family (generated files and an entry), its keys on top of DENSE, its Liger bindings.
 FAMILIES = {
-    "llama": Family(
-        "LlamaConfig",
-        "LlamaForCausalLM",
-        DENSE,
-        {"LlamaRMSNorm": RMS, "LlamaMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-    ),
-    "qwen2": Family(
-        "Qwen2Config",
-        "Qwen2ForCausalLM",
-        {k: v for k, v in DENSE.items() if k != "head_dim"},
-        {"Qwen2RMSNorm": RMS, "Qwen2MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-    ),
-    # a window shorter than the sequences, so the sliding mask cuts something
-    "mistral": Family(
-        "MistralConfig",
-        "MistralForCausalLM",
-        {**DENSE, "sliding_window": 5},
-        {"MistralRMSNorm": RMS, "MistralMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-    ),
-    # layer 1 dense (mlp_only_layers) so both the experts and the dense MLP patches run
-    "qwen3_moe": Family(
-        "Qwen3MoeConfig",
-        "Qwen3MoeForCausalLM",
-        {**DENSE, "moe_intermediate_size": 16, "num_experts": 4, "num_experts_per_tok": 2, "mlp_only_layers": [1]},
-        {
-            "Qwen3MoeRMSNorm": RMS,
-            "Qwen3MoeMLP": SWIGLU,
-            "apply_rotary_pos_emb": ROPE,
-        },
-    ),
-    # one sliding and one full layer; non-zero norm weights are set below (Gemma initialises them to 0)
-    "gemma3": Family(
-        "Gemma3TextConfig",
-        "Gemma3ForCausalLM",
-        {**DENSE, "sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
-        {
-            "Gemma3RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
-            "Gemma3MLP": "liger_kernel.transformers.geglu:LigerGEGLUMLP",
-            "apply_rotary_pos_emb": ROPE,
-        },
-    ),
-    # post-norm layers and a q/k norm over the whole projection; the eos default (50279) is outside the tiny vocab
-    "olmo2": Family(
-        "Olmo2Config",
-        "Olmo2ForCausalLM",
-        {**DENSE, "bos_token_id": 1, "eos_token_id": 2},
-        {
-            "Olmo2RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForOlmo2",
-            "Olmo2MLP": SWIGLU,
-            "apply_rotary_pos_emb": ROPE,
-        },
-    ),
-    # fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (rope over 6 of each head's 8 channels)
-    "phi3": Family(
-        "Phi3Config",
-        "Phi3ForCausalLM",
-        {
-            **{k: v for k, v in DENSE.items() if k != "head_dim"},
-            "partial_rotary_factor": 0.75,
-            "bos_token_id": 1,
-            "eos_token_id": 2,
-        },
-        {
-            "Phi3RMSNorm": RMS,
-            "Phi3MLP": "liger_kernel.transformers.swiglu:LigerPhi3SwiGLUMLP",
-            "apply_rotary_pos_emb": ROPE,
-        },
-    ),
+    model: Family(entry.config_class, entry.causal_lm, entry.config_kwargs(DENSE), entry.liger)
+    for model in covered()
+    for entry in [TABLE[model]]
 }
 VARIANTS = ["cpu", "gpu"]
 
@@ -123,3 +58,20 @@ def stock_and_patched(model: str, variant: str):
     result = patched.load_state_dict(stock.state_dict())
     assert not result.missing_keys and not result.unexpected_keys, result
     return stock, patched
+
+
+def assert_logits_loss_and_gradients_equal(patched, stock) -> None:
+    """Logits without labels, the loss with some labels ignored, every gradient: fp32 defaults of assert_close."""
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1, 99, (2, 11), generator=generator)
+    labels = input_ids.clone()
+    labels[0, :3] = -100  # ignored positions count in neither loss
+    torch.testing.assert_close(patched(input_ids).logits, stock(input_ids).logits)
+    stock_loss = stock(input_ids, labels=labels).loss
+    patched_loss = patched(input_ids, labels=labels).loss
+    torch.testing.assert_close(patched_loss, stock_loss)
+    stock_loss.backward()
+    patched_loss.backward()
+    stock_parameters = dict(stock.named_parameters())
+    for name, parameter in patched.named_parameters():
+        torch.testing.assert_close(parameter.grad, stock_parameters[name].grad, msg=name)

@@ -12,10 +12,10 @@
 # - external_replacement: LlamaRMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: LlamaMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: LlamaForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
+# - method_override: LlamaForCausalLM.forward [patch set fastest_linear_cross_entropy.causal_lm]
 # - excluded: LlamaForTokenClassification
 # - excluded: LlamaForQuestionAnswering
-# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 # Copyright 2022 EleutherAI and the HuggingFace Inc. team. All rights reserved.
 #
@@ -41,7 +41,7 @@ import torch
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
-from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
@@ -85,7 +85,7 @@ logger = logging.get_logger(__name__)
 # [PATCHED CLASS] LlamaRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Measured 8192x2048: torch 0.76 ms, Liger 0.31 ms (2.4x)]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:22)
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:23)
 # ==============================================================================
 LlamaRMSNorm = LigerRMSNorm
 
@@ -158,7 +158,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 32x8192x64: torch 0.75 ms, Liger 0.33 ms (2.3x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:31)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:32)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -167,7 +167,7 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 # [PATCHED CLASS] LlamaMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Llama's config.mlp_bias=True is not supported: the kernel has no biases. Measured 8192x2048->8192: torch 3.98 ms / 768 MiB, Liger 3.74 ms / 544 MiB]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:23)
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:24)
 # ==============================================================================
 LlamaMLP = LigerSwiGLUMLP
 
@@ -520,8 +520,8 @@ class LlamaModel(LlamaPreTrainedModel):
 # [MODIFIED CLASS] LlamaForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few [per size: upstream's loss below 2**29 logits (2048 tokens: the Liger-loss step ran at 0.76x stock), the chunked kernel above (8192x2048 @ vocab 128256: torch 28.7 ms / 11.2 GiB, Liger 28.4 ms / 63 MiB)]
-#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:32)
+#   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 7.3 ms, chunked 13.1, Liger 24.1); above, Liger's chunks have >= 256 rows and Liger wins: 8192 tokens chunked 48.7 ms, Liger 27.5; 32768 tokens chunked 189.1 ms, Liger 76.0 (H200, 2026-11-27)]
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:33)
 # ==============================================================================
 @auto_docstring
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
@@ -559,15 +559,13 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
             the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
             (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
-        check_sequence_parallel_inputs(
-            position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
-        )
+        check_sequence_parallel_inputs(position_ids, kwargs.get("num_items_in_batch"), labels is not None)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -584,18 +582,29 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         hidden_states = hidden_states[:, slice_indices, :]
 
         loss = logits = None
-        if labels is None and shift_labels is None:
+        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
             logits = self.lm_head(hidden_states)
         elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+            # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
+            ignore_index = kwargs.get("ignore_index", -100)
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
-                shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+                shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
+            shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
+            if hidden_states.shape[0] != shift_labels.shape[0]:
+                # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
+                # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
+                raise ValueError(
+                    f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
+                    f"({shift_labels.shape[0]})."
+                )
             num_items_in_batch = kwargs.get("num_items_in_batch")
             loss = linear_cross_entropy(
-                hidden_states.reshape(-1, hidden_states.shape[-1]),
+                hidden_states,
                 self.lm_head.weight,
-                shift_labels.reshape(-1).to(hidden_states.device),
-                ignore_index=-100,
+                shift_labels,
+                ignore_index=ignore_index,
                 reduction="mean" if num_items_in_batch is None else "sum",
             )
             if num_items_in_batch is not None:

@@ -560,7 +560,7 @@ class Qwen2Model(Qwen2PreTrainedModel):
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:41 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:20)
+#   Patch source: models/common/fused_loss.py:44 (patch set torch_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
@@ -598,15 +598,13 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
             the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
             (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
-        check_sequence_parallel_inputs(
-            position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
-        )
+        check_sequence_parallel_inputs(position_ids, kwargs.get("num_items_in_batch"), labels is not None)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -623,18 +621,29 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
         hidden_states = hidden_states[:, slice_indices, :]
 
         loss = logits = None
-        if labels is None and shift_labels is None:
+        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
             logits = self.lm_head(hidden_states)
         elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+            # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
+            ignore_index = kwargs.get("ignore_index", -100)
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
-                shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+                shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
+            shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
+            if hidden_states.shape[0] != shift_labels.shape[0]:
+                # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
+                # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
+                raise ValueError(
+                    f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
+                    f"({shift_labels.shape[0]})."
+                )
             num_items_in_batch = kwargs.get("num_items_in_batch")
             loss = linear_cross_entropy(
-                hidden_states.reshape(-1, hidden_states.shape[-1]),
+                hidden_states,
                 self.lm_head.weight,
-                shift_labels.reshape(-1).to(hidden_states.device),
-                ignore_index=-100,
+                shift_labels,
+                ignore_index=ignore_index,
                 reduction="mean" if num_items_in_batch is None else "sum",
             )
             if num_items_in_batch is not None:

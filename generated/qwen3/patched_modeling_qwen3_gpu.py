@@ -9,13 +9,13 @@
 # Patches applied:
 # - init_modification: Qwen3Attention [patch set ulysses_attention.attention]
 # - method_override: Qwen3Attention.forward [patch set ulysses_attention.attention]
-# - class_replacement: Qwen3RMSNorm [patch set compiled_rms_norm.rms_norm]
-# - class_replacement: Qwen3MLP [patch set compiled_gated_mlp.mlp]
+# - external_replacement: Qwen3RMSNorm [patch set liger_rms_norm.rms_norm]
+# - external_replacement: Qwen3MLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
-# - method_override: Qwen3ForCausalLM.forward [patch set chunked_linear_cross_entropy.causal_lm]
+# - method_override: Qwen3ForCausalLM.forward [patch set fastest_linear_cross_entropy.causal_lm]
 # - excluded: Qwen3ForTokenClassification
 # - excluded: Qwen3ForQuestionAnswering
-# - extra import: from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+# - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen3/modular_qwen3.py.
@@ -40,8 +40,10 @@
 from collections.abc import Callable
 
 import torch
+from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
-from patchgen.runtime.losses import chunked_linear_cross_entropy as linear_cross_entropy
+from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
@@ -55,7 +57,6 @@ from patchgen.runtime.sequence_parallel import (
 )
 from torch import nn
 
-from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
 from transformers.integrations import use_kernelized_func
@@ -77,78 +78,21 @@ from transformers.utils.output_capturing import capture_outputs
 
 
 # ==============================================================================
-# [ADDED] run_on_token_rows
-# Needed by: class_replacement Qwen3MLP (patch set compiled_gated_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:35), class_replacement Qwen3RMSNorm (patch set compiled_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:27)
-# Patch source: models/common/compiled_kernels.py:29
-# ==============================================================================
-def run_on_token_rows(function, hidden_states: torch.Tensor) -> torch.Tensor:
-    """`function` of `hidden_states` viewed as `[tokens, last dim]`, its result viewed back: a compiled region
-    then has one graph for every batch size and sequence length (the row count is dynamic from the first call)."""
-    rows = hidden_states.reshape(-1, hidden_states.shape[-1])
-    torch._dynamo.maybe_mark_dynamic(rows, 0)
-    return function(rows).view(*hidden_states.shape[:-1], -1)
-
-
-# ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
-# Reason: upstream's RMSNorm (fp32 normalise, cast back, scale), one torch.compile region on CUDA: one fused kernel forward and backward; eager, bit for bit upstream, elsewhere [also q_norm/k_norm, which Qwen3Attention builds by this name. Measured 8192x1024: torch 0.57 ms / 192 MiB, Liger 0.69 ms / 17 MiB; compiled: pending the GPU run]
-# Patch source: models/common/compiled_kernels.py:44 (patch set compiled_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:27)
+# Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
+# Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [also q_norm/k_norm, which Qwen3Attention builds by this name (as Liger's own Qwen3 patch). Measured 32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB, compiled 1.00 ms / 88 MiB]
+# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:31)
 # ==============================================================================
-class Qwen3RMSNorm(nn.Module):
-    """Upstream's RMSNorm; on CUDA its forward is one compiled region (Inductor: one kernel each way)."""
-
-    def __init__(self, hidden_size, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.variance_epsilon = eps
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if hidden_states.is_cuda:
-            return run_on_token_rows(self.compiled_forward, hidden_states)
-        return self.eager_forward(hidden_states)
-
-    def eager_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.to(torch.float32)
-        variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
-
-    compiled_forward = torch.compile(eager_forward)
-
-    def extra_repr(self):
-        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+Qwen3RMSNorm = LigerRMSNorm
 
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
-# Reason: upstream's gated MLP down(act(gate(x)) * up(x)), one torch.compile region on CUDA: act * up fused into one kernel forward and backward; eager, bit for bit upstream, elsewhere [Measured 8192x1024->3072: torch 0.85 ms / 288 MiB, Liger 0.99 ms / 198 MiB; compiled: pending the GPU run]
-# Patch source: models/common/compiled_kernels.py:77 (patch set compiled_gated_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:35)
+# Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
+# Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Measured 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB, compiled 3.12 ms / 774 MiB]
+# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:39)
 # ==============================================================================
-class Qwen3MLP(nn.Module):
-    """Upstream's gated MLP; on CUDA its forward is one compiled region (act * up fused with the matmuls)."""
-
-    def __init__(self, config, intermediate_size=None):
-        super().__init__()
-        self.config = config
-        self.hidden_size = config.hidden_size
-        self.intermediate_size = intermediate_size if intermediate_size is not None else config.intermediate_size
-        bias = getattr(config, "mlp_bias", False)
-        self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=bias)
-        self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=bias)
-        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=bias)
-        self.act_fn = ACT2FN[config.hidden_act]
-
-    def forward(self, x):
-        if x.is_cuda:
-            return run_on_token_rows(self.compiled_forward, x)
-        return self.eager_forward(x)
-
-    def eager_forward(self, x):
-        # through the projection modules, not their weights: tensor parallelism's hooks live on them
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-
-    compiled_forward = torch.compile(eager_forward)
+Qwen3MLP = LigerSwiGLUMLP
 
 
 class Qwen3RotaryEmbedding(nn.Module):
@@ -215,8 +159,8 @@ def rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
-# Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x8192x128: torch 0.78 ms, Liger 0.31 ms (2.5x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:40)
+# Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x32768x128: torch 3.02 ms, Liger 0.62 ms (4.8x)]
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:44)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -584,8 +528,8 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # [MODIFIED CLASS] Qwen3ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: with labels, a chunked linear cross-entropy in plain torch (~2**25 logits per chunk, gradients in the forward) for many logits (tokens x vocab), upstream's logits and loss for few [per size: upstream's loss below 2**29 logits (2048 tokens: the Liger-loss step ran at 0.58x stock), the chunked kernel above (8192x1024 @ vocab 151936: torch 25 ms / 13.9 GiB, Liger 59 ms / 19 MiB)]
-#   Patch source: models/common/fused_loss.py:41 (patch set chunked_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:41)
+#   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 ms, Liger 70.9]
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:45)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
@@ -623,15 +567,13 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
             the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
             (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
-        check_sequence_parallel_inputs(
-            position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
-        )
+        check_sequence_parallel_inputs(position_ids, kwargs.get("num_items_in_batch"), labels is not None)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -648,18 +590,29 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
         hidden_states = hidden_states[:, slice_indices, :]
 
         loss = logits = None
-        if labels is None and shift_labels is None:
+        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
             logits = self.lm_head(hidden_states)
         elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+            # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
+            ignore_index = kwargs.get("ignore_index", -100)
             if shift_labels is None:
                 # token t predicts token t + 1; the last position has nothing to predict
-                shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+                shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
+            shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
+            if hidden_states.shape[0] != shift_labels.shape[0]:
+                # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
+                # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
+                raise ValueError(
+                    f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
+                    f"({shift_labels.shape[0]})."
+                )
             num_items_in_batch = kwargs.get("num_items_in_batch")
             loss = linear_cross_entropy(
-                hidden_states.reshape(-1, hidden_states.shape[-1]),
+                hidden_states,
                 self.lm_head.weight,
-                shift_labels.reshape(-1).to(hidden_states.device),
-                ignore_index=-100,
+                shift_labels,
+                ignore_index=ignore_index,
                 reduction="mean" if num_items_in_batch is None else "sum",
             )
             if num_items_in_batch is not None:

@@ -7,7 +7,8 @@ model. With labels, each call picks its loss by size (`use_fused_linear_cross_en
 - many logits (tokens x vocab at or above `FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS`):
   `linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set that applies the
   forward binds in the generated file (`models/common/training_sets.py`, `cce_kernels.py`): a fused kernel
-  in GPU files (chunked torch, Liger's or Apple's Cut Cross-Entropy), which never holds the logits;
+  in GPU files (`fastest_linear_cross_entropy`: Liger's or the chunked torch one by shape; or a single
+  kernel: chunked, Liger's, Apple's Cut Cross-Entropy), which never holds the logits;
   `patchgen.runtime.losses.torch_linear_cross_entropy` in CPU files, the same interface in plain torch,
   so CPU tests run the exact code of the GPU forward;
 - few logits, or an `lm_head` sharded by tensor parallelism (a DTensor weight): upstream's `lm_head` and
@@ -17,8 +18,10 @@ model. With labels, each call picks its loss by size (`use_fused_linear_cross_en
 Either way the output carries the loss and `logits=None`; without labels the forward is upstream's
 (generation keeps working). `labels` keep their upstream meaning (shifted inside, `-100` ignored), as
 do `num_items_in_batch` (sum of the per-token losses divided by it, else the mean) and
-`logits_to_keep` (an int or a 1-D index tensor: the loss covers the kept positions). Labels already
-shifted can be passed as `shift_labels`, as `patchgen.runtime.shard_batch` does for sequence parallelism.
+`logits_to_keep` (an int or a 1-D index tensor: the loss covers the kept positions; labels that do not
+match the kept positions raise upstream's `ValueError`), `ignore_index` (a keyword, as upstream's loss
+takes it) and `shift_labels` (labels already shifted, used instead of shifting `labels`; as upstream, a
+loss needs `labels` too: `patchgen.runtime.shard_batch` passes both for sequence parallelism).
 """
 
 from typing import TYPE_CHECKING
@@ -55,15 +58,13 @@ def linear_cross_entropy_forward(
         Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
         config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
         (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-        With labels (or labels already shifted, passed as `shift_labels`), the output's `logits` is `None` and
+        With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
         the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
         (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
     """
     shift_labels = kwargs.pop("shift_labels", None)
     # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
-    check_sequence_parallel_inputs(
-        position_ids, kwargs.get("num_items_in_batch"), labels is not None or shift_labels is not None
-    )
+    check_sequence_parallel_inputs(position_ids, kwargs.get("num_items_in_batch"), labels is not None)
     outputs: BaseModelOutputWithPast = self.model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -80,18 +81,29 @@ def linear_cross_entropy_forward(
     hidden_states = hidden_states[:, slice_indices, :]
 
     loss = logits = None
-    if labels is None and shift_labels is None:
+    if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
         logits = self.lm_head(hidden_states)
     elif use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+        # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
+        ignore_index = kwargs.get("ignore_index", -100)
         if shift_labels is None:
             # token t predicts token t + 1; the last position has nothing to predict
-            shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+            shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])
+        shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
+        if hidden_states.shape[0] != shift_labels.shape[0]:
+            # e.g. `logits_to_keep` keeping fewer positions than there are labels: upstream's cross_entropy says
+            # this (a ValueError) before any kernel runs; a fused kernel would fail later, and differently
+            raise ValueError(
+                f"Expected input batch_size ({hidden_states.shape[0]}) to match target batch_size "
+                f"({shift_labels.shape[0]})."
+            )
         num_items_in_batch = kwargs.get("num_items_in_batch")
         loss = linear_cross_entropy(
-            hidden_states.reshape(-1, hidden_states.shape[-1]),
+            hidden_states,
             self.lm_head.weight,
-            shift_labels.reshape(-1).to(hidden_states.device),
-            ignore_index=-100,
+            shift_labels,
+            ignore_index=ignore_index,
             reduction="mean" if num_items_in_batch is None else "sum",
         )
         if num_items_in_batch is not None:

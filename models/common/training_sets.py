@@ -4,8 +4,13 @@
 model); this module only names them as sets so a config maps them onto its upstream names:
 
     config.use(ULYSSES_ATTENTION, "LlamaAttention")
-    config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")   # GPU files (or LIGER_..., cce_kernels.CCE_...)
+    config.use(FASTEST_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")   # GPU files (or CHUNKED_..., LIGER_..., CCE_...)
     config.use(TORCH_LINEAR_CROSS_ENTROPY, "LlamaForCausalLM")     # CPU files, same forward and interface
+
+The GPU files bind FASTEST_LINEAR_CROSS_ENTROPY: per call Liger's fused kernel or the chunked torch one, by
+the rule measured on an H200 (`patchgen.runtime.losses.LIGER_MIN_CHUNK_ROWS`: Liger's when its chunks have
+256 rows or more: Qwen3-0.6B at 32768 tokens, Llama-3.2-1B at 8192 and 32768; chunked for Qwen3-0.6B at
+8192). The single-kernel sets stay as the measured alternatives (bench_train_step.py's per-op `loss` rows).
 """
 
 from models.common import fused_loss, ulysses_attention
@@ -65,6 +70,15 @@ def fused_loss_set(name: str, description: str, kernel_module: str, kernel: str,
 
 
 _BY_SIZE = "for many logits (tokens x vocab), upstream's logits and loss for few"
+FASTEST_LINEAR_CROSS_ENTROPY = fused_loss_set(
+    "fastest_linear_cross_entropy",
+    "loss from hidden states and lm_head weight, by the kernel measured faster at the call's shape",
+    "patchgen.runtime.losses",
+    "fastest_linear_cross_entropy",
+    f"with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B "
+    f"32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch "
+    f"kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), {_BY_SIZE}",
+)
 CHUNKED_LINEAR_CROSS_ENTROPY = fused_loss_set(
     "chunked_linear_cross_entropy",
     "loss from hidden states and lm_head weight, logits materialised a chunk of rows at a time",

@@ -4,7 +4,7 @@ Generated file: generated/mistral/patched_modeling_mistral_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
+from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -12,9 +12,10 @@ config = PatchConfig.extend(
     "models.mistral.mistral_base_patch_gen_config",
     target_file="patched_modeling_mistral_gpu.py",
     description=(
-        "Mistral with Liger RMSNorm, SwiGLU MLP and rope, and a loss chosen by size (chunked linear cross-entropy "
-        "for many logits, upstream's below). No kernel for attention (HF's attention interface: sdpa or "
-        "flash-attn by attn_implementation), the rotary embedding module or the token embedding"
+        "Mistral with Liger RMSNorm, SwiGLU MLP and rope, and a loss chosen by size (for many logits a fused linear"
+        " cross-entropy, Liger's or the chunked one by shape; upstream's below). No kernel for attention (HF's "
+        "attention interface: sdpa or flash-attn by attn_implementation), the rotary embedding module or the token "
+        "embedding"
     ),
 )
 # Not measured at Mistral's own shapes: the choices of Llama (same ops, hidden >= 2048 in the sizes usually
@@ -22,4 +23,4 @@ config = PatchConfig.extend(
 config.use(LIGER_RMS_NORM, "MistralRMSNorm")
 config.use(LIGER_SWIGLU_MLP, "MistralMLP")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")
-config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "MistralForCausalLM")
+config.use(FASTEST_LINEAR_CROSS_ENTROPY, "MistralForCausalLM")

@@ -4,7 +4,7 @@ Generated file: generated/olmo2/patched_modeling_olmo2_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_RMS_NORM_OUT_OF_PLACE, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
+from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -12,10 +12,11 @@ config = PatchConfig.extend(
     "models.olmo2.olmo2_base_patch_gen_config",
     target_file="patched_modeling_olmo2_gpu.py",
     description=(
-        "OLMo-2 with Liger RMSNorm (out of place), SwiGLU MLP and rope (the kernels Liger's apply_liger_kernel_to_olmo2 "
-        "uses), and a loss chosen by size (chunked linear cross-entropy for many logits, upstream's below), as the "
-        "Llama file. No kernel for attention (HF's attention interface), the rotary embedding module or the token "
-        "embedding. Not measured on a GPU yet"
+        "OLMo-2 with Liger RMSNorm (out of place), SwiGLU MLP and rope (the kernels Liger's "
+        "apply_liger_kernel_to_olmo2 uses), and a loss chosen by size (for many logits a fused linear "
+        "cross-entropy, Liger's or the chunked one by shape; upstream's below), as the Llama file. No kernel for "
+        "attention (HF's attention interface), the rotary embedding module or the token embedding. Not measured on "
+        "a GPU yet"
     ),
 )
 config.use(
@@ -28,4 +29,4 @@ config.use(
 )
 config.use(LIGER_SWIGLU_MLP, "Olmo2MLP")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb")
-config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "Olmo2ForCausalLM")
+config.use(FASTEST_LINEAR_CROSS_ENTROPY, "Olmo2ForCausalLM")

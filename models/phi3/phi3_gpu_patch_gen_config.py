@@ -4,7 +4,7 @@ Generated file: generated/phi3/patched_modeling_phi3_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_FUSED_SWIGLU_MLP, LIGER_RMS_NORM, LIGER_ROPE
-from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
+from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -13,12 +13,12 @@ config = PatchConfig.extend(
     target_file="patched_modeling_phi3_gpu.py",
     description=(
         "Phi-3 with Liger RMSNorm, SwiGLU MLP (fused gate_up_proj kept) and rope (the kernels Liger's "
-        "apply_liger_kernel_to_phi3 uses), and a loss chosen by size (chunked linear cross-entropy for many logits, "
-        "upstream's below), as the Llama file. No kernel for attention (HF's attention interface), the rotary "
-        "embedding module or the token embedding. Not measured on a GPU yet"
+        "apply_liger_kernel_to_phi3 uses), and a loss chosen by size (for many logits a fused linear cross-entropy,"
+        " Liger's or the chunked one by shape; upstream's below), as the Llama file. No kernel for attention (HF's "
+        "attention interface), the rotary embedding module or the token embedding. Not measured on a GPU yet"
     ),
 )
 config.use(LIGER_RMS_NORM, "Phi3RMSNorm", note="pre-norm layers: the in-place kernel is safe")
 config.use(LIGER_FUSED_SWIGLU_MLP, "Phi3MLP", note="keeps the fused gate_up_proj (state-dict keys unchanged)")
 config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="sees only the rotated channels (the partial_rotary step)")
-config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "Phi3ForCausalLM")
+config.use(FASTEST_LINEAR_CROSS_ENTROPY, "Phi3ForCausalLM")

@@ -1,11 +1,10 @@
-"""Qwen3 for GPU training: the base plus compiled RMSNorm and MLP, Liger's rope and a size-switched fused loss.
+"""Qwen3 for GPU training: the base plus Liger's RMSNorm, SwiGLU MLP and rope, and a loss chosen by size and shape.
 
 Generated file: generated/qwen3/patched_modeling_qwen3_gpu.py
 """
 
-from models.common.compiled_kernels import COMPILED_GATED_MLP, COMPILED_RMS_NORM
-from models.common.liger_kernels import LIGER_ROPE
-from models.common.training_sets import CHUNKED_LINEAR_CROSS_ENTROPY
+from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 
@@ -13,36 +12,42 @@ config = PatchConfig.extend(
     "models.qwen3.qwen3_base_patch_gen_config",
     target_file="patched_modeling_qwen3_gpu.py",
     description=(
-        "Qwen3 with torch.compile'd RMSNorm and MLP, Liger's rope and a loss chosen by size (chunked linear "
-        "cross-entropy for many logits, upstream's below). No kernel for attention (HF's attention interface: "
-        "sdpa or flash-attn by attn_implementation), the rotary embedding module or the token embedding. "
-        "quack-kernels (CuTe-DSL RMSNorm / cross-entropy) is not a candidate: it needs nvidia-cutlass-dsl, whose "
-        "CUDA 13 library wheel alone is 92 MB (the GPU machine receives at most ~60 MiB of wheels)"
+        "Qwen3 with Liger RMSNorm, SwiGLU MLP and rope, and a loss chosen by size (for many logits a fused linear "
+        "cross-entropy, Liger's or the chunked one by shape; upstream's below). No kernel for attention (HF's "
+        "attention interface: sdpa or flash-attn by attn_implementation), the rotary embedding module or the token "
+        "embedding. quack-kernels (CuTe-DSL RMSNorm / cross-entropy) is not a candidate: it needs "
+        "nvidia-cutlass-dsl, whose CUDA 13 library wheel alone is 92 MB (the GPU machine receives at most ~60 MiB "
+        "of wheels)"
     ),
 )
-# Per-op choices at Qwen3-0.6B shapes (hidden 1024, vocab 151936), from benchmarks/bench_train_step.py on an H200
-# (bf16, fwd+bwd, 2026-11-26, 8192 tokens): eager torch beat Liger on RMSNorm and SwiGLU in time but not in memory,
-# so both are compiled regions here (fused like Liger's kernels, fewer launches than eager). Per size where it
-# matters: the loss (below). The next GPU run's per-op table (512-32768 tokens, torch/liger/compiled) confirms it.
+# Per-op choices at Qwen3-0.6B shapes (hidden 1024, intermediate 3072, vocab 151936), forward + backward, bf16,
+# measured side by side by benchmarks/bench_train_step.py on an H200 (benchmarks/results/2026-11-27-h200-run1.md):
+#   rms_norm  8192 tokens: torch 0.82, Liger 0.80, compiled 0.88 ms; 32768: torch 1.47, Liger 0.73, compiled 1.00 ms
+#   swiglu    8192 tokens: torch 1.08, Liger 1.17, compiled 1.06 ms; 32768: torch 3.24, Liger 2.97, compiled 3.12 ms
+# Liger is fastest (or within 0.11 ms) from 8192 tokens, where the step's time is. The compiled regions
+# (models/common/compiled_kernels.py: COMPILED_RMS_NORM, COMPILED_GATED_MLP) won only at <= 2048 tokens and by
+# <= 0.05 ms per call, and cost compile time at every new shape (the compiled Qwen3 file ran out of its time share
+# in that run: 4x8192 skipped); they stay in the repo as measured alternatives, not bound here.
 config.use(
-    COMPILED_RMS_NORM,
+    LIGER_RMS_NORM,
     "Qwen3RMSNorm",
     note=(
-        "also q_norm/k_norm, which Qwen3Attention builds by this name. Measured 8192x1024: torch 0.57 ms / 192 "
-        "MiB, Liger 0.69 ms / 17 MiB; compiled: pending the GPU run"
+        "also q_norm/k_norm, which Qwen3Attention builds by this name (as Liger's own Qwen3 patch). Measured "
+        "32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB, compiled 1.00 ms / 88 MiB"
     ),
 )
 config.use(
-    COMPILED_GATED_MLP,
+    LIGER_SWIGLU_MLP,
     "Qwen3MLP",
-    note="Measured 8192x1024->3072: torch 0.85 ms / 288 MiB, Liger 0.99 ms / 198 MiB; compiled: pending the GPU run",
+    note="Measured 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB, compiled 3.12 ms / 774 MiB",
 )
-config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="Measured q 16x8192x128: torch 0.78 ms, Liger 0.31 ms (2.5x)")
+config.use(LIGER_ROPE, "apply_rotary_pos_emb", note="Measured q 16x32768x128: torch 3.02 ms, Liger 0.62 ms (4.8x)")
 config.use(
-    CHUNKED_LINEAR_CROSS_ENTROPY,
+    FASTEST_LINEAR_CROSS_ENTROPY,
     "Qwen3ForCausalLM",
     note=(
-        "per size: upstream's loss below 2**29 logits (2048 tokens: the Liger-loss step ran at 0.58x stock), the "
-        "chunked kernel above (8192x1024 @ vocab 151936: torch 25 ms / 13.9 GiB, Liger 59 ms / 19 MiB)"
+        "upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 "
+        "tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 "
+        "ms, Liger 70.9"
     ),
 )

@@ -9,14 +9,19 @@ The fused-loss causal-LM forward (`models/common/fused_loss.py`) computes its lo
 
 `use_fused_linear_cross_entropy` decides per call, from the number of logits the call would make.
 
-Kernels (all with Liger's leading parameters `(input, weight, target, bias, ignore_index, reduction)`):
+Kernels (all with the parameters `(input, weight, target, bias, ignore_index, reduction)`):
 
+- `fastest_linear_cross_entropy`: the GPU files' kernel, a run-time choice between the two below by shape
+  (`linear_cross_entropy_kernel_for`: Liger's when its chunks are large enough, else the chunked one);
 - `chunked_linear_cross_entropy`: plain torch, tokens in chunks, gradients computed in the forward;
+- `liger_linear_cross_entropy`: Liger's `liger_fused_linear_cross_entropy` (Triton, CUDA only), imported
+  when first called;
 - `cce_linear_cross_entropy`: Apple's Cut Cross-Entropy (`cut-cross-entropy`, Triton, CUDA only),
   imported when first called;
 - `torch_linear_cross_entropy`: materialised logits, the CPU stand-in for the fused kernels.
 """
 
+import math
 import os
 
 import torch
@@ -41,6 +46,20 @@ FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = int(os.environ.get("PATCHGEN_FUSED_LOSS_
 CHUNKED_LINEAR_CROSS_ENTROPY_CHUNK_LOGITS = 2**25
 
 
+# fastest_linear_cross_entropy: Liger's kernel from this many rows per Liger chunk, the chunked kernel below.
+# Liger bounds each chunk's logits to about tokens x hidden (liger_kernel/ops/fused_linear_cross_entropy.py:
+# inc_factor = ceil(V / H), chunk rows = next_power_of_2(ceil(BT / inc_factor))), so at a large vocabulary over
+# a small hidden size its matmuls are thin and the fixed cost per chunk dominates. Measured per op (forward +
+# backward, bf16, H200, benchmarks/results/2026-11-27-h200-run1.md), chunked vs Liger, with Liger's chunk rows:
+#   Qwen3-0.6B  (V 151936, H 1024)  8192 tokens:  64 rows, chunked 45.4 ms, Liger 58.6 ms -> chunked
+#   Qwen3-0.6B                     32768 tokens: 256 rows, chunked 176.8 ms, Liger 70.9 ms -> Liger
+#   Llama-3.2-1B (V 128256, H 2048)  8192 tokens: 256 rows, chunked 48.7 ms, Liger 27.5 ms -> Liger
+#   Llama-3.2-1B                   32768 tokens: 1024 rows, chunked 189.1 ms, Liger 76.0 ms -> Liger
+# 256 rows separates all four. (Cut Cross-Entropy was slower than or equal to the better of the two at every
+# one of these points, and its backward refuses fp32.)
+LIGER_MIN_CHUNK_ROWS = 256
+
+
 def use_fused_linear_cross_entropy(hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the fused kernel computes this loss: large enough, and the `lm_head` weight is a plain tensor.
 
@@ -59,6 +78,63 @@ def _is_distributed_tensor(tensor: torch.Tensor) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(tensor, DTensor)
+
+
+def liger_chunk_rows(tokens: int, vocab: int, hidden: int) -> int:
+    """Rows per chunk in Liger's fused linear cross-entropy at this shape (its formula, default chunk_mem_const=1).
+
+    >>> liger_chunk_rows(8192, 151936, 1024), liger_chunk_rows(8192, 128256, 2048)
+    (64, 256)
+    """
+    inc_factor = math.ceil(vocab / hidden)
+    rows = 1 << (math.ceil(tokens / inc_factor) - 1).bit_length()  # triton.next_power_of_2
+    return min(rows, tokens)
+
+
+def linear_cross_entropy_kernel_for(tokens: int, vocab: int, hidden: int):
+    """The faster kernel at this shape on CUDA: Liger's when its chunks have `LIGER_MIN_CHUNK_ROWS` rows or more."""
+    if liger_chunk_rows(tokens, vocab, hidden) >= LIGER_MIN_CHUNK_ROWS:
+        return liger_linear_cross_entropy
+    return chunked_linear_cross_entropy
+
+
+def fastest_linear_cross_entropy(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The GPU files' fused kernel: per call, Liger's or the chunked one, whichever measured faster at this shape.
+
+    `linear_cross_entropy_kernel_for` decides from the token count, vocabulary and hidden size (the rule and
+    its measurements are at `LIGER_MIN_CHUNK_ROWS`). Off CUDA the chunked kernel runs (Liger's is Triton).
+    """
+    kernel = chunked_linear_cross_entropy
+    if input.is_cuda:
+        kernel = linear_cross_entropy_kernel_for(input.shape[0], weight.shape[0], weight.shape[1])
+    return kernel(input, weight, target, bias, ignore_index=ignore_index, reduction=reduction)
+
+
+def liger_linear_cross_entropy(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Liger's `liger_fused_linear_cross_entropy` with this module's parameters (Liger's 5th is `ce_weight`)."""
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+    except ImportError as error:
+        raise ImportError(
+            f"liger_linear_cross_entropy needs liger-kernel==0.8.5 (pip install 'patchgen[gpu]'): {error}"
+        ) from None
+    return liger_fused_linear_cross_entropy(
+        input, weight, target, bias, ignore_index=ignore_index, reduction=reduction
+    )
 
 
 def torch_linear_cross_entropy(
@@ -151,6 +227,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grads[0], grads[1], None, grads[2], None, None, None
 
 
+_CCE_BACKWARD_DTYPES = (torch.bfloat16, torch.float16)
+
+
 def cce_linear_cross_entropy(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -165,12 +244,20 @@ def cce_linear_cross_entropy(
     not the gradient stock computes; on a freshly initialised model (near-uniform softmax) it skips almost
     everything, which would also flatter a benchmark. `filter_eps=None` keeps the exact gradient.
     """
+    if bias is not None:
+        raise ValueError("cce_linear_cross_entropy: Cut Cross-Entropy takes no lm_head bias")
+    needs_grad = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)
+    if needs_grad and not (input.dtype in _CCE_BACKWARD_DTYPES and weight.dtype in _CCE_BACKWARD_DTYPES):
+        # cut_cross_entropy's backward asserts this deep in autograd ("Backwards requires embeddings to be bf16
+        # or fp16"); said here, in the forward, where the caller can still act on it
+        raise TypeError(
+            f"cce_linear_cross_entropy: Cut Cross-Entropy's backward supports bf16/fp16 only, not {input.dtype} "
+            f"hidden states / {weight.dtype} lm_head weight: train in bf16, or use another loss kernel"
+        )
     try:
         from cut_cross_entropy import linear_cross_entropy
     except ImportError as error:
         raise ImportError(
             f"cce_linear_cross_entropy needs cut-cross-entropy==25.1.1 (pip install 'patchgen[gpu]'): {error}"
         ) from None
-    if bias is not None:
-        raise ValueError("cce_linear_cross_entropy: Cut Cross-Entropy takes no lm_head bias")
     return linear_cross_entropy(input, weight, target, ignore_index=ignore_index, reduction=reduction, filter_eps=None)

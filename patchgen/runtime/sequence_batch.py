@@ -85,7 +85,8 @@ def shard_batch(batch: Mapping[str, torch.Tensor], *, ignore_index: int = IGNORE
 
     Accepts `input_ids` and optionally `labels`, `position_ids` (packed documents restart them) and
     `attention_mask` (padding). Returns `input_ids`, global `position_ids`, the `attention_mask` slice
-    when the batch is padded, and, with labels, `shift_labels` (labels shifted before slicing; `-100`
+    when the batch is padded, and, with labels, this rank's `labels` (a causal-LM forward computes a loss
+    only when given `labels`) and `shift_labels` (labels shifted before slicing, the loss's targets; `-100`
     where the next token is padding or starts a document) and `num_items_in_batch` (the labels left in
     the whole batch). Under sequence parallelism it adds `full_sequence` (see `FullSequence`).
     """
@@ -121,6 +122,9 @@ def shard_batch(batch: Mapping[str, torch.Tensor], *, ignore_index: int = IGNORE
     labels = batch.get("labels")
     if labels is not None:
         shift_labels = shift_and_mask_labels(labels, position_ids, attention_mask, ignore_index)
+        # both, as upstream's causal-LM forwards want them: a loss only when `labels` is given, and then
+        # `shift_labels` (when given) is what it is computed from
+        shard["labels"] = labels[:, local]
         shard["shift_labels"] = shift_labels[:, local].contiguous()
         shard["num_items_in_batch"] = (shift_labels != ignore_index).sum()
     if world_size > 1:

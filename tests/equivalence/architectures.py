@@ -1,4 +1,4 @@
-"""Model type -> tiny random config and causal-LM class: the one table a new architecture is added to."""
+"""Model type -> tiny random config and causal-LM class for the harness, derived from the one table (tests/families.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import transformers
 
 from tests.equivalence.discovery import GeneratedModule
+from tests.families import TABLE, TABLE_PLACE
 
 
 class UnknownArchitectureError(Exception):
@@ -46,38 +47,16 @@ _DENSE = dict(
     bos_token_id=1,
     eos_token_id=2,
 )
-_NO_HEAD_DIM = {key: value for key, value in _DENSE.items() if key != "head_dim"}  # qwen2 derives it
-
+# A view of the one table (tests/families.py): each family's keys on top of these dimensions.
 ARCHITECTURES: dict[str, Architecture] = {
-    # Tied embeddings like Qwen3-0.6B: the fused loss must read the shared lm_head weight.
-    "qwen3": Architecture("Qwen3Config", "Qwen3ForCausalLM", {**_DENSE, "tie_word_embeddings": True}),
-    "llama": Architecture("LlamaConfig", "LlamaForCausalLM", _DENSE),
-    "qwen2": Architecture("Qwen2Config", "Qwen2ForCausalLM", _NO_HEAD_DIM),
-    # A window shorter than the test sequences, so the sliding-window mask actually cuts something.
-    "mistral": Architecture("MistralConfig", "MistralForCausalLM", {**_DENSE, "sliding_window": 5}),
-    "qwen3_moe": Architecture(
-        "Qwen3MoeConfig",
-        "Qwen3MoeForCausalLM",
-        {**_DENSE, "moe_intermediate_size": 24, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": True},
-        no_bf16_comparison=(
-            "top-2 routing flips between two valid bf16 implementations: measured with the pure-torch file in bf16, "
-            "one token in 24 picks another expert and its logits move by 0.087 (stock's own bf16 error: 0.013)"
-        ),
-        tf32_kernels=(
-            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32 (10-bit mantissa) on NVIDIA tensor "
-            "cores, while stock matmuls stay full fp32: measured on an H200, logits 9.3e-4 and gradients 3.5e-4 apart"
-        ),
-    ),
-    # Text-only Gemma 3; one sliding and one full layer, tied embeddings as in the released checkpoints.
-    "gemma3": Architecture(
-        "Gemma3TextConfig",
-        "Gemma3ForCausalLM",
-        {**_DENSE, "sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
-    ),
-    # Post-norm layers, q/k norms over the whole projection.
-    "olmo2": Architecture("Olmo2Config", "Olmo2ForCausalLM", _DENSE),
-    # Fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (0.75 of each 16-channel head).
-    "phi3": Architecture("Phi3Config", "Phi3ForCausalLM", {**_NO_HEAD_DIM, "partial_rotary_factor": 0.75}),
+    model: Architecture(
+        family.config_class,
+        family.causal_lm,
+        family.config_kwargs(_DENSE, harness="equivalence"),
+        no_bf16_comparison=family.no_bf16_comparison,
+        tf32_kernels=family.tf32_kernels,
+    )
+    for model, family in TABLE.items()
 }
 
 
@@ -87,5 +66,5 @@ def architecture_for(module: GeneratedModule) -> Architecture:
     except KeyError:
         raise UnknownArchitectureError(
             f"{module.path}: architecture {module.architecture!r} (from {module.source_module}) has no tiny config; "
-            f"add an entry to ARCHITECTURES in tests/equivalence/architectures.py (known: {', '.join(ARCHITECTURES)})"
+            f"add an entry to {TABLE_PLACE} (known: {', '.join(ARCHITECTURES)})"
         ) from None

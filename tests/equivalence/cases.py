@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from types import ModuleType
@@ -57,17 +59,29 @@ class Setting:
     device: str
     dtype: torch.dtype
     tolerance: Tolerance
+    # True: every loss of a fused-loss file through its fused path, and by the GPU files' kernel (see
+    # EquivalenceCase.running); the tiny models make ~2.4e3 logits per call, far below the size switch's
+    # threshold (2**29), so otherwise their fused path never runs here
+    fused_loss: bool = False
 
     @property
     def dtype_name(self) -> str:
         return {torch.float32: "fp32", torch.bfloat16: "bf16"}[self.dtype]
 
     @property
+    def label(self) -> str:
+        """The part of a row id after '@': the dtype, and '+fused-loss' when the fused loss is forced."""
+        return self.dtype_name + ("+fused-loss" if self.fused_loss else "")
+
+    @property
     def name(self) -> str:
-        return f"{self.device}/{self.dtype_name}"
+        return f"{self.device}/{self.label}"
 
 
 CPU_FP32 = Setting("cpu", torch.float32, FP32)
+# The fused-loss files' CPU twins once more, every loss through the fused path and the GPU files' kernel: how
+# the fused path handles stock's loss arguments and errors (labels vs kept positions) is checked without a GPU.
+CPU_FP32_FUSED_LOSS = Setting("cpu", torch.float32, FP32, fused_loss=True)
 CUDA_BF16 = Setting("cuda", torch.bfloat16, BF16)
 CUDA_FP32 = Setting("cuda", torch.float32, FP32_KERNELS)
 
@@ -98,7 +112,28 @@ class EquivalenceCase:
     @property
     def id(self) -> str:
         """e.g. qwen3/cpu@fp32, qwen3/gpu@bf16: the row of the table and the key of KNOWN_DIFFERENCES."""
-        return f"{self.module.id}@{self.setting.dtype_name}"
+        return f"{self.module.id}@{self.setting.label}"
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The block runs as the setting says: with `fused_loss`, the size switch's threshold at 0 (every loss
+        fused) and the file's `linear_cross_entropy` bound to the GPU files' `fastest_linear_cross_entropy`,
+        which runs its chunked torch kernel off CUDA. The CPU twin (`torch_linear_cross_entropy`) is
+        `cross_entropy` itself and would hide what a real kernel does differently (GPU run 1: labels longer
+        than the kept positions raised the kernel's RuntimeError, not stock's ValueError)."""
+        if not self.setting.fused_loss:
+            yield
+            return
+        from patchgen.runtime import losses
+
+        module = self.generated_module
+        saved = losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS, module.linear_cross_entropy
+        losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS = 0
+        module.linear_cross_entropy = losses.fastest_linear_cross_entropy
+        try:
+            yield
+        finally:
+            losses.FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS, module.linear_cross_entropy = saved
 
     # -- modules and classes -------------------------------------------------------------------------
     @cached_property

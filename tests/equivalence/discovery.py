@@ -12,6 +12,9 @@ GENERATED_GLOB = "generated/*/patched_modeling_*.py"
 # The generator writes this line into every banner; it names the upstream module the file was cut from.
 SOURCE_LINE = re.compile(r"^# Source: (transformers\.models\.(\w+)\.modeling_\w+)\s*$", re.MULTILINE)
 VARIANT_SUFFIX = re.compile(r"_(cpu|gpu)$")
+# A file importing this switch has the fused-loss forward (models/common/fused_loss.py): the harness runs it a
+# second time with the switch forced to the fused kernel (tests.equivalence.cases.CPU_FP32_FUSED_LOSS).
+FUSED_LOSS_MODULE, FUSED_LOSS_SWITCH = "patchgen.runtime.losses", "use_fused_linear_cross_entropy"
 
 
 class GeneratedFileError(Exception):
@@ -25,6 +28,8 @@ class GeneratedModule:
     source_module: str  # e.g. transformers.models.qwen3.modeling_qwen3
     architecture: str  # the <x> of transformers.models.<x>: the key of the tiny-config table
     variant: str  # "cpu" (pure torch) or "gpu" (Liger / flash-attn kernels)
+    # its causal-LM forward is models/common/fused_loss.py's, which picks its loss by size at run time
+    fused_loss: bool = False
 
     @property
     def id(self) -> str:
@@ -73,7 +78,18 @@ def read_generated_module(relative_path: Path, root: Path) -> GeneratedModule:
         source_module=match.group(1),
         architecture=match.group(2),
         variant=variant.group(1),
+        fused_loss=FUSED_LOSS_SWITCH in _names_imported_from(text, FUSED_LOSS_MODULE),
     )
+
+
+def _names_imported_from(text: str, module: str) -> set[str]:
+    """The names a file imports from `module` (`from module import a, b as c` gives {"a", "b"})."""
+    return {
+        alias.name
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ImportFrom) and node.module == module
+        for alias in node.names
+    }
 
 
 def _leading_comments(text: str) -> str:

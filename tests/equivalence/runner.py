@@ -12,7 +12,7 @@ from transformers.utils import logging as transformers_logging
 
 from tests.equivalence.architectures import ARCHITECTURES
 from tests.equivalence.arguments import ARGUMENT_CHECKS
-from tests.equivalence.cases import CPU_FP32, CUDA_BF16, CUDA_FP32, EquivalenceCase, Setting
+from tests.equivalence.cases import CPU_FP32, CPU_FP32_FUSED_LOSS, CUDA_BF16, CUDA_FP32, EquivalenceCase, Setting
 from tests.equivalence.checks import CHECKS as MODEL_CHECKS
 from tests.equivalence.checks import Check, CheckResult
 from tests.equivalence.discovery import GeneratedModule, discover_generated_modules
@@ -25,10 +25,11 @@ CHECKS: tuple[Check, ...] = MODEL_CHECKS + ARGUMENT_CHECKS
 
 
 def settings_for(module: GeneratedModule) -> list[Setting]:
-    """Pure-torch files: fp32 on CPU. Kernel files, on CUDA where their kernels run: bf16 (the training dtype,
-    loose tolerance) and fp32 (tight tolerance), or fp32 only where the architecture cannot compare bf16."""
+    """Pure-torch files: fp32 on CPU, and once more with the fused loss forced where the file has the fused-loss
+    forward. Kernel files, on CUDA where their kernels run: bf16 (the training dtype, loose tolerance) and fp32
+    (tight tolerance), or fp32 only where the architecture cannot compare bf16."""
     if not module.needs_cuda:
-        return [CPU_FP32]
+        return [CPU_FP32, CPU_FP32_FUSED_LOSS] if module.fused_loss else [CPU_FP32]
     architecture = ARCHITECTURES.get(module.architecture)
     return [CUDA_FP32] if architecture and architecture.no_bf16_comparison else [CUDA_BF16, CUDA_FP32]
 
@@ -71,7 +72,8 @@ def _format_diff(diff: float) -> str:
 def run_one(case: EquivalenceCase, check: Check) -> Outcome:
     expected_failure = known_difference(case.id, check)
     try:
-        result = check.run(case)
+        with case.running():
+            result = check.run(case)
     except Exception as error:  # noqa: BLE001 - every failure becomes a table cell, with its message
         diff = getattr(error, "max_abs_diff", None)
         message = f"{type(error).__name__}: {error}".splitlines()[0]
@@ -149,7 +151,8 @@ def main(only: str | None = None) -> int:
     print(format_table(table, ARGUMENT_CHECKS))
     print(
         "cells: status and max |generated - stock| over everything the check compared ('-': structural check, "
-        f"done in the module's first row); cpu files: {CPU_FP32.name}; gpu files: {CUDA_BF16.name} and "
+        f"done in the module's first row); cpu files: {CPU_FP32.name} (fused-loss files also {CPU_FP32_FUSED_LOSS.name}: "
+        f"every loss through the fused path); gpu files: {CUDA_BF16.name} and "
         f"{CUDA_FP32.name}{'' if cuda_available else ' (no CUDA here: their numerical checks are skipped)'}"
     )
     for name, architecture in ARCHITECTURES.items():

@@ -1,0 +1,228 @@
+"""The one table of model families the tests cover: model type -> tiny config and what the architecture supports.
+
+A family is tested when `generated/<x>/patched_modeling_*.py` exists (its banner's `# Source:
+transformers.models.<x>.modeling_<x>` names the type) *and* `TABLE` has an entry for `<x>`. Every
+model test derives its families from that join (`covered()`):
+
+    tests/test_models_families.py    keys, logits/loss/gradients vs stock, Liger bindings, committed = generated
+    tests/test_hf_behaviours.py      what transformers' own model tests check, both files
+    tests/test_models_gpu.py         the `_gpu` files vs stock on a CUDA GPU
+    tests/test_models_sequence_parallel.py   `sequence_parallel`: Ulysses on 2 and 4 gloo ranks
+    tests/test_tensor_parallel.py    `tensor_parallel`: HF's TP plan on 2 gloo ranks
+    tests/test_ulysses_steps.py      `attention_steps`: the steps each generated forward calls
+    tests/equivalence/              the equivalence harness (`ARCHITECTURES` is a view of this table)
+
+and `tests/test_families.py` fails once, in one line, for a generated type with no entry and for an
+entry with no generated files. Each harness builds its own tiny dimensions (hidden 32 for the model
+tests, 64 for the equivalence harness, sizes divisible by the TP degree for TP) and adds the
+family's `config` keys on top, so an entry says only what is particular to the architecture.
+
+Imports nothing but the standard library and the discovery of generated files: the GPU script and
+`python -m tests.equivalence` read it without pytest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.equivalence.discovery import GeneratedFileError, discover_generated_modules
+
+
+REPO = Path(__file__).resolve().parent.parent
+TABLE_PLACE = "TABLE in tests/families.py"
+
+RMS = "liger_kernel.transformers.rms_norm:LigerRMSNorm"
+SWIGLU = "liger_kernel.transformers.swiglu:LigerSwiGLUMLP"
+ROPE = "liger_kernel.transformers.rope:liger_rotary_pos_emb"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture: how to build it tiny, and which tests apply to it."""
+
+    config_class: str  # a name exported by `transformers`
+    causal_lm: str  # looked up by name in both the stock and the generated module
+    #: the architecture's own config keys, added to each harness's shared tiny dimensions
+    config: dict[str, Any] = field(default_factory=dict)
+    #: keys one harness adds on top of `config` ("equivalence", "sequence_parallel"), each with a comment why
+    harness_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the config class computes head_dim from hidden_size / num_attention_heads: the shared value is left out
+    derives_head_dim: bool = False
+    #: the `_gpu` file binds these upstream names to Liger objects ("liger module:object")
+    liger: dict[str, str] = field(default_factory=dict)
+    #: the attention class and the Ulysses steps (projection, q/k norm, rope) its generated forward calls;
+    #: None when the base config applies no Ulysses set
+    attention_steps: tuple[str, str, str, str] | None = None
+    #: Ulysses sequence parallelism applies (tested on 2 and 4 gloo ranks against one process)
+    sequence_parallel: bool = True
+    #: `*ForCausalLM.forward` is the shared fused-loss forward (else upstream's, e.g. router loss, softcapping)
+    fused_loss: bool = True
+    #: HF's tensor-parallel plan is tested on 2 gloo ranks against stock sharded the same way
+    tensor_parallel: bool = True
+    #: routed experts (MoE)
+    experts: bool = False
+    #: the `_gpu` file's default experts implementation is Liger's fused MoE kernel: on a GPU stock is compared
+    #: with its eager loop, and compiling needs `set_experts_implementation('grouped_mm')`
+    liger_experts: bool = False
+    #: the model takes image inputs (pixel values) besides token ids
+    vision_inputs: bool = False
+    #: rtol = atol of the behaviour tests for the `_gpu` file on a GPU (Liger's reduction order; TF32 experts)
+    gpu_tolerance: float = 1e-4
+    #: why bf16 logits cannot be compared (then CUDA compares in fp32 only), or None
+    no_bf16_comparison: str | None = None
+    #: why the GPU file's kernels compute fp32 matmuls in TF32 (then CUDA fp32 uses the TF32 tolerance), or None
+    tf32_kernels: str | None = None
+
+    def config_kwargs(self, shared: dict[str, Any], harness: str | None = None) -> dict[str, Any]:
+        """A harness's shared tiny dimensions with this family's keys (and the harness's own) on top."""
+        kwargs = {**shared, **self.config, **self.harness_config.get(harness, {})}
+        if self.derives_head_dim:
+            kwargs.pop("head_dim", None)
+        return kwargs
+
+
+TABLE: dict[str, Family] = {
+    # Tied embeddings like Qwen3-0.6B in the equivalence harness: the fused loss must read the shared lm_head weight.
+    "qwen3": Family(
+        "Qwen3Config",
+        "Qwen3ForCausalLM",
+        harness_config={"equivalence": {"tie_word_embeddings": True}},
+        liger={"apply_rotary_pos_emb": ROPE},  # RMSNorm and MLP are compiled regions, not Liger
+        attention_steps=("Qwen3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
+    ),
+    "llama": Family(
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        liger={"LlamaRMSNorm": RMS, "LlamaMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
+        attention_steps=("LlamaAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+    ),
+    "qwen2": Family(
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        derives_head_dim=True,
+        liger={"Qwen2RMSNorm": RMS, "Qwen2MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
+        attention_steps=("Qwen2Attention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+    ),
+    # a window shorter than the test sequences, so the sliding mask cuts something
+    "mistral": Family(
+        "MistralConfig",
+        "MistralForCausalLM",
+        {"sliding_window": 5},
+        liger={"MistralRMSNorm": RMS, "MistralMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
+        attention_steps=("MistralAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+    ),
+    # layer 1 dense (mlp_only_layers) so both the experts and the dense MLP patches run
+    "qwen3_moe": Family(
+        "Qwen3MoeConfig",
+        "Qwen3MoeForCausalLM",
+        {"moe_intermediate_size": 16, "num_experts": 4, "num_experts_per_tok": 2, "mlp_only_layers": [1]},
+        harness_config={
+            # every layer routed; wider experts and normalised top-k as the harness measured its tolerances
+            "equivalence": {"moe_intermediate_size": 24, "mlp_only_layers": [], "norm_topk_prob": True},
+            # every layer routed, so each rank's slice goes through the experts
+            "sequence_parallel": {"mlp_only_layers": []},
+        },
+        liger={"Qwen3MoeRMSNorm": RMS, "Qwen3MoeMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
+        # its base config binds nothing: the forward calls the slots, whose default assignments are copied
+        attention_steps=("Qwen3MoeAttention", "project_qkv", "qk_norm", "rotary"),
+        fused_loss=False,  # upstream's forward adds the router aux loss
+        experts=True,
+        liger_experts=True,
+        gpu_tolerance=5e-3,  # TF32 experts kernel (tf32_kernels below)
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations: measured with the pure-torch file in bf16, "
+            "one token in 24 picks another expert and its logits move by 0.087 (stock's own bf16 error: 0.013)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32 (10-bit mantissa) on NVIDIA tensor "
+            "cores, while stock matmuls stay full fp32: measured on an H200, logits 9.3e-4 and gradients 3.5e-4 apart"
+        ),
+    ),
+    # Text-only Gemma 3: one sliding and one full layer
+    "gemma3": Family(
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        {"sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
+        liger={
+            "Gemma3RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
+            "Gemma3MLP": "liger_kernel.transformers.geglu:LigerGEGLUMLP",
+            "apply_rotary_pos_emb": ROPE,
+        },
+        attention_steps=("Gemma3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
+        fused_loss=False,  # the shared forward has no final-logit softcapping
+    ),
+    # post-norm layers and a q/k norm over the whole projection; the eos default (50279) is outside the tiny vocab
+    "olmo2": Family(
+        "Olmo2Config",
+        "Olmo2ForCausalLM",
+        {"bos_token_id": 1, "eos_token_id": 2},
+        liger={
+            "Olmo2RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForOlmo2",
+            "Olmo2MLP": SWIGLU,
+            "apply_rotary_pos_emb": ROPE,
+        },
+        attention_steps=("Olmo2Attention", "separate_qkv_projection", "full_projection_qk_norm", "full_rotary"),
+    ),
+    # fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (rope over 0.75 of each head's channels)
+    "phi3": Family(
+        "Phi3Config",
+        "Phi3ForCausalLM",
+        {"partial_rotary_factor": 0.75, "bos_token_id": 1, "eos_token_id": 2},
+        derives_head_dim=True,
+        liger={
+            "Phi3RMSNorm": RMS,
+            "Phi3MLP": "liger_kernel.transformers.swiglu:LigerPhi3SwiGLUMLP",
+            "apply_rotary_pos_emb": ROPE,
+        },
+        attention_steps=("Phi3Attention", "fused_qkv_projection", "no_qk_norm", "partial_rotary"),
+    ),
+}
+
+
+def generated_types(root: Path = REPO) -> dict[str, list[Path]]:
+    """Model type -> its generated files (relative to `root`), read from each file's `# Source:` line."""
+    found: dict[str, list[Path]] = {}
+    for module in discover_generated_modules(root):
+        found.setdefault(module.architecture, []).append(module.path)
+    return found
+
+
+def registration_problems(root: Path = REPO, table: dict[str, Family] = TABLE) -> list[str]:
+    """One line per generated type without an entry and per entry without generated files."""
+    try:
+        generated = generated_types(root)
+    except GeneratedFileError as error:  # no Source line: the equivalence harness names the file too
+        return [str(error)]
+    problems = [
+        f"{paths[0].as_posix()}: model type {model!r} has no entry; add one to {TABLE_PLACE} "
+        "(tiny config keys and what the architecture supports)"
+        for model, paths in sorted(generated.items())
+        if model not in table
+    ]
+    problems += [
+        f"{TABLE_PLACE}: entry {model!r} has no generated/*/patched_modeling_*.py from transformers.models.{model}; "
+        f"generate its configs (`python -m patchgen.run_codegen --all --diff`) or remove the entry"
+        for model in sorted(table)
+        if model not in generated
+    ]
+    return problems
+
+
+def covered(root: Path = REPO) -> list[str]:
+    """The families the model tests run: generated and in the table, sorted."""
+    try:
+        generated = generated_types(root)
+    except GeneratedFileError:
+        return []  # reported by test_families and the equivalence harness
+    return sorted(model for model in generated if model in TABLE)
+
+
+def covered_where(capability: str) -> list[str]:
+    """The covered families whose entry has `capability` (a boolean field of Family) set."""
+    return [model for model in covered() if getattr(TABLE[model], capability)]
+
+
+if __name__ == "__main__":  # `python -m tests.families`: the covered families, e.g. for the GPU script
+    print(" ".join(covered()))
