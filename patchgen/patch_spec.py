@@ -26,11 +26,13 @@ import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from patchgen import arguments
 from patchgen.definitions import definition_at, parse_file
 from patchgen.errors import PatchgenError
+from patchgen.layout import load_layout
 
 
 T = TypeVar("T")
@@ -731,11 +733,7 @@ def _resolve_base(base: PatchConfig | str, where: SourceLocation) -> PatchConfig
 
 
 def _suggest_config(name: str) -> str:
-    from pathlib import Path
-
-    from patchgen.discovery import discover_configs  # imported here: discovery imports this module
-
-    close = difflib.get_close_matches(name, discover_configs(Path.cwd()), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, load_layout(Path.cwd()).config_modules(), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
