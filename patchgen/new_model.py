@@ -115,7 +115,7 @@ class Scaffold:
     source_module: str
     config_class: str
     attention: str
-    steps: tuple[str, str, str]  # project_qkv, qk_norm, rotary
+    steps: tuple[str, str, str, str]  # project_qkv, qk_norm, rotary, project_output
     excluded: list[str]
     kernels: list[tuple[Kernel, str]] = field(default_factory=list)  # (kernel, upstream target)
     not_fitted: list[str] = field(default_factory=list)
@@ -158,14 +158,14 @@ def plan_scaffold(model: str) -> Scaffold:
         source_module=source_module,
         config_class=_config_class(source_module, causal_lms[0]),
         attention=attention,
-        steps=(binding.project_qkv, binding.qk_norm, "full_rotary"),
+        steps=(binding.project_qkv, binding.qk_norm, "full_rotary", "output_projection"),
         excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lms[0]],
     )
     _pick_kernel(scaffold, upstream, f"{prefix}RMSNorm", NORMS)
     _pick_kernel(scaffold, upstream, f"{prefix}MLP", MLPS)
     rope = _pick_kernel(scaffold, upstream, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
     if rope is ROPES[1]:  # the kernel rotates all it is given: hand it the rotated channels only
-        scaffold.steps = (binding.project_qkv, binding.qk_norm, "partial_rotary")
+        scaffold.steps = (binding.project_qkv, binding.qk_norm, "partial_rotary", "output_projection")
     _pick_loss(scaffold, upstream)
     return scaffold
 
@@ -304,7 +304,7 @@ def render_configs(scaffold: Scaffold, package: str) -> dict[str, str]:
 
 
 def _base_text(scaffold: Scaffold, title: str) -> str:
-    project, norm, rotary = scaffold.steps
+    project, norm, rotary, output = scaffold.steps
     lines = [
         f'"""{title}: what every generated {title} file shares. A base: the _cpu and _gpu variants extend it.',
         "",
@@ -314,7 +314,7 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         '"""',
         "",
         "from models.common.training_sets import ULYSSES_ATTENTION",
-        f"from models.common.ulysses_attention import {', '.join(sorted({project, norm, rotary}))}",
+        f"from models.common.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
         "from patchgen import PatchConfig",
         "",
         "",
@@ -334,7 +334,12 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         "config.use(",
         "    ULYSSES_ATTENTION,",
         f'    attention="{scaffold.attention}",',
-        f'    bind={{"project_qkv": {project}, "qk_norm": {norm}, "rotary": {rotary}}},',
+        "    bind={",
+        f'        "project_qkv": {project},',
+        f'        "qk_norm": {norm},',
+        f'        "rotary": {rotary},',
+        f'        "project_output": {output},',
+        "    },",
         ")",
     ]
     return "\n".join(lines) + "\n"
@@ -419,7 +424,8 @@ def table_entry(scaffold: Scaffold) -> str:
         fields.append(
             "liger={\n" + "".join(f'            "{name}": "{where}",\n' for name, where in liger.items()) + "        }"
         )
-    fields.append(f'attention_steps=("{scaffold.attention}", ' + ", ".join(f'"{s}"' for s in scaffold.steps) + ")")
+    steps = "".join(f'            "{name}",\n' for name in (scaffold.attention, *scaffold.steps))
+    fields.append("attention_steps=(\n" + steps + "        )")
     if not scaffold.fused_loss:
         fields.append("fused_loss=False")
     return f'    "{scaffold.model}": Family(\n' + "".join(f"        {field_},\n" for field_ in fields) + "    ),"
@@ -524,8 +530,7 @@ def _remove(written: dict[Path, str], folder: Path) -> None:
 def _report(scaffold: Scaffold, written, generated, write_generated: bool, variants: list[str]) -> Iterator[str]:
     for path in written:
         yield f"wrote {display_path(path)}"
-    project, norm, rotary = scaffold.steps
-    yield f"attention: ULYSSES_ATTENTION on {scaffold.attention} with {project}, {norm}, {rotary}"
+    yield f"attention: ULYSSES_ATTENTION on {scaffold.attention} with {', '.join(scaffold.steps)}"
     for kernel, target in scaffold.kernels:
         yield f"{target}: {_set_name(kernel.gpu)} (gpu), {_set_name(kernel.cpu)} (cpu)"
     for line in scaffold.not_fitted:

@@ -54,9 +54,9 @@ class Family:
     shared_in: str | None = None
     #: the `_gpu` file binds these upstream names to Liger objects ("liger module:object")
     liger: dict[str, str] = field(default_factory=dict)
-    #: the attention class and the Ulysses steps (projection, q/k norm, rope) its generated forward calls;
+    #: the attention class and the Ulysses steps (projection, q/k norm, rope, output) its generated forward calls;
     #: None when the base config applies no Ulysses set
-    attention_steps: tuple[str, str, str, str] | None = None
+    attention_steps: tuple[str, str, str, str, str] | None = None
     #: Ulysses sequence parallelism applies (tested on 2 and 4 gloo ranks against one process)
     sequence_parallel: bool = True
     #: `*ForCausalLM.forward` is the shared fused-loss forward (else upstream's, e.g. router loss, softcapping)
@@ -98,20 +98,38 @@ TABLE: dict[str, Family] = {
         "Qwen3ForCausalLM",
         harness_config={"equivalence": {"tie_word_embeddings": True}},
         liger={"Qwen3RMSNorm": RMS, "Qwen3MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-        attention_steps=("Qwen3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
+        attention_steps=(
+            "Qwen3Attention",
+            "separate_qkv_projection",
+            "per_head_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
     ),
     "llama": Family(
         "LlamaConfig",
         "LlamaForCausalLM",
         liger={"LlamaRMSNorm": RMS, "LlamaMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-        attention_steps=("LlamaAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+        attention_steps=(
+            "LlamaAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
     ),
     "qwen2": Family(
         "Qwen2Config",
         "Qwen2ForCausalLM",
         derives_head_dim=True,
         liger={"Qwen2RMSNorm": RMS, "Qwen2MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-        attention_steps=("Qwen2Attention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+        attention_steps=(
+            "Qwen2Attention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
     ),
     # a window shorter than the test sequences, so the sliding mask cuts something
     "mistral": Family(
@@ -119,7 +137,13 @@ TABLE: dict[str, Family] = {
         "MistralForCausalLM",
         {"sliding_window": 5},
         liger={"MistralRMSNorm": RMS, "MistralMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
-        attention_steps=("MistralAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+        attention_steps=(
+            "MistralAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
     ),
     # layer 1 dense (mlp_only_layers) so both the experts and the dense MLP patches run
     "qwen3_moe": Family(
@@ -134,7 +158,7 @@ TABLE: dict[str, Family] = {
         },
         liger={"Qwen3MoeRMSNorm": RMS, "Qwen3MoeMLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
         # its base config binds nothing: the forward calls the slots, whose default assignments are copied
-        attention_steps=("Qwen3MoeAttention", "project_qkv", "qk_norm", "rotary"),
+        attention_steps=("Qwen3MoeAttention", "project_qkv", "qk_norm", "rotary", "project_output"),
         fused_loss=False,  # upstream's forward adds the router aux loss
         experts=True,
         liger_experts=True,
@@ -158,7 +182,13 @@ TABLE: dict[str, Family] = {
             "Gemma3MLP": "liger_kernel.transformers.geglu:LigerGEGLUMLP",
             "apply_rotary_pos_emb": ROPE,
         },
-        attention_steps=("Gemma3Attention", "separate_qkv_projection", "per_head_qk_norm", "full_rotary"),
+        attention_steps=(
+            "Gemma3Attention",
+            "separate_qkv_projection",
+            "per_head_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
         fused_loss=False,  # the shared forward has no final-logit softcapping
     ),
     # post-norm layers and a q/k norm over the whole projection; the eos default (50279) is outside the tiny vocab
@@ -171,7 +201,13 @@ TABLE: dict[str, Family] = {
             "Olmo2MLP": SWIGLU,
             "apply_rotary_pos_emb": ROPE,
         },
-        attention_steps=("Olmo2Attention", "separate_qkv_projection", "full_projection_qk_norm", "full_rotary"),
+        attention_steps=(
+            "Olmo2Attention",
+            "separate_qkv_projection",
+            "full_projection_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
     ),
     # fused qkv_proj and gate_up_proj; partial rotary as Phi-4-mini (rope over 0.75 of each head's channels)
     "phi3": Family(
@@ -184,7 +220,7 @@ TABLE: dict[str, Family] = {
             "Phi3MLP": "liger_kernel.transformers.swiglu:LigerPhi3SwiGLUMLP",
             "apply_rotary_pos_emb": ROPE,
         },
-        attention_steps=("Phi3Attention", "fused_qkv_projection", "no_qk_norm", "partial_rotary"),
+        attention_steps=("Phi3Attention", "fused_qkv_projection", "no_qk_norm", "partial_rotary", "output_projection"),
     ),
     # vision-language: a 2-block vision tower (windowed + full attention) and the tiny decoder (the shared
     # dimensions go into its text config); these tables run it on text, tests/test_models_qwen2_5_vl.py with images
@@ -241,7 +277,13 @@ TABLE: dict[str, Family] = {
             "apply_rotary_pos_emb": ROPE,
             "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
         },
-        attention_steps=("Qwen2_5_VLAttention", "separate_qkv_projection", "no_qk_norm", "full_rotary"),
+        attention_steps=(
+            "Qwen2_5_VLAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
         vision_inputs=True,
     ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
@@ -290,8 +332,8 @@ TABLE: dict[str, Family] = {
             "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32 on NVIDIA tensor cores, as for "
             "Qwen3-MoE (measured there on an H200: logits 9.3e-4 apart)"
         ),
-    ),  # hybrid: one gated delta-net (linear attention) layer and one gated full-attention layer, each with its own
-    # Ulysses set (no shared steps); routed + shared experts; partial rotary; upstream's forward adds the router loss
+    ),  # hybrid: one gated delta-net (linear attention) layer and one gated full-attention layer (the shared Ulysses
+    # forward with gated steps); routed + shared experts; partial rotary; upstream's forward adds the router loss
     "qwen3_next": Family(
         "Qwen3NextConfig",
         "Qwen3NextForCausalLM",
@@ -327,6 +369,13 @@ TABLE: dict[str, Family] = {
             "Qwen3NextMLP": SWIGLU,
             "apply_rotary_pos_emb": ROPE,
         },
+        attention_steps=(
+            "Qwen3NextAttention",
+            "gated_query_projection",
+            "per_head_qk_norm",
+            "partial_rotary",
+            "gated_output_projection",
+        ),
         fused_loss=False,  # upstream's forward adds the router aux loss
         # Under HF's TP plan the generated file's logits differ from stock's sharded the same way (every element,
         # up to 1.74 apart, measured on 2 gloo ranks): the Ulysses delta-net forward reads head counts from the

@@ -7,7 +7,7 @@ sequence parallelism across 2 and 4 gloo ranks is `tests/test_models_sequence_pa
 - a stock `save_pretrained` checkpoint (experts one by one) loads into both files with no missing keys;
 - with `output_router_logits`, the loss (language model + router aux loss) equals stock's: the file keeps
   upstream's causal-LM forward, which the shared fused-loss forward could not replace;
-- the gated attention forward calls the shared per-head q/k norm and partial rope steps and keeps the
+- the gated attention is the shared forward with the gated projection and output steps bound, and keeps the
   source marker of `set_attn_implementation`; the delta-net forward calls upstream's pure-torch delta rule
   in the CPU file and flash-linear-attention's in the GPU file;
 - without flash-linear-attention installed, the GPU file's delta rule fails in one line naming the pin;
@@ -87,10 +87,11 @@ def test_router_aux_loss_and_gradients_equal_stock():
 @pytest.mark.parametrize("module", [next_cpu, next_gpu], ids=["cpu", "gpu"])
 def test_gated_attention_forward_calls_the_shared_steps(module):
     forward = inspect.getsource(module.Qwen3NextAttention.forward)
-    assert "= gated_query_projection(self, hidden_states, hidden_shape)" in forward
+    assert "output_gate = gated_query_projection(self, hidden_states)" in forward
     assert "= per_head_qk_norm(self, query_states, key_states, hidden_shape)" in forward
     assert "= partial_rotary(query_states, key_states, cos, sin)" in forward
-    assert "attn_output * torch.sigmoid(gate)" in forward
+    assert "= gated_output_projection(self, attn_output, output_gate)" in forward
+    assert "attn_output * torch.sigmoid(output_gate)" in inspect.getsource(module.gated_output_projection)
     assert "ALL_ATTENTION_FUNCTIONS.get_interface(" in forward  # what set_attn_implementation looks for
 
 

@@ -1,7 +1,7 @@
 """The Ulysses attention forward composed from steps: each family's file calls the steps its base config binds.
 
 One forward for every family (`models/common/ulysses_attention.py`); the families differ in the
-q/k/v projection, the q/k norm and rope, which each base config binds with `config.use(..., bind=...)`.
+q/k/v projection, the q/k norm, rope and the output projection, which each base config binds with `config.use(..., bind=...)`.
 The numbers (logits, loss, gradients, save/load, SP across ranks) are checked by the family, equivalence
 and sequence-parallel tests; here: which step each generated forward calls, and why partial rotary
 needs its own step.
@@ -19,25 +19,26 @@ from transformers.models.phi3 import modeling_phi3
 from tests.families import TABLE, covered
 
 
-# family -> its attention class, and the (projection, q/k norm, rope) steps its generated forward must call
+# family -> its attention class, and the (projection, q/k norm, rope, output) steps its generated forward must call
 # (`attention_steps` of its entry in tests/families.py; Qwen3-MoE's base config binds nothing, so its forward
 # calls the slots, whose default assignments are copied)
 STEPS = {model: TABLE[model].attention_steps for model in covered() if TABLE[model].attention_steps}
-SLOTS = ("project_qkv", "qk_norm", "rotary")
+SLOTS = ("project_qkv", "qk_norm", "rotary", "project_output")
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
 @pytest.mark.parametrize("model", sorted(STEPS))
 def test_generated_forward_calls_the_bound_steps(model, variant):
     module = generated_module(model, variant)
-    attention, project, norm, rope = STEPS[model]
+    attention, project, norm, rope, output = STEPS[model]
     cls = getattr(module, attention)
     # a family whose attention keeps upstream's parameter order calls the shared forward as `ulysses_forward`
     forward = inspect.getsource(getattr(cls, "ulysses_forward", cls.forward))
-    assert f"= {project}(self, hidden_states)" in forward
+    assert f"value_states, output_gate = {project}(self, hidden_states)" in forward
     assert f"= {norm}(self, query_states, key_states, hidden_shape)" in forward
     assert f"= {rope}(query_states, key_states, cos, sin)" in forward
-    for step in (project, norm, rope):
+    assert f"= {output}(self, attn_output, output_gate)" in forward
+    for step in (project, norm, rope, output):
         assert callable(getattr(module, step))
     if project not in SLOTS:  # bound steps are called by their own names; no slot is left in the file
         assert not any(hasattr(module, slot) for slot in SLOTS)

@@ -234,22 +234,24 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_attention.py:70
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def separate_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`; no output gate.
 
     Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
     Gemma, OLMo-2).
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states), None
 
 
 # ==============================================================================
 # [ADDED] full_projection_qk_norm
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_attention.py:102
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:124
 # ==============================================================================
 def full_projection_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -266,8 +268,8 @@ def full_projection_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_attention.py:126
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -281,14 +283,27 @@ def full_rotary(
 
 
 # ==============================================================================
+# [ADDED] output_projection
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:176
+# ==============================================================================
+def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj` of the attention output (every family whose projection step returns no gate).
+
+    Requires: `__init__` defines `o_proj`; the projection step bound with it returns no output gate.
+    """
+    return self.o_proj(attn_output)
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Olmo2Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:23)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Olmo2Attention(nn.Module):
@@ -318,7 +333,7 @@ class Olmo2Attention(nn.Module):
         )
         self.q_norm = Olmo2RMSNorm(config.num_attention_heads * self.head_dim, config.rms_norm_eps)
         self.k_norm = Olmo2RMSNorm(config.num_key_value_heads * self.head_dim, config.rms_norm_eps)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -341,7 +356,7 @@ class Olmo2Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = separate_qkv_projection(self, hidden_states)
+        query_states, key_states, value_states, output_gate = separate_qkv_projection(self, hidden_states)
         query_states, key_states = full_projection_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
@@ -403,7 +418,7 @@ class Olmo2Attention(nn.Module):
         # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        attn_output = self.o_proj(attn_output)
+        attn_output = output_projection(self, attn_output, output_gate)
         return attn_output, attn_weights
 
 

@@ -200,9 +200,11 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 # ==============================================================================
 # [ADDED] fused_qkv_projection
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:79
+# Patch source: models/common/ulysses_attention.py:84
 # ==============================================================================
-def fused_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fused_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Query, key and value cut from one fused projection (Phi-3): query heads first, then key, then value.
 
     Requires: `__init__` defines `qkv_proj` of width `(num_attention_heads + 2 * num_key_value_heads) *
@@ -211,13 +213,13 @@ def fused_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tenso
     qkv = self.qkv_proj(hidden_states)
     query_end = self.config.num_attention_heads * self.head_dim
     key_end = query_end + self.config.num_key_value_heads * self.head_dim
-    return qkv[..., :query_end], qkv[..., query_end:key_end], qkv[..., key_end:]
+    return qkv[..., :query_end], qkv[..., query_end:key_end], qkv[..., key_end:], None
 
 
 # ==============================================================================
 # [ADDED] no_qk_norm
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:115
+# Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -233,7 +235,7 @@ def no_qk_norm(
 # ==============================================================================
 # [ADDED] partial_rotary
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:137
+# Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -253,14 +255,27 @@ def partial_rotary(
 
 
 # ==============================================================================
+# [ADDED] output_projection
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+# Patch source: models/common/ulysses_attention.py:176
+# ==============================================================================
+def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj` of the attention output (every family whose projection step returns no gate).
+
+    Requires: `__init__` defines `o_proj`; the projection step bound with it returns no output gate.
+    """
+    return self.o_proj(attn_output)
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Phi3Attention
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # ==============================================================================
 class Phi3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -279,7 +294,7 @@ class Phi3Attention(nn.Module):
         op_size = config.num_attention_heads * self.head_dim + 2 * (config.num_key_value_heads * self.head_dim)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
         self.qkv_proj = nn.Linear(config.hidden_size, op_size, bias=False)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -302,7 +317,7 @@ class Phi3Attention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = fused_qkv_projection(self, hidden_states)
+        query_states, key_states, value_states, output_gate = fused_qkv_projection(self, hidden_states)
         query_states, key_states = no_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
@@ -364,7 +379,7 @@ class Phi3Attention(nn.Module):
         # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        attn_output = self.o_proj(attn_output)
+        attn_output = output_projection(self, attn_output, output_gate)
         return attn_output, attn_weights
 
 

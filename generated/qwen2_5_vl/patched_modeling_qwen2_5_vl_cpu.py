@@ -717,21 +717,23 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def separate_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`; no output gate.
 
     Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
     Gemma, OLMo-2).
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states), None
 
 
 # ==============================================================================
 # [ADDED] no_qk_norm
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
-# Patch source: models/common/ulysses_attention.py:115
+# Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -747,7 +749,7 @@ def no_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -761,14 +763,27 @@ def full_rotary(
 
 
 # ==============================================================================
+# [ADDED] output_projection
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+# Patch source: models/common/ulysses_attention.py:176
+# ==============================================================================
+def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj` of the attention output (every family whose projection step returns no gate).
+
+    Requires: `__init__` defines `o_proj`; the projection step bound with it returns no output gate.
+    """
+    return self.o_proj(attn_output)
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen2_5_VLAttention
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
 #   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
@@ -812,7 +827,7 @@ class Qwen2_5_VLAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=False)
         self.layer_type = config.layer_types[layer_idx] if hasattr(config, "layer_types") else None
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -851,7 +866,7 @@ class Qwen2_5_VLAttention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = separate_qkv_projection(self, hidden_states)
+        query_states, key_states, value_states, output_gate = separate_qkv_projection(self, hidden_states)
         query_states, key_states = no_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
@@ -913,7 +928,7 @@ class Qwen2_5_VLAttention(nn.Module):
         # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        attn_output = self.o_proj(attn_output)
+        attn_output = output_projection(self, attn_output, output_gate)
         return attn_output, attn_weights
 
 
@@ -987,7 +1002,7 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
 # Patch source: models/common/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
@@ -1006,7 +1021,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
 # Patch source: models/common/ulysses_multimodal.py:124
 # ==============================================================================
 def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
@@ -1026,7 +1041,7 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
 # Patch source: models/common/ulysses_multimodal.py:139
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
@@ -1040,7 +1055,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1070,7 +1085,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring

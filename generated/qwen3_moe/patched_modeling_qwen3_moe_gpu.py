@@ -136,21 +136,23 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:70
+# Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def separate_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`; no output gate.
 
     Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
     Gemma, OLMo-2).
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states), None
 
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:91
+# Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -166,7 +168,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:126
+# Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -180,9 +182,22 @@ def full_rotary(
 
 
 # ==============================================================================
+# [ADDED] output_projection
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28) (via helper project_output)
+# Patch source: models/common/ulysses_attention.py:176
+# ==============================================================================
+def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj` of the attention output (every family whose projection step returns no gate).
+
+    Requires: `__init__` defines `o_proj`; the projection step bound with it returns no output gate.
+    """
+    return self.o_proj(attn_output)
+
+
+# ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:157
+# Patch source: models/common/ulysses_attention.py:197
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
 #     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
@@ -193,7 +208,7 @@ project_qkv = separate_qkv_projection
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:158
+# Patch source: models/common/ulysses_attention.py:198
 # ==============================================================================
 qk_norm = per_head_qk_norm
 
@@ -201,9 +216,17 @@ qk_norm = per_head_qk_norm
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:159
+# Patch source: models/common/ulysses_attention.py:199
 # ==============================================================================
 rotary = full_rotary
+
+
+# ==============================================================================
+# [ADDED] project_output
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+# Patch source: models/common/ulysses_attention.py:200
+# ==============================================================================
+project_output = output_projection
 
 
 # ==============================================================================
@@ -211,10 +234,10 @@ rotary = full_rotary
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:162 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -245,7 +268,7 @@ class Qwen3MoeAttention(nn.Module):
         self.q_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = getattr(config, "sliding_window", None)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -268,7 +291,7 @@ class Qwen3MoeAttention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states = project_qkv(self, hidden_states)
+        query_states, key_states, value_states, output_gate = project_qkv(self, hidden_states)
         query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
@@ -330,7 +353,7 @@ class Qwen3MoeAttention(nn.Module):
         # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        attn_output = self.o_proj(attn_output)
+        attn_output = project_output(self, attn_output, output_gate)
         return attn_output, attn_weights
 
 

@@ -7,8 +7,8 @@
 # Regenerate: python -m patchgen.run_codegen models.qwen3_next.qwen3_next_gpu_patch_gen_config --diff
 #
 # Patches applied:
-# - init_modification: Qwen3NextAttention [patch set gated_ulysses_attention.attention]
-# - method_override: Qwen3NextAttention.forward [patch set gated_ulysses_attention.attention]
+# - init_modification: Qwen3NextAttention [patch set ulysses_attention.attention]
+# - method_override: Qwen3NextAttention.forward [patch set ulysses_attention.attention]
 # - init_modification: Qwen3NextGatedDeltaNet [patch set ulysses_gated_delta_net.linear_attention]
 # - method_override: Qwen3NextGatedDeltaNet.forward [patch set ulysses_gated_delta_net.linear_attention]
 # - external_replacement: Qwen3NextRMSNorm [patch set liger_gemma_rms_norm.rms_norm]
@@ -231,9 +231,29 @@ def eager_attention_forward(
 
 
 # ==============================================================================
+# [ADDED] gated_query_projection
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
+# Patch source: models/common/ulysses_attention.py:98
+# ==============================================================================
+def gated_query_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query and output gate cut per head from one `q_proj`, key and value from their own (Qwen3-Next).
+
+    Requires: `__init__` defines `q_proj` of width `num_attention_heads * head_dim * 2`, laid out per head
+    as [query | gate], and `k_proj` / `v_proj`. The query comes split into heads (`[batch, seq, heads,
+    head_dim]`), the gate flattened to `[batch, seq, heads * head_dim]` for `gated_output_projection`.
+    """
+    input_shape = hidden_states.shape[:-1]
+    query_states, gate = torch.chunk(self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim * 2), 2, dim=-1)
+    gate = gate.reshape(*input_shape, -1)
+    return query_states, self.k_proj(hidden_states), self.v_proj(hidden_states), gate
+
+
+# ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3NextAttention.forward (patch set gated_ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:91
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
+# Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -248,8 +268,8 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] partial_rotary
-# Needed by: method_override Qwen3NextAttention.forward (patch set gated_ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:137
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
+# Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -269,23 +289,18 @@ def partial_rotary(
 
 
 # ==============================================================================
-# [ADDED] gated_query_projection
-# Needed by: method_override Qwen3NextAttention.forward (patch set gated_ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_hybrid.py:47
+# [ADDED] gated_output_projection
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
+# Patch source: models/common/ulysses_attention.py:184
 # ==============================================================================
-def gated_query_projection(
-    self, hidden_states: torch.Tensor, hidden_shape: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key, value and the output gate; query and gate cut per head from one `q_proj` (Qwen3-Next).
+def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj(attention * sigmoid(gate))`, the gate from `gated_query_projection` (Qwen3-Next).
 
-    Requires: `__init__` defines `q_proj` of width `num_attention_heads * head_dim * 2`, laid out per head as
-    [query | gate], and `k_proj` / `v_proj`. Returns the gate flattened to `[batch, seq, heads * head_dim]`,
-    the query and key projections unnormalised and not yet split into heads for the key.
+    Under sequence parallelism this runs after the second all-to-all, on this rank's tokens with every
+    head back on the rank, as upstream applies it. Requires: `o_proj`, and `gated_query_projection` bound
+    as the projection step.
     """
-    input_shape = hidden_shape[:-2]
-    query_states, gate = torch.chunk(self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim * 2), 2, dim=-1)
-    gate = gate.reshape(*input_shape, -1)
-    return query_states, self.k_proj(hidden_states), self.v_proj(hidden_states), gate
+    return self.o_proj(attn_output * torch.sigmoid(output_gate))
 
 
 # ==============================================================================
@@ -293,10 +308,10 @@ def gated_query_projection(
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:51 (patch set gated_ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
 # - forward (method_override)
-#   Reason: Ulysses sequence parallelism: all-to-alls around the attention call; output gate, per-head q/k norm and partial rope as upstream
-#   Patch source: models/common/ulysses_hybrid.py:62 (patch set gated_ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:47)
 # ==============================================================================
 class Qwen3NextAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -326,7 +341,7 @@ class Qwen3NextAttention(nn.Module):
         self.k_norm = Qwen3NextRMSNorm(
             self.head_dim, eps=config.rms_norm_eps
         )  # thus post q_norm does not need reshape
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:51), after the upstream body
+        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -341,44 +356,50 @@ class Qwen3NextAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states, key_states, value_states, gate = gated_query_projection(self, hidden_states, hidden_shape)
+        query_states, key_states, value_states, output_gate = gated_query_projection(self, hidden_states)
         query_states, key_states = per_head_qk_norm(self, query_states, key_states, hidden_shape)
         query_states = query_states.transpose(1, 2)
         key_states = key_states.transpose(1, 2)
         value_states = value_states.view(hidden_shape).transpose(1, 2)
 
-        # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions;
-        # partial_rotary_factor: cos/sin cover the leading channels of each head only.
+        # Under sequence parallelism these are this rank's tokens and cos/sin come from their global positions.
         cos, sin = position_embeddings
         query_states, key_states = partial_rotary(query_states, key_states, cos, sin)
 
         if past_key_values is not None:
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
 
+        # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
+        sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
+
         # ---- sequence parallelism (Ulysses): begin ----
         # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
         full_sequence = kwargs.pop("full_sequence", None)
-        # [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim]: attention needs every token of a head
+        # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
+        # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
         if sequence_parallel:
             check_no_cached_tokens(query_states, key_states)
+            # fewer key/value heads than ranks: repeat each so every rank receives the one its query heads share
             key_states = replicate_key_value_heads(key_states, self.sequence_parallel_layout)
             value_states = replicate_key_value_heads(value_states, self.sequence_parallel_layout)
             query_states = sequence_to_head_shards(query_states)
             key_states = sequence_to_head_shards(key_states)
             value_states = sequence_to_head_shards(value_states)
-            # causal, within each packed document, padding masked, over the whole sequence
+            # the model built the mask for this rank's shard; attention now spans the whole sequence: causal, within
+            # each packed document, padding masked, as one process would mask it
             attention_mask = gathered_sequence_attention_mask(
-                self.config._attn_implementation, query_states, full_sequence, None
+                self.config._attn_implementation, query_states, full_sequence, sliding_window
             )
+            # the whole sequence's positions, not the shard's (flash attention finds packed documents in them)
             kwargs["position_ids"] = full_sequence.position_ids
         # ---- sequence parallelism (Ulysses): end ----
 
@@ -394,6 +415,7 @@ class Qwen3NextAttention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
+            sliding_window=sliding_window,
             **kwargs,
         )
 
@@ -404,10 +426,7 @@ class Qwen3NextAttention(nn.Module):
         # ---- sequence parallelism (Ulysses): end ----
 
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        # the output gate, on this rank's tokens and every head, as upstream applies it
-        attn_output = attn_output * torch.sigmoid(gate)
-
-        attn_output = self.o_proj(attn_output)
+        attn_output = gated_output_projection(self, attn_output, output_gate)
         return attn_output, attn_weights
 
 
@@ -1564,6 +1583,6 @@ __all__ = [
 # ==============================================================================
 # [ADDED STATEMENT]
 # Reason: transformers skips its checkpoint conversions for classes outside its package unless the model type is registered; without this, per-expert checkpoints load as MISSING fused expert weights
-# Patch source: models/qwen3_next/qwen3_next_base_patch_gen_config.py:30
+# Patch source: models/qwen3_next/qwen3_next_base_patch_gen_config.py:36
 # ==============================================================================
 reuse_upstream_conversion_mapping("qwen3_next")

@@ -35,6 +35,14 @@ ULYSSES_ATTENTION.requires_attributes(
 )
 ULYSSES_ATTENTION.requires_attributes(
     "attention",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    otherwise="bind project_qkv=fused_qkv_projection for a fused qkv_proj",
+    step=("project_qkv", ulysses_attention.gated_query_projection),
+)
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
     "qkv_proj",
     otherwise="bind project_qkv=separate_qkv_projection for q_proj/k_proj/v_proj",
     step=("project_qkv", ulysses_attention.fused_qkv_projection),

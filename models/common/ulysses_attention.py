@@ -9,11 +9,13 @@ Two patches for an `...Attention` class:
   runs exactly the upstream operations, so one generated file serves single-GPU and SP training.
 
 The forward is one function for every family; where families differ it calls a *step* through a
-module-level slot: the q/k/v projection (`project_qkv`: three projections, or Phi-3's fused
-`qkv_proj`), the q/k norm (`qk_norm`: per head after the view as Qwen3, over the whole projection
-before the view as OLMo-2, or none) and rope (`rotary`: the whole head, or the leading channels with
-`partial_rotary_factor` as Phi-3). A family picks its steps; no family copies the forward. The
-attention call and the output projection are the same for every family and stay in the forward:
+module-level slot: the q/k/v projection (`project_qkv`: three projections, Phi-3's fused `qkv_proj`,
+or Qwen3-Next's `q_proj` holding a query and an output gate per head), the q/k norm (`qk_norm`: per
+head after the view as Qwen3, over the whole projection before the view as OLMo-2, or none), rope
+(`rotary`: the whole head, or the leading channels with `partial_rotary_factor` as Phi-3) and the
+output projection (`project_output`: `o_proj`, or `o_proj` of the output gated by
+`sigmoid(gate)` as Qwen3-Next). A family picks its steps; no family copies the forward. The
+attention call is the same for every family and stays in the forward:
 the call keeps the upstream dispatch through `ALL_ATTENTION_FUNCTIONS.get_interface(...)` literally,
 because transformers reads the module source for it to allow `model.set_attn_implementation(...)`.
 A `sliding_window` (the layer's, else the config's) is used when the model has one.
@@ -62,21 +64,26 @@ def ulysses_attention_init(original_init, self, *args, **kwargs):
 
 # -- steps: the parts of the forward where families differ -------------------------------------------
 #
-# The forward calls each step through a slot (`project_qkv`, `qk_norm`, `rotary`, bound at the end of this
-# section); a family binds the step that fits its upstream attention. A step's docstring says what it
+# The forward calls each step through a slot (`project_qkv`, `qk_norm`, `rotary`, `project_output`, bound at
+# the end of this section); a family binds the step that fits its upstream attention. A projection step returns
+# query, key, value and the output gate (None where the attention has none) that the output step applies. A step's docstring says what it
 # requires of the upstream class ("Requires: ..."), so a patch set can declare it and the generator check it.
 
 
-def separate_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`.
+def separate_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query, key and value from three projections, each `[batch, seq, heads * head_dim]`; no output gate.
 
     Requires: the attention's `__init__` defines `q_proj`, `k_proj` and `v_proj` (Llama, Qwen, Mistral,
     Gemma, OLMo-2).
     """
-    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    return self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states), None
 
 
-def fused_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fused_qkv_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Query, key and value cut from one fused projection (Phi-3): query heads first, then key, then value.
 
     Requires: `__init__` defines `qkv_proj` of width `(num_attention_heads + 2 * num_key_value_heads) *
@@ -85,7 +92,22 @@ def fused_qkv_projection(self, hidden_states: torch.Tensor) -> tuple[torch.Tenso
     qkv = self.qkv_proj(hidden_states)
     query_end = self.config.num_attention_heads * self.head_dim
     key_end = query_end + self.config.num_key_value_heads * self.head_dim
-    return qkv[..., :query_end], qkv[..., query_end:key_end], qkv[..., key_end:]
+    return qkv[..., :query_end], qkv[..., query_end:key_end], qkv[..., key_end:], None
+
+
+def gated_query_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Query and output gate cut per head from one `q_proj`, key and value from their own (Qwen3-Next).
+
+    Requires: `__init__` defines `q_proj` of width `num_attention_heads * head_dim * 2`, laid out per head
+    as [query | gate], and `k_proj` / `v_proj`. The query comes split into heads (`[batch, seq, heads,
+    head_dim]`), the gate flattened to `[batch, seq, heads * head_dim]` for `gated_output_projection`.
+    """
+    input_shape = hidden_states.shape[:-1]
+    query_states, gate = torch.chunk(self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim * 2), 2, dim=-1)
+    gate = gate.reshape(*input_shape, -1)
+    return query_states, self.k_proj(hidden_states), self.v_proj(hidden_states), gate
 
 
 def per_head_qk_norm(
@@ -151,12 +173,31 @@ def partial_rotary(
     return torch.cat([query_rot, query_pass], dim=-1), torch.cat([key_rot, key_pass], dim=-1)
 
 
+def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj` of the attention output (every family whose projection step returns no gate).
+
+    Requires: `__init__` defines `o_proj`; the projection step bound with it returns no output gate.
+    """
+    return self.o_proj(attn_output)
+
+
+def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """`o_proj(attention * sigmoid(gate))`, the gate from `gated_query_projection` (Qwen3-Next).
+
+    Under sequence parallelism this runs after the second all-to-all, on this rank's tokens with every
+    head back on the rank, as upstream applies it. Requires: `o_proj`, and `gated_query_projection` bound
+    as the projection step.
+    """
+    return self.o_proj(attn_output * torch.sigmoid(output_gate))
+
+
 # The slots the forward calls, and the step each is bound to unless a config binds another:
 #     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
 # The generated file then holds the bound step under its own name and the forward calls it by that name.
 project_qkv = separate_qkv_projection
 qk_norm = per_head_qk_norm
 rotary = full_rotary
+project_output = output_projection
 
 
 def ulysses_attention_forward(
@@ -170,7 +211,7 @@ def ulysses_attention_forward(
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, self.head_dim)
 
-    query_states, key_states, value_states = project_qkv(self, hidden_states)
+    query_states, key_states, value_states, output_gate = project_qkv(self, hidden_states)
     query_states, key_states = qk_norm(self, query_states, key_states, hidden_shape)
     query_states = query_states.transpose(1, 2)
     key_states = key_states.transpose(1, 2)
@@ -232,5 +273,5 @@ def ulysses_attention_forward(
     # ---- sequence parallelism (Ulysses): end ----
 
     attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-    attn_output = self.o_proj(attn_output)
+    attn_output = project_output(self, attn_output, output_gate)
     return attn_output, attn_weights

@@ -5,7 +5,7 @@ its classes go, except `Gemma3MultiModalProjector`, which `Gemma3PreTrainedModel
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, per_head_qk_norm, separate_qkv_projection
+from models.common.ulysses_attention import full_rotary, output_projection, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -27,5 +27,10 @@ config.exclude_from_output("Gemma3TextForSequenceClassification", reason="head n
 config.use(
     ULYSSES_ATTENTION,
     attention="Gemma3Attention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": per_head_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": per_head_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )

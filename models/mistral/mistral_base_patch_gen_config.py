@@ -8,7 +8,7 @@ so the shared forward takes `config.sliding_window`, as upstream does.
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, no_qk_norm, separate_qkv_projection
+from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -24,5 +24,10 @@ config.exclude_from_output(
 config.use(
     ULYSSES_ATTENTION,
     attention="MistralAttention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": no_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": no_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )

@@ -11,7 +11,12 @@ must know it:
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_projection_qk_norm, full_rotary, separate_qkv_projection
+from models.common.ulysses_attention import (
+    full_projection_qk_norm,
+    full_rotary,
+    output_projection,
+    separate_qkv_projection,
+)
 from patchgen import PatchConfig
 
 
@@ -23,5 +28,10 @@ config.exclude_from_output("Olmo2ForSequenceClassification", reason="head not us
 config.use(
     ULYSSES_ATTENTION,
     attention="Olmo2Attention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": full_projection_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": full_projection_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )

@@ -13,7 +13,7 @@ know it:
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import fused_qkv_projection, no_qk_norm, partial_rotary
+from models.common.ulysses_attention import fused_qkv_projection, no_qk_norm, output_projection, partial_rotary
 from patchgen import PatchConfig
 
 
@@ -29,5 +29,10 @@ config.exclude_from_output(
 config.use(
     ULYSSES_ATTENTION,
     attention="Phi3Attention",
-    bind={"project_qkv": fused_qkv_projection, "qk_norm": no_qk_norm, "rotary": partial_rotary},
+    bind={
+        "project_qkv": fused_qkv_projection,
+        "qk_norm": no_qk_norm,
+        "rotary": partial_rotary,
+        "project_output": output_projection,
+    },
 )

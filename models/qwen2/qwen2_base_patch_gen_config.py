@@ -5,7 +5,7 @@ variants, which add only their kernels.
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, no_qk_norm, separate_qkv_projection
+from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -21,5 +21,10 @@ config.exclude_from_output(
 config.use(
     ULYSSES_ATTENTION,
     attention="Qwen2Attention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": no_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": no_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )

@@ -21,7 +21,7 @@ a text family:
   attention interface, and under SP each rank runs the vision tower on all the batch's images.
 """
 
-from models.common.ulysses_attention import full_rotary, no_qk_norm, separate_qkv_projection
+from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from models.common.ulysses_multimodal import (
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL,
@@ -48,7 +48,12 @@ for class_name in ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel"):
 config.use(
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     attention="Qwen2_5_VLAttention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": no_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": no_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )
 config.use(ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL, "Qwen2_5_VLTextModel")
 config.add_code(

@@ -5,7 +5,7 @@ sequence-parallel group set, the files compute exactly what upstream does.
 """
 
 from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, per_head_qk_norm, separate_qkv_projection
+from models.common.ulysses_attention import full_rotary, output_projection, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
 
 
@@ -21,5 +21,10 @@ config.exclude_from_output(
 config.use(
     ULYSSES_ATTENTION,
     attention="Qwen3Attention",
-    bind={"project_qkv": separate_qkv_projection, "qk_norm": per_head_qk_norm, "rotary": full_rotary},
+    bind={
+        "project_qkv": separate_qkv_projection,
+        "qk_norm": per_head_qk_norm,
+        "rotary": full_rotary,
+        "project_output": output_projection,
+    },
 )

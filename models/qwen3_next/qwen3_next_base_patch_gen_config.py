@@ -5,9 +5,9 @@ Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token 
 
 - `full_attention` layers (`Qwen3NextAttention`): gated softmax attention. `q_proj` holds a query and an
   output gate per head, q/k norms are per head, rope is partial (`partial_rotary_factor`, 0.25 in the
-  released models), and the output is `o_proj(attention * sigmoid(gate))`. The shared forward has no
-  slot for the output gate, so `GATED_ULYSSES_ATTENTION` (`models/common/ulysses_hybrid.py`) is a forward
-  for gated attention built from the shared steps (`per_head_qk_norm`, `partial_rotary`) and runtime;
+  released models), and the output is `o_proj(attention * sigmoid(gate))`: the shared Ulysses forward
+  (`ULYSSES_ATTENTION`) with the gated projection and output steps bound (`gated_query_projection`,
+  `gated_output_projection`, `models/common/ulysses_attention.py`), per-head q/k norm and partial rope;
 - `linear_attention` layers (`Qwen3NextGatedDeltaNet`): `ULYSSES_GATED_DELTA_NET`
   (`models/common/ulysses_linear_attention.py`), one all-to-all before the short convolution and the
   delta rule, so each rank runs both over the whole sequence of its heads, and one back. Each variant
@@ -18,7 +18,13 @@ It also makes stock checkpoints load: transformers fuses the per-expert weights 
 its own package unless the model type is registered; the generated file registers it at import.
 """
 
-from models.common.ulysses_hybrid import GATED_ULYSSES_ATTENTION
+from models.common.training_sets import ULYSSES_ATTENTION
+from models.common.ulysses_attention import (
+    gated_output_projection,
+    gated_query_projection,
+    partial_rotary,
+    per_head_qk_norm,
+)
 from patchgen import PatchConfig
 
 
@@ -38,4 +44,13 @@ config.exclude_from_output(
     "Qwen3NextForQuestionAnswering",
     reason="heads not used for causal-LM training",
 )
-config.use(GATED_ULYSSES_ATTENTION, attention="Qwen3NextAttention")
+config.use(
+    ULYSSES_ATTENTION,
+    attention="Qwen3NextAttention",
+    bind={
+        "project_qkv": gated_query_projection,
+        "qk_norm": per_head_qk_norm,
+        "rotary": partial_rotary,
+        "project_output": gated_output_projection,
+    },
+)
