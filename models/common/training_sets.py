@@ -25,22 +25,15 @@ ULYSSES_ATTENTION.override_method(
     "attention.forward", description="Ulysses sequence parallelism: all-to-alls around the attention call"
 )(ulysses_attention.ulysses_attention_forward)
 # What each step reads from the attention's __init__, in force only where that step is bound (or is the default).
-ULYSSES_ATTENTION.requires_attributes(
-    "attention",
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    otherwise="bind project_qkv=fused_qkv_projection for a fused qkv_proj",
-    step=("project_qkv", ulysses_attention.separate_qkv_projection),
-)
-ULYSSES_ATTENTION.requires_attributes(
-    "attention",
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    otherwise="bind project_qkv=fused_qkv_projection for a fused qkv_proj",
-    step=("project_qkv", ulysses_attention.gated_query_projection),
-)
+for projection in (ulysses_attention.separate_qkv_projection, ulysses_attention.gated_query_projection):
+    ULYSSES_ATTENTION.requires_attributes(
+        "attention",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        otherwise="bind project_qkv=fused_qkv_projection for a fused qkv_proj",
+        step=("project_qkv", projection),
+    )
 ULYSSES_ATTENTION.requires_attributes(
     "attention",
     "qkv_proj",
