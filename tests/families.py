@@ -377,10 +377,6 @@ TABLE: dict[str, Family] = {
             "gated_output_projection",
         ),
         fused_loss=False,  # upstream's forward adds the router aux loss
-        # Under HF's TP plan the generated file's logits differ from stock's sharded the same way (every element,
-        # up to 1.74 apart, measured on 2 gloo ranks): the Ulysses delta-net forward reads head counts from the
-        # config, which the plan's sharded projections no longer match. Not supported yet (README, limitations).
-        tensor_parallel=False,
         experts=True,
         liger_experts=True,
         gpu_tolerance=5e-3,  # TF32 experts kernel, as Qwen3-MoE (not measured on Qwen3-Next)

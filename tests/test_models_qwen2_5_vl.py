@@ -149,7 +149,7 @@ def test_greedy_generation_with_an_image_equals_stock(variant):
 
 
 def test_checkpoints_load_both_ways_in_the_released_layout():
-    """Stock saves the released layout (`model.layers.*`, `visual.*`); the generated class registers the same renaming."""
+    """Stock saves the released layout (`model.layers.*`, `visual.*`); the generated classes get the same renaming."""
     stock, generated = stock_and_generated("cpu")
     batch = image_batch()
     expected = stock(**batch).logits

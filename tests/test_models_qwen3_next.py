@@ -60,7 +60,7 @@ def test_stock_checkpoint_loads_without_missing_keys(module, stock_checkpoint):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     for key, value in stock.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
-    assert "qwen3_next" in USER_REGISTERED_MAPPINGS
+    assert "qwen3_next" not in USER_REGISTERED_MAPPINGS  # transformers' own mapping: the classes are not custom code
     if module is next_cpu:  # the GPU file's kernels need a GPU to run
         input_ids = torch.randint(1, 99, (2, 9), generator=torch.Generator().manual_seed(4))
         torch.testing.assert_close(loaded.eval()(input_ids).logits, stock(input_ids).logits)

@@ -12,16 +12,14 @@
 # - method_override: Qwen2_5_VLAttention.forward [patch set ulysses_attention_with_position_ids.attention]
 # - method_override: Qwen2_5_VLTextModel.forward [patch set ulysses_whole_sequence_text_model.text_model]
 # - module_code: shard_multimodal_batch
+# - method_override: Qwen2_5_VLPreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - external_replacement: Qwen2_5_VLRMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: Qwen2MLP [patch set liger_swiglu_mlp.mlp]
 # - class_replacement: Qwen2_5_VLMLP [patch set gated_silu_mlp_with_bias.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
 # - external_replacement: apply_rotary_pos_emb_vision [patch set liger_vision_rope.vision_rope]
 # - method_override: Qwen2_5_VLForConditionalGeneration.forward [patch set multimodal_fastest_linear_cross_entropy.conditional_generation]
-# - extra import: from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 # - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
-# - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
-# - added statement: reuse_upstream_conversion_mapping("Qwen2_5_VLModel")
 # ==============================================================================
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
 #           This file was automatically generated from src/transformers/models/qwen2_5_vl/modular_qwen2_5_vl.py.
@@ -59,7 +57,6 @@ from liger_kernel.transformers.functional import liger_swiglu
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb, liger_rotary_pos_emb_vision
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
-from patchgen.runtime.checkpoint_conversion import reuse_upstream_conversion_mapping
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
@@ -417,6 +414,13 @@ class Qwen2_5_VLVisionBlock(GradientCheckpointingLayer):
         return hidden_states
 
 
+# ==============================================================================
+# [MODIFIED CLASS] Qwen2_5_VLPreTrainedModel
+# Methods patched: is_custom_code
+# - is_custom_code (method_override)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
+#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# ==============================================================================
 @auto_docstring
 class Qwen2_5_VLPreTrainedModel(PreTrainedModel):
     config: Qwen2_5_VLConfig
@@ -430,6 +434,12 @@ class Qwen2_5_VLPreTrainedModel(PreTrainedModel):
 
     _can_compile_fullgraph = True
     _supports_attention_backend = True
+
+    # [ADDED METHOD] Qwen2_5_VLPreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
+        return cls.is_remote_code()
 
 
 class Qwen2_5_VisionTransformerPretrainedModel(Qwen2_5_VLPreTrainedModel):
@@ -635,7 +645,7 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -651,7 +661,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
@@ -667,7 +677,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -683,7 +693,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -699,13 +709,13 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
+#   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:38)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -921,7 +931,7 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
@@ -940,7 +950,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_multimodal.py:124
 # ==============================================================================
 def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
@@ -960,7 +970,7 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 # Patch source: models/common/ulysses_multimodal.py:139
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
@@ -974,7 +984,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
+#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1004,7 +1014,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:58)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:48)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1929,19 +1939,3 @@ def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
 
 
 __all__ = ["Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel", "Qwen2_5_VLPreTrainedModel", "Qwen2_5_VLTextModel"]
-
-
-# ==============================================================================
-# [ADDED STATEMENT]
-# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING
-# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42
-# ==============================================================================
-reuse_upstream_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
-
-
-# ==============================================================================
-# [ADDED STATEMENT]
-# Reason: transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING
-# Patch source: models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42
-# ==============================================================================
-reuse_upstream_conversion_mapping("Qwen2_5_VLModel")

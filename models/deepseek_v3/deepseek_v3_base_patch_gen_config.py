@@ -11,22 +11,17 @@ must know it:
 - routed + shared experts: upstream's `DeepseekV3Experts` keeps its `@use_experts_implementation`
   dispatch (the variants register a fused kernel as one more implementation); stock checkpoints store
   the routed experts one by one (`mlp.experts.0.gate_proj.weight`, ...), fused on load by transformers
-  only for its own classes unless the model type is registered: the generated file registers it at import.
+  for its own classes, which `NATIVE_MODEL_CODE` makes the generated ones count as.
 """
 
+from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.ulysses_mla import ULYSSES_MLA_ATTENTION
 from patchgen import PatchConfig
 
 
 config = PatchConfig.base(
     source_module="transformers.models.deepseek_v3.modeling_deepseek_v3",
-    description="DeepSeek-V3, causal-LM training heads only, stock checkpoint conversion registered",
-)
-config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
-config.add_statement(
-    'reuse_upstream_conversion_mapping("deepseek_v3")',
-    description="transformers skips its checkpoint conversions for classes outside its package unless the model "
-    "type is registered; without this, per-expert checkpoints load as MISSING fused expert weights",
+    description="DeepSeek-V3, causal-LM training heads only",
 )
 config.exclude_from_output(
     "DeepseekV3ForSequenceClassification",
@@ -34,3 +29,4 @@ config.exclude_from_output(
     reason="heads not used for causal-LM training",
 )
 config.use(ULYSSES_MLA_ATTENTION, attention="DeepseekV3Attention")
+config.use(NATIVE_MODEL_CODE, pretrained_model="DeepseekV3PreTrainedModel")

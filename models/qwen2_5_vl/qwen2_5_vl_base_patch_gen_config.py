@@ -16,11 +16,12 @@ a text family:
   code to import) and the text model keeps this rank's slice after the merge
   (`models/common/ulysses_multimodal.py`);
 - transformers keeps the released checkpoints' layout (`model.layers.*`, `visual.*`) by renaming keys
-  on load and save, registered by class name: the file registers the same renamings for its classes;
+  on load and save, by class name, for its own classes: `NATIVE_MODEL_CODE` makes the generated ones count;
 - the vision attention (windowed, per-image `cu_seqlens`) is upstream's: no kernel fits it beyond HF's
   attention interface, and under SP each rank runs the vision tower on all the batch's images.
 """
 
+from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from models.common.ulysses_multimodal import (
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
@@ -32,19 +33,8 @@ from patchgen import PatchConfig
 
 config = PatchConfig.base(
     source_module="transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
-    description=(
-        "Qwen2.5-VL (vision tower and text decoder), conditional-generation training, stock checkpoint conversion "
-        "registered"
-    ),
+    description=("Qwen2.5-VL (vision tower and text decoder), conditional-generation training"),
 )
-config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
-for class_name in ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel"):
-    config.add_statement(
-        f'reuse_upstream_conversion_mapping("{class_name}")',
-        description="transformers registers Qwen2.5-VL's checkpoint layout (model.layers.* <-> "
-        "model.language_model.*, visual.* <-> model.visual.*) by class name and skips it for classes outside its "
-        "package unless registered; without this, a stock save_pretrained checkpoint loads with the decoder MISSING",
-    )
 config.use(
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     attention="Qwen2_5_VLAttention",
@@ -60,3 +50,4 @@ config.add_code(
     after="Qwen2_5_VLForConditionalGeneration",
     description="the batch one rank passes to the model under sequence parallelism (whole sequence, its labels' share)",
 )(shard_multimodal_batch)
+config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen2_5_VLPreTrainedModel")

@@ -13,11 +13,12 @@ Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token 
   delta rule, so each rank runs both over the whole sequence of its heads, and one back. Each variant
   applies it, because each binds its own delta-rule kernel (upstream's pure-torch one, or fla's).
 
-It also makes stock checkpoints load: transformers fuses the per-expert weights of a saved checkpoint
-(`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` / `experts.down_proj` only for classes inside
-its own package unless the model type is registered; the generated file registers it at import.
+Stock checkpoints load: transformers fuses the per-expert weights of a saved checkpoint
+(`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` / `experts.down_proj` for its own classes,
+which `NATIVE_MODEL_CODE` makes the generated ones count as.
 """
 
+from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import (
     gated_output_projection,
@@ -30,13 +31,7 @@ from patchgen import PatchConfig
 
 config = PatchConfig.base(
     source_module="transformers.models.qwen3_next.modeling_qwen3_next",
-    description="Qwen3-Next, causal-LM training heads only, stock checkpoint conversion registered",
-)
-config.add_import("patchgen.runtime.checkpoint_conversion", ["reuse_upstream_conversion_mapping"])
-config.add_statement(
-    'reuse_upstream_conversion_mapping("qwen3_next")',
-    description="transformers skips its checkpoint conversions for classes outside its package unless the model "
-    "type is registered; without this, per-expert checkpoints load as MISSING fused expert weights",
+    description="Qwen3-Next, causal-LM training heads only",
 )
 config.exclude_from_output(
     "Qwen3NextForSequenceClassification",
@@ -54,3 +49,4 @@ config.use(
         "project_output": gated_output_projection,
     },
 )
+config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen3NextPreTrainedModel")
