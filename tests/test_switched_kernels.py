@@ -108,15 +108,15 @@ def test_tokens_are_batch_times_sequence_for_hidden_states_and_per_head_inputs()
 
 
 def test_the_threshold_is_read_from_the_environment(monkeypatch):
+    as_imported = dict(vars(kernel_sizes))  # reload makes new function objects: the generated file holds these
     try:
-        with monkeypatch.context() as environment:
-            environment.setenv("PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS", "12345")
-            importlib.reload(kernel_sizes)  # re-runs the module in its own namespace, where the file's imports look
-            assert kernel_sizes.LIGER_NORM_MLP_MIN_TOKENS == 12345
-            assert not kernel_sizes.liger_norm_mlp_for_tokens(12344) and kernel_sizes.liger_norm_mlp_for_tokens(12345)
-            assert qwen3_gpu.use_liger_norm_mlp.__globals__["LIGER_NORM_MLP_MIN_TOKENS"] == 12345
+        monkeypatch.setenv("PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS", "12345")
+        importlib.reload(kernel_sizes)  # re-runs the module in its own namespace, where the file's imports look
+        assert kernel_sizes.LIGER_NORM_MLP_MIN_TOKENS == 12345
+        assert not kernel_sizes.liger_norm_mlp_for_tokens(12344) and kernel_sizes.liger_norm_mlp_for_tokens(12345)
+        assert qwen3_gpu.use_liger_norm_mlp.__globals__["LIGER_NORM_MLP_MIN_TOKENS"] == 12345
     finally:
-        importlib.reload(kernel_sizes)  # the environment as it was
+        vars(kernel_sizes).update(as_imported)
 
 
 def test_the_mlp_refuses_an_activation_the_kernel_does_not_compute():

@@ -81,7 +81,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
 # Reason: upstream's RMSNorm (fp32 normalise, cast back, scale) below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused RMSNorm kernel ('llama' casting, backward in place, as LigerRMSNorm) [also q_norm/k_norm, which Qwen3Attention builds by this name (one token count, batch x sequence, for all norms of a step). Measured 512x1024: torch 0.51 ms, Liger 0.70; 32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB]
-# Patch source: models/common/switched_kernels.py:58 (patch set size_switched_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:39)
+# Patch source: models/common/switched_kernels.py:58 (patch set size_switched_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:40)
 # ==============================================================================
 class Qwen3RMSNorm(nn.Module):
     """Upstream's RMSNorm; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's fused kernel computes it."""
@@ -113,10 +113,10 @@ class Qwen3RMSNorm(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
 # Reason: upstream's SwiGLU MLP below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused silu(gate) * up kernel between the same gate/up/down projections (keys unchanged), as LigerSwiGLUMLP [Measured 2048x1024->3072: torch 1.00 ms, Liger 1.57; 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB]
-# Patch source: models/common/switched_kernels.py:92 (patch set size_switched_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:48)
+# Patch source: models/common/switched_kernels.py:92 (patch set size_switched_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:49)
 # ==============================================================================
 class Qwen3MLP(nn.Module):
-    """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel computes silu(gate) * up."""
+    """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel for silu(gate) * up."""
 
     def __init__(self, config):
         super().__init__()
@@ -135,7 +135,7 @@ class Qwen3MLP(nn.Module):
 
     def forward(self, x):
         if use_liger_norm_mlp(x):
-            # LigerSwiGLUMLP's call (gate and down multipliers 1.0), through the projection modules (TP hooks live there)
+            # LigerSwiGLUMLP's call (multipliers 1.0), through the projection modules (TP hooks live on them)
             return self.down_proj(LigerSiLUMulFunction.apply(self.gate_proj(x), self.up_proj(x), 1.0, 1.0))
         return self.torch_forward(x)
 
@@ -209,7 +209,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x32768x128: torch 3.02 ms, Liger 0.62 ms (4.8x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:56)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -575,7 +575,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override Qwen3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
+# Needed by: method_override Qwen3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
 # Patch source: models/common/fused_loss.py:98
 # ==============================================================================
 def causal_lm_loss(
@@ -635,7 +635,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 ms, Liger 70.9]
-#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

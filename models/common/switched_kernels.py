@@ -90,7 +90,7 @@ class SizeSwitchedRMSNorm(nn.Module):
     ),
 )
 class SizeSwitchedSwiGLUMLP(nn.Module):
-    """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel computes silu(gate) * up."""
+    """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel for silu(gate) * up."""
 
     def __init__(self, config):
         super().__init__()
@@ -109,7 +109,7 @@ class SizeSwitchedSwiGLUMLP(nn.Module):
 
     def forward(self, x):
         if use_liger_norm_mlp(x):
-            # LigerSwiGLUMLP's call (gate and down multipliers 1.0), through the projection modules (TP hooks live there)
+            # LigerSwiGLUMLP's call (multipliers 1.0), through the projection modules (TP hooks live on them)
             return self.down_proj(LigerSiLUMulFunction.apply(self.gate_proj(x), self.up_proj(x), 1.0, 1.0))
         return self.torch_forward(x)
 

@@ -22,8 +22,9 @@ config = PatchConfig.extend(
         "of wheels)"
     ),
 )
-# Per-op choices at Qwen3-0.6B shapes (hidden 1024, intermediate 3072, vocab 151936), forward + backward, bf16, ms per
-# call, measured side by side by benchmarks/bench_train_step.py on an H200 (benchmarks/results/2026-11-27-h200-run1.md):
+# Per-op choices at Qwen3-0.6B shapes (hidden 1024, intermediate 3072, vocab 151936), forward + backward, bf16, ms
+# per call, measured side by side by benchmarks/bench_train_step.py on an H200
+# (benchmarks/results/2026-11-27-h200-run1.md):
 #   rms_norm   512 tokens: torch 0.51, Liger 0.70;  2048: torch 0.85, Liger 0.89
 #              8192 tokens: torch 0.82, Liger 0.80; 32768: torch 1.47, Liger 0.73 (compiled 0.66 / 0.82 / 0.88 / 1.00)
 #   swiglu     512 tokens: torch 0.78, Liger 0.94;  2048: torch 1.00, Liger 1.57

@@ -26,14 +26,16 @@ import torch
 #    32768       1.470 / 0.726             3.239 / 2.971
 # Below 8192 tokens torch is faster for both (the steps there are launch-bound: 1.5-9% MFU). From 8192 the norm is
 # Liger's, and the MLP too although torch's was 0.09 ms faster per call there: memory. Upstream's torch code keeps
-# more for the backward than Liger's kernels (saved tensors counted on CPU with autograd's saved_tensors_hooks,
-# bf16): a norm keeps its fp32 upcast and bf16 result (6 bytes per element; Liger: the bf16 input, 2), the MLP
-# keeps act(gate) besides gate, up and their product (4 x intermediate x 2 bytes per token; Liger: 3x). At Qwen3-0.6B
-# shapes (2 norms of 1024 + q_norm 16x128 + k_norm 8x128, MLP 3072) that is ~26 KiB more per token per layer:
-# ~5.6 GiB more over 28 layers at 8192 tokens, against Liger's whole step peak of 11.2 GiB there (the goal of issue
-# 14 is Liger's peak + 5% from sequence 8192). Between 2048 and 8192 tokens nothing was measured; the switch sits
-# at the first measured size where Liger's kernels are needed. PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS overrides it
-# (0: Liger's kernels at every size on CUDA; a huge value: upstream's torch ops always).
+# more for the backward than Liger's kernels (upstream's saved tensors counted on CPU with autograd's
+# saved_tensors_hooks in bf16; Liger's read from liger_kernel/ops/rms_norm.py and swiglu.py): a norm keeps its fp32
+# upcast and bf16 result (6 bytes per element; Liger: the bf16 input, 2), the MLP keeps act(gate) besides gate, up
+# and their product (4 x intermediate x 2 bytes per token; Liger: 3x). At Qwen3-0.6B shapes (2 norms of 1024,
+# q_norm 16x128, k_norm 8x128, MLP 3072) that is ~26 KiB more per token per layer: ~5.6 GiB more over 28 layers at
+# 8192 tokens, against Liger's whole-step peak of 11.2 GiB there (issue 14's goal: Liger's peak + 5% from sequence
+# 8192). Between 2048 and 8192 tokens nothing was measured; the switch sits at the first measured size where
+# Liger's kernels are needed. The step-level effect is not measured yet (README, "Equivalence and benchmarks").
+# PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS overrides it (0: Liger's kernels at every size on CUDA; a huge value:
+# upstream's torch ops always).
 LIGER_NORM_MLP_MIN_TOKENS = int(os.environ.get("PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS", 8192))
 
 
