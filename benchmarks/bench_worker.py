@@ -266,7 +266,11 @@ def describe_ops(model) -> str:
     loss = getattr(sys.modules[type(model).__module__], "linear_cross_entropy", None)
 
     def name(module) -> str:
-        return type(module).__name__ + (" (torch.compile)" if hasattr(type(module), "compiled_forward") else "")
+        if hasattr(type(module), "compiled_forward"):
+            return f"{type(module).__name__} (torch.compile)"
+        if hasattr(type(module), "torch_forward"):  # models/common/switched_kernels.py
+            return f"{type(module).__name__} (torch or Liger by size)"
+        return type(module).__name__
 
     return (
         f"norm={name(base.norm)} mlp={name(layer.mlp)} "
@@ -274,6 +278,20 @@ def describe_ops(model) -> str:
         f"lm_forward={forward.__module__}.{forward.__qualname__}"
         + (f" fused_loss_kernel={loss.__module__}.{loss.__name__}" if loss else "")
     )
+
+
+def norm_mlp_path(model, batch: int, seq: int) -> str:
+    """Which RMSNorm / MLP kernels a size-switched generated file runs at this shape, '' for other files.
+
+    Asks the file's own rule (`use_liger_norm_mlp`) about an empty `[batch, seq, 0]` tensor on the model's device.
+    """
+    module = sys.modules[type(model).__module__]
+    if not hasattr(module, "use_liger_norm_mlp"):
+        return ""
+    import torch
+
+    probe = torch.empty(batch, seq, 0, device=model.lm_head.weight.device)
+    return f"norm/mlp: {'liger' if module.use_liger_norm_mlp(probe) else 'torch'}"
 
 
 def loss_path(model, batch: int, seq: int) -> str:
@@ -454,7 +472,9 @@ def run_variant(plan: Plan) -> dict:
         outcome = run_guarded(lambda w=warmup, b=batch, s=seq, f=timed_steps: measure_shape(model, w, b, s, f))
         run = {"batch": batch, "seq": seq, "status": outcome.status, "message": outcome.message}
         run.update(outcome.value or {})
-        run["path"] = loss_path(model, batch, seq)
+        run["path"] = ", ".join(
+            path for path in (norm_mlp_path(model, batch, seq), loss_path(model, batch, seq)) if path
+        )
         if outcome.status == "ok":
             measured.append((tokens, run["step_ms"] / 1e3))
         result["runs"].append(run)

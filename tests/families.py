@@ -97,7 +97,8 @@ TABLE: dict[str, Family] = {
         "Qwen3Config",
         "Qwen3ForCausalLM",
         harness_config={"equivalence": {"tie_word_embeddings": True}},
-        liger={"Qwen3RMSNorm": RMS, "Qwen3MLP": SWIGLU, "apply_rotary_pos_emb": ROPE},
+        # RMSNorm and MLP: copied classes that call Liger's kernels from a token count (models/common/switched_kernels.py)
+        liger={"apply_rotary_pos_emb": ROPE},
         attention_steps=(
             "Qwen3Attention",
             "separate_qkv_projection",

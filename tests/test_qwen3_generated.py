@@ -40,18 +40,22 @@ def test_state_dict_keys_and_shapes_equal_stock(module):
 
 
 def test_gpu_file_binds_its_kernels():
-    """Per the GPU config: Liger's RMSNorm (also q_norm/k_norm), SwiGLU MLP and rope, the fastest-by-shape loss."""
-    from liger_kernel.transformers.rms_norm import LigerRMSNorm
+    """Per the GPU config: RMSNorm (also q_norm/k_norm) and SwiGLU MLP switched by size, Liger's rope, the loss by shape."""
+    from liger_kernel.ops import LigerRMSNormFunction, LigerSiLUMulFunction
     from liger_kernel.transformers.rope import liger_rotary_pos_emb
-    from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
 
+    from patchgen.runtime.kernel_sizes import use_liger_norm_mlp
     from patchgen.runtime.losses import fastest_linear_cross_entropy
 
     model = qwen3_gpu.Qwen3ForCausalLM(tiny_config())
     layer = model.model.layers[0]
     for norm in (layer.input_layernorm, layer.self_attn.q_norm, layer.self_attn.k_norm, model.model.norm):
-        assert type(norm) is LigerRMSNorm
-    assert type(layer.mlp) is LigerSwiGLUMLP
+        assert type(norm) is qwen3_gpu.Qwen3RMSNorm
+    assert type(layer.mlp) is qwen3_gpu.Qwen3MLP
+    # the copied classes call Liger's functional kernels behind the runtime's size rule
+    assert qwen3_gpu.use_liger_norm_mlp is use_liger_norm_mlp
+    assert qwen3_gpu.LigerRMSNormFunction is LigerRMSNormFunction
+    assert qwen3_gpu.LigerSiLUMulFunction is LigerSiLUMulFunction
     assert qwen3_gpu.apply_rotary_pos_emb is liger_rotary_pos_emb
     assert qwen3_gpu.linear_cross_entropy is fastest_linear_cross_entropy
     assert not hasattr(qwen3_gpu, "Qwen3ForTokenClassification")

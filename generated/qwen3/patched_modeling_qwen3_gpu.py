@@ -10,8 +10,8 @@
 # - init_modification: Qwen3Attention [patch set ulysses_attention.attention]
 # - method_override: Qwen3Attention.forward [patch set ulysses_attention.attention]
 # - method_override: Qwen3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
-# - external_replacement: Qwen3RMSNorm [patch set liger_rms_norm.rms_norm]
-# - external_replacement: Qwen3MLP [patch set liger_swiglu_mlp.mlp]
+# - class_replacement: Qwen3RMSNorm [patch set size_switched_rms_norm.rms_norm]
+# - class_replacement: Qwen3MLP [patch set size_switched_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
 # - method_override: Qwen3ForCausalLM.forward [patch set fastest_linear_cross_entropy.causal_lm]
 # - excluded: Qwen3ForTokenClassification
@@ -41,9 +41,9 @@
 from collections.abc import Callable
 
 import torch
-from liger_kernel.transformers.rms_norm import LigerRMSNorm
+from liger_kernel.ops import LigerRMSNormFunction, LigerSiLUMulFunction
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
-from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.kernel_sizes import use_liger_norm_mlp
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -58,6 +58,7 @@ from patchgen.runtime.sequence_parallel import (
 )
 from torch import nn
 
+from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
 from transformers.integrations import use_kernelized_func
@@ -80,20 +81,68 @@ from transformers.utils.output_capturing import capture_outputs
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
-# Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
-# Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [also q_norm/k_norm, which Qwen3Attention builds by this name (as Liger's own Qwen3 patch). Measured 32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB, compiled 1.00 ms / 88 MiB]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:31)
+# Reason: upstream's RMSNorm (fp32 normalise, cast back, scale) below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused RMSNorm kernel ('llama' casting, backward in place, as LigerRMSNorm) [also q_norm/k_norm, which Qwen3Attention builds by this name (one token count, batch x sequence, for all norms of a step). Measured 512x1024: torch 0.51 ms, Liger 0.70; 32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB]
+# Patch source: models/common/switched_kernels.py:58 (patch set size_switched_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:40)
 # ==============================================================================
-Qwen3RMSNorm = LigerRMSNorm
+class Qwen3RMSNorm(nn.Module):
+    """Upstream's RMSNorm; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's fused kernel computes it."""
+
+    def __init__(self, hidden_size, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if use_liger_norm_mlp(hidden_states):
+            # LigerRMSNorm's defaults: offset 0, 'llama' casting, in_place=True (pre-norm only), row_mode None
+            return LigerRMSNormFunction.apply(
+                hidden_states, self.weight, self.variance_epsilon, 0.0, "llama", True, None
+            )
+        return self.torch_forward(hidden_states)
+
+    def torch_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self):
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
 
 
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
-# Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
-# Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Measured 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB, compiled 3.12 ms / 774 MiB]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:39)
+# Reason: upstream's SwiGLU MLP below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused silu(gate) * up kernel between the same gate/up/down projections (keys unchanged), as LigerSwiGLUMLP [Measured 2048x1024->3072: torch 1.00 ms, Liger 1.57; 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB]
+# Patch source: models/common/switched_kernels.py:92 (patch set size_switched_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:49)
 # ==============================================================================
-Qwen3MLP = LigerSwiGLUMLP
+class Qwen3MLP(nn.Module):
+    """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel for silu(gate) * up."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size
+        self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
+        self.act_fn = ACT2FN[config.hidden_act]
+        # Liger's kernel computes SiLU only; LigerSwiGLUMLP refuses any other activation too
+        if config.hidden_act not in ("silu", "swish"):
+            raise ValueError(
+                f"{type(self).__name__}: Liger's SwiGLU kernel needs hidden_act silu, not {config.hidden_act}"
+            )
+
+    def forward(self, x):
+        if use_liger_norm_mlp(x):
+            # LigerSwiGLUMLP's call (multipliers 1.0), through the projection modules (TP hooks live on them)
+            return self.down_proj(LigerSiLUMulFunction.apply(self.gate_proj(x), self.up_proj(x), 1.0, 1.0))
+        return self.torch_forward(x)
+
+    def torch_forward(self, x):
+        down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        return down_proj
 
 
 class Qwen3RotaryEmbedding(nn.Module):
@@ -161,7 +210,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x32768x128: torch 3.02 ms, Liger 0.62 ms (4.8x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:44)
+# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -555,7 +604,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override Qwen3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:45)
+# Needed by: method_override Qwen3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
 # Patch source: models/common/fused_loss.py:98
 # ==============================================================================
 def causal_lm_loss(
@@ -615,7 +664,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 ms, Liger 70.9]
-#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:45)
+#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

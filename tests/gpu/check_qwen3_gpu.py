@@ -1,4 +1,6 @@
-"""One-shot GPU check of generated/qwen3/patched_modeling_qwen3_gpu.py: Liger's RMSNorm, SwiGLU MLP and rope, and
+"""One-shot GPU check of generated/qwen3/patched_modeling_qwen3_gpu.py: RMSNorm and SwiGLU MLP switched by size
+(upstream's torch ops below `patchgen.runtime.kernel_sizes.LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernels from
+it: the equivalence part's small batches take the torch branch, the peak-memory step Liger's), Liger's rope, and
 the single fused-loss forward (upstream's loss for few logits, a fused kernel for many: Liger's or the chunked
 one by shape, `patchgen.runtime.losses.fastest_linear_cross_entropy`).
 

@@ -13,9 +13,11 @@
 #   GRID_ONLY=1 BENCH_SECONDS=225 BENCH_ARGS="--models qwen3,llama --shapes 1x512,1x2048,1x8192,4x8192 \
 #     --variants stock,liger,generated --no-ops" bash tests/gpu/run_device_checks.sh
 #
-#   pytest_gpu        the -m gpu tests: compiled regions vs eager, Qwen3 GPU file vs stock, the families on GPU
-#   equivalence       the harness's GPU rows (bf16 and fp32), fused loss forced (PATCHGEN_FUSED_LOSS_MIN_LOGITS=0:
-#                     the tiny models would otherwise take upstream's loss), one process per family
+#   pytest_gpu        the -m gpu tests: compiled regions vs eager, both branches of the size-switched norm/MLP vs
+#                     stock, Qwen3 GPU file vs stock, the families on GPU
+#   equivalence       the harness's GPU rows (bf16 and fp32), fused loss and Liger's norm/MLP branch forced
+#                     (PATCHGEN_FUSED_LOSS_MIN_LOGITS=0, PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS=0: the tiny models would
+#                     otherwise take upstream's loss and, in the Qwen3 file, upstream's norm/MLP), one process per family
 #   check_qwen3_gpu   Qwen3 GPU file: logits, each loss path and kernel, gradients (fp32, bf16) vs stock; compiled
 #                     regions; peak memory; examples/train_qwen3.py
 #   bench_train_step  the grid (stock / Liger / generated, 512-32768 tokens, two model sizes) and the per-op table
@@ -42,7 +44,7 @@ equivalence_rows() {  # every family's GPU rows at once, each in its own process
   local family pids=()
   mkdir -p /tmp/equivalence
   for family in $FAMILIES; do
-    ( PATCHGEN_FUSED_LOSS_MIN_LOGITS=0 timeout $((CHECK_SECONDS - 10)) python3 -m tests.equivalence --only "$family/gpu" \
+    ( PATCHGEN_FUSED_LOSS_MIN_LOGITS=0 PATCHGEN_LIGER_NORM_MLP_MIN_TOKENS=0 timeout $((CHECK_SECONDS - 10)) python3 -m tests.equivalence --only "$family/gpu" \
         > "/tmp/equivalence/$family.txt" 2>&1; echo "--- $family/gpu: exit $?" >> "/tmp/equivalence/$family.txt" ) &
     pids+=($!)
   done
@@ -65,7 +67,7 @@ if [ "$GRID_ONLY" != 1 ]; then
   # fails alone (--timeout, where pytest-timeout is installed) instead of taking the step's time limit
   timeout_option=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=60")
   step pytest_gpu "$CHECK_SECONDS" python3 -m pytest -v --tb=line -rfE -m gpu -n 4 -p no:cacheprovider $timeout_option \
-    tests/test_compiled_kernels.py tests/test_qwen3_generated.py tests/test_models_gpu.py tests/test_fused_loss.py \
+    tests/test_compiled_kernels.py tests/test_switched_kernels.py tests/test_qwen3_generated.py tests/test_models_gpu.py tests/test_fused_loss.py \
     tests/gpu/test_moe_experts_gpu.py tests/test_hf_behaviours.py tests/test_models_qwen2_5_vl.py &
   step equivalence "$CHECK_SECONDS" bash -c equivalence_rows &
   step check_qwen3_gpu "$CHECK_SECONDS" python3 tests/gpu/check_qwen3_gpu.py &
