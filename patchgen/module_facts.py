@@ -84,11 +84,29 @@ def runtime_bound_names(body: list[ast.stmt]) -> set[str]:
             for case in node.cases:
                 names.update(n.name for n in ast.walk(case.pattern) if getattr(n, "name", None))
                 names |= runtime_bound_names(case.body)
-        if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)):
-            names.update(  # the walrus binds in the enclosing scope
-                n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)
-            )
+        names |= walrus_targets(node)  # `if (N := f()):`, `X = [(N := 1)]`: the walrus binds in the module
     return names
+
+
+def walrus_targets(node: ast.stmt) -> set[str]:
+    """Names a statement binds with `:=` in the code it runs itself: its expressions (tests, decorators,
+    defaults, bases, values), not the bodies of functions, lambdas or classes, nor nested statements
+    (the caller visits those)."""
+    found: set[str] = set()
+    stack = [child for child in ast.iter_child_nodes(node) if not isinstance(child, (ast.stmt, ast.excepthandler))]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        stack = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+    elif isinstance(node, ast.ClassDef):
+        stack = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.NamedExpr) and isinstance(item.target, ast.Name):
+            found.add(item.target.id)
+        if isinstance(item, ast.Lambda):
+            stack += [*item.args.defaults, *(d for d in item.args.kw_defaults if d is not None)]
+        elif not isinstance(item, ast.stmt):
+            stack += ast.iter_child_nodes(item)
+    return found
 
 
 def type_checking_names(body: list[ast.stmt]) -> set[str]:

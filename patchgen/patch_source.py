@@ -124,7 +124,22 @@ def _is_registering_decorator(decorator: ast.expr) -> bool:
 def read_patch_source(obj: Any, label: str, line_hint: int | None = None) -> PatchSource:
     """Cut the source of a module- or class-level function or class out of its file."""
     module, parsed, node = locate_definition(obj, label, line_hint)
+    _refuse_changed_after_definition(obj, module, parsed, node, label)
     return source_of_node(module, parsed.source, node)
+
+
+def _refuse_changed_after_definition(obj: Any, module: ModuleType, parsed: ParsedFile, node: ast.stmt, label: str):
+    """`fast.cache = {}` or `FastNorm.eps = 1e-5` below the definition: the registered object is more than its
+    definition, and the output copies only the definition."""
+    name = getattr(node, "name", None)
+    if name is None or vars(module).get(name) is not obj:
+        return
+    changers = [s for s in parsed.facts.changers(name) if s.node.lineno > node.lineno]
+    if changers:
+        raise PatchgenError(
+            f"{label}: {display_path(module)}:{changers[0].node.lineno} changes {name!r} after its definition; the "
+            f"output copies the definition only, so move that into it (a class attribute, or state the code builds)"
+        )
 
 
 def source_of_node(module: ModuleType, source: SourceText, node: ast.stmt) -> PatchSource:
@@ -169,3 +184,20 @@ def free_names(snippet: Snippet) -> set[str]:
     # `__class__` is the implicit cell zero-argument `super()` reads: the class the method is written in
     # provides it, in the output as in the patch module
     return names - {"__class__"}
+
+
+def assigned_globals(snippet: Snippet) -> set[str]:
+    """Module names the code rebinds from inside a function (`global N` then `N = ...`, `N += 1`, `del N`)."""
+    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
+    names: set[str] = set()
+
+    def visit(scope: symtable.SymbolTable) -> None:
+        for symbol in scope.get_symbols():
+            if symbol.is_declared_global() and symbol.is_assigned():
+                names.add(symbol.get_name())
+        for child in scope.get_children():
+            visit(child)
+
+    for child in symtable.symtable(text, "<patch>", "exec").get_children():
+        visit(child)
+    return names

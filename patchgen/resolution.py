@@ -38,7 +38,14 @@ from typing import Any
 
 from patchgen.errors import PatchgenError
 from patchgen.module_facts import TopStatement, import_time_nodes
-from patchgen.patch_source import display_path, free_names, locate_definition, module_file, parsed_file
+from patchgen.patch_source import (
+    assigned_globals,
+    display_path,
+    free_names,
+    locate_definition,
+    module_file,
+    parsed_file,
+)
 from patchgen.patch_spec import SourceLocation
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 
@@ -203,6 +210,13 @@ class _Resolver:
         """`resolve`, with each helper key paired with the name (as the code spells it) that needs it."""
         renames: dict[str, str] = {}
         needed: list[tuple[str, HelperKey]] = []
+        for name in sorted(assigned_globals(snippet) & (self.context.output_names | BUILTIN_NAMES)):
+            raise PatchgenError(
+                f"{label}: the code assigns the module-level name {name!r} (`global {name}`); in the output that is "
+                f"{'the builtin' if name in BUILTIN_NAMES and name not in self.context.output_names else 'upstream'}"
+                f"'s {name!r}, so upstream's code would see the change, unlike with the patch: keep the state in a "
+                "name of the patch module's own"
+            )
         for name in sorted(free_names(snippet) - ignore):
             if name in bindings:
                 value = bindings[name]
@@ -251,6 +265,14 @@ class _Resolver:
                 f"{label}: the code reads {name!r}, which in the output is this patch itself (it replaces "
                 f"{name!r}), so it would call itself forever; to call upstream's original, register the patch with "
                 "keep_original_as=... and import the original in the patch module"
+            )
+        value = vars(module).get(name, _MISSING)
+        if value is not _MISSING and name not in BUILTIN_NAMES and value is not vars(context.upstream_module).get(name):
+            # bound when the module ran, by nothing its source says: `from x import *`, `globals()[...] = ...`
+            raise PatchgenError(
+                f"{label}: {display_path(module)} binds {name!r} in a way the generator cannot read (a star import, "
+                f"globals(), setattr on the module): the output cannot give it the same value; bind {name!r} with "
+                "an import or an assignment of its own there"
             )
         if name in context.output_names:
             if name in BUILTIN_NAMES:
