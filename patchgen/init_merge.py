@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from patchgen import banners
 from patchgen.context import ORDER_CODE, ORDER_NEW_INIT, PlanContext
+from patchgen.mangling import class_written_in, refuse_changed_mangling
 from patchgen.patch_source import read_patch_source
 from patchgen.patch_spec import Patch
 from patchgen.resolution import resolve_names
@@ -56,6 +57,7 @@ def plan_init_modification(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) ->
     upstream_init = find_method(cls, "__init__")
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     func = Snippet.parse(source.definition).definition
+    refuse_changed_mangling(func, class_written_in(patch.replacement), cls.name, ctx.label(patch), f"in {func.name}")
     params = [a.arg for a in func.args.posonlyargs + func.args.args]
     if params[:2] != ["original_init", "self"]:
         raise ctx.fail(
@@ -268,6 +270,16 @@ def _refuse_merge_hazards(
             patch,
             f"the patch's local {shared[0]!r} is also a name upstream {patch.target}.__init__ (line "
             f"{upstream_init.lineno}) uses; merged into one __init__ they would be one variable: rename it in the patch",
+        )
+    upstream_locals = {s.get_name() for s in theirs.get_symbols() if s.is_local() and not s.is_parameter()}
+    before_reads = {n.id for n in ast.walk(_parse_block(parts.before, parts.indent).tree) if isinstance(n, ast.Name)}
+    unbound = sorted(upstream_locals & before_reads)
+    if unbound:
+        raise ctx.fail(
+            patch,
+            f"the patch reads {unbound[0]!r} before original_init, and upstream {patch.target}.__init__ (line "
+            f"{upstream_init.lineno}) makes {unbound[0]!r} a local of its own: merged, that read would find the "
+            "local (unbound there), not the module's name; rename it in the patch module",
         )
     rebound = {s.get_name() for s in theirs.get_symbols() if s.is_assigned()}
     after_reads = (

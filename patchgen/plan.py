@@ -19,6 +19,7 @@ from patchgen import banners, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
+from patchgen.mangling import class_written_in, refuse_changed_mangling
 from patchgen.module_facts import runtime_bound_names
 from patchgen.module_level import plan_assignment_replacement, plan_module_code
 from patchgen.patch_source import free_names, read_patch_source
@@ -232,6 +233,9 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     )
     _check_constructor(ctx, patch, patch.replacement)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    if is_class:
+        definition = Snippet.parse(source.definition).definition
+        refuse_changed_mangling(definition, definition.name, patch.target, ctx.label(patch), f"class {definition.name}")
     snippet, helpers = resolve_names(
         source.snippet(),
         source.module,
@@ -308,6 +312,7 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     method = _overridable_method(ctx, patch, cls)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     check_override_signature(ctx, patch, Snippet.parse(source.definition).definition, method)
+    _refuse_moved_into_class(ctx, patch, source, cls)
     upstream_text = ctx.upstream.source
     upstream_decorators = (
         ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list] if method else []
@@ -416,6 +421,28 @@ def _refuse_calling_itself(ctx: PlanContext, patch: Patch, snippet: Snippet) -> 
             )
 
 
+def _refuse_moved_into_class(ctx: PlanContext, patch: Patch, source, cls: ast.ClassDef) -> None:
+    """A function written outside `cls` and placed in its body: its private names must not change meaning."""
+    definition = Snippet.parse("".join(source.decorators) + source.definition).definition
+    written_in = class_written_in(patch.replacement)
+    refuse_changed_mangling(definition, written_in, cls.name, ctx.label(patch), f"in {definition.name}")
+    # decorators, defaults and annotations run in the class body there: its names come before the module's
+    args = definition.args
+    evaluated = [*definition.decorator_list, *args.defaults, *(d for d in args.kw_defaults if d is not None)]
+    evaluated += [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+                  if a is not None and a.annotation is not None]
+    evaluated += [definition.returns] if definition.returns is not None else []
+    read = {n.id for part in evaluated for n in ast.walk(part) if isinstance(n, ast.Name)}
+    shadowed = sorted(read & runtime_bound_names(cls.body))
+    if shadowed:
+        raise ctx.fail(
+            patch,
+            f"{definition.name}'s decorators, defaults or annotations read {shadowed[0]!r}, which upstream class "
+            f"{cls.name} binds in its body: there they would mean the class attribute, not the module's "
+            f"{shadowed[0]!r}; rename it in the patch module",
+        )
+
+
 def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet, why: str) -> None:
     """A method written into the class body: at its end, or in place of a bare `pass`/`...` body (which
     is cut once, whatever the number of methods added)."""
@@ -458,6 +485,7 @@ def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
             f"override_method({patch.target!r}) to replace it",
         )
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    _refuse_moved_into_class(ctx, patch, source, cls)
     snippet = Snippet.parse("".join(source.decorators) + source.definition)
     snippet, helpers = resolve_names(
         snippet, source.module, ctx.label(patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
