@@ -20,7 +20,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from patchgen.definitions import definition_at, parse_file
+from patchgen.definitions import definition_at, line_inside, parse_file
 from patchgen.errors import PatchgenError
 from patchgen.module_facts import ModuleFacts
 from patchgen.patch_spec import REGISTERING_DECORATORS, SourceLocation, module_path
@@ -94,7 +94,9 @@ def locate_definition(obj: Any, label: str, line_hint: int | None = None) -> tup
         )
     parsed = parsed_file(module_file(module))
     code = getattr(obj, "__code__", None)
-    node, candidates = definition_at(parsed.tree, qualname, code.co_firstlineno if code is not None else line_hint)
+    node, candidates = definition_at(
+        parsed.tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(obj)
+    )
     if node is not None:
         return module, parsed, node
     where = display_path(module)

@@ -23,13 +23,15 @@ import difflib
 import enum
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, TypeVar
 
 from patchgen import arguments
-from patchgen.definitions import definition_at, parse_file
+from patchgen.definitions import definition_at, line_inside, parse_file
 from patchgen.errors import PatchgenError
 
 
@@ -239,8 +241,20 @@ def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation
         except (OSError, SyntaxError):
             tree = None
         if tree is not None:
-            node, _ = definition_at(tree, qualname, code.co_firstlineno if code is not None else line_hint)
+            node, _ = definition_at(
+                tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(target)
+            )
     return SourceLocation(module=module, path=module_path(module, filename), line=node.lineno if node else 0)
+
+
+def decorator_line(obj: Any, frame: FrameType) -> int | None:
+    """The line `frame` (a decorator's caller) runs, as a hint to which definition of `obj` it decorates;
+    None when it runs in another file (a config calling `replace_class("X")(module.Fast)`: that line says
+    nothing about where in the patch module `Fast` is defined)."""
+    module_file = getattr(sys.modules.get(getattr(obj, "__module__", "") or ""), "__file__", None)
+    if module_file and os.path.realpath(frame.f_code.co_filename) == os.path.realpath(module_file):
+        return frame.f_lineno
+    return None
 
 
 def checked_location(
@@ -602,7 +616,9 @@ class PatchConfig:
                 arguments.require_name(keep_original_as, "keep_original_as", call)
 
         def decorator(obj: T) -> T:
-            where = checked_location(obj, kind, expect, f"{kind.value} {target}", sys._getframe(1).f_lineno)
+            where = checked_location(
+                obj, kind, expect, f"{kind.value} {target}", decorator_line(obj, sys._getframe(1))
+            )
             patch = Patch(
                 kind=kind,
                 target=target if kind is not PatchKind.MODULE_CODE else getattr(obj, "__name__", "code"),

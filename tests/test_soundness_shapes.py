@@ -250,3 +250,28 @@ def test_bad_dsl_arguments_fail_at_the_call_in_one_line(call, message):
 def test_bad_source_module_is_one_line():
     with pytest.raises(PatchgenError, match="source_module must be a dotted name"):
         PatchConfig(source_module=None, target_file="patched_x.py")
+
+
+# -- the registered class, when a config registers it by a plain call ----------------------------------
+
+
+def test_class_defined_twice_registered_from_a_config_is_found_by_its_methods(package, tmp_path):
+    """A config's `replace_class("Norm")(patches.FastNorm)` runs in the config file, so the line it runs on
+    says nothing about the patch module: the class is found by where its methods are defined. The config
+    line here falls inside the first (unregistered) definition, which was once copied instead."""
+    upstream = package("up", "class Norm:\n    def forward(self, x):\n        return x\n")
+    first = "class FastNorm:\n" + "".join(f"    # line {i}\n" for i in range(2, 9)) + "    def forward(self, x):\n"
+    patches = package(
+        "patches",
+        first + '        return "first"\n\n\nif True:\n\n    class FastNorm:\n'
+        '        def forward(self, x):\n            return "second"\n',
+    )
+    config_module = package(
+        "cfg",
+        f"import {patches} as patches\nfrom patchgen import PatchConfig\n\n"
+        f'config = PatchConfig(source_module="{upstream}", target_file="patched_shape.py")\n'
+        'config.replace_class("Norm")(patches.FastNorm)  # line 5: inside the first FastNorm\n',
+    )
+    config = importlib.import_module(config_module).config
+    text = compare(config, config_module, {"forward": lambda m: m.Norm().forward(1)}, tmp_path)
+    assert '"second"' in text and '"first"' not in text
