@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 from patchgen import banners
 from patchgen.context import ORDER_CODE, ORDER_NEW_INIT, PlanContext
-from patchgen.mangling import class_written_in, refuse_changed_mangling
+from patchgen.into_class import class_written_in, refuse_changed_meaning
 from patchgen.patch_source import read_patch_source
 from patchgen.patch_spec import Patch
 from patchgen.resolution import resolve_names
@@ -57,7 +57,7 @@ def plan_init_modification(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) ->
     upstream_init = find_method(cls, "__init__")
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     func = Snippet.parse(source.definition).definition
-    refuse_changed_mangling(func, class_written_in(patch.replacement), cls.name, ctx.label(patch), f"in {func.name}")
+    refuse_changed_meaning(func, class_written_in(patch.replacement), cls.name, ctx.label(patch))
     params = [a.arg for a in func.args.posonlyargs + func.args.args]
     if params[:2] != ["original_init", "self"]:
         raise ctx.fail(

@@ -19,7 +19,7 @@ from patchgen import banners, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
-from patchgen.mangling import class_written_in, refuse_changed_mangling
+from patchgen.into_class import class_written_in, refuse_changed_meaning
 from patchgen.module_facts import runtime_bound_names
 from patchgen.module_level import plan_assignment_replacement, plan_module_code
 from patchgen.patch_source import free_names, read_patch_source
@@ -235,7 +235,7 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     if is_class:
         definition = Snippet.parse(source.definition).definition
-        refuse_changed_mangling(definition, definition.name, patch.target, ctx.label(patch), f"class {definition.name}")
+        refuse_changed_meaning(definition, definition.name, patch.target, ctx.label(patch))
     snippet, helpers = resolve_names(
         source.snippet(),
         source.module,
@@ -422,25 +422,8 @@ def _refuse_calling_itself(ctx: PlanContext, patch: Patch, snippet: Snippet) -> 
 
 
 def _refuse_moved_into_class(ctx: PlanContext, patch: Patch, source, cls: ast.ClassDef) -> None:
-    """A function written outside `cls` and placed in its body: its private names must not change meaning."""
     definition = Snippet.parse("".join(source.decorators) + source.definition).definition
-    written_in = class_written_in(patch.replacement)
-    refuse_changed_mangling(definition, written_in, cls.name, ctx.label(patch), f"in {definition.name}")
-    # decorators, defaults and annotations run in the class body there: its names come before the module's
-    args = definition.args
-    evaluated = [*definition.decorator_list, *args.defaults, *(d for d in args.kw_defaults if d is not None)]
-    evaluated += [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-                  if a is not None and a.annotation is not None]
-    evaluated += [definition.returns] if definition.returns is not None else []
-    read = {n.id for part in evaluated for n in ast.walk(part) if isinstance(n, ast.Name)}
-    shadowed = sorted(read & runtime_bound_names(cls.body))
-    if shadowed:
-        raise ctx.fail(
-            patch,
-            f"{definition.name}'s decorators, defaults or annotations read {shadowed[0]!r}, which upstream class "
-            f"{cls.name} binds in its body: there they would mean the class attribute, not the module's "
-            f"{shadowed[0]!r}; rename it in the patch module",
-        )
+    refuse_changed_meaning(definition, class_written_in(patch.replacement), cls, ctx.label(patch))
 
 
 def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet, why: str) -> None:
