@@ -287,6 +287,14 @@ def _refuse_merge_hazards(
         if parts.after.strip()
         else set()
     )
+    kwargs = upstream_init.args.kwarg.arg if upstream_init.args.kwarg else None
+    if kwargs in after_reads and _may_change_in_place(upstream_init, kwargs):
+        raise ctx.fail(
+            patch,
+            f"the patch reads {kwargs!r} after original_init, and upstream {patch.target}.__init__ (line "
+            f"{upstream_init.lineno}) may change that dict ({kwargs}.pop(...), ...): called through original_init "
+            f"it gets a copy, merged it would be the patch's own; copy what the patch needs before the call",
+        )
     clobbered = sorted(rebound & after_reads)
     if clobbered:
         raise ctx.fail(
@@ -303,6 +311,16 @@ def _refuse_merge_hazards(
                 f"upstream {patch.target}.__init__ can return early (line {early.lineno}), which would skip the "
                 "patch's code after original_init; override the whole __init__ with override_method instead",
             )
+
+
+def _may_change_in_place(func: ast.FunctionDef, name: str) -> bool:
+    """Whether `func`'s body uses `name` other than unpacking it into a call (`f(**name)` copies it)."""
+    unpacked = {id(k.value) for k in ast.walk(func) if isinstance(k, ast.keyword) and k.arg is None}
+    return any(
+        isinstance(n, ast.Name) and n.id == name and id(n) not in unpacked
+        for statement in func.body
+        for n in ast.walk(statement)
+    )
 
 
 def _early_return(func: ast.FunctionDef) -> ast.Return | None:

@@ -258,8 +258,35 @@ class ModuleFacts:
     def changers(self, name: str) -> list[TopStatement]:
         return [s for s in self.statements if name in s.changes]
 
+    @cached_property
+    def aliases(self) -> dict[str, set[str]]:
+        """name -> the names a plain assignment binds to it or a part of it (`ALIAS = REG`, `SUB = REG["a"]`),
+        transitively: a change through one of them changes the object of `name` too."""
+        direct: dict[str, set[str]] = {}
+        for statement in self.statements:
+            node = statement.node
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(
+                node.value, (ast.Name, ast.Attribute, ast.Subscript)
+            ):
+                root = _root_name(node.value)
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    direct.setdefault(root, set()).update(_stored_names(target) - {root})
+        closed: dict[str, set[str]] = {}
+        for name in direct:
+            seen, todo = set(), [name]
+            while todo:
+                for alias in direct.get(todo.pop(), set()) - seen:
+                    seen.add(alias)
+                    todo.append(alias)
+            closed[name] = seen
+        return closed
+
     def unclear(self, name: str) -> list[TopStatement]:
-        return [s for s in self.statements if name in s.unclear]
+        """Statements that may change `name` in ways a copy cannot follow: handing it to a call, or changing
+        it through another name bound to it."""
+        aliases = self.aliases.get(name, set())
+        return [s for s in self.statements if name in s.unclear or s.changes & aliases or s.unclear & aliases]
 
     def statements_for(self, name: str) -> list[TopStatement]:
         """Every statement that binds or changes `name`, in file order: what a faithful copy must hold."""

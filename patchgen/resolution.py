@@ -267,7 +267,11 @@ class _Resolver:
                 "keep_original_as=... and import the original in the patch module"
             )
         value = vars(module).get(name, _MISSING)
-        if value is not _MISSING and name not in BUILTIN_NAMES and value is not vars(context.upstream_module).get(name):
+        if (
+            value is not _MISSING
+            and name not in BUILTIN_NAMES
+            and value is not vars(context.upstream_module).get(name)
+        ):
             # bound when the module ran, by nothing its source says: `from x import *`, `globals()[...] = ...`
             raise PatchgenError(
                 f"{label}: {display_path(module)} binds {name!r} in a way the generator cannot read (a star import, "
@@ -398,8 +402,9 @@ class _Resolver:
             line = unclear[0].node.lineno
             raise PatchgenError(
                 f"{label}: the code needs {name!r} from {display_path(module)}, and the module-level statement at "
-                f"line {line} passes it to a call that may change it; a copy cannot know, so move that call into "
-                f"the statement that defines {name!r} (or into a function the patch calls)"
+                f"line {line} passes it to a call that may change it, or changes it through another name bound to it; "
+                f"a copy cannot know, so move that into the statement that defines {name!r} (or into a function "
+                "the patch calls)"
             )
 
     def _copy_statement(
