@@ -275,3 +275,25 @@ def test_class_defined_twice_registered_from_a_config_is_found_by_its_methods(pa
     config = importlib.import_module(config_module).config
     text = compare(config, config_module, {"forward": lambda m: m.Norm().forward(1)}, tmp_path)
     assert '"second"' in text and '"first"' not in text
+
+
+def test_upstream_package_init_resolves_its_relative_imports_from_itself(package, tmp_path):
+    """`from .helpers import offset` in a package's `__init__.py` is relative to that package, not its parent."""
+    patches = package("patches", "def other_patched(x):\n    return -x\n")
+    upstream = patches.split(".")[0] + "_upstream"  # a package of its own, beside the patch package
+    root = tmp_path / "src" / upstream
+    root.mkdir()
+    (root / "helpers.py").write_text("def offset(x):\n    return x + 100\n")
+    (root / "__init__.py").write_text(
+        "from .helpers import offset\n\n\ndef shift(x):\n    return offset(x)\n\n\ndef other(x):\n    return x\n"
+    )
+    importlib.invalidate_caches()
+    config = config_for(upstream)
+    config.replace_function("other")(importlib.import_module(patches).other_patched)
+    scenarios = {"shift": lambda m: m.shift(1), "other": lambda m: m.other(2)}
+    try:
+        text = compare(config, f"{patches.split('.')[0]}.cfg", scenarios, tmp_path)
+    finally:
+        for loaded in [m for m in sys.modules if m == upstream or m.startswith(upstream + ".")]:
+            del sys.modules[loaded]
+    assert f"from {upstream}.helpers import offset" in text
