@@ -19,6 +19,7 @@ from patchgen import banners, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
+from patchgen.installed import import_problem
 from patchgen.into_class import class_written_in, refuse_changed_meaning
 from patchgen.module_facts import runtime_bound_names
 from patchgen.module_level import plan_assignment_replacement, plan_module_code
@@ -147,6 +148,10 @@ def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
     for name in upstream.runtime_names - excluded:
         ctx.resolution.claims[name] = Claim(upstream_origin(upstream, name), f"upstream {upstream.name}")
     for imp in ctx.config.extra_imports:
+        names = tuple(entry.partition(" as ")[0].strip() for entry in imp.names)
+        problem = import_problem(imp.module, names)
+        if problem:
+            raise PatchgenError(f"{ctx.config_module}: add_import({imp.module!r}) at {imp.defined_at}: {problem}")
         for name, origin in imp.bound_origins:
             ctx.resolution.claim(name, origin, f"add_import({imp.module!r}) at {imp.defined_at}", ctx.config_module)
 
