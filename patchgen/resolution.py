@@ -50,7 +50,10 @@ from patchgen.patch_spec import SourceLocation
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 
 
-BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__", "__package__"}
+MODULE_ATTRIBUTES = frozenset(
+    {"__name__", "__file__", "__doc__", "__spec__", "__package__", "__loader__", "__cached__"}
+)
+BUILTIN_NAMES = frozenset(dir(builtins)) | MODULE_ATTRIBUTES
 _MISSING = object()
 
 HelperKey = tuple[str, int, str]  # (module name, top-level statement index, name it is bound as or "")
@@ -265,6 +268,12 @@ class _Resolver:
                 f"{label}: the code reads {name!r}, which in the output is this patch itself (it replaces "
                 f"{name!r}), so it would call itself forever; to call upstream's original, register the patch with "
                 "keep_original_as=... and import the original in the patch module"
+            )
+        if name in MODULE_ATTRIBUTES:
+            raise PatchgenError(
+                f"{label}: the code reads {name!r}, which is the patch module's own ({display_path(module)}) when it "
+                f"runs there but the generated file's in the output; use a constant instead (a logger name, a path "
+                "from importlib.resources)"
             )
         value = vars(module).get(name, _MISSING)
         if (
