@@ -297,3 +297,38 @@ def test_upstream_package_init_resolves_its_relative_imports_from_itself(package
         for loaded in [m for m in sys.modules if m == upstream or m.startswith(upstream + ".")]:
             del sys.modules[loaded]
     assert f"from {upstream}.helpers import offset" in text
+
+
+def test_upstream_reading_a_replaced_name_at_import_time_gets_the_replacement(package, tmp_path):
+    """The documented difference from a monkey patch applied after import: the output is upstream with the
+    patch written in, so a subclass, a default value and a module-level alias see the replacement."""
+    upstream = package(
+        "up",
+        """
+        class Block:
+            def value(self):
+                return "upstream"
+
+
+        class Child(Block):
+            pass
+
+
+        def value_of(block=Block):
+            return block().value()
+
+
+        BlockAlias = Block
+        """,
+    )
+    patches = package("patches", 'class FastBlock:\n    def value(self):\n        return "patched"\n')
+    config = config_for(upstream)
+    config.replace_class("Block")(importlib.import_module(patches).FastBlock)
+    text = generated_text(config, upstream.split(".")[0], tmp_path)
+    path = tmp_path / "gen.py"
+    path.write_text(text)
+    namespace = {"__name__": "gen"}
+    exec(compile(text, str(path), "exec"), namespace)  # noqa: S102 - the file just generated
+    assert namespace["Child"]().value() == "patched"
+    assert namespace["value_of"]() == "patched"
+    assert namespace["BlockAlias"] is namespace["Block"]
