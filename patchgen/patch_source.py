@@ -203,3 +203,21 @@ def assigned_globals(snippet: Snippet) -> set[str]:
     for child in symtable.symtable(text, "<patch>", "exec").get_children():
         visit(child)
     return names
+
+
+def local_names(snippet: Snippet) -> set[str]:
+    """Names bound as locals (parameters, variables, nested definitions) in any function, lambda, class or
+    comprehension scope of the code: never the module's names, though spelled the same."""
+    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
+    names: set[str] = set()
+
+    def visit(scope: symtable.SymbolTable) -> None:
+        for symbol in scope.get_symbols():
+            if symbol.is_local() and not symbol.is_global():
+                names.add(symbol.get_name())
+        for child in scope.get_children():
+            visit(child)
+
+    for child in symtable.symtable(text, "<patch>", "exec").get_children():
+        visit(child)
+    return names

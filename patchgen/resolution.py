@@ -42,6 +42,7 @@ from patchgen.patch_source import (
     assigned_globals,
     display_path,
     free_names,
+    local_names,
     locate_definition,
     module_file,
     parsed_file,
@@ -232,6 +233,7 @@ class _Resolver:
                 renames[name] = new_name
             needed += [(name, key) for key in keys]
         if renames:
+            _refuse_renaming_locals(snippet, renames, label)
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, renames)))
         return snippet, needed
 
@@ -447,6 +449,7 @@ class _Resolver:
         snippet = Snippet.parse(parsed.source.segment(start, end))
         snippet = self._absolute_imports(snippet, module, label, location)
         if rename and node.name != rename:
+            _refuse_renaming_locals(snippet, {node.name: rename}, label)
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, {node.name: rename})))
         helper_label = f"{label.split(' (via helper ')[0]} (via helper {helper.name})"
         snippet, pairs = self.resolve_pairs(snippet, module, helper_label, frozenset(statement.binds), {}, None)
@@ -520,6 +523,18 @@ class _Resolver:
         self.resolution.claim(name, f"{home_name}.{name}", f"bind= ({home_name}.{name})", label)
         self.resolution.imports.setdefault(f"from {home_name} import {name}", None)
         return []
+
+
+def _refuse_renaming_locals(snippet: Snippet, renames: dict[str, str], label: str) -> None:
+    """Renames edit every `Name` of that spelling; one that is also a local somewhere in the code (a lambda's
+    parameter, a nested function's variable) would be renamed too and change meaning."""
+    clash = sorted(local_names(snippet) & renames.keys())
+    if clash:
+        raise PatchgenError(
+            f"{label}: {clash[0]!r} names a module-level object the output calls {renames[clash[0]]!r}, and is also "
+            "a local name inside the code (a parameter or variable of a nested function or lambda); renaming one "
+            "would rename both, so give the local another name"
+        )
 
 
 def _contains(outer: ast.stmt, inner: ast.stmt) -> bool:
