@@ -236,6 +236,8 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(
         ctx, patch, patch.target, (ast.ClassDef,) if is_class else (ast.FunctionDef, ast.AsyncFunctionDef)
     )
+    if is_class:
+        _refuse_class_changed_later(ctx, patch, node, None)
     _check_constructor(ctx, patch, patch.replacement)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     if is_class:
@@ -315,6 +317,7 @@ def _check_external_exists(ctx: PlanContext, patch: Patch) -> None:
 def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     method = _overridable_method(ctx, patch, cls)
+    _refuse_class_changed_later(ctx, patch, cls, patch.method_name)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     check_override_signature(ctx, patch, Snippet.parse(source.definition).definition, method)
     _refuse_moved_into_class(ctx, patch, source, cls)
@@ -355,6 +358,28 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         text = _kept_original(ctx, patch, method, indent) + "\n" + text
     start = upstream_text.line_start(upstream_text.node_start_line(method, leading_comments=False))
     ctx.edits.append(TextEdit(start, upstream_text.line_end(method.end_lineno), text, ORDER_CODE))
+
+
+def _refuse_class_changed_later(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, member: str | None) -> None:
+    """Upstream module-level code that changes the class after defining it (`Block.forward = f`, a function
+    doing so at import, `setattr(Block, ...)`) runs after the patched code in the output and would undo
+    it there, while a patch applied after import wins. A plain `Block.other = ...` is fine for a method
+    patch of another member; any change is refused for a replaced class (it would change the replacement)."""
+    facts = ctx.upstream.facts
+    for statement in sorted({*facts.changers(cls.name), *facts.unclear(cls.name)}, key=lambda s: s.index):
+        node = statement.node
+        if member is not None and isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            attributes = {t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)}
+            if len(attributes) == len(targets) and member not in attributes:
+                continue  # `Block.other = ...`: names exactly which attributes it sets
+        what = f"{cls.name}.{member}" if member else f"the replaced class {cls.name}"
+        raise ctx.fail(
+            patch,
+            f"upstream {ctx.upstream.name} changes {cls.name} after defining it (line {node.lineno}), which may "
+            f"overwrite {what} in the output after the patched code: patch that statement's target instead (or "
+            "exclude it)",
+        )
 
 
 def _overridable_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) -> ast.FunctionDef | None:
@@ -462,6 +487,7 @@ def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str
 def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     name = patch.method_name
+    _refuse_class_changed_later(ctx, patch, cls, name)
     members = member_bindings(cls, name)
     upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
     inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
@@ -486,6 +512,7 @@ def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
 
 def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
+    _refuse_class_changed_later(ctx, patch, cls, "__init__")
     members = member_bindings(cls, "__init__")
     if len(members) > 1:
         raise ctx.fail(
