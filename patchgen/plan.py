@@ -664,7 +664,40 @@ def _plan_helpers(ctx: PlanContext) -> None:
         ctx.edits.append(TextEdit(anchor, anchor, text + helper.text + "\n\n", ORDER_HELPER))
 
     for key in sorted(helpers, key=lambda k: (min(ctx.helper_anchors.get(k) or [0]), k)):
-        emit(key, min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()]))
+        anchor = min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()])
+        _refuse_calling_ahead_of_upstream(ctx, key, anchor)
+        emit(key, anchor)
+
+
+def _refuse_calling_ahead_of_upstream(ctx: PlanContext, key: HelperKey, anchor: int) -> None:
+    """A copied statement that runs copied functions while the module is imported (`TABLE = build()`, a
+    decorator) must not come before the upstream definitions those functions read: ruff sees only the
+    statement's own names, and the file would fail on import."""
+    helpers = ctx.resolution.helpers
+    called = [k for k in helpers[key].depends_on if isinstance(_definition(helpers[k].text), ast.FunctionDef)]
+    closure, todo = set(), list(called)
+    while todo:
+        current = todo.pop()
+        if current not in closure:
+            closure.add(current)
+            todo += helpers[current].uses
+    copied = {name for k in helpers for name in helpers[k].name.split(", ")}
+    src = ctx.upstream.source
+    for current in sorted(closure):
+        for name in sorted(free_names(Snippet.parse(helpers[current].text)) - copied):
+            binders = ctx.upstream.facts.binders(name) if name in ctx.names.output_names else []
+            if binders and src.line_start(binders[0].node.lineno) >= anchor:
+                raise PatchgenError(
+                    f"{ctx.config_module}: {helpers[key].location}: this module-level code runs "
+                    f"{helpers[current].name}() while the module is imported, which reads {name!r}; in the output "
+                    f"it would run above upstream's {name!r} (line {binders[0].node.lineno}) and fail on import: "
+                    "compute it inside the function that needs it instead"
+                )
+
+
+def _definition(text: str) -> ast.stmt | None:
+    tree = ast.parse(text)
+    return tree.body[0] if len(tree.body) == 1 else None
 
 
 def _users(labels: list[str]) -> list[str]:
