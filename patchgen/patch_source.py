@@ -100,6 +100,8 @@ def locate_definition(obj: Any, label: str, line_hint: int | None = None) -> tup
     if node is not None:
         return module, parsed, node
     where = display_path(module)
+    if qualname.endswith("<lambda>"):
+        raise PatchgenError(f"{label}: a lambda cannot be copied into the output; define it with `def` in {where}")
     if not candidates:
         raise PatchgenError(f"{label}: cannot find the definition of {qualname} in {where}")
     lines = ", ".join(str(n.lineno) for n in candidates)

@@ -229,6 +229,8 @@ def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation
     `line_hint`, a line its statement holds (a decorator passes the line it runs on), so a name defined
     twice in one module resolves to the definition that was registered.
     """
+    inner = getattr(obj, "fget", None) or getattr(obj, "__func__", None)  # property, staticmethod, classmethod
+    obj = inner if inspect.isfunction(inner) else obj
     module = getattr(obj, "__module__", None) or "<unknown>"
     target = inspect.unwrap(obj) if inspect.isfunction(obj) else obj
     filename = getattr(sys.modules.get(module), "__file__", None) or "<unknown>"
@@ -244,7 +246,8 @@ def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation
             node, _ = definition_at(
                 tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(target)
             )
-    return SourceLocation(module=module, path=module_path(module, filename), line=node.lineno if node else 0)
+    line = node.lineno if node else (code.co_firstlineno if code is not None else 0)  # a lambda, a nested def
+    return SourceLocation(module=module, path=module_path(module, filename), line=line)
 
 
 def decorator_line(obj: Any, frame: FrameType) -> int | None:

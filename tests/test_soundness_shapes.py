@@ -332,3 +332,16 @@ def test_upstream_reading_a_replaced_name_at_import_time_gets_the_replacement(pa
     assert namespace["Child"]().value() == "patched"
     assert namespace["value_of"]() == "patched"
     assert namespace["BlockAlias"] is namespace["Block"]
+
+
+def test_a_lambda_or_a_property_patch_is_refused_at_its_own_line(package, tmp_path):
+    patches = importlib.import_module(
+        package("patches", "shift_lambda = (\n    lambda x: x * 9\n)\n\n\n@property\ndef doubled(self):\n    return 2\n")
+    )
+    upstream = package("up", "def shift(x):\n    return x\n\n\nclass Block:\n    pass\n")
+    config = config_for(upstream)
+    config.replace_function("shift")(patches.shift_lambda)
+    error = refusal(config, upstream.split(".")[0], tmp_path)
+    assert "patches.py:2:" in error and "a lambda cannot be copied" in error, error
+    with pytest.raises(PatchgenError, match=r"patches\.py:7: method_addition Block\.doubled: .*a property"):
+        config_for(upstream).add_method("Block.doubled")(patches.doubled)
