@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import symtable
 import sys
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ def locate_definition(obj: Any, label: str, line_hint: int | None = None) -> tup
         )
     parsed = parsed_file(module_file(module))
     code = getattr(obj, "__code__", None)
+    if code is not None and os.path.realpath(code.co_filename) != os.path.realpath(parsed.path):
+        raise PatchgenError(
+            f"{label}: {_describe(obj)} claims module {module.__name__} but its code comes from "
+            f"{os.path.basename(code.co_filename)}; define it with `def` in the module it belongs to"
+        )
     node, candidates = definition_at(
         parsed.tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(obj)
     )

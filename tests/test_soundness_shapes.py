@@ -345,3 +345,28 @@ def test_a_lambda_or_a_property_patch_is_refused_at_its_own_line(package, tmp_pa
     assert "patches.py:2:" in error and "a lambda cannot be copied" in error, error
     with pytest.raises(PatchgenError, match=r"patches\.py:7: method_addition Block\.doubled: .*a property"):
         config_for(upstream).add_method("Block.doubled")(patches.doubled)
+
+
+def test_a_function_whose_code_comes_from_elsewhere_is_refused(package, tmp_path):
+    """Found by its code's first line, a function compiled from a string would match whatever definition
+    of its name sits at that line of its module: here the source version, not the registered one."""
+    patches = importlib.import_module(
+        package(
+            "patches",
+            """
+            def shift_p(x):
+                return "source version"
+
+
+            _namespace = {}
+            exec(compile("\\ndef shift_p(x):\\n    return 'exec version'\\n", "<generated>", "exec"), _namespace)
+            shift_made = _namespace["shift_p"]
+            shift_made.__module__ = __name__
+            """,
+        )
+    )
+    upstream = package("up", "def shift(x):\n    return x\n")
+    config = config_for(upstream)
+    config.replace_function("shift")(patches.shift_made)
+    error = refusal(config, upstream.split(".")[0], tmp_path)
+    assert "its code comes from <generated>" in error, error
