@@ -356,8 +356,16 @@ class _Resolver:
 
     # -- imports and copies -----------------------------------------------------------------------
 
-    def _copy_or_import(self, name: str, module: ModuleType, label: str, bound_as: str | None = None) -> list:
-        """Make `name` of `module` exist in the output as `bound_as` (default: `name`)."""
+    def _copy_or_import(
+        self,
+        name: str,
+        module: ModuleType,
+        label: str,
+        bound_as: str | None = None,
+        importer: ModuleType | None = None,
+    ) -> list:
+        """Make `name` of `module` exist in the output as `bound_as` (default: `name`); `importer` is the
+        patch module that imports it from `module` (its own changes to the name are copied with it)."""
         facts = parsed_file(module_file(module)).facts
         bound_as = bound_as or name
         binders = facts.binders(name)
@@ -379,6 +387,7 @@ class _Resolver:
             self._refuse_unclear(name, module, facts, label)
             return keys
         self._refuse_unclear(name, module, facts, label)
+        self._refuse_changed_elsewhere(name, module, label, importer)
         rename = bound_as if bound_as != name else ""
         return [self._copy_statement(module, s, label, rename, name) for s in facts.statements_for(name)]
 
@@ -405,7 +414,45 @@ class _Resolver:
         home_facts = parsed_file(module_file(home)).facts
         if attribute not in home_facts.runtime_names:
             raise PatchgenError(f"{label}: {home_name} does not define {attribute!r} at module level")
-        return self._copy_or_import(attribute, home, label, bound_as)
+        return self._copy_or_import(attribute, home, label, bound_as, importer=module)
+
+    def _refuse_changed_elsewhere(self, name: str, module: ModuleType, label: str, importer: ModuleType | None):
+        """Another loaded module of the patch package that changes `name` at import (`a.REG["y"] = 2` after
+        `from pkg import a`, or `REG["z"] = 3` after `from pkg.a import REG`): a copy of `module`'s
+        statements cannot hold that change."""
+        value = vars(module).get(name, _MISSING)
+        for other_name, other in sorted(sys.modules.items()):
+            if other is module or other is importer or not self.context.is_patch_space(other_name):
+                continue
+            path = getattr(other, "__file__", None)
+            if not path or not path.endswith(".py"):
+                continue
+            facts = parsed_file(path).facts
+            for local, bound in vars(other).items():
+                if bound is module:
+                    statements = [
+                        s
+                        for s in [*facts.changers(local), *facts.unclear(local)]
+                        if any(
+                            isinstance(n, ast.Attribute)
+                            and n.attr == name
+                            and isinstance(n.value, ast.Name)
+                            and n.value.id == local
+                            for n in ast.walk(s.node)
+                        )
+                    ]
+                elif (
+                    bound is value and value is not _MISSING and not _immutable(value) and local in facts.runtime_names
+                ):
+                    statements = facts.changers(local)
+                else:
+                    continue
+                if statements:
+                    raise PatchgenError(
+                        f"{label}: the code needs {name!r} from {display_path(module)}, and "
+                        f"{display_path(other)}:{statements[0].node.lineno} changes it too; a copy of "
+                        f"{display_path(module)}'s statements cannot hold that change, so make it there"
+                    )
 
     def _refuse_unclear(self, name: str, module: ModuleType, facts, label: str) -> None:
         unclear = facts.unclear(name)
@@ -535,6 +582,10 @@ def _refuse_renaming_locals(snippet: Snippet, renames: dict[str, str], label: st
             "a local name inside the code (a parameter or variable of a nested function or lambda); renaming one "
             "would rename both, so give the local another name"
         )
+
+
+def _immutable(value: Any) -> bool:
+    return isinstance(value, (int, float, complex, str, bytes, bool, type(None), tuple, frozenset))
 
 
 def _contains(outer: ast.stmt, inner: ast.stmt) -> bool:
