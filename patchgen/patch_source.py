@@ -196,36 +196,22 @@ def free_names(snippet: Snippet) -> set[str]:
     return names - {"__class__"}
 
 
+def _nested_symbols(snippet: Snippet):
+    """Every symbol of every function, lambda, class and comprehension scope of the code (not the module's)."""
+    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
+    stack = list(symtable.symtable(text, "<patch>", "exec").get_children())
+    while stack:
+        scope = stack.pop()
+        yield from scope.get_symbols()
+        stack += scope.get_children()
+
+
 def assigned_globals(snippet: Snippet) -> set[str]:
     """Module names the code rebinds from inside a function (`global N` then `N = ...`, `N += 1`, `del N`)."""
-    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
-    names: set[str] = set()
-
-    def visit(scope: symtable.SymbolTable) -> None:
-        for symbol in scope.get_symbols():
-            if symbol.is_declared_global() and symbol.is_assigned():
-                names.add(symbol.get_name())
-        for child in scope.get_children():
-            visit(child)
-
-    for child in symtable.symtable(text, "<patch>", "exec").get_children():
-        visit(child)
-    return names
+    return {s.get_name() for s in _nested_symbols(snippet) if s.is_declared_global() and s.is_assigned()}
 
 
 def local_names(snippet: Snippet) -> set[str]:
     """Names bound as locals (parameters, variables, nested definitions) in any function, lambda, class or
     comprehension scope of the code: never the module's names, though spelled the same."""
-    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
-    names: set[str] = set()
-
-    def visit(scope: symtable.SymbolTable) -> None:
-        for symbol in scope.get_symbols():
-            if symbol.is_local() and not symbol.is_global():
-                names.add(symbol.get_name())
-        for child in scope.get_children():
-            visit(child)
-
-    for child in symtable.symtable(text, "<patch>", "exec").get_children():
-        visit(child)
-    return names
+    return {s.get_name() for s in _nested_symbols(snippet) if s.is_local() and not s.is_global()}

@@ -336,7 +336,9 @@ def test_upstream_reading_a_replaced_name_at_import_time_gets_the_replacement(pa
 
 def test_a_lambda_or_a_property_patch_is_refused_at_its_own_line(package, tmp_path):
     patches = importlib.import_module(
-        package("patches", "shift_lambda = (\n    lambda x: x * 9\n)\n\n\n@property\ndef doubled(self):\n    return 2\n")
+        package(
+            "patches", "shift_lambda = (\n    lambda x: x * 9\n)\n\n\n@property\ndef doubled(self):\n    return 2\n"
+        )
     )
     upstream = package("up", "def shift(x):\n    return x\n\n\nclass Block:\n    pass\n")
     config = config_for(upstream)
