@@ -21,7 +21,11 @@ bodies apart, so the merge refuses (one line, naming both places) when:
 - `original_init` is not called exactly once, with the patch's own parameters unchanged;
 - upstream's body can `return` early while the patch has code after the call (it would be skipped);
 - a name the patch's code binds is one upstream's body uses, or a name upstream's body rebinds is
-  one the patch reads after the call (inlined, they would be one variable);
+  one the patch reads after the call (inlined, they would be one variable), or a module name the
+  patch reads before the call is a local of upstream's body (inlined, it would be unbound);
+- the patch reads `**kwargs` after the call while upstream's body may change that dict (through
+  `original_init` upstream gets a copy);
+- the patch uses private names or zero-argument `super()` (`patchgen.into_class`);
 - the patch reads `Cls.__init__`, which in the output is this very `__init__`.
 When upstream has no `__init__`, one is written from the patch's signature that calls `super().__init__`.
 """
