@@ -198,6 +198,28 @@ def _changed_and_unclear(node: ast.stmt, functions: dict[str, set[str]]) -> tupl
     return changed, unclear - changed
 
 
+def changes_attribute_of(node: ast.stmt, base: str, attribute: str) -> bool:
+    """Whether a statement changes `base.attribute` in place or rebinds it (`a.REG["y"] = 2`, `a.REG = {}`,
+    `a.ITEMS.append(1)`), as opposed to reading it, calling it or passing it on."""
+
+    def chain_holds(expr: ast.expr) -> bool:
+        while isinstance(expr, (ast.Attribute, ast.Subscript)):
+            if isinstance(expr, ast.Attribute) and expr.attr == attribute and isinstance(expr.value, ast.Name):
+                if expr.value.id == base:
+                    return True
+            expr = expr.value
+        return False
+
+    for item in import_time_nodes(node):
+        if isinstance(item, (ast.Attribute, ast.Subscript)) and isinstance(item.ctx, (ast.Store, ast.Del)):
+            if chain_holds(item):
+                return True
+        elif isinstance(item, ast.Call) and isinstance(item.func, ast.Attribute):
+            if item.func.attr not in _READING_METHODS and chain_holds(item.func.value):
+                return True
+    return False
+
+
 def _names_a_function_changes(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     """Module names a function's body rebinds (`global N`) or changes in place (`N[k] = v`, `N.m(...)`)."""
     declared_global = {name for n in ast.walk(func) if isinstance(n, ast.Global) for name in n.names}

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from patchgen.errors import PatchgenError
-from patchgen.module_facts import TopStatement, import_time_nodes
+from patchgen.module_facts import TopStatement, changes_attribute_of, import_time_nodes
 from patchgen.patch_source import (
     assigned_globals,
     display_path,
@@ -430,17 +430,7 @@ class _Resolver:
             facts = parsed_file(path).facts
             for local, bound in vars(other).items():
                 if bound is module:
-                    statements = [
-                        s
-                        for s in [*facts.changers(local), *facts.unclear(local)]
-                        if any(
-                            isinstance(n, ast.Attribute)
-                            and n.attr == name
-                            and isinstance(n.value, ast.Name)
-                            and n.value.id == local
-                            for n in ast.walk(s.node)
-                        )
-                    ]
+                    statements = [s for s in facts.changers(local) if changes_attribute_of(s.node, local, name)]
                 elif (
                     bound is value and value is not _MISSING and not _immutable(value) and local in facts.runtime_names
                 ):
