@@ -9,7 +9,9 @@ leaf module: the DSL (to record where a patch is) and the generator (to copy it)
 from __future__ import annotations
 
 import ast
+import inspect
 from functools import cache
+from typing import Any
 
 from patchgen.source_text import read_source
 
@@ -66,3 +68,23 @@ def definition_at(tree: ast.Module, qualname: str, line: int | None) -> tuple[as
     if len(candidates) == 1:
         return candidates[0], candidates
     return None, candidates
+
+
+def line_inside(obj: Any) -> int | None:
+    """A line inside `obj`'s own definition, read from the object: a function's first line, or for a
+    class the first line of a method written in its body (a method of the same file, not inherited)."""
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return code.co_firstlineno
+    if not inspect.isclass(obj):
+        return None
+    module_file = getattr(inspect.getmodule(obj), "__file__", None)
+    for member in vars(obj).values():
+        function = getattr(member, "__func__", member)  # staticmethod / classmethod
+        function = getattr(function, "fget", function)  # property
+        if inspect.isfunction(function):
+            code = inspect.unwrap(function).__code__
+            written_here = function.__qualname__.startswith(obj.__qualname__ + ".")
+            if written_here and code.co_filename == module_file:
+                return code.co_firstlineno
+    return None

@@ -73,7 +73,9 @@ def load_config(spec: str, config_name: str = "config", root: Path | None = None
         raise PatchgenError(
             f"{module_name}: config module has a syntax error at {_relative(exc.filename, root)}:{exc.lineno}: {exc.msg}"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - any import-time failure is reported, never skipped
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any import-time failure is reported, never skipped
         raise PatchgenError(f"{module_name}: config module failed to import: {_last_line(exc)}") from None
     if not hasattr(module, config_name):
         raise PatchgenError(f"{module_name}: has no variable {config_name!r}; define it or pass --config-name")

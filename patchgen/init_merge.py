@@ -21,7 +21,11 @@ bodies apart, so the merge refuses (one line, naming both places) when:
 - `original_init` is not called exactly once, with the patch's own parameters unchanged;
 - upstream's body can `return` early while the patch has code after the call (it would be skipped);
 - a name the patch's code binds is one upstream's body uses, or a name upstream's body rebinds is
-  one the patch reads after the call (inlined, they would be one variable);
+  one the patch reads after the call (inlined, they would be one variable), or a module name the
+  patch reads before the call is a local of upstream's body (inlined, it would be unbound);
+- the patch reads `**kwargs` after the call while upstream's body may change that dict (through
+  `original_init` upstream gets a copy);
+- the patch uses private names or zero-argument `super()` (`patchgen.into_class`);
 - the patch reads `Cls.__init__`, which in the output is this very `__init__`.
 When upstream has no `__init__`, one is written from the patch's signature that calls `super().__init__`.
 """
@@ -35,6 +39,7 @@ from dataclasses import dataclass, replace
 
 from patchgen import banners
 from patchgen.context import ORDER_CODE, ORDER_NEW_INIT, PlanContext
+from patchgen.into_class import class_written_in, refuse_changed_meaning
 from patchgen.patch_source import read_patch_source
 from patchgen.patch_spec import Patch
 from patchgen.resolution import resolve_names
@@ -56,6 +61,7 @@ def plan_init_modification(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) ->
     upstream_init = find_method(cls, "__init__")
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     func = Snippet.parse(source.definition).definition
+    refuse_changed_meaning(func, class_written_in(patch.replacement), cls.name, ctx.label(patch))
     params = [a.arg for a in func.args.posonlyargs + func.args.args]
     if params[:2] != ["original_init", "self"]:
         raise ctx.fail(
@@ -269,12 +275,30 @@ def _refuse_merge_hazards(
             f"the patch's local {shared[0]!r} is also a name upstream {patch.target}.__init__ (line "
             f"{upstream_init.lineno}) uses; merged into one __init__ they would be one variable: rename it in the patch",
         )
+    upstream_locals = {s.get_name() for s in theirs.get_symbols() if s.is_local() and not s.is_parameter()}
+    before_reads = {n.id for n in ast.walk(_parse_block(parts.before, parts.indent).tree) if isinstance(n, ast.Name)}
+    unbound = sorted(upstream_locals & before_reads)
+    if unbound:
+        raise ctx.fail(
+            patch,
+            f"the patch reads {unbound[0]!r} before original_init, and upstream {patch.target}.__init__ (line "
+            f"{upstream_init.lineno}) makes {unbound[0]!r} a local of its own: merged, that read would find the "
+            "local (unbound there), not the module's name; rename it in the patch module",
+        )
     rebound = {s.get_name() for s in theirs.get_symbols() if s.is_assigned()}
     after_reads = (
         {n.id for n in ast.walk(_parse_block(parts.after, parts.indent).tree) if isinstance(n, ast.Name)}
         if parts.after.strip()
         else set()
     )
+    kwargs = upstream_init.args.kwarg.arg if upstream_init.args.kwarg else None
+    if kwargs in after_reads and _may_change_in_place(upstream_init, kwargs):
+        raise ctx.fail(
+            patch,
+            f"the patch reads {kwargs!r} after original_init, and upstream {patch.target}.__init__ (line "
+            f"{upstream_init.lineno}) may change that dict ({kwargs}.pop(...), ...): called through original_init "
+            f"it gets a copy, merged it would be the patch's own; copy what the patch needs before the call",
+        )
     clobbered = sorted(rebound & after_reads)
     if clobbered:
         raise ctx.fail(
@@ -291,6 +315,16 @@ def _refuse_merge_hazards(
                 f"upstream {patch.target}.__init__ can return early (line {early.lineno}), which would skip the "
                 "patch's code after original_init; override the whole __init__ with override_method instead",
             )
+
+
+def _may_change_in_place(func: ast.FunctionDef, name: str) -> bool:
+    """Whether `func`'s body uses `name` other than unpacking it into a call (`f(**name)` copies it)."""
+    unpacked = {id(k.value) for k in ast.walk(func) if isinstance(k, ast.keyword) and k.arg is None}
+    return any(
+        isinstance(n, ast.Name) and n.id == name and id(n) not in unpacked
+        for statement in func.body
+        for n in ast.walk(statement)
+    )
 
 
 def _early_return(func: ast.FunctionDef) -> ast.Return | None:

@@ -84,11 +84,29 @@ def runtime_bound_names(body: list[ast.stmt]) -> set[str]:
             for case in node.cases:
                 names.update(n.name for n in ast.walk(case.pattern) if getattr(n, "name", None))
                 names |= runtime_bound_names(case.body)
-        if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)):
-            names.update(  # the walrus binds in the enclosing scope
-                n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)
-            )
+        names |= walrus_targets(node)  # `if (N := f()):`, `X = [(N := 1)]`: the walrus binds in the module
     return names
+
+
+def walrus_targets(node: ast.stmt) -> set[str]:
+    """Names a statement binds with `:=` in the code it runs itself: its expressions (tests, decorators,
+    defaults, bases, values), not the bodies of functions, lambdas or classes, nor nested statements
+    (the caller visits those)."""
+    found: set[str] = set()
+    stack = [child for child in ast.iter_child_nodes(node) if not isinstance(child, (ast.stmt, ast.excepthandler))]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        stack = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+    elif isinstance(node, ast.ClassDef):
+        stack = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.NamedExpr) and isinstance(item.target, ast.Name):
+            found.add(item.target.id)
+        if isinstance(item, ast.Lambda):
+            stack += [*item.args.defaults, *(d for d in item.args.kw_defaults if d is not None)]
+        elif not isinstance(item, ast.stmt):
+            stack += ast.iter_child_nodes(item)
+    return found
 
 
 def type_checking_names(body: list[ast.stmt]) -> set[str]:
@@ -180,6 +198,28 @@ def _changed_and_unclear(node: ast.stmt, functions: dict[str, set[str]]) -> tupl
     return changed, unclear - changed
 
 
+def changes_attribute_of(node: ast.stmt, base: str, attribute: str) -> bool:
+    """Whether a statement changes `base.attribute` in place or rebinds it (`a.REG["y"] = 2`, `a.REG = {}`,
+    `a.ITEMS.append(1)`), as opposed to reading it, calling it or passing it on."""
+
+    def chain_holds(expr: ast.expr) -> bool:
+        while isinstance(expr, (ast.Attribute, ast.Subscript)):
+            if isinstance(expr, ast.Attribute) and expr.attr == attribute and isinstance(expr.value, ast.Name):
+                if expr.value.id == base:
+                    return True
+            expr = expr.value
+        return False
+
+    for item in import_time_nodes(node):
+        if isinstance(item, (ast.Attribute, ast.Subscript)) and isinstance(item.ctx, (ast.Store, ast.Del)):
+            if chain_holds(item):
+                return True
+        elif isinstance(item, ast.Call) and isinstance(item.func, ast.Attribute):
+            if item.func.attr not in _READING_METHODS and chain_holds(item.func.value):
+                return True
+    return False
+
+
 def _names_a_function_changes(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     """Module names a function's body rebinds (`global N`) or changes in place (`N[k] = v`, `N.m(...)`)."""
     declared_global = {name for n in ast.walk(func) if isinstance(n, ast.Global) for name in n.names}
@@ -240,8 +280,35 @@ class ModuleFacts:
     def changers(self, name: str) -> list[TopStatement]:
         return [s for s in self.statements if name in s.changes]
 
+    @cached_property
+    def aliases(self) -> dict[str, set[str]]:
+        """name -> the names a plain assignment binds to it or a part of it (`ALIAS = REG`, `SUB = REG["a"]`),
+        transitively: a change through one of them changes the object of `name` too."""
+        direct: dict[str, set[str]] = {}
+        for statement in self.statements:
+            node = statement.node
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(
+                node.value, (ast.Name, ast.Attribute, ast.Subscript)
+            ):
+                root = _root_name(node.value)
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    direct.setdefault(root, set()).update(_stored_names(target) - {root})
+        closed: dict[str, set[str]] = {}
+        for name in direct:
+            seen, todo = set(), [name]
+            while todo:
+                for alias in direct.get(todo.pop(), set()) - seen:
+                    seen.add(alias)
+                    todo.append(alias)
+            closed[name] = seen
+        return closed
+
     def unclear(self, name: str) -> list[TopStatement]:
-        return [s for s in self.statements if name in s.unclear]
+        """Statements that may change `name` in ways a copy cannot follow: handing it to a call, or changing
+        it through another name bound to it."""
+        aliases = self.aliases.get(name, set())
+        return [s for s in self.statements if name in s.unclear or s.changes & aliases or s.unclear & aliases]
 
     def statements_for(self, name: str) -> list[TopStatement]:
         """Every statement that binds or changes `name`, in file order: what a faithful copy must hold."""

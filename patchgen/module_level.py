@@ -130,11 +130,14 @@ def plan_assignment_replacement(ctx: PlanContext, patch: Patch) -> None:
         and s.node.value is not None
     ]
     if len(statements) != 1 or len(plain) != 1:
-        lines = ", ".join(str(s.node.lineno) for s in statements) or "none"
+        lines = ", ".join(str(s.node.lineno) for s in statements)
+        found = (
+            f"upstream binds {name!r} at lines {lines}"
+            if statements
+            else f"upstream does not bind {name!r}{_suggest(name, upstream.runtime_names)}"
+        )
         raise ctx.fail(
-            patch,
-            f"replace_assignment needs one plain `{name} = ...` statement in {upstream.name}; upstream binds "
-            f"{name!r} at lines {lines}" + ("" if statements else f"{_suggest(name, upstream.runtime_names)}"),
+            patch, f"replace_assignment needs one plain `{name} = ...` statement in {upstream.name}; {found}"
         )
     node = plain[0].node
     if patch.value_source is not None:

@@ -39,6 +39,7 @@ from patchgen.patch_spec import (
     SourceLocation,
     checked_arguments,
     checked_location,
+    decorator_line,
     describe,
     location_of_caller,
 )
@@ -303,7 +304,7 @@ class PatchSet:
 
         def decorator(obj: T) -> T:
             label = f"PatchSet {self.name}: {kind.value} {role}"
-            where = checked_location(obj, kind, expect, label, sys._getframe(1).f_lineno)
+            where = checked_location(obj, kind, expect, label, decorator_line(obj, sys._getframe(1)))
             self._append(
                 PatchTemplate(
                     role=role,

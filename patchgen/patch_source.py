@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import symtable
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from patchgen.definitions import definition_at, parse_file
+from patchgen.definitions import definition_at, line_inside, parse_file
 from patchgen.errors import PatchgenError
 from patchgen.module_facts import ModuleFacts
 from patchgen.patch_spec import REGISTERING_DECORATORS, SourceLocation, module_path
@@ -94,10 +95,19 @@ def locate_definition(obj: Any, label: str, line_hint: int | None = None) -> tup
         )
     parsed = parsed_file(module_file(module))
     code = getattr(obj, "__code__", None)
-    node, candidates = definition_at(parsed.tree, qualname, code.co_firstlineno if code is not None else line_hint)
+    if code is not None and os.path.realpath(code.co_filename) != os.path.realpath(parsed.path):
+        raise PatchgenError(
+            f"{label}: {_describe(obj)} claims module {module.__name__} but its code comes from "
+            f"{os.path.basename(code.co_filename)}; define it with `def` in the module it belongs to"
+        )
+    node, candidates = definition_at(
+        parsed.tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(obj)
+    )
     if node is not None:
         return module, parsed, node
     where = display_path(module)
+    if qualname.endswith("<lambda>"):
+        raise PatchgenError(f"{label}: a lambda cannot be copied into the output; define it with `def` in {where}")
     if not candidates:
         raise PatchgenError(f"{label}: cannot find the definition of {qualname} in {where}")
     lines = ", ".join(str(n.lineno) for n in candidates)
@@ -124,7 +134,22 @@ def _is_registering_decorator(decorator: ast.expr) -> bool:
 def read_patch_source(obj: Any, label: str, line_hint: int | None = None) -> PatchSource:
     """Cut the source of a module- or class-level function or class out of its file."""
     module, parsed, node = locate_definition(obj, label, line_hint)
+    _refuse_changed_after_definition(obj, module, parsed, node, label)
     return source_of_node(module, parsed.source, node)
+
+
+def _refuse_changed_after_definition(obj: Any, module: ModuleType, parsed: ParsedFile, node: ast.stmt, label: str):
+    """`fast.cache = {}` or `FastNorm.eps = 1e-5` below the definition: the registered object is more than its
+    definition, and the output copies only the definition."""
+    name = getattr(node, "name", None)
+    if name is None or vars(module).get(name) is not obj:
+        return
+    changers = [s for s in parsed.facts.changers(name) if s.node.lineno > node.lineno]
+    if changers:
+        raise PatchgenError(
+            f"{label}: {display_path(module)}:{changers[0].node.lineno} changes {name!r} after its definition; the "
+            f"output copies the definition only, so move that into it (a class attribute, or state the code builds)"
+        )
 
 
 def source_of_node(module: ModuleType, source: SourceText, node: ast.stmt) -> PatchSource:
@@ -169,3 +194,24 @@ def free_names(snippet: Snippet) -> set[str]:
     # `__class__` is the implicit cell zero-argument `super()` reads: the class the method is written in
     # provides it, in the output as in the patch module
     return names - {"__class__"}
+
+
+def _nested_symbols(snippet: Snippet):
+    """Every symbol of every function, lambda, class and comprehension scope of the code (not the module's)."""
+    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
+    stack = list(symtable.symtable(text, "<patch>", "exec").get_children())
+    while stack:
+        scope = stack.pop()
+        yield from scope.get_symbols()
+        stack += scope.get_children()
+
+
+def assigned_globals(snippet: Snippet) -> set[str]:
+    """Module names the code rebinds from inside a function (`global N` then `N = ...`, `N += 1`, `del N`)."""
+    return {s.get_name() for s in _nested_symbols(snippet) if s.is_declared_global() and s.is_assigned()}
+
+
+def local_names(snippet: Snippet) -> set[str]:
+    """Names bound as locals (parameters, variables, nested definitions) in any function, lambda, class or
+    comprehension scope of the code: never the module's names, though spelled the same."""
+    return {s.get_name() for s in _nested_symbols(snippet) if s.is_local() and not s.is_global()}

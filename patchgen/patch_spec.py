@@ -23,14 +23,16 @@ import difflib
 import enum
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from patchgen import arguments
-from patchgen.definitions import definition_at, parse_file
+from patchgen.definitions import definition_at, line_inside, parse_file
 from patchgen.errors import PatchgenError
 from patchgen.layout import load_layout
 
@@ -229,6 +231,8 @@ def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation
     `line_hint`, a line its statement holds (a decorator passes the line it runs on), so a name defined
     twice in one module resolves to the definition that was registered.
     """
+    inner = getattr(obj, "fget", None) or getattr(obj, "__func__", None)  # property, staticmethod, classmethod
+    obj = inner if inspect.isfunction(inner) else obj
     module = getattr(obj, "__module__", None) or "<unknown>"
     target = inspect.unwrap(obj) if inspect.isfunction(obj) else obj
     filename = getattr(sys.modules.get(module), "__file__", None) or "<unknown>"
@@ -241,8 +245,21 @@ def location_of_object(obj: Any, line_hint: int | None = None) -> SourceLocation
         except (OSError, SyntaxError):
             tree = None
         if tree is not None:
-            node, _ = definition_at(tree, qualname, code.co_firstlineno if code is not None else line_hint)
-    return SourceLocation(module=module, path=module_path(module, filename), line=node.lineno if node else 0)
+            node, _ = definition_at(
+                tree, qualname, code.co_firstlineno if code is not None else line_hint or line_inside(target)
+            )
+    line = node.lineno if node else (code.co_firstlineno if code is not None else 0)  # a lambda, a nested def
+    return SourceLocation(module=module, path=module_path(module, filename), line=line)
+
+
+def decorator_line(obj: Any, frame: FrameType) -> int | None:
+    """The line `frame` (a decorator's caller) runs, as a hint to which definition of `obj` it decorates;
+    None when it runs in another file (a config calling `replace_class("X")(module.Fast)`: that line says
+    nothing about where in the patch module `Fast` is defined)."""
+    module_file = getattr(sys.modules.get(getattr(obj, "__module__", "") or ""), "__file__", None)
+    if module_file and os.path.realpath(frame.f_code.co_filename) == os.path.realpath(module_file):
+        return frame.f_lineno
+    return None
 
 
 def checked_location(
@@ -604,7 +621,9 @@ class PatchConfig:
                 arguments.require_name(keep_original_as, "keep_original_as", call)
 
         def decorator(obj: T) -> T:
-            where = checked_location(obj, kind, expect, f"{kind.value} {target}", sys._getframe(1).f_lineno)
+            where = checked_location(
+                obj, kind, expect, f"{kind.value} {target}", decorator_line(obj, sys._getframe(1))
+            )
             patch = Patch(
                 kind=kind,
                 target=target if kind is not PatchKind.MODULE_CODE else getattr(obj, "__name__", "code"),

@@ -19,6 +19,8 @@ from patchgen import banners, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
+from patchgen.installed import import_problem
+from patchgen.into_class import class_written_in, refuse_changed_meaning
 from patchgen.module_facts import runtime_bound_names
 from patchgen.module_level import plan_assignment_replacement, plan_module_code
 from patchgen.patch_source import free_names, read_patch_source
@@ -146,6 +148,10 @@ def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
     for name in upstream.runtime_names - excluded:
         ctx.resolution.claims[name] = Claim(upstream_origin(upstream, name), f"upstream {upstream.name}")
     for imp in ctx.config.extra_imports:
+        names = tuple(entry.partition(" as ")[0].strip() for entry in imp.names)
+        problem = import_problem(imp.module, names)
+        if problem:
+            raise PatchgenError(f"{ctx.config_module}: add_import({imp.module!r}) at {imp.defined_at}: {problem}")
         for name, origin in imp.bound_origins:
             ctx.resolution.claim(name, origin, f"add_import({imp.module!r}) at {imp.defined_at}", ctx.config_module)
 
@@ -230,8 +236,13 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     node = _upstream_definition(
         ctx, patch, patch.target, (ast.ClassDef,) if is_class else (ast.FunctionDef, ast.AsyncFunctionDef)
     )
+    if is_class:
+        _refuse_class_changed_later(ctx, patch, node, None)
     _check_constructor(ctx, patch, patch.replacement)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    if is_class:
+        definition = Snippet.parse(source.definition).definition
+        refuse_changed_meaning(definition, definition.name, patch.target, ctx.label(patch))
     snippet, helpers = resolve_names(
         source.snippet(),
         source.module,
@@ -306,8 +317,10 @@ def _check_external_exists(ctx: PlanContext, patch: Patch) -> None:
 def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     method = _overridable_method(ctx, patch, cls)
+    _refuse_class_changed_later(ctx, patch, cls, patch.method_name)
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
     check_override_signature(ctx, patch, Snippet.parse(source.definition).definition, method)
+    _refuse_moved_into_class(ctx, patch, source, cls)
     upstream_text = ctx.upstream.source
     upstream_decorators = (
         ["".join(upstream_text.lines[d.lineno - 1 : d.end_lineno]) for d in method.decorator_list] if method else []
@@ -345,6 +358,28 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         text = _kept_original(ctx, patch, method, indent) + "\n" + text
     start = upstream_text.line_start(upstream_text.node_start_line(method, leading_comments=False))
     ctx.edits.append(TextEdit(start, upstream_text.line_end(method.end_lineno), text, ORDER_CODE))
+
+
+def _refuse_class_changed_later(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, member: str | None) -> None:
+    """Upstream module-level code that changes the class after defining it (`Block.forward = f`, a function
+    doing so at import, `setattr(Block, ...)`) runs after the patched code in the output and would undo
+    it there, while a patch applied after import wins. A plain `Block.other = ...` is fine for a method
+    patch of another member; any change is refused for a replaced class (it would change the replacement)."""
+    facts = ctx.upstream.facts
+    for statement in sorted({*facts.changers(cls.name), *facts.unclear(cls.name)}, key=lambda s: s.index):
+        node = statement.node
+        if member is not None and isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            attributes = {t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)}
+            if len(attributes) == len(targets) and member not in attributes:
+                continue  # `Block.other = ...`: names exactly which attributes it sets
+        what = f"{cls.name}.{member}" if member else f"the replaced class {cls.name}"
+        raise ctx.fail(
+            patch,
+            f"upstream {ctx.upstream.name} changes {cls.name} after defining it (line {node.lineno}), which may "
+            f"overwrite {what} in the output after the patched code: patch that statement's target instead (or "
+            "exclude it)",
+        )
 
 
 def _overridable_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef) -> ast.FunctionDef | None:
@@ -416,6 +451,11 @@ def _refuse_calling_itself(ctx: PlanContext, patch: Patch, snippet: Snippet) -> 
             )
 
 
+def _refuse_moved_into_class(ctx: PlanContext, patch: Patch, source, cls: ast.ClassDef) -> None:
+    definition = Snippet.parse("".join(source.decorators) + source.definition).definition
+    refuse_changed_meaning(definition, class_written_in(patch.replacement), cls, ctx.label(patch))
+
+
 def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str, snippet: Snippet, why: str) -> None:
     """A method written into the class body: at its end, or in place of a bare `pass`/`...` body (which
     is cut once, whatever the number of methods added)."""
@@ -447,6 +487,7 @@ def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str
 def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     name = patch.method_name
+    _refuse_class_changed_later(ctx, patch, cls, name)
     members = member_bindings(cls, name)
     upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
     inherited = inspect.getattr_static(upstream_class, name, _ABSENT) if upstream_class is not None else _ABSENT
@@ -458,6 +499,7 @@ def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
             f"override_method({patch.target!r}) to replace it",
         )
     source = read_patch_source(patch.replacement, ctx.label(patch), patch.defined_at.line)
+    _refuse_moved_into_class(ctx, patch, source, cls)
     snippet = Snippet.parse("".join(source.decorators) + source.definition)
     snippet, helpers = resolve_names(
         snippet, source.module, ctx.label(patch), ctx.names, ctx.resolution, bindings=dict(patch.bindings)
@@ -470,6 +512,7 @@ def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
 
 def _plan_init_modification(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
+    _refuse_class_changed_later(ctx, patch, cls, "__init__")
     members = member_bindings(cls, "__init__")
     if len(members) > 1:
         raise ctx.fail(
@@ -621,7 +664,40 @@ def _plan_helpers(ctx: PlanContext) -> None:
         ctx.edits.append(TextEdit(anchor, anchor, text + helper.text + "\n\n", ORDER_HELPER))
 
     for key in sorted(helpers, key=lambda k: (min(ctx.helper_anchors.get(k) or [0]), k)):
-        emit(key, min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()]))
+        anchor = min(ctx.helper_anchors.get(key) or [ctx.upstream.import_block_end()])
+        _refuse_calling_ahead_of_upstream(ctx, key, anchor)
+        emit(key, anchor)
+
+
+def _refuse_calling_ahead_of_upstream(ctx: PlanContext, key: HelperKey, anchor: int) -> None:
+    """A copied statement that runs copied functions while the module is imported (`TABLE = build()`, a
+    decorator) must not come before the upstream definitions those functions read: ruff sees only the
+    statement's own names, and the file would fail on import."""
+    helpers = ctx.resolution.helpers
+    called = [k for k in helpers[key].depends_on if isinstance(_definition(helpers[k].text), ast.FunctionDef)]
+    closure, todo = set(), list(called)
+    while todo:
+        current = todo.pop()
+        if current not in closure:
+            closure.add(current)
+            todo += helpers[current].uses
+    copied = {name for k in helpers for name in helpers[k].name.split(", ")}
+    src = ctx.upstream.source
+    for current in sorted(closure):
+        for name in sorted(free_names(Snippet.parse(helpers[current].text)) - copied):
+            binders = ctx.upstream.facts.binders(name) if name in ctx.names.output_names else []
+            if binders and src.line_start(binders[0].node.lineno) >= anchor:
+                raise PatchgenError(
+                    f"{ctx.config_module}: {helpers[key].location}: this module-level code runs "
+                    f"{helpers[current].name}() while the module is imported, which reads {name!r}; in the output "
+                    f"it would run above upstream's {name!r} (line {binders[0].node.lineno}) and fail on import: "
+                    "compute it inside the function that needs it instead"
+                )
+
+
+def _definition(text: str) -> ast.stmt | None:
+    tree = ast.parse(text)
+    return tree.body[0] if len(tree.body) == 1 else None
 
 
 def _users(labels: list[str]) -> list[str]:

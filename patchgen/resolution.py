@@ -37,13 +37,24 @@ from types import ModuleType
 from typing import Any
 
 from patchgen.errors import PatchgenError
-from patchgen.module_facts import TopStatement, import_time_nodes
-from patchgen.patch_source import display_path, free_names, locate_definition, module_file, parsed_file
+from patchgen.module_facts import TopStatement, changes_attribute_of, import_time_nodes
+from patchgen.patch_source import (
+    assigned_globals,
+    display_path,
+    free_names,
+    local_names,
+    locate_definition,
+    module_file,
+    parsed_file,
+)
 from patchgen.patch_spec import SourceLocation
 from patchgen.source_text import Snippet, TextEdit, apply_edits, reindent, rename_edits
 
 
-BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__", "__package__"}
+MODULE_ATTRIBUTES = frozenset(
+    {"__name__", "__file__", "__doc__", "__spec__", "__package__", "__loader__", "__cached__"}
+)
+BUILTIN_NAMES = frozenset(dir(builtins)) | MODULE_ATTRIBUTES
 _MISSING = object()
 
 HelperKey = tuple[str, int, str]  # (module name, top-level statement index, name it is bound as or "")
@@ -203,6 +214,13 @@ class _Resolver:
         """`resolve`, with each helper key paired with the name (as the code spells it) that needs it."""
         renames: dict[str, str] = {}
         needed: list[tuple[str, HelperKey]] = []
+        for name in sorted(assigned_globals(snippet) & (self.context.output_names | BUILTIN_NAMES)):
+            raise PatchgenError(
+                f"{label}: the code assigns the module-level name {name!r} (`global {name}`); in the output that is "
+                f"{'the builtin' if name in BUILTIN_NAMES and name not in self.context.output_names else 'upstream'}"
+                f"'s {name!r}, so upstream's code would see the change, unlike with the patch: keep the state in a "
+                "name of the patch module's own"
+            )
         for name in sorted(free_names(snippet) - ignore):
             if name in bindings:
                 value = bindings[name]
@@ -215,6 +233,7 @@ class _Resolver:
                 renames[name] = new_name
             needed += [(name, key) for key in keys]
         if renames:
+            _refuse_renaming_locals(snippet, renames, label)
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, renames)))
         return snippet, needed
 
@@ -251,6 +270,24 @@ class _Resolver:
                 f"{label}: the code reads {name!r}, which in the output is this patch itself (it replaces "
                 f"{name!r}), so it would call itself forever; to call upstream's original, register the patch with "
                 "keep_original_as=... and import the original in the patch module"
+            )
+        if name in MODULE_ATTRIBUTES:
+            raise PatchgenError(
+                f"{label}: the code reads {name!r}, which is the patch module's own ({display_path(module)}) when it "
+                f"runs there but the generated file's in the output; use a constant instead (a logger name, a path "
+                "from importlib.resources)"
+            )
+        value = vars(module).get(name, _MISSING)
+        if (
+            value is not _MISSING
+            and name not in BUILTIN_NAMES
+            and value is not vars(context.upstream_module).get(name)
+        ):
+            # bound when the module ran, by nothing its source says: `from x import *`, `globals()[...] = ...`
+            raise PatchgenError(
+                f"{label}: {display_path(module)} binds {name!r} in a way the generator cannot read (a star import, "
+                f"globals(), setattr on the module): the output cannot give it the same value; bind {name!r} with "
+                "an import or an assignment of its own there"
             )
         if name in context.output_names:
             if name in BUILTIN_NAMES:
@@ -319,8 +356,16 @@ class _Resolver:
 
     # -- imports and copies -----------------------------------------------------------------------
 
-    def _copy_or_import(self, name: str, module: ModuleType, label: str, bound_as: str | None = None) -> list:
-        """Make `name` of `module` exist in the output as `bound_as` (default: `name`)."""
+    def _copy_or_import(
+        self,
+        name: str,
+        module: ModuleType,
+        label: str,
+        bound_as: str | None = None,
+        importer: ModuleType | None = None,
+    ) -> list:
+        """Make `name` of `module` exist in the output as `bound_as` (default: `name`); `importer` is the
+        patch module that imports it from `module` (its own changes to the name are copied with it)."""
         facts = parsed_file(module_file(module)).facts
         bound_as = bound_as or name
         binders = facts.binders(name)
@@ -342,6 +387,7 @@ class _Resolver:
             self._refuse_unclear(name, module, facts, label)
             return keys
         self._refuse_unclear(name, module, facts, label)
+        self._refuse_changed_elsewhere(name, module, label, importer)
         rename = bound_as if bound_as != name else ""
         return [self._copy_statement(module, s, label, rename, name) for s in facts.statements_for(name)]
 
@@ -368,7 +414,35 @@ class _Resolver:
         home_facts = parsed_file(module_file(home)).facts
         if attribute not in home_facts.runtime_names:
             raise PatchgenError(f"{label}: {home_name} does not define {attribute!r} at module level")
-        return self._copy_or_import(attribute, home, label, bound_as)
+        return self._copy_or_import(attribute, home, label, bound_as, importer=module)
+
+    def _refuse_changed_elsewhere(self, name: str, module: ModuleType, label: str, importer: ModuleType | None):
+        """Another loaded module of the patch package that changes `name` at import (`a.REG["y"] = 2` after
+        `from pkg import a`, or `REG["z"] = 3` after `from pkg.a import REG`): a copy of `module`'s
+        statements cannot hold that change."""
+        value = vars(module).get(name, _MISSING)
+        for other_name, other in sorted(sys.modules.items()):
+            if other is module or other is importer or not self.context.is_patch_space(other_name):
+                continue
+            path = getattr(other, "__file__", None)
+            if not path or not path.endswith(".py"):
+                continue
+            facts = parsed_file(path).facts
+            for local, bound in vars(other).items():
+                if bound is module:
+                    statements = [s for s in facts.changers(local) if changes_attribute_of(s.node, local, name)]
+                elif (
+                    bound is value and value is not _MISSING and not _immutable(value) and local in facts.runtime_names
+                ):
+                    statements = facts.changers(local)
+                else:
+                    continue
+                if statements:
+                    raise PatchgenError(
+                        f"{label}: the code needs {name!r} from {display_path(module)}, and "
+                        f"{display_path(other)}:{statements[0].node.lineno} changes it too; a copy of "
+                        f"{display_path(module)}'s statements cannot hold that change, so make it there"
+                    )
 
     def _refuse_unclear(self, name: str, module: ModuleType, facts, label: str) -> None:
         unclear = facts.unclear(name)
@@ -376,8 +450,9 @@ class _Resolver:
             line = unclear[0].node.lineno
             raise PatchgenError(
                 f"{label}: the code needs {name!r} from {display_path(module)}, and the module-level statement at "
-                f"line {line} passes it to a call that may change it; a copy cannot know, so move that call into "
-                f"the statement that defines {name!r} (or into a function the patch calls)"
+                f"line {line} passes it to a call that may change it, or changes it through another name bound to it; "
+                f"a copy cannot know, so move that into the statement that defines {name!r} (or into a function "
+                "the patch calls)"
             )
 
     def _copy_statement(
@@ -411,6 +486,7 @@ class _Resolver:
         snippet = Snippet.parse(parsed.source.segment(start, end))
         snippet = self._absolute_imports(snippet, module, label, location)
         if rename and node.name != rename:
+            _refuse_renaming_locals(snippet, {node.name: rename}, label)
             snippet = Snippet.parse(apply_edits(snippet.text, rename_edits(snippet, {node.name: rename})))
         helper_label = f"{label.split(' (via helper ')[0]} (via helper {helper.name})"
         snippet, pairs = self.resolve_pairs(snippet, module, helper_label, frozenset(statement.binds), {}, None)
@@ -484,6 +560,22 @@ class _Resolver:
         self.resolution.claim(name, f"{home_name}.{name}", f"bind= ({home_name}.{name})", label)
         self.resolution.imports.setdefault(f"from {home_name} import {name}", None)
         return []
+
+
+def _refuse_renaming_locals(snippet: Snippet, renames: dict[str, str], label: str) -> None:
+    """Renames edit every `Name` of that spelling; one that is also a local somewhere in the code (a lambda's
+    parameter, a nested function's variable) would be renamed too and change meaning."""
+    clash = sorted(local_names(snippet) & renames.keys())
+    if clash:
+        raise PatchgenError(
+            f"{label}: {clash[0]!r} names a module-level object the output calls {renames[clash[0]]!r}, and is also "
+            "a local name inside the code (a parameter or variable of a nested function or lambda); renaming one "
+            "would rename both, so give the local another name"
+        )
+
+
+def _immutable(value: Any) -> bool:
+    return isinstance(value, (int, float, complex, str, bytes, bool, type(None), tuple, frozenset))
 
 
 def _contains(outer: ast.stmt, inner: ast.stmt) -> bool:

@@ -27,7 +27,8 @@ class UpstreamModule:
 
     @property
     def package(self) -> str:
-        return self.name.rpartition(".")[0]
+        """What its relative imports are relative to: a package's `__init__.py` is its own package."""
+        return self.name if self.path.name == "__init__.py" else self.name.rpartition(".")[0]
 
     def module(self) -> ModuleType:
         """The imported upstream module (for comparing the objects patch code refers to)."""

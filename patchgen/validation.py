@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from patchgen.errors import PatchgenError
+from patchgen.import_order import forward_reads_at_import
 from patchgen.patch_source import free_names, read_patch_source
 from patchgen.patch_spec import Exclusion, Patch, PatchKind
 from patchgen.sniffed import claims_without_code
@@ -263,6 +264,12 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would be broken: {'; '.join(details)}; define or import "
             "the name in the patch module, or keep the class that defines it"
+        )
+    for read in forward_reads_at_import(ast.parse(text)):
+        raise PatchgenError(
+            f"{plan.config_module}: generated {path.name} would fail on import: line {read.line} runs "
+            f"{read.function}() while the module is imported, which reads {read.name!r}, bound only below (line "
+            f"{read.bound_line}); compute it inside the function that needs it, or patch code placed below it"
         )
     for marker, line in claims_without_code(text):
         raise PatchgenError(

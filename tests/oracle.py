@@ -42,7 +42,7 @@ def fresh_upstream(module_name: str) -> ModuleType:
     copy_name = f"{module_name}__oracle{next(_COUNTER)}"
     copy_spec = importlib.util.spec_from_file_location(copy_name, spec.origin)
     module = importlib.util.module_from_spec(copy_spec)
-    module.__package__ = module_name.rpartition(".")[0]
+    module.__package__ = module_name if spec.submodule_search_locations is not None else module_name.rpartition(".")[0]
     sys.modules[copy_name] = module
     copy_spec.loader.exec_module(module)
     return module

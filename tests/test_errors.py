@@ -133,6 +133,10 @@ def f(self, config, layer_idx):
         "raise SystemExit\n",
         ["config module called sys.exit(None) while being imported (toy_x_patch_gen_config.py:1)"],
     ),
+    "config_raises_a_base_exception": (
+        "raise GeneratorExit('stray')\n",
+        ["config module failed to import: GeneratorExit: stray (toy_x_patch_gen_config.py:1)"],
+    ),
     "config_calls_os_exit": (
         "import os\nos._exit(0)\n",
         ["config module called os._exit(0) while being imported (toy_x_patch_gen_config.py:2)"],

@@ -250,3 +250,125 @@ def test_bad_dsl_arguments_fail_at_the_call_in_one_line(call, message):
 def test_bad_source_module_is_one_line():
     with pytest.raises(PatchgenError, match="source_module must be a dotted name"):
         PatchConfig(source_module=None, target_file="patched_x.py")
+
+
+# -- the registered class, when a config registers it by a plain call ----------------------------------
+
+
+def test_class_defined_twice_registered_from_a_config_is_found_by_its_methods(package, tmp_path):
+    """A config's `replace_class("Norm")(patches.FastNorm)` runs in the config file, so the line it runs on
+    says nothing about the patch module: the class is found by where its methods are defined. The config
+    line here falls inside the first (unregistered) definition, which was once copied instead."""
+    upstream = package("up", "class Norm:\n    def forward(self, x):\n        return x\n")
+    first = "class FastNorm:\n" + "".join(f"    # line {i}\n" for i in range(2, 9)) + "    def forward(self, x):\n"
+    patches = package(
+        "patches",
+        first + '        return "first"\n\n\nif True:\n\n    class FastNorm:\n'
+        '        def forward(self, x):\n            return "second"\n',
+    )
+    config_module = package(
+        "cfg",
+        f"import {patches} as patches\nfrom patchgen import PatchConfig\n\n"
+        f'config = PatchConfig(source_module="{upstream}", target_file="patched_shape.py")\n'
+        'config.replace_class("Norm")(patches.FastNorm)  # line 5: inside the first FastNorm\n',
+    )
+    config = importlib.import_module(config_module).config
+    text = compare(config, config_module, {"forward": lambda m: m.Norm().forward(1)}, tmp_path)
+    assert '"second"' in text and '"first"' not in text
+
+
+def test_upstream_package_init_resolves_its_relative_imports_from_itself(package, tmp_path):
+    """`from .helpers import offset` in a package's `__init__.py` is relative to that package, not its parent."""
+    patches = package("patches", "def other_patched(x):\n    return -x\n")
+    upstream = patches.split(".")[0] + "_upstream"  # a package of its own, beside the patch package
+    root = tmp_path / "src" / upstream
+    root.mkdir()
+    (root / "helpers.py").write_text("def offset(x):\n    return x + 100\n")
+    (root / "__init__.py").write_text(
+        "from .helpers import offset\n\n\ndef shift(x):\n    return offset(x)\n\n\ndef other(x):\n    return x\n"
+    )
+    importlib.invalidate_caches()
+    config = config_for(upstream)
+    config.replace_function("other")(importlib.import_module(patches).other_patched)
+    scenarios = {"shift": lambda m: m.shift(1), "other": lambda m: m.other(2)}
+    try:
+        text = compare(config, f"{patches.split('.')[0]}.cfg", scenarios, tmp_path)
+    finally:
+        for loaded in [m for m in sys.modules if m == upstream or m.startswith(upstream + ".")]:
+            del sys.modules[loaded]
+    assert f"from {upstream}.helpers import offset" in text
+
+
+def test_upstream_reading_a_replaced_name_at_import_time_gets_the_replacement(package, tmp_path):
+    """The documented difference from a monkey patch applied after import: the output is upstream with the
+    patch written in, so a subclass, a default value and a module-level alias see the replacement."""
+    upstream = package(
+        "up",
+        """
+        class Block:
+            def value(self):
+                return "upstream"
+
+
+        class Child(Block):
+            pass
+
+
+        def value_of(block=Block):
+            return block().value()
+
+
+        BlockAlias = Block
+        """,
+    )
+    patches = package("patches", 'class FastBlock:\n    def value(self):\n        return "patched"\n')
+    config = config_for(upstream)
+    config.replace_class("Block")(importlib.import_module(patches).FastBlock)
+    text = generated_text(config, upstream.split(".")[0], tmp_path)
+    path = tmp_path / "gen.py"
+    path.write_text(text)
+    namespace = {"__name__": "gen"}
+    exec(compile(text, str(path), "exec"), namespace)  # noqa: S102 - the file just generated
+    assert namespace["Child"]().value() == "patched"
+    assert namespace["value_of"]() == "patched"
+    assert namespace["BlockAlias"] is namespace["Block"]
+
+
+def test_a_lambda_or_a_property_patch_is_refused_at_its_own_line(package, tmp_path):
+    patches = importlib.import_module(
+        package(
+            "patches", "shift_lambda = (\n    lambda x: x * 9\n)\n\n\n@property\ndef doubled(self):\n    return 2\n"
+        )
+    )
+    upstream = package("up", "def shift(x):\n    return x\n\n\nclass Block:\n    pass\n")
+    config = config_for(upstream)
+    config.replace_function("shift")(patches.shift_lambda)
+    error = refusal(config, upstream.split(".")[0], tmp_path)
+    assert "patches.py:2:" in error and "a lambda cannot be copied" in error, error
+    with pytest.raises(PatchgenError, match=r"patches\.py:7: method_addition Block\.doubled: .*a property"):
+        config_for(upstream).add_method("Block.doubled")(patches.doubled)
+
+
+def test_a_function_whose_code_comes_from_elsewhere_is_refused(package, tmp_path):
+    """Found by its code's first line, a function compiled from a string would match whatever definition
+    of its name sits at that line of its module: here the source version, not the registered one."""
+    patches = importlib.import_module(
+        package(
+            "patches",
+            """
+            def shift_p(x):
+                return "source version"
+
+
+            _namespace = {}
+            exec(compile("\\ndef shift_p(x):\\n    return 'exec version'\\n", "<generated>", "exec"), _namespace)
+            shift_made = _namespace["shift_p"]
+            shift_made.__module__ = __name__
+            """,
+        )
+    )
+    upstream = package("up", "def shift(x):\n    return x\n")
+    config = config_for(upstream)
+    config.replace_function("shift")(patches.shift_made)
+    error = refusal(config, upstream.split(".")[0], tmp_path)
+    assert "its code comes from <generated>" in error, error

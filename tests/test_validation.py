@@ -300,15 +300,16 @@ config.exclude_from_output("ValSpare")
 # -- the real import of the output -----------------------------------------------------------------
 
 USES_LATER_HELPER = """
-def compute_factor():
-    return 2 * later_helper()
+class FactorSource:
+    def compute(self):
+        return 2 * later_helper()
 
 
 @config.replace_class("ValNorm")
 class Norm:
     # runs when the class is created: in the output that is before later_helper is defined, which
-    # no linter sees because the name is read inside a function body
-    factor = compute_factor()
+    # no static check sees because the name is read inside a method reached through an instance
+    factor = FactorSource().compute()
 
     def __init__(self, hidden):
         self.hidden = hidden
@@ -331,6 +332,30 @@ def test_import_check_catches_what_static_checks_cannot(tmp_path):
     assert check.returncode == 1
     assert f"ERROR   {OUTPUT} does not import: NameError: name 'later_helper' is not defined" in check.stdout
     assert run_cli("patchgen.check_patchgen", "--no-import", cwd=tmp_path).returncode == 0
+
+
+def test_a_module_function_run_at_import_reading_a_later_name_is_refused_statically(tmp_path):
+    """The plain-function form of the case above needs no import: the rendered file is read for it."""
+    make_project(
+        tmp_path,
+        """
+def compute_factor():
+    return 2 * later_helper()
+
+
+@config.replace_class("ValNorm")
+class Norm:
+    factor = compute_factor()
+
+    def __init__(self, hidden):
+        self.hidden = hidden
+""",
+    )
+    refused = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path)
+    assert refused.returncode == 2
+    error = single_error(refused)
+    assert "would fail on import" in error and "runs compute_factor()" in error and "'later_helper'" in error, error
+    assert not (tmp_path / "generated").exists()
 
 
 def test_import_check_blocks_the_patch_package_reached_indirectly(tmp_path):
