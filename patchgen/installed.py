@@ -1,14 +1,16 @@
 """Whether an import the config asks for (`add_import`) can run: the module is installed and binds the names.
 
 Checked at generation, so a typo (`add_import("math", names=["sqrtt"])`) is one line naming the call
-instead of a written file that fails on import. Python source is read, not imported (a GPU kernel
-package may be slow or impossible to import here); only compiled modules are imported to look.
+instead of a written file that fails on import. The module's own Python source is read, not run (a GPU
+kernel module may be slow or impossible to import here); finding a dotted module imports its parent
+packages, as any `find_spec` does, and a compiled module is imported to look.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 
 from patchgen.module_facts import runtime_bound_names
@@ -28,11 +30,8 @@ def import_problem(module: str, names: tuple[str, ...]) -> str | None:
 
 
 def _binds(spec, module: str, name: str) -> bool:
-    try:
-        if importlib.util.find_spec(f"{module}.{name}") is not None:
-            return True  # a submodule: `from package import submodule`
-    except (ImportError, ValueError):
-        pass
+    if _has_submodule(spec, name):
+        return True  # `from package import submodule`
     origin = spec.origin or ""
     if origin.endswith(".py"):
         try:
@@ -47,3 +46,18 @@ def _binds(spec, module: str, name: str) -> bool:
         return hasattr(importlib.import_module(module), name)
     except Exception:  # noqa: BLE001 - a compiled module that fails to import: the import check decides
         return True
+
+
+def _has_submodule(spec, name: str) -> bool:
+    """A package's submodule `name`, looked up in its folders (finding its spec would import the package)."""
+    for folder in spec.submodule_search_locations or ():
+        if importlib.machinery.FileFinder(folder, *_LOADERS).find_spec(name) is not None:
+            return True
+    return False
+
+
+_LOADERS = [
+    (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
+    (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+]
