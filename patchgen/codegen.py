@@ -17,6 +17,7 @@ from patchgen.errors import PatchgenError
 from patchgen.fingerprints import Lock, build_lock, checked_against_recorded, lock_path, read_lock
 from patchgen.formatting import FormatSettings, format_sources
 from patchgen.layout import load_layout
+from patchgen.native_code import with_native_model_code
 from patchgen.outputs import display_path, unified_diff
 from patchgen.plan import Plan, make_plan
 from patchgen.render import render
@@ -101,11 +102,12 @@ def plan_config(loaded: LoadedConfig, result: Generation, output_dir: Path | Non
     """Validate and plan one config; None when it fails (`result.error` says why) or is a base config."""
     try:
         upstream = read_upstream(loaded.config.source_module)
-        plan = make_plan(loaded.config, loaded.module_name, upstream)
+        config = with_native_model_code(loaded.config, upstream)
+        plan = make_plan(config, loaded.module_name, upstream)
         if loaded.config.abstract:
             return None  # a base config: validated by planning it, written only through the configs extending it
         # fingerprinted now, while the config's patch modules are imported (`config_runs` drops them after)
-        lock = build_lock(loaded.config, loaded.module_name, upstream)
+        lock = build_lock(config, loaded.module_name, upstream)
     except PatchgenError as exc:
         result.error = _in_config(loaded, str(exc))
         return None

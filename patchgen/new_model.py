@@ -117,7 +117,6 @@ class Scaffold:
     attention: str
     steps: tuple[str, str, str, str]  # project_qkv, qk_norm, rotary, project_output
     excluded: list[str]
-    pretrained_model: str | None = None  # upstream's PreTrainedModel subclass, which NATIVE_MODEL_CODE patches
     kernels: list[tuple[Kernel, str]] = field(default_factory=list)  # (kernel, upstream target)
     not_fitted: list[str] = field(default_factory=list)
 
@@ -161,7 +160,6 @@ def plan_scaffold(model: str) -> Scaffold:
         attention=attention,
         steps=(binding.project_qkv, binding.qk_norm, "full_rotary", "output_projection"),
         excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lms[0]],
-        pretrained_model=next((n for n in upstream.definitions if n == f"{prefix}PreTrainedModel"), None),
     )
     _pick_kernel(scaffold, upstream, f"{prefix}RMSNorm", NORMS)
     _pick_kernel(scaffold, upstream, f"{prefix}MLP", MLPS)
@@ -315,7 +313,6 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         *_not_fitted_lines(scaffold),
         '"""',
         "",
-        *(["from models.common.native_code import NATIVE_MODEL_CODE"] if scaffold.pretrained_model else []),
         "from models.common.training_sets import ULYSSES_ATTENTION",
         f"from models.common.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
         "from patchgen import PatchConfig",
@@ -345,8 +342,6 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         "    },",
         ")",
     ]
-    if scaffold.pretrained_model:
-        lines.append(f'config.use(NATIVE_MODEL_CODE, pretrained_model="{scaffold.pretrained_model}")')
     return "\n".join(lines) + "\n"
 
 

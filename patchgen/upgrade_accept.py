@@ -76,6 +76,7 @@ def accept(
 def _fresh_locks(root: Path, specs: list[str], config_name: str):
     from patchgen.codegen import target_path
     from patchgen.discovery import discover_configs, load_config
+    from patchgen.native_code import with_native_model_code
     from patchgen.plan import make_plan
     from patchgen.upstream import read_upstream
 
@@ -84,9 +85,10 @@ def _fresh_locks(root: Path, specs: list[str], config_name: str):
         if getattr(loaded.config, "abstract", False):
             continue  # a base config has no file of its own; the configs extending it carry its patches
         upstream = read_upstream(loaded.config.source_module)
-        make_plan(loaded.config, loaded.module_name, upstream)
+        config = with_native_model_code(loaded.config, upstream)
+        make_plan(config, loaded.module_name, upstream)
         path = lock_path(target_path(loaded))
-        yield path, build_lock(loaded.config, loaded.module_name, upstream)
+        yield path, build_lock(config, loaded.module_name, upstream)
 
 
 def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: Path, acceptance: Acceptance) -> Lock:

@@ -6,7 +6,7 @@ gloo ranks equal one process). Here:
 
 - a stock `DeepseekV3ForCausalLM.save_pretrained` writes the routed experts one by one
   (`mlp.experts.0.gate_proj.weight`, ...); transformers' own conversion applies to the generated
-  classes (not custom code: models/common/native_code.py), so that checkpoint loads with no missing keys and equal logits, and a checkpoint the generated
+  classes (not custom code: patchgen/native_code.py), so that checkpoint loads with no missing keys and equal logits, and a checkpoint the generated
   file saves loads into stock;
 - the fused experts kernel is one more implementation behind upstream's dispatch, and every
   implementation, on DeepSeek-V3's experts layout (grouped top-k router, fp32 routing weights scaled by

@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: DeepseekV3Attention [patch set ulysses_mla_attention.attention]
 # - method_override: DeepseekV3Attention.forward [patch set ulysses_mla_attention.attention]
-# - method_override: DeepseekV3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - external_replacement: DeepseekV3RMSNorm [patch set liger_rms_norm.rms_norm]
 # - external_replacement: DeepseekV3MLP [patch set liger_swiglu_mlp.mlp]
 # - method_override: DeepseekV3PreTrainedModel.get_correct_experts_implementation [patch set liger_experts.pretrained_model]
 # - method_override: DeepseekV3ForCausalLM.forward [patch set fastest_linear_cross_entropy.causal_lm]
+# - method_override: DeepseekV3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: DeepseekV3ForSequenceClassification
 # - excluded: DeepseekV3ForTokenClassification
 # - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
@@ -374,7 +374,7 @@ def apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze
 
 # ==============================================================================
 # [ADDED] gather_shared_rope_key
-# Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:31) (via helper decompressed_head_shards)
+# Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30) (via helper decompressed_head_shards)
 # Patch source: models/common/ulysses_mla.py:79
 # ==============================================================================
 def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
@@ -390,7 +390,7 @@ def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
 
 # ==============================================================================
 # [ADDED] decompressed_head_shards
-# Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:31)
+# Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # Patch source: models/common/ulysses_mla.py:90
 # ==============================================================================
 def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -419,10 +419,10 @@ def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:31)
+#   Patch source: models/common/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism for MLA: all-to-alls of the decompressed heads around the attention call, the shared rope key gathered once
-#   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:31)
+#   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # ==============================================================================
 class DeepseekV3Attention(nn.Module):
     """Multi-headed Latent Attention (MLA) from Deepseek V2"""
@@ -702,13 +702,13 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 
 # ==============================================================================
 # [MODIFIED CLASS] DeepseekV3PreTrainedModel
-# Methods patched: is_custom_code, get_correct_experts_implementation
-# - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:32)
+# Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [DeepseekV3Experts keeps upstream's dispatch]
 #   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:28)
+# - is_custom_code (method_override)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class DeepseekV3PreTrainedModel(PreTrainedModel):
@@ -740,17 +740,17 @@ class DeepseekV3PreTrainedModel(PreTrainedModel):
             init.normal_(module.gate_up_proj, mean=0.0, std=self.config.initializer_range)
             init.normal_(module.down_proj, mean=0.0, std=self.config.initializer_range)
 
-    # [ADDED METHOD] DeepseekV3PreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
-        return cls.is_remote_code()
-
     # [ADDED METHOD] DeepseekV3PreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
     def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
         """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
         chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
         return PreTrainedModel.get_correct_experts_implementation(self, chosen)
+
+    # [ADDED METHOD] DeepseekV3PreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
+        return cls.is_remote_code()
 
 
 @auto_docstring

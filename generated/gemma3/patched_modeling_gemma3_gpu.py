@@ -9,10 +9,10 @@
 # Patches applied:
 # - init_modification: Gemma3Attention [patch set ulysses_attention.attention]
 # - method_override: Gemma3Attention.forward [patch set ulysses_attention.attention]
-# - method_override: Gemma3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - external_replacement: Gemma3RMSNorm [patch set liger_gemma_rms_norm.rms_norm]
 # - external_replacement: Gemma3MLP [patch set liger_geglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
+# - method_override: Gemma3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Gemma3ModelOutputWithPast
 # - excluded: Gemma3CausalLMOutputWithPast
 # - excluded: get_block_sequence_ids_for_mask
@@ -255,7 +255,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -271,7 +271,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
@@ -287,7 +287,7 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -303,7 +303,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -319,10 +319,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:28)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Gemma3Attention(nn.Module):
@@ -496,8 +496,8 @@ class Gemma3DecoderLayer(GradientCheckpointingLayer):
 # [MODIFIED CLASS] Gemma3PreTrainedModel
 # Methods patched: is_custom_code
 # - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/gemma3/gemma3_base_patch_gen_config.py:38)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Gemma3PreTrainedModel(PreTrainedModel):

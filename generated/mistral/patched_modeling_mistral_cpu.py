@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: MistralAttention [patch set ulysses_attention.attention]
 # - method_override: MistralAttention.forward [patch set ulysses_attention.attention]
-# - method_override: MistralPreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - class_replacement: MistralRMSNorm [patch set torch_rms_norm.rms_norm]
 # - class_replacement: MistralMLP [patch set torch_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
 # - method_override: MistralForCausalLM.forward [patch set torch_linear_cross_entropy.causal_lm]
+# - method_override: MistralPreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: MistralForTokenClassification
 # - excluded: MistralForQuestionAnswering
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
@@ -160,7 +160,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -176,7 +176,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
@@ -192,7 +192,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -208,7 +208,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -224,10 +224,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:25)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class MistralAttention(nn.Module):
@@ -413,8 +413,8 @@ class MistralDecoderLayer(GradientCheckpointingLayer):
 # [MODIFIED CLASS] MistralPreTrainedModel
 # Methods patched: is_custom_code
 # - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/mistral/mistral_base_patch_gen_config.py:35)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class MistralPreTrainedModel(PreTrainedModel):

@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: Olmo2Attention [patch set ulysses_attention.attention]
 # - method_override: Olmo2Attention.forward [patch set ulysses_attention.attention]
-# - method_override: Olmo2PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - external_replacement: Olmo2RMSNorm [patch set liger_rms_norm_out_of_place.rms_norm]
 # - external_replacement: Olmo2MLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
 # - method_override: Olmo2ForCausalLM.forward [patch set fastest_linear_cross_entropy.causal_lm]
+# - method_override: Olmo2PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Olmo2ForSequenceClassification
 # - extra import: from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 # ==============================================================================
@@ -196,7 +196,7 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -212,7 +212,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] full_projection_qk_norm
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # Patch source: models/common/ulysses_attention.py:124
 # ==============================================================================
 def full_projection_qk_norm(
@@ -230,7 +230,7 @@ def full_projection_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -246,7 +246,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+# Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -262,10 +262,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:29)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Olmo2Attention(nn.Module):
@@ -438,8 +438,8 @@ class Olmo2DecoderLayer(GradientCheckpointingLayer):
 # [MODIFIED CLASS] Olmo2PreTrainedModel
 # Methods patched: is_custom_code
 # - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/olmo2/olmo2_base_patch_gen_config.py:39)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Olmo2PreTrainedModel(PreTrainedModel):

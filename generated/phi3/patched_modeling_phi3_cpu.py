@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: Phi3Attention [patch set ulysses_attention.attention]
 # - method_override: Phi3Attention.forward [patch set ulysses_attention.attention]
-# - method_override: Phi3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - class_replacement: Phi3RMSNorm [patch set torch_rms_norm.rms_norm]
 # - class_replacement: Phi3MLP [patch set torch_fused_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
 # - method_override: Phi3ForCausalLM.forward [patch set torch_linear_cross_entropy.causal_lm]
+# - method_override: Phi3PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Phi3ForSequenceClassification
 # - excluded: Phi3ForTokenClassification
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
@@ -233,7 +233,7 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 
 # ==============================================================================
 # [ADDED] fused_qkv_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_attention.py:84
 # ==============================================================================
 def fused_qkv_projection(
@@ -252,7 +252,7 @@ def fused_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
@@ -268,7 +268,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] partial_rotary
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 def partial_rotary(
@@ -290,7 +290,7 @@ def partial_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -306,10 +306,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:30)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # ==============================================================================
 class Phi3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -497,8 +497,8 @@ class Phi3DecoderLayer(GradientCheckpointingLayer):
 # [MODIFIED CLASS] Phi3PreTrainedModel
 # Methods patched: is_custom_code
 # - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/phi3/phi3_base_patch_gen_config.py:40)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Phi3PreTrainedModel(PreTrainedModel):

@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: Qwen2Attention [patch set ulysses_attention.attention]
 # - method_override: Qwen2Attention.forward [patch set ulysses_attention.attention]
-# - method_override: Qwen2PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - class_replacement: Qwen2RMSNorm [patch set torch_rms_norm.rms_norm]
 # - class_replacement: Qwen2MLP [patch set torch_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
 # - method_override: Qwen2ForCausalLM.forward [patch set torch_linear_cross_entropy.causal_lm]
+# - method_override: Qwen2PreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Qwen2ForTokenClassification
 # - excluded: Qwen2ForQuestionAnswering
 # - extra import: from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
@@ -214,7 +214,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -230,7 +230,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:137
 # ==============================================================================
 def no_qk_norm(
@@ -246,7 +246,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -262,7 +262,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -278,10 +278,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2Attention(nn.Module):
@@ -471,8 +471,8 @@ class Qwen2DecoderLayer(GradientCheckpointingLayer):
 # [MODIFIED CLASS] Qwen2PreTrainedModel
 # Methods patched: is_custom_code
 # - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/qwen2/qwen2_base_patch_gen_config.py:32)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Qwen2PreTrainedModel(PreTrainedModel):

@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: Qwen3MoeAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3MoeAttention.forward [patch set ulysses_attention.attention]
-# - method_override: Qwen3MoePreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - class_replacement: Qwen3MoeRMSNorm [patch set torch_rms_norm.rms_norm]
 # - method_override: Qwen3MoePreTrainedModel.get_correct_experts_implementation [patch set torch_experts.pretrained_model]
 # - class_replacement: Qwen3MoeMLP [patch set torch_swiglu_mlp.mlp]
 # - function_replacement: apply_rotary_pos_emb [patch set torch_rope.rope]
+# - method_override: Qwen3MoePreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Qwen3MoeForTokenClassification
 # - excluded: Qwen3MoeForQuestionAnswering
 # ==============================================================================
@@ -148,7 +148,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper project_qkv)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_qkv)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -164,7 +164,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper qk_norm)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper qk_norm)
 # Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
@@ -180,7 +180,7 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper rotary)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper rotary)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -196,7 +196,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper project_output)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_output)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -209,7 +209,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 
 # ==============================================================================
 # [ADDED] project_qkv
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:197
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
@@ -220,7 +220,7 @@ project_qkv = separate_qkv_projection
 
 # ==============================================================================
 # [ADDED] qk_norm
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:198
 # ==============================================================================
 qk_norm = per_head_qk_norm
@@ -228,7 +228,7 @@ qk_norm = per_head_qk_norm
 
 # ==============================================================================
 # [ADDED] rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:199
 # ==============================================================================
 rotary = full_rotary
@@ -236,7 +236,7 @@ rotary = full_rotary
 
 # ==============================================================================
 # [ADDED] project_output
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:200
 # ==============================================================================
 project_output = output_projection
@@ -247,10 +247,10 @@ project_output = output_projection
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -627,13 +627,13 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 
 # ==============================================================================
 # [MODIFIED CLASS] Qwen3MoePreTrainedModel
-# Methods patched: is_custom_code, get_correct_experts_implementation
-# - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:23)
+# Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
 #   Patch source: models/common/moe_experts.py:117 (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+# - is_custom_code (method_override)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):
@@ -664,17 +664,17 @@ class Qwen3MoePreTrainedModel(PreTrainedModel):
         elif isinstance(module, Qwen3MoeTopKRouter):
             init.normal_(module.weight, mean=0.0, std=std)
 
-    # [ADDED METHOD] Qwen3MoePreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
-        return cls.is_remote_code()
-
     # [ADDED METHOD] Qwen3MoePreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
     def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
         """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
         chosen = fused_unless_requested(self.config, requested_experts, torch_fused_moe)
         return PreTrainedModel.get_correct_experts_implementation(self, chosen)
+
+    # [ADDED METHOD] Qwen3MoePreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
+        return cls.is_remote_code()
 
 
 class Qwen3MoeRotaryEmbedding(nn.Module):

@@ -9,11 +9,11 @@
 # Patches applied:
 # - init_modification: Qwen3MoeAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3MoeAttention.forward [patch set ulysses_attention.attention]
-# - method_override: Qwen3MoePreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - external_replacement: Qwen3MoeRMSNorm [patch set liger_rms_norm.rms_norm]
 # - method_override: Qwen3MoePreTrainedModel.get_correct_experts_implementation [patch set liger_experts.pretrained_model]
 # - external_replacement: Qwen3MoeMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
+# - method_override: Qwen3MoePreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Qwen3MoeForTokenClassification
 # - excluded: Qwen3MoeForQuestionAnswering
 # ==============================================================================
@@ -133,7 +133,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper project_qkv)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_qkv)
 # Patch source: models/common/ulysses_attention.py:73
 # ==============================================================================
 def separate_qkv_projection(
@@ -149,7 +149,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper qk_norm)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper qk_norm)
 # Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
@@ -165,7 +165,7 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper rotary)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper rotary)
 # Patch source: models/common/ulysses_attention.py:148
 # ==============================================================================
 def full_rotary(
@@ -181,7 +181,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22) (via helper project_output)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_output)
 # Patch source: models/common/ulysses_attention.py:176
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -194,7 +194,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 
 # ==============================================================================
 # [ADDED] project_qkv
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:197
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
@@ -205,7 +205,7 @@ project_qkv = separate_qkv_projection
 
 # ==============================================================================
 # [ADDED] qk_norm
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:198
 # ==============================================================================
 qk_norm = per_head_qk_norm
@@ -213,7 +213,7 @@ qk_norm = per_head_qk_norm
 
 # ==============================================================================
 # [ADDED] rotary
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:199
 # ==============================================================================
 rotary = full_rotary
@@ -221,7 +221,7 @@ rotary = full_rotary
 
 # ==============================================================================
 # [ADDED] project_output
-# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+# Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # Patch source: models/common/ulysses_attention.py:200
 # ==============================================================================
 project_output = output_projection
@@ -232,10 +232,10 @@ project_output = output_projection
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:22)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -556,13 +556,13 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 
 # ==============================================================================
 # [MODIFIED CLASS] Qwen3MoePreTrainedModel
-# Methods patched: is_custom_code, get_correct_experts_implementation
-# - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:23)
+# Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
 #   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+# - is_custom_code (method_override)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):
@@ -593,17 +593,17 @@ class Qwen3MoePreTrainedModel(PreTrainedModel):
         elif isinstance(module, Qwen3MoeTopKRouter):
             init.normal_(module.weight, mean=0.0, std=std)
 
-    # [ADDED METHOD] Qwen3MoePreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
-        return cls.is_remote_code()
-
     # [ADDED METHOD] Qwen3MoePreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
     def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
         """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
         chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
         return PreTrainedModel.get_correct_experts_implementation(self, chosen)
+
+    # [ADDED METHOD] Qwen3MoePreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
+        return cls.is_remote_code()
 
 
 class Qwen3MoeRotaryEmbedding(nn.Module):

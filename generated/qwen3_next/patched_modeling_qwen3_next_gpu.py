@@ -9,13 +9,13 @@
 # Patches applied:
 # - init_modification: Qwen3NextAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3NextAttention.forward [patch set ulysses_attention.attention]
-# - method_override: Qwen3NextPreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - init_modification: Qwen3NextGatedDeltaNet [patch set ulysses_gated_delta_net.linear_attention]
 # - method_override: Qwen3NextGatedDeltaNet.forward [patch set ulysses_gated_delta_net.linear_attention]
 # - external_replacement: Qwen3NextRMSNorm [patch set liger_gemma_rms_norm.rms_norm]
 # - method_override: Qwen3NextPreTrainedModel.get_correct_experts_implementation [patch set liger_experts.pretrained_model]
 # - external_replacement: Qwen3NextMLP [patch set liger_swiglu_mlp.mlp]
 # - external_replacement: apply_rotary_pos_emb [patch set liger_rope.rope]
+# - method_override: Qwen3NextPreTrainedModel.is_custom_code [patch set native_model_code.pretrained_model]
 # - excluded: Qwen3NextForSequenceClassification
 # - excluded: Qwen3NextForTokenClassification
 # - excluded: Qwen3NextForQuestionAnswering
@@ -230,7 +230,7 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] gated_query_projection
-# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # Patch source: models/common/ulysses_attention.py:98
 # ==============================================================================
 def gated_query_projection(
@@ -250,7 +250,7 @@ def gated_query_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # Patch source: models/common/ulysses_attention.py:113
 # ==============================================================================
 def per_head_qk_norm(
@@ -266,7 +266,7 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] partial_rotary
-# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # Patch source: models/common/ulysses_attention.py:159
 # ==============================================================================
 def partial_rotary(
@@ -288,7 +288,7 @@ def partial_rotary(
 
 # ==============================================================================
 # [ADDED] gated_output_projection
-# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+# Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # Patch source: models/common/ulysses_attention.py:184
 # ==============================================================================
 def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -306,10 +306,10 @@ def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:42)
+#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # ==============================================================================
 class Qwen3NextAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -1273,13 +1273,13 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 
 # ==============================================================================
 # [MODIFIED CLASS] Qwen3NextPreTrainedModel
-# Methods patched: is_custom_code, get_correct_experts_implementation
-# - is_custom_code (method_override)
-#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code)
-#   Patch source: models/common/native_code.py:33 (patch set native_model_code.pretrained_model, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:52)
+# Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
 #   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
+# - is_custom_code (method_override)
+#   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
+#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
 # ==============================================================================
 class Qwen3NextPreTrainedModel(PreTrainedModel):
     config: Qwen3NextConfig
@@ -1317,17 +1317,17 @@ class Qwen3NextPreTrainedModel(PreTrainedModel):
         elif isinstance(module, Qwen3NextSparseMoeBlock):
             init.normal_(module.gate.weight, mean=0.0, std=self.config.initializer_range)
 
-    # [ADDED METHOD] Qwen3NextPreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
-        return cls.is_remote_code()
-
     # [ADDED METHOD] Qwen3NextPreTrainedModel.get_correct_experts_implementation: overrides the inherited one, see the banner above
     def get_correct_experts_implementation(self, requested_experts: str | None) -> str:
         """The experts implementation to use: `requested_experts`, else this file's fused kernel."""
         chosen = fused_unless_requested(self.config, requested_experts, liger_fused_moe)
         return PreTrainedModel.get_correct_experts_implementation(self, chosen)
+
+    # [ADDED METHOD] Qwen3NextPreTrainedModel.is_custom_code: overrides the inherited one, see the banner above
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Custom only when loaded from the hub, as the stock class (its module is outside `transformers.`)."""
+        return cls.is_remote_code()
 
 
 class Qwen3NextModel(Qwen3NextPreTrainedModel):

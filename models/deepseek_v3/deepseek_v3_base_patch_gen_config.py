@@ -11,10 +11,9 @@ must know it:
 - routed + shared experts: upstream's `DeepseekV3Experts` keeps its `@use_experts_implementation`
   dispatch (the variants register a fused kernel as one more implementation); stock checkpoints store
   the routed experts one by one (`mlp.experts.0.gate_proj.weight`, ...), fused on load by transformers
-  for its own classes, which `NATIVE_MODEL_CODE` makes the generated ones count as.
+  for its own classes, which `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.ulysses_mla import ULYSSES_MLA_ATTENTION
 from patchgen import PatchConfig
 
@@ -29,4 +28,3 @@ config.exclude_from_output(
     reason="heads not used for causal-LM training",
 )
 config.use(ULYSSES_MLA_ATTENTION, attention="DeepseekV3Attention")
-config.use(NATIVE_MODEL_CODE, pretrained_model="DeepseekV3PreTrainedModel")

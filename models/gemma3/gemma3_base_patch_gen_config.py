@@ -4,7 +4,6 @@ Not generated on its own (`PatchConfig.base`). The upstream module also holds th
 its classes go, except `Gemma3MultiModalProjector`, which `Gemma3PreTrainedModel._init_weights` names.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import full_rotary, output_projection, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
@@ -35,4 +34,3 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="Gemma3PreTrainedModel")

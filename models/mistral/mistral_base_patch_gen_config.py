@@ -7,7 +7,6 @@ Ulysses sequence parallelism as in every Llama-style file; `MistralAttention` ha
 so the shared forward takes `config.sliding_window`, as upstream does.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
@@ -32,4 +31,3 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="MistralPreTrainedModel")

@@ -10,7 +10,6 @@ must know it:
   compute its backward out of place (the _gpu variant's `LIGER_RMS_NORM_OUT_OF_PLACE`).
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import (
     full_projection_qk_norm,
@@ -36,4 +35,3 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="Olmo2PreTrainedModel")

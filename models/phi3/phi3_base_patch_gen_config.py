@@ -12,7 +12,6 @@ know it:
 - one fused `gate_up_proj` in the MLP: the variants bind SwiGLU sets that keep it.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import fused_qkv_projection, no_qk_norm, output_projection, partial_rotary
 from patchgen import PatchConfig
@@ -37,4 +36,3 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="Phi3PreTrainedModel")

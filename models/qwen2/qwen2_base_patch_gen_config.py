@@ -4,7 +4,6 @@ Not generated on its own (`PatchConfig.base`); its patches reach generated/qwen2
 variants, which add only their kernels.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
@@ -29,4 +28,3 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen2PreTrainedModel")

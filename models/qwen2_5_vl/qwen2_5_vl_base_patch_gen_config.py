@@ -16,12 +16,11 @@ a text family:
   code to import) and the text model keeps this rank's slice after the merge
   (`models/common/ulysses_multimodal.py`);
 - transformers keeps the released checkpoints' layout (`model.layers.*`, `visual.*`) by renaming keys
-  on load and save, by class name, for its own classes: `NATIVE_MODEL_CODE` makes the generated ones count;
+  on load and save, by class name, for its own classes: `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count;
 - the vision attention (windowed, per-image `cu_seqlens`) is upstream's: no kernel fits it beyond HF's
   attention interface, and under SP each rank runs the vision tower on all the batch's images.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from models.common.ulysses_multimodal import (
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
@@ -50,4 +49,3 @@ config.add_code(
     after="Qwen2_5_VLForConditionalGeneration",
     description="the batch one rank passes to the model under sequence parallelism (whole sequence, its labels' share)",
 )(shard_multimodal_batch)
-config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen2_5_VLPreTrainedModel")

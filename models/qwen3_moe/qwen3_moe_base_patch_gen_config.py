@@ -2,10 +2,9 @@
 
 Not generated on its own (`PatchConfig.base`). Stock checkpoints load: transformers fuses the
 per-expert weights of a saved checkpoint (`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` /
-`experts.down_proj` for its own classes, and `NATIVE_MODEL_CODE` makes the generated ones count as such.
+`experts.down_proj` for its own classes, and `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as such.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from patchgen import PatchConfig
 
@@ -20,4 +19,3 @@ config.exclude_from_output(
     reason="heads not used for causal-LM training",
 )
 config.use(ULYSSES_ATTENTION, attention="Qwen3MoeAttention")
-config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen3MoePreTrainedModel")

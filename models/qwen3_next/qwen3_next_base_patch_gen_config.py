@@ -15,10 +15,9 @@ Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token 
 
 Stock checkpoints load: transformers fuses the per-expert weights of a saved checkpoint
 (`mlp.experts.0.gate_proj...`) into `experts.gate_up_proj` / `experts.down_proj` for its own classes,
-which `NATIVE_MODEL_CODE` makes the generated ones count as.
+which `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as.
 """
 
-from models.common.native_code import NATIVE_MODEL_CODE
 from models.common.training_sets import ULYSSES_ATTENTION
 from models.common.ulysses_attention import (
     gated_output_projection,
@@ -49,4 +48,3 @@ config.use(
         "project_output": gated_output_projection,
     },
 )
-config.use(NATIVE_MODEL_CODE, pretrained_model="Qwen3NextPreTrainedModel")
