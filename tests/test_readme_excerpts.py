@@ -1,7 +1,7 @@
 """The README shows real output: each block marked `<!-- excerpt: PATH -->` is cut from that committed file.
 
-A marked block's lines (`...` lines stand for lines left out, and may be indented) must occur in the file in
-the same order, each as a whole line, so a banner, header or diff hunk in the README cannot drift from what
+A marked block's runs of lines (`...` lines, indented or not, stand for lines left out) must each occur in the
+file as consecutive whole lines, in the same order, so a banner, header or diff hunk in the README cannot drift from what
 the generator writes. Regenerating changes them together: rerun this test and paste the new lines.
 """
 
@@ -17,17 +17,33 @@ EXCERPTS = [(match["path"], match["body"]) for match in MARKED.finditer(README)]
 
 
 def missing_line(excerpt: str, text: str) -> str | None:
-    """The first excerpt line not found in `text` after the previous one (None when all are, in order)."""
+    """The first excerpt line not found in `text` (None when every run is).
+
+    The excerpt is read as runs of lines separated by `...` lines: each run must occur in `text` as
+    consecutive whole lines, after the previous run. So an excerpt leaves lines out only where it says so.
+    """
     lines = text.splitlines()
-    position = 0
+    runs: list[list[str]] = [[]]
     for line in excerpt.splitlines():
         if line.strip() == "...":
-            continue
-        try:
-            position = lines.index(line, position) + 1
-        except ValueError:
-            return line
+            runs.append([])
+        else:
+            runs[-1].append(line)
+    position = 0
+    for run in filter(None, runs):
+        starts = [i for i in range(position, len(lines) - len(run) + 1) if lines[i : i + len(run)] == run]
+        if not starts:
+            return _first_absent(run, lines, position)
+        position = starts[0] + len(run)
     return None
+
+
+def _first_absent(run: list[str], lines: list[str], position: int) -> str:
+    """The line of `run` that breaks it: the first not following its predecessor in `lines`."""
+    for length in range(1, len(run) + 1):
+        if not any(lines[i : i + length] == run[:length] for i in range(position, len(lines) - length + 1)):
+            return run[length - 1]
+    return run[-1]
 
 
 def test_readme_marks_its_generated_excerpts():
@@ -38,10 +54,12 @@ def test_readme_marks_its_generated_excerpts():
     }
 
 
-def test_missing_line_finds_lines_out_of_order():
+def test_missing_line_finds_lines_out_of_order_or_left_out_unsaid():
     assert missing_line("a\n...\nc", "a\nb\nc") is None
-    assert missing_line("c\na", "a\nb\nc") == "a"
+    assert missing_line("a\n    ...\nc", "a\nb\nc") is None
+    assert missing_line("c\n...\na", "a\nb\nc") == "a"
     assert missing_line("a\nx", "a\nb") == "x"
+    assert missing_line("a\nc", "a\nb\nc") == "c"  # b left out without a `...` line
 
 
 @pytest.mark.parametrize(("path", "excerpt"), EXCERPTS, ids=[path for path, _ in EXCERPTS])
