@@ -7,6 +7,7 @@ Applying a patch at run time is what the generated file must be equivalent to:
   method when the patch keeps them (evaluated in the module, as the output does);
 - `modify_init`: `cls.__init__ = lambda self, *a, **k: patch(original_init, self, *a, **k)`, where
   `original_init` is the class's own `__init__` or, without one, the inherited one;
+- a set's placeholder bound with `bind=`: the patch's code runs with the bound object under that name;
 - an exclusion: `delattr(module, name)`; `add_statement`: executed in the module's namespace;
 - `add_method` / `add_code`: `setattr` of the object; `add_block` and a block `replace_assignment`: the
   block function's body run with the patch module's and upstream's names, what it binds set on the
@@ -19,13 +20,14 @@ type and message of any exception.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import inspect
 import itertools
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from patchgen.codegen import generate
@@ -92,15 +94,48 @@ def _run_block(function, module: ModuleType) -> None:
         setattr(patch_module, name, namespace[name])
 
 
-def apply_at_run_time(config: PatchConfig) -> ModuleType:
-    """The config's patches applied to a fresh upstream module, the way a monkey patch would."""
+def _point_patch_at_kept_original(patch, original, undo: list) -> None:
+    """The patch module imports upstream's original (`from up import fact as upstream_fact`) from the real
+    upstream module, whose globals are unpatched; at run time it is the patched module's original (a
+    recursive `fact` calls the patch), so the patch module reads the copy's original until `undo` runs."""
+    patch_module = sys.modules.get(getattr(patch.replacement, "__module__", None) or "")
+    if patch_module is not None and patch.keep_original_as in vars(patch_module):
+        undo.append((patch_module, patch.keep_original_as, vars(patch_module)[patch.keep_original_as]))
+        setattr(patch_module, patch.keep_original_as, original)
+
+
+def _bound(replacement, bindings: tuple[tuple[str, Any], ...]):
+    """A set's function with its placeholders bound (`bind={"combine": twice_then_add}`): the same code
+    reading the bound objects under the placeholders' names (methods of a class are rebound alike)."""
+    if not bindings:
+        return replacement
+    if isinstance(replacement, type):
+        methods = {n: _bound(v, bindings) for n, v in vars(replacement).items() if isinstance(v, FunctionType)}
+        return type(replacement.__name__, (replacement,), methods)
+    function = FunctionType(
+        replacement.__code__,
+        {**replacement.__globals__, **dict(bindings)},
+        replacement.__name__,
+        replacement.__defaults__,
+        replacement.__closure__,
+    )
+    function.__kwdefaults__, function.__qualname__ = replacement.__kwdefaults__, replacement.__qualname__
+    return function
+
+
+def apply_at_run_time(config: PatchConfig, undo: list | None = None) -> ModuleType:
+    """The config's patches applied to a fresh upstream module, the way a monkey patch would. Changes made
+    to patch modules are appended to `undo` as (module, name, old value)."""
+    undo = [] if undo is None else undo
     module = fresh_upstream(config.source_module)
     for patch in config.patches:
+        patch = dataclasses.replace(patch, replacement=_bound(patch.replacement, patch.bindings))
         if patch.keep_original_as and patch.kind is PatchKind.METHOD_OVERRIDE:
             cls = getattr(module, patch.target_class)
             setattr(cls, patch.keep_original_as, cls.__dict__[patch.method_name])
         elif patch.keep_original_as:
             setattr(module, patch.keep_original_as, getattr(module, patch.target))
+            _point_patch_at_kept_original(patch, getattr(module, patch.target), undo)
         if patch.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT):
             setattr(module, patch.target, patch.replacement)
         elif patch.kind is PatchKind.METHOD_ADDITION:
@@ -177,8 +212,13 @@ def behaviour(module: ModuleType, scenario) -> tuple:
 def compare(config: PatchConfig, config_module: str, scenarios: dict, folder: Path) -> str:
     """Assert every scenario behaves the same on the generated file and at run time; return the output."""
     text, generated = generate_module(config, config_module, folder)
-    patched = apply_at_run_time(config)
-    for name, scenario in scenarios.items():
-        ours, theirs = behaviour(generated, scenario), behaviour(patched, scenario)
-        assert ours == theirs, f"{name}: generated file {ours} != patches applied at run time {theirs}"
+    undo = []
+    patched = apply_at_run_time(config, undo)
+    try:
+        for name, scenario in scenarios.items():
+            ours, theirs = behaviour(generated, scenario), behaviour(patched, scenario)
+            assert ours == theirs, f"{name}: generated file {ours} != patches applied at run time {theirs}"
+    finally:
+        for patch_module, name, value in reversed(undo):
+            setattr(patch_module, name, value)
     return text
