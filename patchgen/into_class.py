@@ -64,6 +64,31 @@ def refuse_changed_meaning(
         _refuse_class_body_names(node, placed_in, label)
 
 
+def refuse_private_member(class_name: str, name: str, label: str, what: str) -> None:
+    """Refuse putting a new member spelled `__name` into `class_name`: written in the class body it is the
+    attribute `_Class__name`, while the patch applied at run time (`setattr(Class, "__name", f)`) makes an
+    attribute `__name`, so callers of one do not find the other."""
+    if mangled(class_name, name) != name:
+        raise PatchgenError(
+            f"{label}: {what} {name!r} would be the attribute {mangled(class_name, name)!r} in class {class_name} "
+            f"(Python mangles `__name` in a class body) but {name!r} applied at run time; use a name without two "
+            f"leading underscores ({name.lstrip('_')!r} or {'_' + name.lstrip('_')!r})"
+        )
+
+
+def refuse_renamed_private_names(node: ast.ClassDef, new_name: str, label: str, advice: str) -> None:
+    """Refuse upstream class `node` kept under `new_name` when its private names would change: `self.__size`
+    is `_Block__size` at run time (the kept object is still upstream's class) but `_UpstreamBlock__size` in
+    a class written as `class UpstreamBlock`."""
+    for name in _identifiers(node):
+        ours, theirs = mangled(node.name, name), mangled(new_name, name)
+        if ours != theirs:
+            raise PatchgenError(
+                f"{label}: upstream class {node.name} uses the private name {name!r}, which is {ours!r} in upstream "
+                f"but {theirs!r} in the output's `class {new_name}` (Python mangles `__name` with the class); {advice}"
+            )
+
+
 def _refuse_class_body_names(node: ast.FunctionDef | ast.AsyncFunctionDef, cls: ast.ClassDef, label: str) -> None:
     args = node.args
     evaluated = [*node.decorator_list, *args.defaults, *(d for d in args.kw_defaults if d is not None)]

@@ -20,7 +20,12 @@ from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPOR
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
 from patchgen.installed import import_problem
-from patchgen.into_class import class_written_in, refuse_changed_meaning
+from patchgen.into_class import (
+    class_written_in,
+    refuse_changed_meaning,
+    refuse_private_member,
+    refuse_renamed_private_names,
+)
 from patchgen.module_facts import runtime_bound_names
 from patchgen.module_level import plan_assignment_replacement, plan_module_code
 from patchgen.patch_source import free_names, read_patch_source
@@ -267,6 +272,9 @@ def _kept_original(ctx: PlanContext, patch: Patch, node: ast.stmt, indent: str) 
     src = ctx.upstream.source
     first = src.node_start_line(node, leading_comments=False)
     snippet = Snippet.parse("".join(src.lines[first - 1 : node.end_lineno]))
+    if isinstance(node, ast.ClassDef):
+        advice = "override the methods you change with override_method(..., keep_original_as=...) instead"
+        refuse_renamed_private_names(node, kept, ctx.label(patch), advice)
     snippet = _renamed_definition(snippet, kept)
     if patch.kind is not PatchKind.METHOD_OVERRIDE:  # a module-level name: one meaning in the output
         origin = f"kept:{ctx.upstream.name}.{patch.target}"
@@ -349,6 +357,7 @@ def _plan_method_override(ctx: PlanContext, patch: Patch) -> None:
         + reindent(snippet, indent)
     )
     if patch.keep_original_as:
+        refuse_private_member(cls.name, patch.keep_original_as, ctx.label(patch), "keep_original_as")
         taken = member_bindings(cls, patch.keep_original_as)
         upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
         if taken or inspect.getattr_static(upstream_class, patch.keep_original_as, _ABSENT) is not _ABSENT:
@@ -487,6 +496,7 @@ def _add_method(ctx: PlanContext, patch: Patch, cls: ast.ClassDef, comments: str
 def _plan_method_addition(ctx: PlanContext, patch: Patch) -> None:
     cls = _upstream_definition(ctx, patch, patch.target_class, (ast.ClassDef,))
     name = patch.method_name
+    refuse_private_member(cls.name, name, ctx.label(patch), "the added method")
     _refuse_class_changed_later(ctx, patch, cls, name)
     members = member_bindings(cls, name)
     upstream_class = getattr(ctx.names.upstream_module, cls.name, None)
