@@ -15,12 +15,14 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from patchgen.errors import PatchgenError
 from patchgen.import_order import forward_reads_at_import
+from patchgen.module_facts import runtime_bound_names
 from patchgen.patch_source import free_names, read_patch_source
 from patchgen.patch_spec import Exclusion, Patch, PatchKind
 from patchgen.sniffed import claims_without_code
@@ -303,7 +305,15 @@ def _explain_undefined(plan: Plan, tree: ast.Module, text: str, name: str, probl
     line = _first_use(tree, name) or problem.line  # ruff's rows are from before formatting
     place = _enclosing(tree, line)
     culprit = _patch_owning(plan, place, text, line)
-    blame = f"code of {culprit.label}, at {culprit.defined_at}" if culprit else "upstream code"
+    if culprit:
+        blame = f"code of {culprit.label}, at {culprit.defined_at}"
+    else:
+        blame = _added_module_code_owning(plan, tree, text, line) or "upstream code"
+    bound_below = _bound_below(tree, name, line)
+    if bound_below and blame != "upstream code":
+        blame += f"; upstream binds {name!r} only below it (line {bound_below})"
+        if blame.startswith(f"code of {PatchKind.MODULE_CODE.value}"):
+            blame += f": place it with after={name!r}"
     exclusion = next((e for e in plan.config.exclusions if e.name == name), None)
     if exclusion is not None:
         blame += f"; exclude_from_output {name} ({exclusion.defined_at}) removed it"
@@ -348,11 +358,59 @@ def _patch_owning(plan: Plan, place: str, text: str, line: int) -> Patch | None:
     for patch in plan.config.patches:
         if patch.kind in _WHOLE and patch.target == top:
             return patch
+        if patch.kind is PatchKind.MODULE_CODE and not patch.block and patch.target == top:
+            return patch
+        if patch.kind is PatchKind.METHOD_ADDITION and (patch.target_class, patch.method_name) == (top, member):
+            return patch
         if patch.kind is PatchKind.METHOD_OVERRIDE and (patch.target_class, patch.method_name) == (top, member):
             return patch
         if patch.kind is PatchKind.INIT_MODIFICATION and (patch.target, member) == (top, "__init__"):
             if _inside_added_block(text, line) or f"written by modify_init ({patch.defined_at})" in text:
                 return patch
+    return None
+
+
+def _added_module_code_owning(plan: Plan, tree: ast.Module, text: str, line: int) -> str | None:
+    """`code of <patch>, at <where>` when `line` is in module-level statements an `add_block`, a block
+    `replace_assignment` or an `add_statement` wrote: the nearest banner above names its source, and the
+    patch's own statement count says whether `line` is still inside them."""
+    lines = text.splitlines()
+    statements = [
+        n for n in tree.body if min([n.lineno, *(d.lineno for d in getattr(n, "decorator_list", []))]) <= line
+    ]
+    for back, node in enumerate(reversed(statements)):
+        top = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        above = lines[statements[-back - 2].end_lineno if back + 1 < len(statements) else 0 : top - 1]
+        sources = [a.removeprefix("# Patch source: ") for a in above if a.startswith("# Patch source: ")]
+        if sources:
+            owner = _module_code_by_source(plan, sources[-1])
+            return f"code of {owner[0]}, at {sources[-1]}" if owner and back < owner[1] else None
+    return None
+
+
+def _module_code_by_source(plan: Plan, source: str) -> tuple[str, int] | None:
+    """(label, number of module-level statements) of the module code written from `source`."""
+    for statement in plan.config.statements:
+        if str(statement.defined_at) == source:
+            return "add_statement", len(ast.parse(statement.code).body)
+    for patch in plan.config.patches:
+        if patch.source_note != source or patch.kind not in (PatchKind.MODULE_CODE, PatchKind.ASSIGNMENT_REPLACEMENT):
+            continue
+        if patch.value_source is not None or not patch.block and patch.kind is PatchKind.MODULE_CODE:
+            return patch.label, 1
+        source = read_patch_source(patch.replacement, patch.label, patch.defined_at.line)
+        body = ast.parse(textwrap.dedent(source.definition))
+        statements = body.body[0].body
+        docstring = isinstance(statements[0], ast.Expr) and isinstance(statements[0].value, ast.Constant)
+        return patch.label, len(statements) - docstring
+    return None
+
+
+def _bound_below(tree: ast.Module, name: str, line: int) -> int | None:
+    """The first line below `line` where the module binds `name` at top level, if any."""
+    for node in tree.body:
+        if node.lineno > line and name in runtime_bound_names([node]):
+            return node.lineno
     return None
 
 
