@@ -50,6 +50,10 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
     upstream_module = upstream.module()
     whole = (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT)
     replacements = {id(p.replacement): p.target for p in config.patches if p.kind in whole[:2]}
+    # an `add_code` object is in the output under its own name: other patches reading it read that one
+    replacements |= {
+        id(p.replacement): p.target for p in config.patches if p.kind is PatchKind.MODULE_CODE and not p.block
+    }
     originals = {
         id(vars(upstream_module)[p.target]): p.target
         for p in config.patches

@@ -110,7 +110,7 @@ class NameContext:
     output_names: frozenset[str]  # names the output binds when it runs (upstream's, minus removed ones)
     upstream_module: ModuleType
     patch_package: str
-    renamed_objects: dict[int, str]  # id(replacement object) -> upstream target name
+    renamed_objects: dict[int, str]  # id(replacement or add_code object) -> its name in the output
     upstream: Any  # patchgen.upstream.UpstreamModule
     replaced_originals: dict[int, str] = field(default_factory=dict)  # id(upstream object) -> target replacing it
     kept_originals: dict[int, str] = field(default_factory=dict)  # id(upstream object) -> `keep_original_as` name

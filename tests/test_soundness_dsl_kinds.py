@@ -135,3 +135,37 @@ def test_a_later_use_with_override_rebinds_the_step(package, tmp_path):
     config.use(sets.FORWARD, "One", bind={"combine": sets.helper}, override=True)
     text = compare(config, cfg, FORWARDS, tmp_path)
     assert "def triple" not in text and "return helper(x)" in text
+
+
+# -- add_code / add_block ---------------------------------------------------------------------------
+
+
+def test_added_code_reading_an_upstream_name_bound_below_names_the_patch_and_the_anchor(package, tmp_path):
+    # at run time the block runs after the whole module; placed after the imports it would run before `fact`
+    upstream, patches, cfg = setup(package, "from {up} import fact\n\n\ndef table():\n    SIX = fact(3)\n")
+    config = config_for(upstream)
+    config.add_block(after="imports")(patches.table)
+    error = refusal(config, cfg.split(".")[0], tmp_path)
+    assert "Undefined name `fact`" in error and "code of module_code table, at" in error, error
+    assert "patches.py:4" in error and "place it with after='fact'" in error, error
+    assigned = config_for(upstream)
+    assigned.replace_assignment("SCALE")(_scale_block(package, upstream))
+    error = refusal(assigned, cfg.split(".")[0], tmp_path)
+    assert "code of assignment_replacement SCALE" in error and "only below it" in error and "after=" not in error, (
+        error
+    )
+
+
+def _scale_block(package, upstream):
+    text = f"from {upstream} import fact\n\n\ndef scale():\n    SCALE = fact(3)\n"
+    module = importlib.import_module(package("scale_block", text))
+    return module.scale
+
+
+def test_a_block_reads_a_function_another_patch_adds(package, tmp_path):
+    upstream, patches, cfg = setup(package, "def make_six():\n    return 6\n\n\ndef table():\n    SIX = make_six()\n")
+    config = config_for(upstream)
+    config.add_code(after="imports")(patches.make_six)
+    config.add_block(after="fact")(patches.table)
+    text = compare(config, cfg, {"SIX": lambda m: m.SIX, "make_six()": lambda m: m.make_six()}, tmp_path)
+    assert text.count("def make_six") == 1 and "SIX = make_six()" in text
