@@ -94,14 +94,20 @@ def _run_block(function, module: ModuleType) -> None:
         setattr(patch_module, name, namespace[name])
 
 
-def _point_patch_at_kept_original(patch, original, undo: list) -> None:
-    """The patch module imports upstream's original (`from up import fact as upstream_fact`) from the real
-    upstream module, whose globals are unpatched; at run time it is the patched module's original (a
-    recursive `fact` calls the patch), so the patch module reads the copy's original until `undo` runs."""
-    patch_module = sys.modules.get(getattr(patch.replacement, "__module__", None) or "")
-    if patch_module is not None and patch.keep_original_as in vars(patch_module):
-        undo.append((patch_module, patch.keep_original_as, vars(patch_module)[patch.keep_original_as]))
-        setattr(patch_module, patch.keep_original_as, original)
+def _point_patch_modules_at_copy(config: PatchConfig, module: ModuleType, undo: list) -> None:
+    """Patch modules import upstream's objects (`from up import Block`, `from up import fact as upstream_fact`)
+    from the real upstream module, which the oracle leaves alone; applied at run time they are the patched
+    module's. So each such name of a patch module reads the copy's object of the same name until `undo` runs
+    (a kept recursive original then calls the patch, as it does at run time)."""
+    real = importlib.import_module(config.source_module)
+    names_of = {id(value): name for name, value in vars(real).items()}
+    patch_modules = {sys.modules.get(getattr(p.replacement, "__module__", None) or "") for p in config.patches}
+    for patch_module in patch_modules - {None}:
+        for name, value in list(vars(patch_module).items()):
+            upstream_name = names_of.get(id(value))
+            if upstream_name is not None and not upstream_name.startswith("__") and hasattr(module, upstream_name):
+                undo.append((patch_module, name, value))
+                setattr(patch_module, name, getattr(module, upstream_name))
 
 
 def _bound(replacement, bindings: tuple[tuple[str, Any], ...]):
@@ -128,6 +134,7 @@ def apply_at_run_time(config: PatchConfig, undo: list | None = None) -> ModuleTy
     to patch modules are appended to `undo` as (module, name, old value)."""
     undo = [] if undo is None else undo
     module = fresh_upstream(config.source_module)
+    _point_patch_modules_at_copy(config, module, undo)
     for patch in config.patches:
         patch = dataclasses.replace(patch, replacement=_bound(patch.replacement, patch.bindings))
         if patch.keep_original_as and patch.kind is PatchKind.METHOD_OVERRIDE:
@@ -135,7 +142,6 @@ def apply_at_run_time(config: PatchConfig, undo: list | None = None) -> ModuleTy
             setattr(cls, patch.keep_original_as, cls.__dict__[patch.method_name])
         elif patch.keep_original_as:
             setattr(module, patch.keep_original_as, getattr(module, patch.target))
-            _point_patch_at_kept_original(patch, getattr(module, patch.target), undo)
         if patch.kind in (PatchKind.CLASS_REPLACEMENT, PatchKind.FUNCTION_REPLACEMENT):
             setattr(module, patch.target, patch.replacement)
         elif patch.kind is PatchKind.METHOD_ADDITION:

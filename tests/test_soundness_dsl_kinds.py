@@ -169,3 +169,14 @@ def test_a_block_reads_a_function_another_patch_adds(package, tmp_path):
     config.add_block(after="fact")(patches.table)
     text = compare(config, cfg, {"SIX": lambda m: m.SIX, "make_six()": lambda m: m.make_six()}, tmp_path)
     assert text.count("def make_six") == 1 and "SIX = make_six()" in text
+
+
+def test_a_patch_reading_its_upstream_class_by_import_sees_the_kept_method(package, tmp_path):
+    # `Block` in the patch module is upstream's class, which at run time is the patched one
+    upstream, patches, cfg = setup(
+        package, "from {up} import Block\n\n\ndef forward(self, x):\n    return Block.upstream_forward(self, x) + 1\n"
+    )
+    config = config_for(upstream)
+    config.override_method("Block.forward", keep_original_as="upstream_forward")(patches.forward)
+    text = compare(config, cfg, {"Block(2).forward(3)": lambda m: m.Block(2).forward(3)}, tmp_path)
+    assert "return Block.upstream_forward(self, x) + 1" in text
