@@ -140,6 +140,19 @@ def plan_assignment_replacement(ctx: PlanContext, patch: Patch) -> None:
             patch, f"replace_assignment needs one plain `{name} = ...` statement in {upstream.name}; {found}"
         )
     node = plain[0].node
+    changed_at = [
+        s for s in [*upstream.facts.changers(name), *upstream.facts.unclear(name)] if s.index > plain[0].index
+    ]
+    if changed_at:
+        lines = ", ".join(sorted({str(s.node.lineno) for s in changed_at}, key=int))
+        raise ctx.fail(
+            patch,
+            f"upstream changes {name!r} after assigning it (line {node.lineno}), at line{'s' * (',' in lines)} {lines} "
+            "while the module "
+            "is imported: in the output those changes would apply to the new value, at run time the new value "
+            "replaces their result; replace_assignment cannot stand for them: patch the code that reads "
+            f"{name!r} instead",
+        )
     if patch.value_source is not None:
         annotation = (
             f": {ast.get_source_segment(upstream.source.text, node.annotation)}"

@@ -180,3 +180,35 @@ def test_a_patch_reading_its_upstream_class_by_import_sees_the_kept_method(packa
     config.override_method("Block.forward", keep_original_as="upstream_forward")(patches.forward)
     text = compare(config, cfg, {"Block(2).forward(3)": lambda m: m.Block(2).forward(3)}, tmp_path)
     assert "return Block.upstream_forward(self, x) + 1" in text
+
+
+# -- replace_assignment and names changed at import -------------------------------------------------
+
+REGISTRY_UPSTREAM = """
+TABLE = {}
+TABLE["a"] = 1
+ITEMS = [1]
+
+
+def register(f):
+    ITEMS.append(f.__name__)
+    return f
+
+
+def scale(x):
+    return x * 2
+
+
+register(scale)
+"""
+
+
+def test_replacing_an_assignment_upstream_changes_later_at_import_is_refused(package, tmp_path):
+    # at run time the new value replaces the result of TABLE["a"] = 1 / register(scale); in the output they run on it
+    upstream = package("registry", REGISTRY_UPSTREAM)
+    for name, value, line in [("TABLE", {"b": 2}, "line 3 "), ("ITEMS", [9], "line 16 ")]:
+        config = config_for(upstream)
+        config.replace_assignment(name, value)
+        error = refusal(config, upstream.split(".")[0], tmp_path)
+        assert f"assignment_replacement {name}: upstream changes {name!r} after assigning it" in error, error
+        assert line in error and f"patch the code that reads {name!r}" in error, error
