@@ -195,6 +195,8 @@ def _changed_and_unclear(node: ast.stmt, functions: dict[str, set[str]]) -> tupl
                     root = _root_name(decorator)
                     if root:
                         changed.add(root)  # `@REG.register` without a call: applied to the definition
+                elif isinstance(decorator, ast.Name):
+                    changed |= functions.get(decorator.id, set())  # `@register`, whose body fills `REG`
     return changed, unclear - changed
 
 

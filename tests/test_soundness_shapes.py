@@ -372,3 +372,38 @@ def test_a_function_whose_code_comes_from_elsewhere_is_refused(package, tmp_path
     config.replace_function("shift")(patches.shift_made)
     error = refusal(config, upstream.split(".")[0], tmp_path)
     assert "its code comes from <generated>" in error, error
+
+
+def test_definitions_a_plain_decorator_registers_are_copied_with_the_registry(package, tmp_path):
+    """`@register` whose body appends to the module's `REG` changes `REG` when the definition runs: a patch that
+    reads `REG` needs every such definition in the output (they were left out, so `REG` came out empty)."""
+    upstream = package("up", "def count(x):\n    return x\n")
+    patches = package(
+        "patches",
+        """\
+        REG = []
+
+
+        def register(fn):
+            REG.append(fn.__name__)
+            return fn
+
+
+        @register
+        def first(x):
+            return x
+
+
+        @register
+        def second(x):
+            return 2 * x
+
+
+        def counted(x):
+            return x + len(REG)
+        """,
+    )
+    config = config_for(upstream)
+    config.replace_function("count")(importlib.import_module(patches).counted)
+    text = compare(config, f"{patches.split('.')[0]}.cfg", {"count": lambda m: m.count(1)}, tmp_path)
+    assert "@register\ndef first(" in text and "@register\ndef second(" in text

@@ -497,7 +497,7 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper liger_fused_moe)
-# Patch source: models/common/moe_experts.py:32
+# Patch source: models/common/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -512,7 +512,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] liger_fused_moe
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/moe_experts.py:78
+# Patch source: models/common/liger_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def liger_fused_moe(
@@ -537,7 +537,7 @@ def liger_fused_moe(
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/moe_experts.py:97
+# Patch source: models/common/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -559,7 +559,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
-#   Patch source: models/common/moe_experts.py:128 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+#   Patch source: models/common/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)

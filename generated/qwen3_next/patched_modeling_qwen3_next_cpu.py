@@ -1227,7 +1227,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30) (via helper torch_fused_moe)
-# Patch source: models/common/moe_experts.py:32
+# Patch source: models/common/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -1240,9 +1240,29 @@ def registered_experts_implementation(experts_forward):
 
 
 # ==============================================================================
+# [ADDED] fused_unless_requested
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+# Patch source: models/common/moe_experts.py:37
+# ==============================================================================
+def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
+    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
+
+    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
+    one for another activation is refused.
+    """
+    chosen = fused.__name__ if requested_experts is None else requested_experts
+    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
+        raise ValueError(
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
+        )
+    return chosen
+
+
+# ==============================================================================
 # [ADDED] torch_fused_moe
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
-# Patch source: models/common/moe_experts.py:43
+# Patch source: models/common/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def torch_fused_moe(
@@ -1280,31 +1300,11 @@ def torch_fused_moe(
 
 
 # ==============================================================================
-# [ADDED] fused_unless_requested
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
-# Patch source: models/common/moe_experts.py:97
-# ==============================================================================
-def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
-    """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
-
-    Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
-    one for another activation is refused.
-    """
-    chosen = fused.__name__ if requested_experts is None else requested_experts
-    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
-        raise ValueError(
-            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
-            "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
-        )
-    return chosen
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen3NextPreTrainedModel
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: models/common/moe_experts.py:117 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)

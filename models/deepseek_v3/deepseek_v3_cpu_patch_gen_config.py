@@ -4,8 +4,8 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_cpu.py
 """
 
-from models.common.moe_experts import TORCH_EXPERTS
 from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_SWIGLU_MLP
+from models.common.torch_moe_experts import TORCH_EXPERTS
 from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 

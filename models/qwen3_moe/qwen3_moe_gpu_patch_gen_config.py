@@ -6,7 +6,7 @@ Generated file: generated/qwen3_moe/patched_modeling_qwen3_moe_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.moe_experts import LIGER_EXPERTS
+from models.common.liger_moe_experts import LIGER_EXPERTS
 from patchgen import PatchConfig
 
 

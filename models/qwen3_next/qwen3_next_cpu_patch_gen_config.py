@@ -6,8 +6,8 @@ flash-linear-attention kernel the GPU file binds (same arguments, same result up
 Generated file: generated/qwen3_next/patched_modeling_qwen3_next_cpu.py
 """
 
-from models.common.moe_experts import TORCH_EXPERTS
 from models.common.torch_kernels import TORCH_GEMMA_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
+from models.common.torch_moe_experts import TORCH_EXPERTS
 from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
 

@@ -7,8 +7,8 @@ Generated file: generated/qwen3_next/patched_modeling_qwen3_next_gpu.py
 """
 
 from models.common.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from models.common.liger_moe_experts import LIGER_EXPERTS
 from models.common.linear_attention_kernels import fla_chunk_gated_delta_rule
-from models.common.moe_experts import LIGER_EXPERTS
 from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
 
