@@ -13,8 +13,8 @@ import importlib
 import importlib.machinery
 import importlib.util
 
+from patchgen.definitions import parse_file
 from patchgen.module_facts import runtime_bound_names
-from patchgen.source_text import read_source
 
 
 def import_problem(module: str, names: tuple[str, ...]) -> str | None:
@@ -35,7 +35,7 @@ def _binds(spec, module: str, name: str) -> bool:
     origin = spec.origin or ""
     if origin.endswith(".py"):
         try:
-            tree = ast.parse(read_source(origin))
+            _, tree = parse_file(origin)  # read once per process, shared with the patch lookups
         except (OSError, SyntaxError, ValueError):
             return True  # unreadable here: the import check of the written file decides
         dynamic = any(
