@@ -201,7 +201,7 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 # ==============================================================================
 # [ADDED] fused_qkv_projection
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:84
+# Patch source: models/common/ulysses_attention.py:85
 # ==============================================================================
 def fused_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -220,7 +220,7 @@ def fused_qkv_projection(
 # ==============================================================================
 # [ADDED] no_qk_norm
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:137
+# Patch source: models/common/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -236,7 +236,7 @@ def no_qk_norm(
 # ==============================================================================
 # [ADDED] partial_rotary
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:159
+# Patch source: models/common/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -258,7 +258,7 @@ def partial_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:176
+# Patch source: models/common/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -276,7 +276,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 #   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
 # ==============================================================================
 class Phi3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""

@@ -215,7 +215,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:73
+# Patch source: models/common/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -231,7 +231,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] no_qk_norm
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:137
+# Patch source: models/common/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -247,7 +247,7 @@ def no_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:148
+# Patch source: models/common/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -263,7 +263,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:176
+# Patch source: models/common/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -281,7 +281,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 #   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
+#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2Attention(nn.Module):

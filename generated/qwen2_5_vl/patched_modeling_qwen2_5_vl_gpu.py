@@ -646,7 +646,7 @@ apply_rotary_pos_emb = liger_rotary_pos_emb
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:73
+# Patch source: models/common/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -662,7 +662,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] no_qk_norm
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:137
+# Patch source: models/common/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -678,7 +678,7 @@ def no_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:148
+# Patch source: models/common/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -694,7 +694,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:176
+# Patch source: models/common/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -712,7 +712,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 #   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
 #   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)

@@ -134,7 +134,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:73
+# Patch source: models/common/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -150,7 +150,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:113
+# Patch source: models/common/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -166,7 +166,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:148
+# Patch source: models/common/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -182,7 +182,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_output)
-# Patch source: models/common/ulysses_attention.py:176
+# Patch source: models/common/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -195,7 +195,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:197
+# Patch source: models/common/ulysses_attention.py:198
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
 #     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
@@ -206,7 +206,7 @@ project_qkv = separate_qkv_projection
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:198
+# Patch source: models/common/ulysses_attention.py:199
 # ==============================================================================
 qk_norm = per_head_qk_norm
 
@@ -214,7 +214,7 @@ qk_norm = per_head_qk_norm
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:199
+# Patch source: models/common/ulysses_attention.py:200
 # ==============================================================================
 rotary = full_rotary
 
@@ -222,7 +222,7 @@ rotary = full_rotary
 # ==============================================================================
 # [ADDED] project_output
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:200
+# Patch source: models/common/ulysses_attention.py:201
 # ==============================================================================
 project_output = output_projection
 
@@ -235,7 +235,7 @@ project_output = output_projection
 #   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
+#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):

@@ -270,7 +270,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] gated_query_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:98
+# Patch source: models/common/ulysses_attention.py:99
 # ==============================================================================
 def gated_query_projection(
     self, hidden_states: torch.Tensor
@@ -290,7 +290,7 @@ def gated_query_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:113
+# Patch source: models/common/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -306,7 +306,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] partial_rotary
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:159
+# Patch source: models/common/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -328,7 +328,7 @@ def partial_rotary(
 # ==============================================================================
 # [ADDED] gated_output_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:184
+# Patch source: models/common/ulysses_attention.py:185
 # ==============================================================================
 def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj(attention * sigmoid(gate))`, the gate from `gated_query_projection` (Qwen3-Next).
@@ -348,7 +348,7 @@ def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.
 #   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:203 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # ==============================================================================
 class Qwen3NextAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""

@@ -66,8 +66,9 @@ def ulysses_attention_init(original_init, self, *args, **kwargs):
 #
 # The forward calls each step through a slot (`project_qkv`, `qk_norm`, `rotary`, `project_output`, bound at
 # the end of this section); a family binds the step that fits its upstream attention. A projection step returns
-# query, key, value and the output gate (None where the attention has none) that the output step applies. A step's docstring says what it
-# requires of the upstream class ("Requires: ..."), so a patch set can declare it and the generator check it.
+# query, key, value and the output gate (None where the attention has none) that the output step applies. A
+# step's docstring says what it requires of the upstream class ("Requires: ..."), so a patch set can declare it
+# and the generator check it.
 
 
 def separate_qkv_projection(
