@@ -263,7 +263,11 @@ def _plan_replacement(ctx: PlanContext, patch: Patch) -> None:
     )
     snippet = _renamed_definition(snippet, patch.target)
     start, end = ctx.upstream.source.node_lines(node)
-    text = _replacement_banner(patch, "[PATCHED CLASS]" if is_class else "[PATCHED FUNCTION]") + reindent(snippet, "")
+    code = reindent(snippet, "")
+    hub = _hub_kernel_decorator(ctx, node)
+    if hub:
+        code = _with_first_decorator(snippet, code, hub)
+    text = _replacement_banner(patch, "[PATCHED CLASS]" if is_class else "[PATCHED FUNCTION]") + code
     if patch.keep_original_as:
         text = _kept_original(ctx, patch, node, "") + "\n\n" + text
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
@@ -297,15 +301,48 @@ def _plan_external(ctx: PlanContext, patch: Patch) -> None:
     title = "[PATCHED CLASS]" if isinstance(node, ast.ClassDef) else "[PATCHED FUNCTION]"
     statement = f"from {patch.replacement_module} import {patch.replacement_name}"
     origin = f"{patch.replacement_module}.{patch.replacement_name}"
-    if patch.replacement_name == patch.target:
+    hub = _hub_kernel_decorator(ctx, node)
+    if patch.replacement_name == patch.target and not hub:
         code = statement + "\n"
     else:
+        if patch.replacement_name == patch.target:
+            raise ctx.fail(
+                patch,
+                f"upstream registers {patch.target} as a hub kernel ({hub.strip()}), which the output keeps on the "
+                f"replacement: import it under another name (replace_function or a wrapper named otherwise)",
+            )
         ctx.resolution.claim(patch.replacement_name, origin, f"{patch.label} ({patch.source_note})", ctx.label(patch))
         ctx.resolution.imports.setdefault(statement, None)
-        code = f"{patch.target} = {patch.replacement_name}\n"
+        value = f"{hub.strip()[1:]}({patch.replacement_name})" if hub else patch.replacement_name
+        code = f"{patch.target} = {value}\n"
     lines = [f"Replaced by: {origin} (imported, not copied)"]
     text = banners.banner(f"{title} {patch.target}", lines + banners.patch_reason_lines(patch)) + code
     ctx.edits.append(TextEdit(start, end, text, ORDER_CODE))
+
+
+# Decorators by which upstream registers a function with transformers' kernel hub. Since transformers 5.25
+# (`kernels` a required dependency) upstream classes list such functions in `@use_kernelized_func(...)`, which
+# rejects a function the decorator did not register: a replacement keeps the registration, so the classes
+# import and `kernelize` sees the function as on stock (it runs the patch unless a hub kernel is mapped to it).
+HUB_KERNEL_DECORATORS = frozenset({"use_kernel_forward_from_hub"})
+
+
+def _hub_kernel_decorator(ctx: PlanContext, node: ast.stmt) -> str | None:
+    """Upstream's `@use_kernel_forward_from_hub("name")` line on the function `node`, or None."""
+    for decorator in getattr(node, "decorator_list", ()):
+        call = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(node, ast.ClassDef) or not isinstance(call, ast.Name) or call.id not in HUB_KERNEL_DECORATORS:
+            continue
+        return "@" + ast.get_source_segment(ctx.upstream.source.text, decorator) + "\n"
+    return None
+
+
+def _with_first_decorator(snippet: Snippet, code: str, decorator: str) -> str:
+    """`code` (the snippet's text at column 0) with `decorator` as its outermost decorator."""
+    definition = snippet.definition
+    first = min([d.lineno for d in definition.decorator_list] + [definition.lineno])
+    lines = python_lines(code)
+    return "".join(lines[: first - 1]) + decorator + "".join(lines[first - 1 :])
 
 
 def _check_external_exists(ctx: PlanContext, patch: Patch) -> None:

@@ -2,7 +2,7 @@
 # AUTO-GENERATED FILE - DO NOT EDIT DIRECTLY
 # ==============================================================================
 # Source: transformers.models.deepseek_v3.modeling_deepseek_v3
-# Based on: transformers==5.17.0
+# Based on: transformers==5.25.0
 # Config: models.deepseek_v3.deepseek_v3_cpu_patch_gen_config
 # Regenerate: python -m patchgen.run_codegen models.deepseek_v3.deepseek_v3_cpu_patch_gen_config --diff
 #
@@ -24,7 +24,6 @@
 #             the file from the modular. If any change should be done, please apply the change to the
 #                          modular_deepseek_v3.py file directly. One of our CI enforces this.
 #                🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨🚨
-import math
 from collections.abc import Callable
 
 import torch
@@ -54,20 +53,20 @@ from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_layers import (
     GradientCheckpointingLayer,
 )
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPast, MoeCausalLMOutputWithPast, MoeModelOutputWithPast
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update, yarn_apply_mscale
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import maybe_autocast, merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement DeepseekV3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:21)
+# Needed by: class_replacement DeepseekV3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
 # Patch source: models/common/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -79,7 +78,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] DeepseekV3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [the attention's q_a_layernorm/kv_a_layernorm too]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:21)
+# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class DeepseekV3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -99,8 +98,7 @@ class DeepseekV3RMSNorm(nn.Module):
 
 
 class DeepseekV3RotaryEmbedding(nn.Module):
-    @deprecate_kwarg("device", version="5.18")
-    def __init__(self, config: DeepseekV3Config, device=None):
+    def __init__(self, config: DeepseekV3Config):
         super().__init__()
         self.max_seq_len_cached = config.max_position_embeddings
         self.original_max_seq_len = config.max_position_embeddings
@@ -111,14 +109,13 @@ class DeepseekV3RotaryEmbedding(nn.Module):
         rope_init_fn: Callable = self.compute_default_rope_parameters
         if self.rope_type != "default":
             rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
-        inv_freq, self.attention_scaling = rope_init_fn(self.config, device)
+        inv_freq, self.attention_scaling = rope_init_fn(self.config)
 
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
     @staticmethod
-    @deprecate_kwarg("device", version="5.18")
-    def compute_default_rope_parameters(config: DeepseekV3Config, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+    def compute_default_rope_parameters(config: DeepseekV3Config, **kwargs) -> tuple[torch.Tensor, float]:
         """
         Computes the inverse frequencies according to the original RoPE implementation
         Args:
@@ -134,23 +131,14 @@ class DeepseekV3RotaryEmbedding(nn.Module):
         attention_factor = 1.0  # Unused in this type of RoPE
         # Compute the inverse frequencies
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
-        return inv_freq.to(device), attention_factor
+        return inv_freq, attention_factor
 
-    @torch.no_grad()
     @dynamic_rope_update  # power user: used with advanced RoPE types (e.g. dynamic rope)
     def forward(self, x, position_ids):
-        inv_freq_expanded = (
-            self.inv_freq[None, :, None].expand(position_ids.shape[0], -1, 1).to(dtype=torch.float, device=x.device)
-        )
-        position_ids_expanded = position_ids[:, None, :].float()
-
-        device_type = x.device.type if isinstance(x.device.type, str) and x.device.type != "mps" else "cpu"
-        # Disable any outside autocast context if any, to really force fp32
-        with maybe_autocast(device_type=device_type, enabled=False):
-            freqs = (inv_freq_expanded @ position_ids_expanded).transpose(1, 2)
-            emb = torch.cat((freqs, freqs), dim=-1)
-            cos = emb.cos() * self.attention_scaling
-            sin = emb.sin() * self.attention_scaling
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
 
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
@@ -158,7 +146,7 @@ class DeepseekV3RotaryEmbedding(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] DeepseekV3MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense layers' MLP and the shared experts]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:22)
+# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:24)
 # ==============================================================================
 class DeepseekV3MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -187,12 +175,12 @@ class DeepseekV3TopkRouter(nn.Module):
         self.top_k = config.num_experts_per_tok
         self.num_experts = config.num_local_experts
         self.hidden_dim = config.hidden_size
-        self.weight = nn.Parameter(torch.zeros(self.num_experts, self.hidden_dim))
+        self.weight = nn.Parameter(torch.zeros(self.num_experts, self.hidden_dim, dtype=torch.float32))
         self.routed_scaling_factor = config.routed_scaling_factor
         self.num_group = config.n_group
         self.topk_group = config.topk_group
         self.norm_topk_prob = config.norm_topk_prob
-        self.e_score_correction_bias = nn.Buffer(torch.zeros(self.num_experts))
+        self.e_score_correction_bias = nn.Buffer(torch.zeros(self.num_experts, dtype=torch.float32))
 
     def forward(self, hidden_states):
         hidden_states = hidden_states.view(-1, self.hidden_dim)
@@ -243,7 +231,7 @@ class DeepseekV3Experts(nn.Module):
     ) -> torch.Tensor:
         final_hidden_states = torch.zeros_like(hidden_states)
         with torch.no_grad():
-            expert_mask = torch.nn.functional.one_hot(top_k_index, num_classes=self.num_experts)
+            expert_mask = torch.nn.functional.one_hot(top_k_index, num_classes=self.num_experts + 1)
             expert_mask = expert_mask.permute(2, 1, 0)
             expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()
 
@@ -321,22 +309,6 @@ def eager_attention_forward(
     attn_output = attn_output.transpose(1, 2).contiguous()
 
     return attn_output, attn_weights
-
-
-def yarn_get_mscale(scale=1, mscale=1):
-    if scale <= 1:
-        return 1.0
-    return 0.1 * mscale * math.log(scale) + 1.0
-
-
-def yarn_apply_mscale(rope_parameters, scaling):
-    if rope_parameters.get("rope_type", "default") != "default":
-        mscale_all_dim = rope_parameters.get("mscale_all_dim", 0)
-        scaling_factor = rope_parameters["factor"]
-        if mscale_all_dim:
-            mscale = yarn_get_mscale(scaling_factor, mscale_all_dim)
-            scaling = scaling * mscale * mscale
-    return scaling
 
 
 def rotate_half(x):
@@ -464,7 +436,7 @@ def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -
 #   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # ==============================================================================
 class DeepseekV3Attention(nn.Module):
-    """Multi-headed Latent Attention (MLA) from Deepseek V2"""
+    """Multi-headed Latent Attention (MLA) from Deepseek V2, with support for rope interleave."""
 
     def __init__(self, config: DeepseekV3Config, layer_idx: int):
         super().__init__()
@@ -485,18 +457,18 @@ class DeepseekV3Attention(nn.Module):
         self.is_causal = True
 
         self.q_proj = (
-            nn.Linear(self.hidden_size, self.num_heads * self.qk_head_dim, bias=False)
-            if self.q_lora_rank is None
-            else None
+            None
+            if self.q_lora_rank is not None
+            else nn.Linear(self.hidden_size, self.num_heads * self.qk_head_dim, bias=False)
         )
         self.q_a_proj = (
-            nn.Linear(self.hidden_size, config.q_lora_rank, bias=config.attention_bias)
+            nn.Linear(self.hidden_size, self.q_lora_rank, bias=config.attention_bias)
             if self.q_lora_rank is not None
             else None
         )
-        self.q_a_layernorm = DeepseekV3RMSNorm(config.q_lora_rank) if self.q_lora_rank is not None else None
+        self.q_a_layernorm = DeepseekV3RMSNorm(self.q_lora_rank) if self.q_lora_rank is not None else None
         self.q_b_proj = (
-            nn.Linear(config.q_lora_rank, self.num_heads * self.qk_head_dim, bias=False)
+            nn.Linear(self.q_lora_rank, self.num_heads * self.qk_head_dim, bias=False)
             if self.q_lora_rank is not None
             else None
         )
@@ -547,12 +519,13 @@ class DeepseekV3Attention(nn.Module):
         return key_states, value_states
 
     # [PATCHED METHOD] DeepseekV3Attention.forward: see the banner above the class
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor] | None]:
         batch_size, seq_length = hidden_states.shape[:-1]
@@ -579,15 +552,17 @@ class DeepseekV3Attention(nn.Module):
         else:
             q_rot, k_rot = apply_rotary_pos_emb(q_rot, k_rot, cos, sin)
 
+        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP.
+        # Taken out first: the cache update below sees upstream's kwargs (a paged cache reads its batch layout there).
+        full_sequence = kwargs.pop("full_sequence", None)
+
         # Cache read / write is performed while latent KV is still compressed
-        if past_key_values is not None:
-            kv_nope, k_rot = past_key_values.update(kv_nope, k_rot, self.layer_idx)
+        if cache is not None:
+            kv_nope, k_rot = cache.update(kv_nope, k_rot, self.layer_idx, kwargs=kwargs)
 
         query_states = torch.cat((q_pass, q_rot), dim=-1)
 
         # ---- sequence parallelism (Ulysses): begin ----
-        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
-        full_sequence = kwargs.pop("full_sequence", None)
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
         if sequence_parallel:
             check_no_cached_tokens(query_states, k_rot)
@@ -647,12 +622,13 @@ class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
         self.input_layernorm = DeepseekV3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DeepseekV3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = False,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
@@ -664,7 +640,7 @@ class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
             hidden_states=hidden_states,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             position_embeddings=position_embeddings,
             **kwargs,
@@ -681,7 +657,7 @@ class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] registered_experts_implementation
-# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23) (via helper torch_fused_moe)
+# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25) (via helper torch_fused_moe)
 # Patch source: models/common/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
@@ -696,7 +672,7 @@ def registered_experts_implementation(experts_forward):
 
 # ==============================================================================
 # [ADDED] fused_unless_requested
-# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
+# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
 # Patch source: models/common/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
@@ -716,7 +692,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 
 # ==============================================================================
 # [ADDED] torch_fused_moe
-# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
+# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
 # Patch source: models/common/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
@@ -759,7 +735,7 @@ def torch_fused_moe(
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [DeepseekV3Experts keeps upstream's dispatch]
-#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
+#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
@@ -770,7 +746,6 @@ class DeepseekV3PreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["DeepseekV3DecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -780,11 +755,11 @@ class DeepseekV3PreTrainedModel(PreTrainedModel):
     _can_record_outputs = {
         "hidden_states": DeepseekV3DecoderLayer,
         "attentions": DeepseekV3Attention,
+        "router_logits": OutputRecorder(DeepseekV3TopkRouter, index=0),
     }
-    _keep_in_fp32_modules_strict = ["e_score_correction_bias"]
+    _keep_in_fp32_modules_strict = ["e_score_correction_bias", "gate.weight"]
     _keys_to_ignore_on_load_unexpected = [r"model\.layers\.61.*"]
 
-    @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, DeepseekV3TopkRouter):
@@ -813,7 +788,6 @@ class DeepseekV3Model(DeepseekV3PreTrainedModel):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
         self.vocab_size = config.vocab_size
-
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList(
             [DeepseekV3DecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
@@ -828,63 +802,67 @@ class DeepseekV3Model(DeepseekV3PreTrainedModel):
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> BaseModelOutputWithPast:
+    ) -> MoeModelOutputWithPast:
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
 
-        if inputs_embeds is None:
-            inputs_embeds: torch.Tensor = self.embed_tokens(input_ids)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
 
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
 
         if position_ids is None:
-            past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        causal_mask = create_causal_mask(
+        causal_mask = create_causal_mask(  # diff with mixtral: no sliding
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             position_ids=position_ids,
         )
 
         hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+
+        # create position embeddings to be shared across the decoder layers
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)
 
         for decoder_layer in self.layers[: self.config.num_hidden_layers]:
             hidden_states = decoder_layer(
                 hidden_states,
-                attention_mask=causal_mask,
                 position_embeddings=position_embeddings,
+                attention_mask=causal_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 **kwargs,
             )
 
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(
+
+        return MoeModelOutputWithPast(  # only diff with Mistral is the output type, we need MoE
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values,
+            cache=cache,
         )
 
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override DeepseekV3ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:24)
-# Patch source: models/common/fused_loss.py:98
+# Needed by: method_override DeepseekV3ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:26)
+# Patch source: models/common/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -942,8 +920,8 @@ def causal_lm_loss(
 # [MODIFIED CLASS] DeepseekV3ForCausalLM
 # Methods patched: forward
 # - forward (method_override)
-#   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:44 (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:24)
+#   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's MoE output class, which carries the router logits]
+#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:26)
 # ==============================================================================
 @auto_docstring
 class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
@@ -952,7 +930,7 @@ class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
-    def __init__(self, config):
+    def __init__(self, config: DeepseekV3Config):
         super().__init__(config)
         self.model = DeepseekV3Model(config)
         self.vocab_size = config.vocab_size
@@ -964,26 +942,28 @@ class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
     # [PATCHED METHOD] DeepseekV3ForCausalLM.forward: see the banner above the class
     @can_return_tuple
     @auto_docstring
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> CausalLMOutputWithPast:
+    ) -> MoeCausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
-            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
-            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            With labels while training (shifted inside, or used as given in `shift_labels`), the output's `logits`
+            is `None` and the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the
+            `lm_head` weight (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            In evaluation both are returned, as upstream computes them.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -992,7 +972,7 @@ class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -1000,21 +980,32 @@ class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
 
         hidden_states = outputs.last_hidden_state
         # Only compute necessary positions (logits or loss), as upstream does for the logits
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        hidden_states = hidden_states[:, slice_indices, :]
+        hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
         loss = logits = None
-        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
-            logits = self.lm_head(hidden_states)
-        else:
+        if labels is not None and self.training:
+            # training reads only the loss: a fused kernel never materialises the logits
             loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
+        else:
+            logits = self.lm_head(hidden_states)
+            if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+                loss = self.loss_function(
+                    logits=logits,
+                    labels=labels,
+                    vocab_size=self.config.vocab_size,
+                    shift_labels=None
+                    if shift_labels is None
+                    else shift_labels.contiguous(),  # upstream's loss views it
+                    **kwargs,
+                )
 
-        return CausalLMOutputWithPast(
+        # The output class is a step: a config binds its model's own (`MoeCausalLMOutputWithPast` for DeepSeek-V3),
+        # and every other field of the decoder's output passes on as upstream passes it (cache, hidden states,
+        # attentions, router logits).
+        return MoeCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
         )
 
 

@@ -2,7 +2,7 @@
 # AUTO-GENERATED FILE - DO NOT EDIT DIRECTLY
 # ==============================================================================
 # Source: transformers.models.llama.modeling_llama
-# Based on: transformers==5.17.0
+# Based on: transformers==5.25.0
 # Config: models.llama.llama_cpu_patch_gen_config
 # Regenerate: python -m patchgen.run_codegen models.llama.llama_cpu_patch_gen_config --diff
 #
@@ -55,7 +55,7 @@ from torch import nn
 
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
-from transformers.integrations import use_kernelized_func
+from transformers.integrations import use_kernel_forward_from_hub, use_kernelized_func
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_layers import (
@@ -67,12 +67,12 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.models.llama.configuration_llama import LlamaConfig
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import maybe_autocast, merge_with_config_defaults
+from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 
@@ -113,8 +113,7 @@ class LlamaRMSNorm(nn.Module):
 
 
 class LlamaRotaryEmbedding(nn.Module):
-    @deprecate_kwarg("device", version="5.18")
-    def __init__(self, config: LlamaConfig, device=None):
+    def __init__(self, config: LlamaConfig):
         super().__init__()
         self.max_seq_len_cached = config.max_position_embeddings
         self.original_max_seq_len = config.max_position_embeddings
@@ -125,14 +124,13 @@ class LlamaRotaryEmbedding(nn.Module):
         rope_init_fn: Callable = self.compute_default_rope_parameters
         if self.rope_type != "default":
             rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
-        inv_freq, self.attention_scaling = rope_init_fn(self.config, device)
+        inv_freq, self.attention_scaling = rope_init_fn(self.config)
 
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
     @staticmethod
-    @deprecate_kwarg("device", version="5.18")
-    def compute_default_rope_parameters(config: LlamaConfig, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+    def compute_default_rope_parameters(config: LlamaConfig, **kwargs) -> tuple[torch.Tensor, float]:
         """
         Computes the inverse frequencies according to the original RoPE implementation
         Args:
@@ -148,23 +146,14 @@ class LlamaRotaryEmbedding(nn.Module):
         attention_factor = 1.0  # Unused in this type of RoPE
         # Compute the inverse frequencies
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
-        return inv_freq.to(device), attention_factor
+        return inv_freq, attention_factor
 
-    @torch.no_grad()
     @dynamic_rope_update  # power user: used with advanced RoPE types (e.g. dynamic rope)
     def forward(self, x, position_ids):
-        inv_freq_expanded = (
-            self.inv_freq[None, :, None].expand(position_ids.shape[0], -1, 1).to(dtype=torch.float, device=x.device)
-        )
-        position_ids_expanded = position_ids[:, None, :].float()
-
-        device_type = x.device.type if isinstance(x.device.type, str) and x.device.type != "mps" else "cpu"
-        # Disable any outside autocast context if any, to really force fp32
-        with maybe_autocast(device_type=device_type, enabled=False):
-            freqs = (inv_freq_expanded @ position_ids_expanded).transpose(1, 2)
-            emb = torch.cat((freqs, freqs), dim=-1)
-            cos = emb.cos() * self.attention_scaling
-            sin = emb.sin() * self.attention_scaling
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
 
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
@@ -193,6 +182,7 @@ def _rotate_half(x):
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
 # Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/llama/llama_cpu_patch_gen_config.py:19)
 # ==============================================================================
+@use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
     cos = cos.unsqueeze(unsqueeze_dim).to(torch.float32)
@@ -375,12 +365,13 @@ class LlamaAttention(nn.Module):
         # [patchgen] end
 
     # [PATCHED METHOD] LlamaAttention.forward: see the banner above the class
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
@@ -396,15 +387,17 @@ class LlamaAttention(nn.Module):
         cos, sin = position_embeddings
         query_states, key_states = full_rotary(query_states, key_states, cos, sin)
 
-        if past_key_values is not None:
-            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP.
+        # Taken out first: the cache update below sees upstream's kwargs (a paged cache reads its batch layout there).
+        full_sequence = kwargs.pop("full_sequence", None)
+
+        if cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
 
         # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
         sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
         # ---- sequence parallelism (Ulysses): begin ----
-        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
-        full_sequence = kwargs.pop("full_sequence", None)
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
@@ -463,12 +456,13 @@ class LlamaDecoderLayer(GradientCheckpointingLayer):
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = False,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
@@ -480,7 +474,7 @@ class LlamaDecoderLayer(GradientCheckpointingLayer):
             hidden_states=hidden_states,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             position_embeddings=position_embeddings,
             **kwargs,
@@ -508,7 +502,6 @@ class LlamaPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -545,6 +538,7 @@ class LlamaModel(LlamaPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -553,8 +547,8 @@ class LlamaModel(LlamaPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
@@ -564,11 +558,11 @@ class LlamaModel(LlamaPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds: torch.Tensor = self.embed_tokens(input_ids)
 
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
 
         if position_ids is None:
-            past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
@@ -576,7 +570,7 @@ class LlamaModel(LlamaPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             position_ids=position_ids,
         )
 
@@ -589,7 +583,7 @@ class LlamaModel(LlamaPreTrainedModel):
                 attention_mask=causal_mask,
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 **kwargs,
             )
@@ -597,14 +591,14 @@ class LlamaModel(LlamaPreTrainedModel):
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values,
+            cache=cache,
         )
 
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override LlamaForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
-# Patch source: models/common/fused_loss.py:98
+# Patch source: models/common/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -663,7 +657,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:44 (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
+#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
@@ -672,7 +666,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
-    def __init__(self, config):
+    def __init__(self, config: LlamaConfig):
         super().__init__(config)
         self.model = LlamaModel(config)
         self.vocab_size = config.vocab_size
@@ -682,6 +676,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         self.post_init()
 
     # [PATCHED METHOD] LlamaForCausalLM.forward: see the banner above the class
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     @auto_docstring
     def forward(
@@ -689,8 +684,8 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -701,9 +696,10 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
-            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
-            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            With labels while training (shifted inside, or used as given in `shift_labels`), the output's `logits`
+            is `None` and the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the
+            `lm_head` weight (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            In evaluation both are returned, as upstream computes them.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -712,7 +708,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -720,21 +716,32 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
 
         hidden_states = outputs.last_hidden_state
         # Only compute necessary positions (logits or loss), as upstream does for the logits
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        hidden_states = hidden_states[:, slice_indices, :]
+        hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
         loss = logits = None
-        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
-            logits = self.lm_head(hidden_states)
-        else:
+        if labels is not None and self.training:
+            # training reads only the loss: a fused kernel never materialises the logits
             loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
+        else:
+            logits = self.lm_head(hidden_states)
+            if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+                loss = self.loss_function(
+                    logits=logits,
+                    labels=labels,
+                    vocab_size=self.config.vocab_size,
+                    shift_labels=None
+                    if shift_labels is None
+                    else shift_labels.contiguous(),  # upstream's loss views it
+                    **kwargs,
+                )
 
+        # The output class is a step: a config binds its model's own (`MoeCausalLMOutputWithPast` for DeepSeek-V3),
+        # and every other field of the decoder's output passes on as upstream passes it (cache, hidden states,
+        # attentions, router logits).
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
         )
 
 

@@ -2,7 +2,7 @@
 # AUTO-GENERATED FILE - DO NOT EDIT DIRECTLY
 # ==============================================================================
 # Source: transformers.models.phi3.modeling_phi3
-# Based on: transformers==5.17.0
+# Based on: transformers==5.25.0
 # Config: models.phi3.phi3_gpu_patch_gen_config
 # Regenerate: python -m patchgen.run_codegen models.phi3.phi3_gpu_patch_gen_config --diff
 #
@@ -68,12 +68,12 @@ from transformers.modeling_layers import (
 )
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.models.phi3.configuration_phi3 import Phi3Config
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import maybe_autocast, merge_with_config_defaults
+from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 
@@ -87,8 +87,7 @@ Phi3MLP = LigerPhi3SwiGLUMLP
 
 
 class Phi3RotaryEmbedding(nn.Module):
-    @deprecate_kwarg("device", version="5.18")
-    def __init__(self, config: Phi3Config, device=None):
+    def __init__(self, config: Phi3Config):
         super().__init__()
         self.max_seq_len_cached = config.max_position_embeddings
         self.original_max_seq_len = config.max_position_embeddings
@@ -99,13 +98,12 @@ class Phi3RotaryEmbedding(nn.Module):
         rope_init_fn: Callable = self.compute_default_rope_parameters
         if self.rope_type != "default":
             rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
-        inv_freq, self.attention_scaling = rope_init_fn(self.config, device)
+        inv_freq, self.attention_scaling = rope_init_fn(self.config)
 
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
     @staticmethod
-    @deprecate_kwarg("device", version="5.18")
     def compute_default_rope_parameters(config: Phi3Config, device=None, **kwargs) -> tuple[torch.Tensor, float]:
         """
         Computes the inverse frequencies according to the original RoPE implementation
@@ -126,21 +124,12 @@ class Phi3RotaryEmbedding(nn.Module):
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
         return inv_freq.to(device), attention_factor
 
-    @torch.no_grad()
     @dynamic_rope_update  # power user: used with advanced RoPE types (e.g. dynamic rope)
     def forward(self, x, position_ids):
-        inv_freq_expanded = (
-            self.inv_freq[None, :, None].expand(position_ids.shape[0], -1, 1).to(dtype=torch.float, device=x.device)
-        )
-        position_ids_expanded = position_ids[:, None, :].float()
-
-        device_type = x.device.type if isinstance(x.device.type, str) and x.device.type != "mps" else "cpu"
-        # Disable any outside autocast context if any, to really force fp32
-        with maybe_autocast(device_type=device_type, enabled=False):
-            freqs = (inv_freq_expanded @ position_ids_expanded).transpose(1, 2)
-            emb = torch.cat((freqs, freqs), dim=-1)
-            cos = emb.cos() * self.attention_scaling
-            sin = emb.sin() * self.attention_scaling
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
 
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
@@ -307,12 +296,13 @@ class Phi3Attention(nn.Module):
         # [patchgen] end
 
     # [PATCHED METHOD] Phi3Attention.forward: see the banner above the class
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
@@ -328,15 +318,17 @@ class Phi3Attention(nn.Module):
         cos, sin = position_embeddings
         query_states, key_states = partial_rotary(query_states, key_states, cos, sin)
 
-        if past_key_values is not None:
-            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP.
+        # Taken out first: the cache update below sees upstream's kwargs (a paged cache reads its batch layout there).
+        full_sequence = kwargs.pop("full_sequence", None)
+
+        if cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
 
         # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
         sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
         # ---- sequence parallelism (Ulysses): begin ----
-        # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
-        full_sequence = kwargs.pop("full_sequence", None)
         # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
         # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
         sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
@@ -405,12 +397,13 @@ class Phi3DecoderLayer(GradientCheckpointingLayer):
         self.resid_attn_dropout = nn.Dropout(config.resid_pdrop)
         self.resid_mlp_dropout = nn.Dropout(config.resid_pdrop)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = False,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[FlashAttentionKwargs],
@@ -422,7 +415,7 @@ class Phi3DecoderLayer(GradientCheckpointingLayer):
             hidden_states=hidden_states,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             position_embeddings=position_embeddings,
             **kwargs,
@@ -449,7 +442,6 @@ class Phi3PreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["Phi3DecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -490,13 +482,14 @@ class Phi3Model(Phi3PreTrainedModel):
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
@@ -506,11 +499,11 @@ class Phi3Model(Phi3PreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
 
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
 
         if position_ids is None:
-            past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
@@ -519,7 +512,7 @@ class Phi3Model(Phi3PreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             position_ids=position_ids,
         )
 
@@ -531,7 +524,7 @@ class Phi3Model(Phi3PreTrainedModel):
                 hidden_states,
                 attention_mask=causal_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 position_embeddings=position_embeddings,
                 **kwargs,
@@ -539,14 +532,14 @@ class Phi3Model(Phi3PreTrainedModel):
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
         )
 
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Phi3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
-# Patch source: models/common/fused_loss.py:98
+# Patch source: models/common/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -605,7 +598,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:44 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
+#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
@@ -614,7 +607,7 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
-    def __init__(self, config):
+    def __init__(self, config: Phi3Config):
         super().__init__(config)
         self.model = Phi3Model(config)
         self.vocab_size = config.vocab_size
@@ -624,6 +617,7 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
         self.post_init()
 
     # [PATCHED METHOD] Phi3ForCausalLM.forward: see the banner above the class
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     @auto_docstring
     def forward(
@@ -631,8 +625,8 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -643,9 +637,10 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
             Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
             config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
             (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-            With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
-            the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
-            (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            With labels while training (shifted inside, or used as given in `shift_labels`), the output's `logits`
+            is `None` and the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the
+            `lm_head` weight (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+            In evaluation both are returned, as upstream computes them.
         """
         shift_labels = kwargs.pop("shift_labels", None)
         # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -654,7 +649,7 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -662,27 +657,39 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
 
         hidden_states = outputs.last_hidden_state
         # Only compute necessary positions (logits or loss), as upstream does for the logits
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        hidden_states = hidden_states[:, slice_indices, :]
+        hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
         loss = logits = None
-        if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
-            logits = self.lm_head(hidden_states)
-        else:
+        if labels is not None and self.training:
+            # training reads only the loss: a fused kernel never materialises the logits
             loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
+        else:
+            logits = self.lm_head(hidden_states)
+            if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+                loss = self.loss_function(
+                    logits=logits,
+                    labels=labels,
+                    vocab_size=self.config.vocab_size,
+                    shift_labels=None
+                    if shift_labels is None
+                    else shift_labels.contiguous(),  # upstream's loss views it
+                    **kwargs,
+                )
 
+        # The output class is a step: a config binds its model's own (`MoeCausalLMOutputWithPast` for DeepSeek-V3),
+        # and every other field of the decoder's output passes on as upstream passes it (cache, hidden states,
+        # attentions, router logits).
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
         )
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def prepare_inputs_for_generation(
         self,
         input_ids,
-        past_key_values=None,
+        cache=None,
         attention_mask=None,
         inputs_embeds=None,
         position_ids=None,
@@ -696,17 +703,18 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
         # When the first time input length reached long and short factor switching point, enforce re-compute cache
         # It will cause downside of slower at this single token position, however, better than current failure.
         if (
-            past_key_values
+            cache
             and hasattr(self.config, "original_max_position_embeddings")
             and input_ids.shape[1] >= self.config.original_max_position_embeddings + 1
         ):
-            past_length = past_key_values.get_seq_length()
+            past_length = cache.get_seq_length()
             if past_length <= self.config.original_max_position_embeddings:
-                past_key_values = None
+                cache = None
+                kwargs["next_sequence_length"] = None
 
         model_inputs = super().prepare_inputs_for_generation(
             input_ids=input_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
             position_ids=position_ids,

@@ -15,8 +15,10 @@ model. With labels, each call picks its loss by size (`use_fused_linear_cross_en
   `self.loss_function`, which are faster there (a fused kernel's chunks are small matmuls) and keep the
   tensor-parallel hooks of `lm_head` working.
 
-Either way the output carries the loss and `logits=None`; without labels the forward is upstream's
-(generation keeps working). `labels` keep their upstream meaning (shifted inside, `-100` ignored), as
+While training, the output carries the loss and `logits=None` (nothing can read them: the point of a
+fused kernel, as Liger does). Otherwise (evaluation, generation, no labels) the forward is upstream's:
+the logits are materialised and, with labels, upstream's loss is computed from them, so an evaluation
+loop reading `.logits` next to `.loss` works as on stock. `labels` keep their upstream meaning (shifted inside, `-100` ignored), as
 do `num_items_in_batch` (sum of the per-token losses divided by it, else the mean) and
 `logits_to_keep` (an int or a 1-D index tensor: the loss covers the kept positions; labels that do not
 match the kept positions raise upstream's `ValueError`), `ignore_index` (a keyword, as upstream's loss
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
@@ -46,8 +49,8 @@ def linear_cross_entropy_forward(
     input_ids: torch.LongTensor | None = None,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.LongTensor | None = None,
-    past_key_values: Cache | None = None,
-    inputs_embeds: torch.FloatTensor | None = None,
+    cache: Cache | None = None,
+    inputs_embeds: torch.Tensor | None = None,
     labels: torch.LongTensor | None = None,
     use_cache: bool | None = None,
     logits_to_keep: int | torch.Tensor = 0,
@@ -58,9 +61,10 @@ def linear_cross_entropy_forward(
         Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
         config.vocab_size]` or -100 (see `input_ids` docstring). Tokens with indices set to `-100` are ignored
         (masked), the loss is only computed for the tokens with labels in `[0, ..., config.vocab_size]`.
-        With labels (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and
-        the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight
-        (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+        With labels while training (shifted inside, or used as given in `shift_labels`), the output's `logits`
+        is `None` and the loss is, for many logits, `linear_cross_entropy` of the last hidden states and the
+        `lm_head` weight (a fused kernel in GPU files: the logits are never materialised), else upstream's loss.
+        In evaluation both are returned, as upstream computes them.
     """
     shift_labels = kwargs.pop("shift_labels", None)
     # sequence parallelism: a sequence shard needs its global positions and the whole batch's label count
@@ -69,7 +73,7 @@ def linear_cross_entropy_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=past_key_values,
+        cache=cache,
         inputs_embeds=inputs_embeds,
         use_cache=use_cache,
         **kwargs,
@@ -77,21 +81,30 @@ def linear_cross_entropy_forward(
 
     hidden_states = outputs.last_hidden_state
     # Only compute necessary positions (logits or loss), as upstream does for the logits
-    slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-    hidden_states = hidden_states[:, slice_indices, :]
+    hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
     loss = logits = None
-    if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
-        logits = self.lm_head(hidden_states)
-    else:
+    if labels is not None and self.training:
+        # training reads only the loss: a fused kernel never materialises the logits
         loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
+    else:
+        logits = self.lm_head(hidden_states)
+        if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+            loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
+    # The output class is a step: a config binds its model's own (`MoeCausalLMOutputWithPast` for DeepSeek-V3),
+    # and every other field of the decoder's output passes on as upstream passes it (cache, hidden states,
+    # attentions, router logits).
     return CausalLMOutputWithPast(
         loss=loss,
         logits=logits,
-        past_key_values=outputs.past_key_values,
-        hidden_states=outputs.hidden_states,
-        attentions=outputs.attentions,
+        **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
     )
 
 

@@ -5,8 +5,8 @@ Qwen2.5-VL's conditional-generation class as it is, for three reasons:
 
 - it reads `self.config.vocab_size`, which a vision-language config does not define (its text config
   does: `config.text_config.vocab_size`), so upstream's-loss path (few logits) would fail;
-- it returns `CausalLMOutputWithPast`, while upstream returns `Qwen2_5_VLCausalLMOutputWithPast` with the
-  model's `rope_deltas`;
+- it returns `CausalLMOutputWithPast`, while upstream returns `MultimodalCausalLMOutputWithPast` with the
+  vision encoders' outputs, and takes the vision inputs and `mm_encoder_outputs` by name;
 - under sequence parallelism it requires `position_ids`, while a multimodal batch arrives whole with
   none: the model computes the 3-D rope positions from the images (`models/common/ulysses_multimodal.py`).
 
@@ -15,14 +15,15 @@ and shares with the text families everything below the decoder: the loss is chos
 with the same rule (`use_fused_linear_cross_entropy`), the same bound `linear_cross_entropy` kernel
 (each set below imports the kernel its text twin imports: chunked torch, Liger's, or the plain-torch
 twin), the same `shift_labels` / `num_items_in_batch` contract as `patchgen.runtime.shard_batch`, and
-`logits=None` with labels, no loss without `labels` (as upstream). Both forwards call one
+`logits=None` with labels while training, no loss without `labels` (as upstream). Both forwards call one
 `fused_loss.causal_lm_loss`, with the vocabulary size passed in.
 """
 
-from typing import TYPE_CHECKING
 
 import torch
 from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutputWithPooling, MultimodalCausalLMOutputWithPast
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
@@ -37,8 +38,6 @@ from models.common.ulysses_multimodal import check_loss_inputs
 from patchgen.patch_sets import PatchSet
 
 
-if TYPE_CHECKING:  # the generated file's own names: its output class, and the kernel the set binds
-    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLCausalLMOutputWithPast
 
 
 def multimodal_linear_cross_entropy_forward(
@@ -46,28 +45,30 @@ def multimodal_linear_cross_entropy_forward(
     input_ids: torch.LongTensor | None = None,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.LongTensor | None = None,
-    past_key_values: Cache | None = None,
-    inputs_embeds: torch.FloatTensor | None = None,
+    cache: Cache | None = None,
+    inputs_embeds: torch.Tensor | None = None,
     labels: torch.LongTensor | None = None,
     use_cache: bool | None = None,
     pixel_values: torch.Tensor | None = None,
-    pixel_values_videos: torch.FloatTensor | None = None,
+    pixel_values_videos: torch.Tensor | None = None,
     image_grid_thw: torch.LongTensor | None = None,
     video_grid_thw: torch.LongTensor | None = None,
     mm_token_type_ids: torch.IntTensor | None = None,
     second_per_grid_ts: torch.Tensor | None = None,
     logits_to_keep: int | torch.Tensor = 0,
+    mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
     **kwargs: Unpack[TransformersKwargs],
-) -> "Qwen2_5_VLCausalLMOutputWithPast":
+) -> MultimodalCausalLMOutputWithPast:
     r"""
     second_per_grid_ts (`torch.Tensor` of shape `(num_videos)`, *optional*):
         The time interval (in seconds) for each grid along the temporal dimension in the 3D position IDs.
     labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
         Labels for computing the masked language modeling loss. Indices should either be in `[0, ...,
         config.text_config.vocab_size]` or -100. Tokens with indices set to `-100` are ignored (masked). With labels
-        (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and the loss is, for
-        many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight (a fused kernel in GPU
-        files: the logits are never materialised), else upstream's loss.
+        while training (shifted inside, or used as given in `shift_labels`), the output's `logits` is `None` and the
+        loss is, for many logits, `linear_cross_entropy` of the last hidden states and the `lm_head` weight (a fused
+        kernel in GPU files: the logits are never materialised), else upstream's loss. In evaluation both are
+        returned, as upstream computes them.
     """
     shift_labels = kwargs.pop("shift_labels", None)
     # sequence parallelism: each rank's loss is its share of the whole batch's token mean
@@ -82,30 +83,39 @@ def multimodal_linear_cross_entropy_forward(
         mm_token_type_ids=mm_token_type_ids,
         position_ids=position_ids,
         attention_mask=attention_mask,
-        past_key_values=past_key_values,
+        cache=cache,
         inputs_embeds=inputs_embeds,
         use_cache=use_cache,
+        mm_encoder_outputs=mm_encoder_outputs,
         **kwargs,
     )
 
     hidden_states = outputs.last_hidden_state
     # Only compute necessary positions (logits or loss), as upstream does for the logits
-    slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-    hidden_states = hidden_states[:, slice_indices, :]
+    hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
     loss = logits = None
-    if labels is None:  # as upstream: no loss without `labels`, even with `shift_labels`
-        logits = self.lm_head(hidden_states)
+    vocab_size = self.config.text_config.vocab_size
+    if labels is not None and self.training:
+        # training reads only the loss: a fused kernel never materialises the logits
+        loss = causal_lm_loss(self, hidden_states, labels, shift_labels, vocab_size, kwargs)
     else:
-        loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.text_config.vocab_size, kwargs)
+        logits = self.lm_head(hidden_states)
+        if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+            loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
 
-    return Qwen2_5_VLCausalLMOutputWithPast(
+    # every other field of the model's output passes on as upstream passes it (cache, hidden states, attentions,
+    # the vision encoders' outputs); a config binds another output class if its model returns one
+    return MultimodalCausalLMOutputWithPast(
         loss=loss,
         logits=logits,
-        past_key_values=outputs.past_key_values,
-        hidden_states=outputs.hidden_states,
-        attentions=outputs.attentions,
-        rope_deltas=outputs.rope_deltas,
+        **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
     )
 
 
@@ -116,7 +126,7 @@ def multimodal_loss_set(text_set: PatchSet) -> PatchSet:
         "conditional_generation.forward",
         description=(
             "with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's "
-            "loss for few, logits=None); upstream's signature and output (rope_deltas) kept"
+            "loss for few, logits=None while training); upstream's signature and output kept"
         ),
     )(multimodal_linear_cross_entropy_forward)
     patch_set.extra_imports.extend(text_set.extra_imports)  # the same kernel under the same name

@@ -206,7 +206,7 @@ def ulysses_attention_forward(
     hidden_states: torch.Tensor,
     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
     attention_mask: torch.Tensor | None = None,
-    past_key_values: Cache | None = None,
+    cache: Cache | None = None,
     **kwargs: Unpack[FlashAttentionKwargs],
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     input_shape = hidden_states.shape[:-1]
@@ -222,15 +222,17 @@ def ulysses_attention_forward(
     cos, sin = position_embeddings
     query_states, key_states = rotary(query_states, key_states, cos, sin)
 
-    if past_key_values is not None:
-        key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+    # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP.
+    # Taken out first: the cache update below sees upstream's kwargs (a paged cache reads its batch layout there).
+    full_sequence = kwargs.pop("full_sequence", None)
+
+    if cache is not None:
+        key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
 
     # the layer's own window (Qwen2/Qwen3/Gemma 3 set one per layer type), else the config's (Mistral), else none
     sliding_window = getattr(self, "sliding_window", getattr(self.config, "sliding_window", None))
 
     # ---- sequence parallelism (Ulysses): begin ----
-    # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
-    full_sequence = kwargs.pop("full_sequence", None)
     # This rank holds seq/P tokens of every head; attention needs every token of a head. One all-to-all per
     # tensor trades the sequence shard for a head shard: [batch, heads, seq/P, dim] -> [batch, heads/P, seq, dim].
     sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)

@@ -20,7 +20,7 @@ upstream's fused projection lays q, k, v, z, b, a out per key head, so a rank ho
 together (concatenated per key head); the gate `z` stays on its rank, because the gated RMSNorm runs per
 token and head after the output comes back.
 
-`apply_mask_to_padding_states`, `causal_conv1d_fn`, `causal_conv1d_update`, `torch_chunk_gated_delta_rule`
+`apply_mask_to_padding_states`, `causal_conv1d_fn`, `causal_conv1d_forward`, `torch_chunk_gated_delta_rule`
 and `torch_recurrent_gated_delta_rule` are not imported here: the forward must call those of the file it
 is spliced into (a kernel a set bound included). They are imported for type checkers only.
 """
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # provided by the modeling module the patches are spliced int
     from transformers.models.qwen3_next.modeling_qwen3_next import (
         apply_mask_to_padding_states,
         causal_conv1d_fn,
-        causal_conv1d_update,
+        causal_conv1d_forward,
         torch_chunk_gated_delta_rule,
         torch_recurrent_gated_delta_rule,
     )
@@ -134,7 +134,7 @@ def local_value_heads(self) -> slice:
 def ulysses_gated_delta_net_forward(
     self,
     hidden_states: torch.Tensor,
-    cache_params: Cache | None = None,
+    cache: Cache | None = None,
     attention_mask: torch.Tensor | None = None,
     **kwargs: Unpack[TransformersKwargs],
 ):
@@ -143,7 +143,11 @@ def ulysses_gated_delta_net_forward(
 
     # Set up dimensions for reshapes later
     seq_len = hidden_states.shape[1]
-    use_precomputed_states = cache_params is not None and cache_params.has_previous_state(self.layer_idx)
+    # Retrieve the recurrent state if there is a cache. It may be None if the layer is not initialized.
+    if cache is not None:
+        recurrent_state = cache.get_recurrent_state(self.layer_idx, state_idx=0)
+    else:
+        recurrent_state = None
 
     projected_states_qkvz = self.in_proj_qkvz(hidden_states)
     projected_states_ba = self.in_proj_ba(hidden_states)
@@ -154,50 +158,35 @@ def ulysses_gated_delta_net_forward(
     kwargs.pop("full_sequence", None)
     sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
     if sequence_parallel:
-        if cache_params is not None:
+        if cache is not None:
             raise RuntimeError(
-                "sequence parallelism does not support a recurrent cache (use_cache / past_key_values); "
+                "sequence parallelism does not support a recurrent cache (use_cache / cache); "
                 "generate without a sequence-parallel group"
             )
         # [batch, seq/P, heads, dim] -> [batch, seq, heads/P, dim]: the convolution and the recurrence of a head
         # need every token of it
         query, key, value, b, a = sequence_to_key_head_shards(query, key, value, b, a)
     # ---- sequence parallelism (Ulysses): end ----
-    local_seq_len = query.shape[1]
     query, key, value = (x.reshape(x.shape[0], x.shape[1], -1) for x in (query, key, value))
     key_dim, value_dim = query.shape[-1], value.shape[-1]
 
     mixed_qkv = torch.cat((query, key, value), dim=-1)
     mixed_qkv = mixed_qkv.transpose(1, 2)
 
-    if use_precomputed_states and seq_len == 1 and not cache_params.layers[self.layer_idx].record_past:
-        conv_state = cache_params.layers[self.layer_idx].conv_states[0]
-        # Single-token cached decode: the fused per-step kernel updates the conv state in-place.
-        mixed_qkv = causal_conv1d_update(
-            mixed_qkv,
-            conv_state,
-            self.conv1d.weight.squeeze(1),
-            self.conv1d.bias,
-            self.activation,
+    if sequence_parallel:
+        # the depthwise convolution of this rank's channels over the whole sequence (no cache under SP)
+        mixed_qkv = causal_conv1d_fn(
+            mixed_qkv, local_conv_weight(self), self.conv1d.bias, activation=self.activation, **kwargs
         )
     else:
-        if cache_params is not None:
-            mixed_qkv = cache_params.update_conv_state(
-                mixed_qkv, self.layer_idx, conv_kernel_size=self.conv_kernel_size
-            )
-
-        # the depthwise convolution of this rank's channels (all of them without sequence parallelism)
-        mixed_qkv = causal_conv1d_fn(
+        mixed_qkv = causal_conv1d_forward(
+            self.conv1d,
             mixed_qkv,
-            local_conv_weight(self),
-            self.conv1d.bias,
+            cache,
+            self.layer_idx,
             activation=self.activation,
             **kwargs,
         )
-
-        # Drop the additional previous states
-        if cache_params is not None:
-            mixed_qkv = mixed_qkv[:, :, -local_seq_len:]
 
     mixed_qkv = mixed_qkv.transpose(1, 2)
     query, key, value = torch.split(mixed_qkv, [key_dim, key_dim, value_dim], dim=-1)
@@ -209,12 +198,8 @@ def ulysses_gated_delta_net_forward(
     # If the model is loaded in fp16, without the .float() here, A might be -inf
     heads = local_value_heads(self)
     g = -self.A_log[heads].float().exp() * F.softplus(a.float() + self.dt_bias[heads])
-    if self.num_v_heads // self.num_k_heads > 1:
-        query = query.repeat_interleave(self.num_v_heads // self.num_k_heads, dim=2)
-        key = key.repeat_interleave(self.num_v_heads // self.num_k_heads, dim=2)
 
-    recurrent_state = cache_params.layers[self.layer_idx].recurrent_states[0] if use_precomputed_states else None
-    if use_precomputed_states and seq_len == 1:
+    if recurrent_state is not None and seq_len == 1:
         core_attn_out, last_recurrent_state = torch_recurrent_gated_delta_rule(
             query,
             key,
@@ -222,28 +207,64 @@ def ulysses_gated_delta_net_forward(
             g=g,
             beta=beta,
             initial_state=recurrent_state,
-            output_final_state=cache_params is not None,
+            output_final_state=cache is not None,
             use_qk_l2norm_in_kernel=True,
             cu_seqlens=kwargs.pop("cu_seq_lens_q", None),
             **kwargs,
         )
     else:
-        core_attn_out, last_recurrent_state = torch_chunk_gated_delta_rule(
-            query,
-            key,
-            value,
-            g=g,
-            beta=beta,
+        # as upstream: a cache may ask for the recurrent states after each of the last tokens (speculative decoding)
+        local_seq_len = query.shape[1]
+        num_intermediate_recurrent_states = (
+            cache.get_recurrent_states_to_keep(self.layer_idx) if cache is not None else 0
+        )
+        num_intermediate_recurrent_states = min(num_intermediate_recurrent_states, local_seq_len)
+        effective_sequence_length = local_seq_len - num_intermediate_recurrent_states
+        chunked_query, sequential_query = torch.tensor_split(query, [effective_sequence_length], dim=1)
+        chunked_key, sequential_key = torch.tensor_split(key, [effective_sequence_length], dim=1)
+        chunked_value, sequential_value = torch.tensor_split(value, [effective_sequence_length], dim=1)
+        chunked_beta, sequential_beta = torch.tensor_split(beta, [effective_sequence_length], dim=1)
+        chunked_g, sequential_g = torch.tensor_split(g, [effective_sequence_length], dim=1)
+
+        all_outputs = []
+        chunked_attn_out, chunked_last_recurrent_state = torch_chunk_gated_delta_rule(
+            chunked_query,
+            chunked_key,
+            chunked_value,
+            g=chunked_g,
+            beta=chunked_beta,
             initial_state=recurrent_state,
-            output_final_state=cache_params is not None,
+            output_final_state=cache is not None,
             use_qk_l2norm_in_kernel=True,
             cu_seqlens=kwargs.pop("cu_seq_lens_q", None),
             **kwargs,
         )
+        all_outputs.append(chunked_attn_out)
+        intermediate_recurrent_states = []
+        last_recurrent_state = chunked_last_recurrent_state
+        for i in range(num_intermediate_recurrent_states):
+            local_attn_out, last_recurrent_state = torch_recurrent_gated_delta_rule(
+                sequential_query[:, i : i + 1, ...],
+                sequential_key[:, i : i + 1, ...],
+                sequential_value[:, i : i + 1, ...],
+                g=sequential_g[:, i : i + 1, ...],
+                beta=sequential_beta[:, i : i + 1, ...],
+                initial_state=last_recurrent_state,
+                output_final_state=True,
+                use_qk_l2norm_in_kernel=True,
+                **kwargs,
+            )
+            all_outputs.append(local_attn_out)
+            intermediate_recurrent_states.append(last_recurrent_state)
+
+        core_attn_out = torch.cat(all_outputs, dim=1)
+        last_recurrent_state = (
+            intermediate_recurrent_states if len(intermediate_recurrent_states) > 0 else chunked_last_recurrent_state
+        )
 
     # Update cache
-    if cache_params is not None:
-        cache_params.update_recurrent_state(last_recurrent_state, self.layer_idx)
+    if cache is not None:
+        cache.update_recurrent_state(last_recurrent_state, self.layer_idx)
 
     # ---- sequence parallelism (Ulysses): begin ----
     if sequence_parallel:

@@ -118,7 +118,7 @@ def ulysses_mla_attention_forward(
     hidden_states: torch.Tensor,
     position_embeddings: tuple[torch.Tensor, torch.Tensor],
     attention_mask: torch.Tensor | None,
-    past_key_values: Cache | None = None,
+    cache: Cache | None = None,
     **kwargs: Unpack[FlashAttentionKwargs],
 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor] | None]:
     batch_size, seq_length = hidden_states.shape[:-1]
@@ -145,15 +145,17 @@ def ulysses_mla_attention_forward(
     else:
         q_rot, k_rot = apply_rotary_pos_emb(q_rot, k_rot, cos, sin)
 
+    # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP.
+    # Taken out first: the cache update below sees upstream's kwargs (a paged cache reads its batch layout there).
+    full_sequence = kwargs.pop("full_sequence", None)
+
     # Cache read / write is performed while latent KV is still compressed
-    if past_key_values is not None:
-        kv_nope, k_rot = past_key_values.update(kv_nope, k_rot, self.layer_idx)
+    if cache is not None:
+        kv_nope, k_rot = cache.update(kv_nope, k_rot, self.layer_idx, kwargs=kwargs)
 
     query_states = torch.cat((q_pass, q_rot), dim=-1)
 
     # ---- sequence parallelism (Ulysses): begin ----
-    # the whole batch's positions, packed documents and padding (patchgen.runtime.shard_batch); None without SP
-    full_sequence = kwargs.pop("full_sequence", None)
     sequence_parallel = sequence_parallel_enabled(self.sequence_parallel_layout)
     if sequence_parallel:
         check_no_cached_tokens(query_states, k_rot)

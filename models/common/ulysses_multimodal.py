@@ -73,8 +73,8 @@ def whole_sequence_text_forward(
     input_ids: torch.LongTensor | None = None,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.LongTensor | None = None,
-    past_key_values: Cache | None = None,
-    inputs_embeds: torch.FloatTensor | None = None,
+    cache: Cache | None = None,
+    inputs_embeds: torch.Tensor | None = None,
     use_cache: bool | None = None,
     **kwargs: Unpack[FlashAttentionKwargs],
 ) -> BaseModelOutputWithPast:
@@ -100,7 +100,7 @@ def whole_sequence_text_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=past_key_values,
+        cache=cache,
         inputs_embeds=inputs_embeds,
         use_cache=use_cache,
         **kwargs,
@@ -173,19 +173,19 @@ def attention_forward_with_position_ids(
     hidden_states: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.LongTensor | None = None,
-    past_key_values: Cache | None = None,
+    cache: Cache | None = None,
     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
     **kwargs: Unpack[FlashAttentionKwargs],
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     # Upstream's parameters, in upstream's order (position_ids second: flash attention finds packed documents in
     # them); the shared Ulysses forward takes them through **kwargs, as it hands them to the attention function.
     return self.ulysses_forward(
-        hidden_states, position_embeddings, attention_mask, past_key_values, position_ids=position_ids, **kwargs
+        hidden_states, position_embeddings, attention_mask, cache, position_ids=position_ids, **kwargs
     )
 
 
 # The shared Ulysses attention (models/common/ulysses_attention.py, steps bound per family as for ULYSSES_ATTENTION)
-# for an attention whose forward takes `position_ids` before `past_key_values` and `position_embeddings`, as
+# for an attention whose forward takes `position_ids` before `cache` and `position_embeddings`, as
 # Qwen2.5-VL's text attention does: the shared forward is added under its own name and `forward` keeps upstream's
 # parameters, so a caller passing them by position still reaches the right ones.
 ULYSSES_ATTENTION_WITH_POSITION_IDS = PatchSet(

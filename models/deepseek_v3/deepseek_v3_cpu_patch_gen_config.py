@@ -4,6 +4,8 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_cpu.py
 """
 
+from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+
 from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_SWIGLU_MLP
 from models.common.torch_moe_experts import TORCH_EXPERTS
 from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
@@ -21,4 +23,9 @@ config = PatchConfig.extend(
 config.use(TORCH_RMS_NORM, "DeepseekV3RMSNorm", note="the attention's q_a_layernorm/kv_a_layernorm too")
 config.use(TORCH_SWIGLU_MLP, "DeepseekV3MLP", note="the dense layers' MLP and the shared experts")
 config.use(TORCH_EXPERTS, "DeepseekV3PreTrainedModel", note="DeepseekV3Experts keeps upstream's dispatch")
-config.use(TORCH_LINEAR_CROSS_ENTROPY, "DeepseekV3ForCausalLM")
+config.use(
+    TORCH_LINEAR_CROSS_ENTROPY,
+    "DeepseekV3ForCausalLM",
+    bind={"CausalLMOutputWithPast": MoeCausalLMOutputWithPast},
+    note="upstream's MoE output class, which carries the router logits",
+)

@@ -6,6 +6,8 @@ its checkpoints'), Liger's rope rotates halves (Liger's own `apply_liger_kernel_
 Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_gpu.py
 """
 
+from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+
 from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_SWIGLU_MLP
 from models.common.liger_moe_experts import LIGER_EXPERTS
 from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
@@ -29,5 +31,6 @@ config.use(LIGER_EXPERTS, "DeepseekV3PreTrainedModel", note="DeepseekV3Experts k
 config.use(
     FASTEST_LINEAR_CROSS_ENTROPY,
     "DeepseekV3ForCausalLM",
-    note="the kernel by shape (Liger's where its chunks have >= 256 rows, else chunked): the rule measured on Qwen3 and Llama",
+    bind={"CausalLMOutputWithPast": MoeCausalLMOutputWithPast},
+    note="upstream's MoE output class (router logits); the kernel by shape (Liger's where its chunks have >= 256 rows, else chunked): the rule measured on Qwen3 and Llama",
 )

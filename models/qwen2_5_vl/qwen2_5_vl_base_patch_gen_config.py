@@ -7,7 +7,7 @@ a text family:
 - the text attention is Qwen2's (separate biased q/k/v projections, no q/k norm, rope over the whole
   head: the multimodal rope sections are folded into cos/sin by the rotary embedding), so the shared
   Ulysses forward takes the same steps as Qwen2; its forward takes `position_ids` before
-  `past_key_values`, so the shared forward is added as `ulysses_forward` behind upstream's parameters
+  `cache`, so the shared forward is added as `ulysses_forward` behind upstream's parameters
   (`ULYSSES_ATTENTION_WITH_POSITION_IDS`: the generator refuses an override whose positional
   parameters differ from upstream's);
 - under sequence parallelism the batch cannot be sharded before the model: the image features replace
