@@ -1678,7 +1678,7 @@ def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_lo
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None while training); upstream's signature and output kept
-#   Patch source: models/common/multimodal_loss.py:43 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+#   Patch source: models/common/multimodal_loss.py:40 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}

@@ -19,7 +19,6 @@ twin), the same `shift_labels` / `num_items_in_batch` contract as `patchgen.runt
 `fused_loss.causal_lm_loss`, with the vocabulary size passed in.
 """
 
-
 import torch
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPooling, MultimodalCausalLMOutputWithPast
@@ -36,8 +35,6 @@ from models.common.training_sets import (
 )
 from models.common.ulysses_multimodal import check_loss_inputs
 from patchgen.patch_sets import PatchSet
-
-
 
 
 def multimodal_linear_cross_entropy_forward(
