@@ -151,7 +151,7 @@ def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
     mlp = out.split(f"\n{PATCHES}:23 mlp_forward: 2 CHANGED target(s)\n")[1].split("\n\n")[0]
     assert mlp == (
         "  targets: ToyGatedMLP.forward (toyup), ToyMLP.forward (toyup)\n"
-        "  hunk 1 of 1: code, in all 2 targets\n"
+        "  hunk 1 of 1: code, in all 2 targets: review id ToyGatedMLP.forward#1, ToyMLP.forward#1\n"
         "      old upstream (toyup_upstream (not an installed distribution)), ToyGatedMLP.forward:\n"
         "          def forward(self, x):\n"
         "        -     return [max(v, 0.0) for v in x]\n"
@@ -163,16 +163,16 @@ def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
         "              return [v if v > 0.0 else 0.0 for v in x]"
     )
     init = out.split(f"\n{PATCHES}:27 attention_init: 1 CHANGED target(s)\n")[1].split("\n\n")[0]
-    assert "  hunk 1 of 1: code, in ToyAttention.__init__ (toyup)\n" in init
+    assert "  hunk 1 of 1: code, in ToyAttention.__init__ (toyup): review id ToyAttention#1\n" in init
     assert "        + def __init__(self, config, layer_idx=0):\n" in init
     assert f"      patch {PATCHES}:27-29:\n          def attention_init(original_init, self, config):\n" in init
     forward = out.split(f"\n{PATCHES}:32 attention_forward: 1 CHANGED target(s)\n")[1].split("\n\n")[0]
-    assert "  hunk 1 of 1: docstring-only, in ToyAttention.forward (toyup)\n" in forward
+    assert "  hunk 1 of 1: docstring-only, in ToyAttention.forward (toyup): no review needed\n" in forward
     assert "  uses changed upstream dependencies (shown below): toyup_upstream.utils.keep_last" in forward
     # the dependency outside the module, once, with its users and its own classified hunk
     dependency = out.split("CHANGED   dependency toyup_upstream.utils.keep_last: changed upstream (code)\n")[1]
     assert dependency.startswith(
-        f"  used by: ToyAttention.forward (toyup); patches: {PATCHES}:32\n  hunk 1 of 1: code\n"
+        f"  used by: ToyAttention.forward (toyup); patches: {PATCHES}:32\n  hunk 1 of 1: code: review id keep_last#1\n"
     )
     assert "        +     if isinstance(keep, (list, tuple)):\n" in dependency
     assert out.splitlines()[-1].startswith(
@@ -371,8 +371,14 @@ def test_committed_locks_record_what_the_patched_code_uses_from_transformers():
         "transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS",
         "transformers.integrations.sdpa_attention.sdpa_attention_forward",
         "transformers.integrations.flash_attention.flash_attention_forward",
-        "transformers.integrations.hub_kernels.use_kernelized_func",  # the decorator on Qwen3Attention
     } <= attention
+    # `@use_kernelized_func(apply_rotary_pos_emb)` on Qwen3Attention belongs to the patch replacing the rope
+    assert "transformers.integrations.hub_kernels.use_kernelized_func" not in attention
+    rope = entries["apply_rotary_pos_emb"]
+    assert "transformers.integrations.hub_kernels.use_kernelized_func" in rope.dependencies
+    assert rope.applied_by == ("Qwen3Attention: use_kernelized_func(apply_rotary_pos_emb)",)
+    assert entries["Qwen3PreTrainedModel.is_custom_code"].dependencies == ()  # the generator's own code
+    assert any(r.startswith("huggingface-hub") for r in lock.upstream_requires)
     assert not any(".modeling_llama." in name for name in attention)  # the patch's TYPE_CHECKING imports
     patch = entries["Qwen3ForCausalLM.forward"].patch
     assert (patch.source.split(":")[0], patch.name) == ("models/common/fused_loss.py", "linear_cross_entropy_forward")
