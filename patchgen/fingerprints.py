@@ -44,6 +44,8 @@ import hashlib
 import importlib.metadata
 import json
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -524,9 +526,17 @@ def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Loc
     a person must first review the change (`upgrade_report`) and accept it (`--accept`). Reasons
     given at that review stay in the lock for as long as the upstream source they were given for.
     """
-    if not path.exists():
+    recorded = read_lock(path) if path.exists() else recorded_elsewhere(Path.cwd(), path)
+    if recorded is None:
+        other = other_versions(path, fresh)
+        if other:
+            raise PatchgenError(
+                f"{config_module}: {path} is missing and git HEAD has none, while {other[0]} records "
+                f"{other[1]} and {fresh.upstream_version} is installed: a new lock would record the moved "
+                f"upstream unreviewed; restore the lock, or review with `python -m patchgen.upgrade_report` "
+                f"and run `python -m patchgen.upgrade_report --accept {config_module}`"
+            )
         return fresh
-    recorded = read_lock(path)
     stale = stale_entries(recorded, fresh)
     if stale:
         raise PatchgenError(
@@ -535,6 +545,59 @@ def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Loc
             "`python -m patchgen.upgrade_report --accept` and regenerate"
         )
     return with_reviews_of(recorded, fresh)
+
+
+def recorded_elsewhere(root: Path, path: Path) -> Lock | None:
+    """The lock git HEAD holds at `path` (a lock deleted in the work tree), or None.
+
+    The rule for a missing lock: it is never the end of the review. A lock deleted (or lost) in
+    the work tree is replaced by the committed one, so regenerating compares against what was
+    reviewed; only a config that never had a lock starts without one, and even then not while
+    other locks record another upstream version (`other_versions`).
+    """
+    full = path if path.is_absolute() else root / path
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(_existing_parent(full)), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        relative = full.resolve().relative_to(Path(top).resolve())
+        shown = subprocess.run(
+            ["git", "-C", top, "show", f"HEAD:{relative.as_posix()}"], capture_output=True, check=True
+        ).stdout
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        copy.write_bytes(shown)
+        try:
+            return read_lock(copy)
+        except PatchgenError:
+            return None
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path.cwd()
+
+
+def other_versions(path: Path, fresh: Lock) -> tuple[str, str] | None:
+    """(a lock beside `path`'s folder, its upstream version) recording another version of the same
+    upstream distribution than `fresh`; None when all agree (or there are none)."""
+    distribution = fresh.upstream_version.split("==")[0].split(" ")[0]
+    folder = path.parent.parent if path.parent.parent != path.parent else path.parent
+    for other in sorted(folder.rglob(f"*{LOCK_SUFFIX}")) if folder.exists() else ():
+        try:
+            version = read_lock(other).upstream_version
+        except PatchgenError:
+            continue
+        if version.split("==")[0].split(" ")[0] == distribution and version != fresh.upstream_version:
+            return str(other), version
+    return None
 
 
 def with_reviews_of(recorded: Lock, fresh: Lock) -> Lock:

@@ -67,6 +67,17 @@ class Hunk:
         return sorted(self.old_start + i for i in self.old_changed)
 
 
+def hunk_ids(owner: str, found: tuple[Hunk, ...]) -> dict[int, str]:
+    """Position in `found` -> review id (`Qwen3Attention.forward#2`), for the hunks that need review
+    (`code`), numbered 1, 2, ... in order: what `upgrade_report --accept --reviewed` names."""
+    ids, number = {}, 0
+    for position, hunk in enumerate(found):
+        if hunk.needs_review:
+            number += 1
+            ids[position] = f"{owner}#{number}"
+    return ids
+
+
 def hunks(old_text: str, new_text: str) -> list[Hunk]:
     return list(_hunks(old_text, new_text))
 
@@ -248,7 +259,9 @@ class _DropAnnotations(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
-def corresponding_lines(old_text: str, patch_lines: list[str], hunk: Hunk) -> tuple[int, int] | None:
+def corresponding_lines(
+    old_text: str, patch_lines: list[str], hunk: Hunk, context: int = CONTEXT
+) -> tuple[int, int] | None:
     """The 0-based [start, end) range of `patch_lines` that corresponds to the hunk's changed old lines
     (or, for a pure insertion, to its context), with up to CONTEXT lines around it; None if nothing does.
 
@@ -272,7 +285,7 @@ def corresponding_lines(old_text: str, patch_lines: list[str], hunk: Hunk) -> tu
             hits += [j1 + (i - i1) * (j2 - j1) // (i2 - i1) for i in wanted if i1 <= i < i2]
     if not hits:
         return None
-    return max(min(hits) - CONTEXT, 0), min(max(hits) + 1 + CONTEXT, len(patch_lines))
+    return max(min(hits) - context, 0), min(max(hits) + 1 + context, len(patch_lines))
 
 
 _DEFINITION_HEAD = re.compile(r"^((?:async\s+)?def|class)\s+\w+.*")
@@ -280,3 +293,59 @@ _DEFINITION_HEAD = re.compile(r"^((?:async\s+)?def|class)\s+\w+.*")
 
 def _comparable(line: str) -> str:
     return _DEFINITION_HEAD.sub(r"\1", line.strip())
+
+
+def absorbed(old_upstream: str, hunk: Hunk, old_patch: str | None, new_patch: str | None) -> bool:
+    """Whether the patch took in this upstream hunk: it changed where the hunk maps, and what upstream added.
+
+    Where: the patch lines `corresponding_lines` maps the hunk's changed lines to, with no context
+    (the whole patch when nothing maps). What: every name, number and string the hunk adds is in the
+    patch's new text there (for a pure removal: what it removed is no longer all there). So renaming
+    `past_key_values` to `cache` on the signature line absorbs nothing of a hunk on the update line,
+    and renaming it on the update line does not absorb upstream's new `kwargs=kwargs` there either.
+    """
+    if old_patch is None or new_patch is None:
+        return False  # no patch text recorded: only a person can say
+    old_lines, new_lines = old_patch.splitlines(), new_patch.splitlines()
+    span = corresponding_lines(old_upstream, old_lines, hunk, context=0) or (0, len(old_lines))
+    start, end = span
+    changed, reached = False, []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes():
+        if not (i1 < end and start < i2 or i1 == i2 and start <= i1 <= end):
+            continue
+        if tag == "equal":
+            reached += [j1 + max(i1, start) - i1, j1 + min(i2, end) - i1]
+        else:
+            changed = True
+            reached += [j1, j2]
+    if not changed:
+        return False
+    region = _words("\n".join(new_lines[min(reached) : max(reached)]))
+    old_words = _words("\n".join(hunk.old[i] for i in sorted(hunk.old_changed)))
+    new_words = _words("\n".join(hunk.new[i] for i in sorted(hunk.new_changed)))
+    added, removed = new_words - old_words, old_words - new_words
+    if added:
+        return added <= region
+    return not removed <= region
+
+
+def _words(text: str) -> set[str]:
+    """Names, numbers and strings in `text` (line by line, so a fragment of a statement still counts)."""
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d[\d_.eE]*|'[^']*'|\"[^\"]*\"", text))
+
+
+def uses_changed(name: str, old_patch: str | None, new_patch: str | None) -> bool:
+    """Whether the patch changed a line of code that reads `name` (before or after): how a patch absorbs
+    a changed upstream dependency, whose hunks map to no patch line. A comment is not a fix."""
+    if old_patch is None or new_patch is None:
+        return False
+    old_lines, new_lines = old_patch.splitlines(), new_patch.splitlines()
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+
+    def reads(lines: list[str]) -> bool:
+        return any(pattern.search(line.split("#", 1)[0]) for line in lines)
+
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes():
+        if tag != "equal" and (reads(old_lines[i1:i2]) or reads(new_lines[j1:j2])):
+            return True
+    return False

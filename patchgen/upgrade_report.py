@@ -58,7 +58,7 @@ from patchgen.fingerprints import (
 from patchgen.layout import enter_project, is_path_spec, load_layout
 from patchgen.outputs import write_atomic
 from patchgen.patch_spec import PatchConfig
-from patchgen.review_hunks import Hunk, corresponding_lines, hunks
+from patchgen.review_hunks import Hunk, corresponding_lines, hunk_ids, hunks
 from patchgen.source_text import Snippet
 from patchgen.upstream import UpstreamModule
 from patchgen.upstream_dependencies import FILES_READ, Package, parsed_file, read_installed, resolve_qualified
@@ -104,16 +104,6 @@ class TargetReport:
     def hunk_id(self, index: int) -> str:
         """`Qwen3Attention.forward#2`: what `--reviewed` names to review one hunk (1-based, code hunks counted)."""
         return f"{self.recorded.target}#{index}"
-
-
-def hunk_ids(owner: str, found: tuple[Hunk, ...]) -> dict[int, str]:
-    """Position in `found` -> id, for the hunks that need review (`code`), numbered 1, 2, ... in order."""
-    ids, number = {}, 0
-    for position, hunk in enumerate(found):
-        if hunk.needs_review:
-            number += 1
-            ids[position] = f"{owner}#{number}"
-    return ids
 
 
 @dataclass
