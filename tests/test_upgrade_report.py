@@ -8,16 +8,19 @@ what planning demands was changed), `fixed/` (the upgrade absorbed; `attention_f
 """
 
 import ast
+import dataclasses
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, run_cli
 
 from patchgen.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
-from patchgen.review_hunks import corresponding_lines, hunks
+from patchgen.fingerprints import upstream_requires as fingerprints_requires
+from patchgen.review_hunks import absorbed, corresponding_lines, hunks
 from patchgen.source_text import SourceText
 from patchgen.upgrade_report import Status, compare, render
 from patchgen.upstream import UpstreamModule
@@ -540,3 +543,94 @@ def test_dependencies_follow_re_exports_and_registries_not_annotations(tmp_path)
         "toypkg.utils.helpers.helper",
     ]
     assert found["toypkg.registry.REGISTRY"].source == "REGISTRY: Registry = Registry()\n"
+
+
+# -- the gate per hunk, the environment, missing locks --------------------------------------------
+
+ATTENTION = """def forward(self, x, past_key_values=None):
+    k = self.k(x)
+    v = self.v(x)
+    q = self.q(x)
+    if past_key_values is not None:
+        k, v = past_key_values.update(k, v, self.layer_idx, cache_kwargs)
+    return q @ k
+"""
+ATTENTION_NEW = ATTENTION.replace("past_key_values", "cache").replace("cache_kwargs", "kwargs=kwargs")
+
+
+def test_a_rename_only_fix_does_not_absorb_the_new_update_call():
+    patch = ATTENTION.replace("def forward", "def patched_forward").replace("return q @ k", "return fast(q, k)")
+    renamed = patch.replace("past_key_values", "cache")
+    fixed = renamed.replace("cache_kwargs", "kwargs=kwargs")
+    (hunk,) = hunks(ATTENTION, ATTENTION_NEW)
+    assert hunk.kind == "code"
+    assert not absorbed(ATTENTION, hunk, patch, renamed)  # the rename leaves out `kwargs=kwargs`
+    assert not absorbed(ATTENTION, hunk, patch, patch)
+    assert absorbed(ATTENTION, hunk, patch, fixed)
+    # far apart: a signature change does not absorb a hunk on another line
+    old = ATTENTION.replace("    q = self.q(x)\n", "    q = self.q(x)\n" + "    q = q + 0\n" * 8)
+    new = old.replace("cache_kwargs", "kwargs=kwargs").replace("x, past_key_values=None", "x, cache=None")
+    signature, update = hunks(old, new)
+    patch = old.replace("def forward", "def patched_forward")
+    only_signature = patch.replace("x, past_key_values=None", "x, cache=None")
+    assert absorbed(old, signature, patch, only_signature)
+    assert not absorbed(old, update, patch, only_signature)
+
+
+def test_annotation_only_change_needs_no_review():
+    old = "class A:\n    def forward(self, x: int) -> int:\n        return x\n"
+    new = old.replace("x: int) -> int", "x: float) -> float")
+    lock = lock_for(old, [("method_override", "A.forward", "A.forward")])
+    report = compare(Path("x.lock.json"), lock, upstream_from(new, "toypkg==2.0"))
+    (target,) = report.targets
+    assert (target.status, target.kinds) == (Status.COSMETIC, ["annotation-only"])
+    assert not report.needs_review
+    assert "COSMETIC  method_override A.forward: changed upstream in docstrings" in render(report)
+
+
+def test_a_new_required_distribution_is_reported():
+    old = "def f(x):\n    return x\n"
+    lock = lock_for(old, [("function_replacement", "f", "f")])
+    installed = fingerprints_requires("transformers")
+    assert installed, "transformers records its requirements"
+    lock = dataclasses.replace(lock, upstream_requires=tuple(r for r in installed if not r.startswith("tqdm")))
+    upstream = dataclasses.replace(
+        upstream_from(old), name="transformers.models.toy.modeling_toy", path=Path("/t/transformers/models/toy/m.py")
+    )
+    report = compare(Path("x.lock.json"), lock, upstream)
+    (tqdm,) = report.requires_added
+    assert tqdm.startswith("tqdm")
+    assert f"  REQUIRES  {tqdm}: newly required by toypkg==2.0" in render(report)
+
+
+def test_per_hunk_review_reason_is_stored_and_shown(generated_old):
+    root = generated_old
+    use_release(root, "new")
+    use_patches(root, "fixed")
+    wrong = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#2", "--reason", REASON, cwd=root)
+    assert wrong.returncode == 2 and "--reviewed keep_last#2: no CHANGED" in wrong.stderr
+    accepted = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#1", "--reason", REASON, cwd=root)
+    assert accepted.returncode == 0, accepted.stderr
+    data = json.loads((root / LOCK).read_text())
+    (keep_last,) = [d for d in data["dependencies"] if d["name"] == "toyup_upstream.utils.keep_last"]
+    assert keep_last["reviewed"]["hunks"] == {"keep_last#1": REASON}
+    shown = cli("patchgen.upgrade_report", cwd=root)
+    assert shown.returncode == 0, shown.stdout
+    assert f"hunk keep_last#1 reviewed: {REASON!r}" in shown.stdout
+
+
+def test_a_deleted_lock_does_not_accept_a_moved_upstream(generated_old):
+    root = generated_old
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "old"], check=True)
+    use_release(root, "new")
+    use_patches(root, "fixed")
+    (root / LOCK).unlink()
+    regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
+    assert regenerate.returncode == 2, regenerate.stdout
+    assert "upstream changed under patched target(s)" in regenerate.stderr  # compared with HEAD's lock
+    assert not (root / LOCK).exists()
+    refused = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    assert refused.returncode == 2 and "keep_last#1" in refused.stderr  # the review HEAD's lock asks for
