@@ -425,7 +425,11 @@ def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule
     package = Package.of(upstream)
     patch_package = config_module.split(".", 1)[0]
     entries, found = [], {}
-    replaced = frozenset(p.target for p in config.patches if p.kind is PatchKind.FUNCTION_REPLACEMENT)
+    replaced = frozenset(  # module-level functions a patch replaces (copied, or imported from a kernel package)
+        p.target
+        for p in config.patches
+        if p.kind in (PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT) and "." not in p.target
+    )
     for patch in config.patches:
         subject = subject_of(patch)
         source = subject_source(upstream, subject)
