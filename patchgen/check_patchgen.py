@@ -29,7 +29,7 @@ from patchgen.import_check import ImportCheck
 from patchgen.layout import enter_project, load_layout
 from patchgen.outputs import is_leftover_temp, read_committed, unified_diff, write_all
 from patchgen.upgrade_report import build_report, render
-from patchgen.upstream import read_upstream
+from patchgen.upstream_dependencies import FILES_READ, read_installed
 
 
 EXIT_FINDINGS = 1
@@ -118,7 +118,9 @@ def compare_outputs(
 def upgrade_findings(root: Path, runs: list[ConfigRun], cache: Cache | None = None) -> list[Finding]:
     """The upgrade report of every lock file as findings: upstream moved, or a lock is unreadable.
 
-    Cached (`patchgen.cache`) on the lock files, the upstream files and what the configs mention.
+    Statuses only (hashes compared, no hunk classified: `build_report(with_hunks=False)`), so a moved
+    upstream costs seconds here; the hunks are the full report's job (`patchgen upgrade-report`).
+    Cached (`patchgen.cache`) on the lock files, every upstream file read and what the configs mention.
     """
     mentioned = {r.summary.module_name: frozenset(r.summary.mentions) for r in runs if r.summary}
     locks = sorted(str(p) for p in (root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}"))
@@ -127,15 +129,15 @@ def upgrade_findings(root: Path, runs: list[ConfigRun], cache: Cache | None = No
     if stored is not None:
         return [Finding(*item) for item in stored]
     findings, upstream_files = [], set()
-    for report in build_report(root, mentioned):
+    for report in build_report(root, mentioned, with_hunks=False):
         if report.lock is None:
             findings.append(Finding("lock", str(report.path), report.error))
             continue
-        upstream_files.add(str(read_upstream(report.lock.source_module).path))
+        upstream_files.add(str(read_installed(report.lock.source_module).path))
         if report.has_news:  # another upstream version, or a patched target that changed under it
             findings.append(Finding("upgrade", str(report.path), render(report)))
     if cache is not None:
-        inputs = cache.inputs_now([*locks, *upstream_files])
+        inputs = cache.inputs_now([*locks, *upstream_files, *map(str, FILES_READ)])
         cache.store("upgrade", key, inputs, [[f.kind, f.path, f.detail] for f in findings])
     return findings
 

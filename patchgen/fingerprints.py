@@ -9,10 +9,23 @@ that subject's upstream source text and a sha256 of the normalised text. Each en
 - `dependencies`: the upstream package's functions, classes and objects that the subject or the
   patch uses from outside the upstream module (`patchgen.upstream_dependencies`), whose source and
   sha256 the lock records once, under `dependencies`;
-- `reviewed`: when an upstream change was accepted without a patch change, the reason given.
-The lock also records the upstream distribution version and the upstream module's top-level class
-and function names, so an upgrade report can show what changed, what vanished and what is new
-without the old `transformers` installed.
+- `patch.code`: the patch definition's own text, so that accepting an upgrade can tell, hunk by
+  hunk, whether the patch changed where each upstream change lands (`patchgen.upgrade_accept`);
+- `applied_by`: upstream decorators elsewhere in the module that take the subject as an argument
+  (`@use_kernelized_func(apply_rotary_pos_emb)` on an attention class): their dependencies belong
+  to the patch that replaces the argument, not to the patches of the decorated class;
+- `reviewed`: reasons given when upstream changes were accepted without a patch change, for the
+  whole target or per hunk (`hunks`, keyed by the hunk's id).
+Each dependency records its `form` (`upstream_dependencies`: a function whole, a class as its
+interface or member by member). The lock also records the upstream distribution version, its
+required distributions (`upstream_requires`, from the installed metadata: a new required package
+breaks imports as surely as changed code), the upstream module's top-level class and function
+names and the names the config deals with (`mentions`), so an upgrade report can show what changed,
+what vanished and what is new without the old `transformers` installed and without importing the
+configs.
+
+Code the generator adds by itself (`patchgen.native_code`) records no dependencies: it is the
+generator's, and is checked by the generator's own tests, not by reviewing upstream helpers.
 
 Normalisation: the source (decorators included, leading comments not) is parsed and printed back
 with `ast.unparse`. Comments, blank lines, quoting and line wrapping do not count; code and
@@ -28,7 +41,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.metadata
 import json
+import re
+import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +55,16 @@ from patchgen.patch_closure import PatchCode, patch_code
 from patchgen.patch_spec import AFTER_IMPORTS, Patch, PatchConfig, PatchKind
 from patchgen.source_text import Snippet, reindent
 from patchgen.upstream import UpstreamModule, find_method
-from patchgen.upstream_dependencies import NamesInModule, Package, dependencies, names_used, runtime_names
+from patchgen.upstream_dependencies import (
+    WHOLE,
+    NamesInModule,
+    Package,
+    UsedNames,
+    attribute_only_uses,
+    dependencies,
+    names_used,
+    runtime_names,
+)
 
 
 LOCK_SUFFIX = ".lock.json"
@@ -55,17 +81,28 @@ def _text(lines: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Review:
-    """Why an upstream change was accepted with no change to the patch (`upgrade_report --accept --reviewed`)."""
+    """Why an upstream change was accepted with no change to the patch (`upgrade_report --accept --reviewed`).
+
+    `reason` covers the whole target (every hunk); `hunks` holds a reason per hunk id (`#2`) when
+    hunks were reviewed one by one (`--reviewed TARGET#2`).
+    """
 
     reason: str
     upstream_version: str  # the installed upstream the change was accepted at
+    hunks: tuple[tuple[str, str], ...] = ()  # (hunk id, reason), sorted
 
     def to_json(self) -> dict:
-        return {"reason": self.reason, "upstream_version": self.upstream_version}
+        data = {"reason": self.reason, "upstream_version": self.upstream_version}
+        if self.hunks:
+            data["hunks"] = dict(self.hunks)
+        return data
 
     @classmethod
     def from_json(cls, data: dict | None) -> Review | None:
-        return None if data is None else cls(reason=data["reason"], upstream_version=data["upstream_version"])
+        if data is None:
+            return None
+        hunks = tuple(sorted((data.get("hunks") or {}).items()))
+        return cls(reason=data["reason"], upstream_version=data["upstream_version"], hunks=hunks)
 
 
 @dataclass(frozen=True)
@@ -76,15 +113,20 @@ class PatchRecord:
     name: str  # `linear_cross_entropy_forward`, or the `module.name` an external replacement imports
     patch_set: str | None
     sha256: str  # of the patch definition and its copied helpers, normalised
+    code: str | None = None  # the patch definition's text (None: an external replacement, or an older lock)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "set": self.patch_set, "sha256": self.sha256, "source": self.source}
+        data = {"name": self.name, "set": self.patch_set, "sha256": self.sha256, "source": self.source}
+        if self.code is not None:
+            data["code"] = _lines(self.code)
+        return data
 
     @classmethod
     def from_json(cls, data: dict | None) -> PatchRecord | None:
         if data is None:
             return None
-        return cls(source=data["source"], name=data["name"], patch_set=data["set"], sha256=data["sha256"])
+        code = _text(data["code"]) if data.get("code") is not None else None
+        return cls(source=data["source"], name=data["name"], patch_set=data["set"], sha256=data["sha256"], code=code)
 
     @property
     def label(self) -> str:
@@ -104,6 +146,7 @@ class Fingerprint:
     dependencies: tuple[str, ...] = ()  # qualified names, recorded in `Lock.dependencies`
     patch: PatchRecord | None = None  # None in locks written before patch hashes were recorded
     reviewed: Review | None = None
+    applied_by: tuple[str, ...] = ()  # upstream decorators taking the subject: `Qwen3Attention: use_kernelized_func`
 
     def to_json(self) -> dict:
         data = {
@@ -115,6 +158,8 @@ class Fingerprint:
             "dependencies": list(self.dependencies),
             "patch": self.patch.to_json() if self.patch else None,
         }
+        if self.applied_by:
+            data["applied_by"] = list(self.applied_by)
         if self.reviewed is not None:
             data["reviewed"] = self.reviewed.to_json()
         return data
@@ -130,6 +175,7 @@ class Fingerprint:
             dependencies=tuple(data.get("dependencies", ())),
             patch=PatchRecord.from_json(data.get("patch")),
             reviewed=Review.from_json(data.get("reviewed")),
+            applied_by=tuple(data.get("applied_by", ())),
         )
 
     @property
@@ -149,16 +195,23 @@ class DependencyRecord:
     source: str
     sha256: str
     reviewed: Review | None = None
+    form: str = WHOLE  # `upstream_dependencies.WHOLE`, `INTERFACE` or `MEMBER`; older locks: whole
 
     def to_json(self) -> dict:
-        data = {"name": self.name, "sha256": self.sha256, "source": _lines(self.source)}
+        data = {"name": self.name, "sha256": self.sha256, "source": _lines(self.source), "form": self.form}
         if self.reviewed is not None:
             data["reviewed"] = self.reviewed.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> DependencyRecord:
-        return cls(data["name"], _text(data["source"]), data["sha256"], Review.from_json(data.get("reviewed")))
+        return cls(
+            data["name"],
+            _text(data["source"]),
+            data["sha256"],
+            Review.from_json(data.get("reviewed")),
+            data.get("form", WHOLE),
+        )
 
     def is_intact(self) -> bool:
         return _is_intact(self.source, self.sha256)
@@ -179,6 +232,8 @@ class Lock:
     upstream_names: tuple[str, ...]
     patches: tuple[Fingerprint, ...]
     dependencies: tuple[DependencyRecord, ...] = ()
+    upstream_requires: tuple[str, ...] | None = None  # None: an older lock that did not record them
+    mentions: tuple[str, ...] | None = None  # upstream names the config deals with; None: not recorded
 
     def text(self) -> str:
         data = {
@@ -190,6 +245,10 @@ class Lock:
             "upstream_names": list(self.upstream_names),
             "upstream_version": self.upstream_version,
         }
+        if self.upstream_requires is not None:
+            data["upstream_requires"] = list(self.upstream_requires)
+        if self.mentions is not None:
+            data["mentions"] = list(self.mentions)
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     def by_subject(self) -> dict[str, Fingerprint]:
@@ -288,22 +347,77 @@ def definition_names(upstream: UpstreamModule) -> tuple[str, ...]:
     return tuple(sorted(upstream.definitions))
 
 
-def subject_uses(upstream: UpstreamModule, subject: str, source: str) -> NamesInModule:
-    """Names the upstream subject reads at run time; for a method, its class's decorators too."""
-    names = set(names_used(source))
+def subject_uses(
+    upstream: UpstreamModule, subject: str, source: str, owned_elsewhere: frozenset[str] = frozenset()
+) -> NamesInModule:
+    """Names the upstream subject reads at run time; for a method, its class's decorators too.
+
+    A class decorator that takes a function another patch replaces (`owned_elsewhere`) is left to that
+    patch (`applied_by`): `@use_kernelized_func(apply_rotary_pos_emb)` is the rope patch's concern.
+    """
+    used = names_used(source)
+    names, members = set(used), dict(used.members)
     owner, _, member = subject.partition(".")
     node = upstream.definitions.get(owner)
     if member and isinstance(node, ast.ClassDef):
         for decorator in node.decorator_list:
-            names |= runtime_names(decorator)
-    return NamesInModule(frozenset(names), upstream.name, upstream.path)
+            read = runtime_names(decorator)
+            if read & owned_elsewhere:
+                continue
+            names |= read
+            for name in read:
+                members.pop(name, None)  # used bare by the decorator
+    result = UsedNames(names)
+    result.members = members
+    return NamesInModule(result, upstream.name, upstream.path)
+
+
+def applied_by(upstream: UpstreamModule, name: str) -> tuple[list[str], UsedNames]:
+    """Upstream decorators that take the module-level `name` as an argument, and the names they read.
+
+    `@use_kernelized_func(apply_rotary_pos_emb)` on `class Qwen3Attention` gives
+    `["Qwen3Attention: use_kernelized_func(apply_rotary_pos_emb)"]` and `{"use_kernelized_func"}`.
+    """
+    found, names = [], set()
+    for node in upstream.tree.body:
+        for decorator in getattr(node, "decorator_list", ()):
+            if isinstance(decorator, ast.Call) and any(
+                isinstance(n, ast.Name) and n.id == name for a in decorator.args for n in ast.walk(a)
+            ):
+                found.append(f"{node.name}: {ast.unparse(decorator)}")
+                names |= runtime_names(decorator) - {name}
+    used = UsedNames(names)
+    used.members = attribute_only_uses(ast.Module(body=[], type_ignores=[]), used)
+    return sorted(set(found)), used
+
+
+def is_generator_code(patch: Patch) -> bool:
+    """A patch the generator adds itself (`patchgen.native_code`), not one a config wrote."""
+    return patch.patch_set == "native_model_code" or str(patch.defined_at or "").startswith("patchgen/")
+
+
+def upstream_requires(module_name: str) -> tuple[str, ...]:
+    """The upstream distribution's required distributions (no extras), normalised and sorted."""
+    top = module_name.split(".", 1)[0]
+    try:
+        requires = importlib.metadata.requires(top) or []
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    required = [r for r in requires if "extra ==" not in r.replace('"', "'").replace("extra==", "extra ==")]
+    return tuple(sorted({" ".join(r.split()) for r in required}))
+
+
+def requirement_name(requirement: str) -> str:
+    """`kernels>=0.19; python_version >= "3.10"` -> `kernels` (PEP 503 normalised)."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else requirement
 
 
 def patch_record(patch: Patch, code: PatchCode) -> PatchRecord:
     """Comments and formatting do not count: a comment is not a fix."""
     parts = [code.imported] + [normalise(text.text) for text in code.texts]
     sha = hashlib.sha256("\n\x00\n".join(parts).encode("utf-8")).hexdigest()
-    return PatchRecord(code.location, code.name, patch.patch_set, sha)
+    return PatchRecord(code.location, code.name, patch.patch_set, sha, code.texts[0].text if code.texts else None)
 
 
 def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule) -> Lock:
@@ -311,13 +425,26 @@ def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule
     package = Package.of(upstream)
     patch_package = config_module.split(".", 1)[0]
     entries, found = [], {}
+    replaced = frozenset(  # module-level functions a patch replaces (copied, or imported from a kernel package)
+        p.target
+        for p in config.patches
+        if p.kind in (PatchKind.FUNCTION_REPLACEMENT, PatchKind.EXTERNAL_REPLACEMENT) and "." not in p.target
+    )
     for patch in config.patches:
         subject = subject_of(patch)
         source = subject_source(upstream, subject)
         if source is None:  # pragma: no cover - make_plan rejects missing targets first
             raise PatchgenError(f"{config_module}: {patch.label}: no upstream {subject} to fingerprint")
         code = patch_code(patch, f"{config_module}: {patch.defined_at}: {patch.label}", patch_package)
-        used = dependencies(package, [subject_uses(upstream, subject, source), *code.uses()])
+        decorators: list[str] = []
+        if is_generator_code(patch):
+            used = {}
+        else:
+            uses = [subject_uses(upstream, subject, source, replaced - {patch.target}), *code.uses()]
+            if patch.target in replaced:
+                decorators, decorator_names = applied_by(upstream, patch.target)
+                uses.append(NamesInModule(decorator_names, upstream.name, upstream.path))
+            used = dependencies(package, uses)
         found.update(used)
         entries.append(
             Fingerprint(
@@ -328,6 +455,7 @@ def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule
                 fingerprint_of(source),
                 dependencies=tuple(used),
                 patch=patch_record(patch, code),
+                applied_by=tuple(decorators),
             )
         )
     return Lock(
@@ -337,9 +465,18 @@ def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule
         upstream_names=definition_names(upstream),
         patches=tuple(sorted(entries, key=lambda e: e.subject)),
         dependencies=tuple(
-            DependencyRecord(name, found[name].source, fingerprint_of(found[name].source)) for name in sorted(found)
+            DependencyRecord(name, found[name].source, fingerprint_of(found[name].source), form=found[name].form)
+            for name in sorted(found)
         ),
+        upstream_requires=upstream_requires(upstream.name),
+        mentions=tuple(sorted(config_mentions(config))),
     )
+
+
+def config_mentions(config: PatchConfig) -> frozenset[str]:
+    """Upstream names a config already deals with: its targets, their classes and its exclusions."""
+    names = {p.target for p in config.patches} | {p.target_class for p in config.patches}
+    return frozenset(names | {e.name for e in config.exclusions})
 
 
 def read_lock(path: Path) -> Lock:
@@ -352,6 +489,8 @@ def read_lock(path: Path) -> Lock:
             upstream_names=tuple(data["upstream_names"]),
             patches=tuple(Fingerprint.from_json(p) for p in data["patches"]),
             dependencies=tuple(DependencyRecord.from_json(d) for d in data.get("dependencies", ())),
+            upstream_requires=tuple(data["upstream_requires"]) if "upstream_requires" in data else None,
+            mentions=tuple(data["mentions"]) if "mentions" in data else None,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PatchgenError(
@@ -369,10 +508,19 @@ def stale_entries(recorded: Lock, fresh: Lock) -> list[str]:
         if old is not None and (old.sha256 != entry.sha256 or not old.is_intact()):
             stale.append(entry.subject)
     for dependency in fresh.dependencies:
-        old = old_dependencies.get(dependency.name)
-        if old is not None and (old.sha256 != dependency.sha256 or not old.is_intact()):
+        if dependency_moved(recorded, old_dependencies.get(dependency.name), fresh, dependency):
             stale.append(dependency.name)
     return stale
+
+
+def dependency_moved(recorded: Lock, old: DependencyRecord | None, fresh: Lock, new: DependencyRecord) -> bool:
+    """Whether a dependency's upstream moved since `recorded`. A record in another form (an older lock
+    recorded a class whole) at the same upstream version is a change of lock format, not of upstream."""
+    if old is None:
+        return False
+    if old.form != new.form and recorded.upstream_version == fresh.upstream_version:
+        return False
+    return old.sha256 != new.sha256 or not old.is_intact()
 
 
 def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Lock:
@@ -382,9 +530,17 @@ def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Loc
     a person must first review the change (`upgrade_report`) and accept it (`--accept`). Reasons
     given at that review stay in the lock for as long as the upstream source they were given for.
     """
-    if not path.exists():
+    recorded = read_lock(path) if path.exists() else recorded_elsewhere(Path.cwd(), path)
+    if recorded is None:
+        other = other_versions(path, fresh)
+        if other:
+            raise PatchgenError(
+                f"{config_module}: {path} is missing and git HEAD has none, while {other[0]} records "
+                f"{other[1]} and {fresh.upstream_version} is installed: a new lock would record the moved "
+                f"upstream unreviewed; restore the lock, or review with `python -m patchgen.upgrade_report` "
+                f"and run `python -m patchgen.upgrade_report --accept {config_module}`"
+            )
         return fresh
-    recorded = read_lock(path)
     stale = stale_entries(recorded, fresh)
     if stale:
         raise PatchgenError(
@@ -393,6 +549,59 @@ def checked_against_recorded(config_module: str, fresh: Lock, path: Path) -> Loc
             "`python -m patchgen.upgrade_report --accept` and regenerate"
         )
     return with_reviews_of(recorded, fresh)
+
+
+def recorded_elsewhere(root: Path, path: Path) -> Lock | None:
+    """The lock git HEAD holds at `path` (a lock deleted in the work tree), or None.
+
+    The rule for a missing lock: it is never the end of the review. A lock deleted (or lost) in
+    the work tree is replaced by the committed one, so regenerating compares against what was
+    reviewed; only a config that never had a lock starts without one, and even then not while
+    other locks record another upstream version (`other_versions`).
+    """
+    full = path if path.is_absolute() else root / path
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(_existing_parent(full)), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        relative = full.resolve().relative_to(Path(top).resolve())
+        shown = subprocess.run(
+            ["git", "-C", top, "show", f"HEAD:{relative.as_posix()}"], capture_output=True, check=True
+        ).stdout
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        copy.write_bytes(shown)
+        try:
+            return read_lock(copy)
+        except PatchgenError:
+            return None
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path.cwd()
+
+
+def other_versions(path: Path, fresh: Lock) -> tuple[str, str] | None:
+    """(a lock beside `path`'s folder, its upstream version) recording another version of the same
+    upstream distribution than `fresh`; None when all agree (or there are none)."""
+    distribution = fresh.upstream_version.split("==")[0].split(" ")[0]
+    folder = path.parent.parent if path.parent.parent != path.parent else path.parent
+    for other in sorted(folder.rglob(f"*{LOCK_SUFFIX}")) if folder.exists() else ():
+        try:
+            version = read_lock(other).upstream_version
+        except PatchgenError:
+            continue
+        if version.split("==")[0].split(" ")[0] == distribution and version != fresh.upstream_version:
+            return str(other), version
+    return None
 
 
 def with_reviews_of(recorded: Lock, fresh: Lock) -> Lock:

@@ -22,7 +22,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
-from patchgen.fingerprints import Fingerprint, Lock, Review, build_lock, lock_path, read_lock, with_reviews_of
+from patchgen.fingerprints import (
+    Fingerprint,
+    Lock,
+    Review,
+    build_lock,
+    dependency_moved,
+    lock_path,
+    read_lock,
+    recorded_elsewhere,
+    with_reviews_of,
+)
+from patchgen.review_hunks import absorbed, hunk_ids, hunks, uses_changed
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,7 @@ class Unabsorbed:
     lock: Path
     entry: Fingerprint
     what: str  # the subject itself, or the dependency that changed
+    hunk_id: str = ""  # `Qwen3Attention.forward#2`: what `--reviewed` names to review this hunk alone
 
     @property
     def patch_source(self) -> str:
@@ -57,7 +69,7 @@ def accept(
     """
     acceptance = Acceptance()
     for path, fresh in _fresh_locks(root, specs, config_name):
-        recorded = read_lock(root / path) if (root / path).exists() else None
+        recorded = read_lock(root / path) if (root / path).exists() else recorded_elsewhere(root, path)
         if recorded is not None:
             fresh = review(recorded, fresh, set(reviewed), reason, path, acceptance)
         acceptance.texts.append((path, fresh.text()))
@@ -92,48 +104,88 @@ def _fresh_locks(root: Path, specs: list[str], config_name: str):
 
 
 def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: Path, acceptance: Acceptance) -> Lock:
-    """`fresh` with review reasons; records in `acceptance` what changed and what no patch absorbed."""
+    """`fresh` with review reasons; records in `acceptance` what changed and what no patch absorbed.
+
+    Hunk by hunk: each `code` hunk of a changed subject is absorbed when the patch changed where it
+    maps and took in what it adds (`review_hunks.absorbed`), else it needs `--reviewed TARGET#N` (or
+    the whole `TARGET`). Hunks of docstrings, annotations or formatting need nothing. Each `code` hunk
+    of a changed dependency needs `--reviewed NAME#N` or `NAME` (or the target): no patch line maps
+    to code outside the module.
+    """
     fresh = with_reviews_of(recorded, fresh)
-    note = Review(reason, fresh.upstream_version)
+    version = fresh.upstream_version
     old_subjects, old_dependencies = recorded.by_subject(), recorded.by_dependency()
-    moved = {
-        d.name
-        for d in fresh.dependencies
-        if (old := old_dependencies.get(d.name)) is not None and (old.sha256 != d.sha256 or not old.is_intact())
-    }
-    entries, dependency_reviews = [], set()
+    moved: dict[str, list[str]] = {}  # dependency -> ids of its code hunks
+    for dependency in fresh.dependencies:
+        old = old_dependencies.get(dependency.name)
+        if dependency_moved(recorded, old, fresh, dependency):
+            found = hunks(old.source, dependency.source) if old.is_intact() else []
+            ids = (
+                list(hunk_ids(_short(dependency.name), tuple(found)).values()) if found else [_short(dependency.name)]
+            )
+            if ids:
+                moved[dependency.name] = ids
+    entries, dependency_reviews = [], {}
     for entry in fresh.patches:
         old = old_subjects.get(entry.subject)
-        changes = []
-        if old is not None and (old.sha256 != entry.sha256 or not old.is_intact()):
-            changes.append(entry.subject)
-        if old is not None:
-            changes += [name for name in entry.dependencies if name in moved]
-        if not changes:
+        if old is None:
+            entries.append(entry)
+            continue
+        pending: list[tuple[str, str]] = []  # (hunk id, what changed)
+        old_code = old.patch.code if old.patch else None
+        new_code = entry.patch.code if entry.patch else None
+        if old.sha256 != entry.sha256 or not old.is_intact():
+            found = tuple(hunks(old.source, entry.source)) if old.is_intact() else ()
+            ids = hunk_ids(entry.target, found)
+            for position, hunk_id in ids.items():
+                if not absorbed(old.source, found[position], old_code, new_code):
+                    pending.append((hunk_id, entry.subject))
+            if not old.is_intact():
+                pending.append((entry.target, entry.subject))
+        for name in entry.dependencies:
+            if name in moved and not uses_changed(_short(name), old_code, new_code):
+                pending += [(hunk_id, name) for hunk_id in moved[name]]
+        if not pending:
             entries.append(entry)
             continue
         own_names = {entry.target, entry.subject}
-        acceptance.changed_names |= (
-            own_names | {n for n in changes if n in moved} | {_short(n) for n in changes if n in moved}
-        )
-        absorbed = old.patch is not None and entry.patch is not None and old.patch.sha256 != entry.patch.sha256
+        acceptance.changed_names |= own_names | {hunk_id for hunk_id, _ in pending}
+        acceptance.changed_names |= {n for _, n in pending if n in moved} | {
+            _short(n) for _, n in pending if n in moved
+        }
         target_reviewed = bool(own_names & reviewed)
+        per_hunk = []
+        for hunk_id, change in pending:
+            if change in moved and ({change, _short(change), hunk_id} & reviewed):
+                dependency_reviews.setdefault(change, set()).add(hunk_id)
+            elif hunk_id in reviewed and change not in moved:
+                per_hunk.append((hunk_id, reason))
+            elif not target_reviewed:
+                acceptance.unabsorbed.append(Unabsorbed(path, entry, change, hunk_id))
         if target_reviewed:
-            entry = replace(entry, reviewed=note)
+            entry = replace(entry, reviewed=Review(reason, version))
             acceptance.reviewed.append((path, entry.target))
-        for change in changes:
-            if change in moved and {change, _short(change)} & reviewed:
-                dependency_reviews.add(change)  # reviewing a dependency covers it in every target that uses it
-            elif not (target_reviewed or absorbed):
-                acceptance.unabsorbed.append(Unabsorbed(path, entry, change))
+        elif per_hunk:
+            entry = replace(entry, reviewed=Review("", version, tuple(sorted(per_hunk))))
+            acceptance.reviewed += [(path, hunk_id) for hunk_id, _ in per_hunk]
         entries.append(entry)
     for name in sorted(dependency_reviews):
         acceptance.reviewed.append((path, name))
+
+    def dependency_review(name: str) -> Review | None:
+        ids = dependency_reviews.get(name)
+        if not ids:
+            return None
+        if {name, _short(name)} & reviewed:
+            return Review(reason, version)
+        return Review("", version, tuple(sorted((i, reason) for i in ids)))
+
     return replace(
         fresh,
         patches=tuple(entries),
         dependencies=tuple(
-            replace(d, reviewed=note) if d.name in dependency_reviews else d for d in fresh.dependencies
+            replace(d, reviewed=dependency_review(d.name)) if d.name in dependency_reviews else d
+            for d in fresh.dependencies
         ),
     )
 
@@ -155,10 +207,14 @@ def refusal(unabsorbed: list[Unabsorbed]) -> str:
         dependencies = sorted({_short(item.what) for item in items if item.what != item.entry.subject})
         if dependencies:
             changes.append(f"dependencies {', '.join(dependencies)}")
-        described.append(f"{source}: {len(pairs)} target(s) {', '.join(targets)} (changed: {'; '.join(changes)})")
+        ids = sorted({item.hunk_id for item in items if item.hunk_id})
+        described.append(
+            f"{source}: {len(pairs)} target(s) {', '.join(targets)} (changed: {'; '.join(changes)}; "
+            f"hunks not absorbed: {', '.join(ids)})"
+        )
     count = len({(item.lock, item.entry.target) for item in unabsorbed})
     return (
-        f"refusing to accept {count} CHANGED target(s) whose patch code is the same as when the lock was recorded: "
-        f"{'; '.join(described)}; fix the patch (`python -m patchgen.upgrade_report` shows each change beside the "
-        'patch\'s lines), or say why it needs no change: --reviewed TARGET --reason "..."'
+        f"refusing to accept {count} CHANGED target(s) with upstream code hunks that no patch change absorbed: "
+        f"{'; '.join(described)}; fix the patch where each hunk lands (`python -m patchgen.upgrade_report` shows "
+        'it beside the patch\'s lines), or say why it needs no change: --reviewed HUNK_ID (or TARGET) --reason "..."'
     )

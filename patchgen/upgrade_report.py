@@ -28,8 +28,10 @@ from __future__ import annotations
 import ast
 import difflib
 import enum
+import hashlib
 import re
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,19 +45,23 @@ from patchgen.fingerprints import (
     DependencyRecord,
     Fingerprint,
     Lock,
+    PatchRecord,
     Review,
+    config_mentions,
     fingerprint_of,
     normalise,
     read_lock,
+    requirement_name,
     subject_source,
+    upstream_requires,
 )
 from patchgen.layout import enter_project, is_path_spec, load_layout
 from patchgen.outputs import write_atomic
-from patchgen.patch_spec import PatchConfig, PatchKind
-from patchgen.review_hunks import Hunk, corresponding_lines, hunks
+from patchgen.patch_spec import PatchConfig
+from patchgen.review_hunks import Hunk, corresponding_lines, hunk_ids, hunks
 from patchgen.source_text import Snippet
-from patchgen.upstream import UpstreamModule, read_upstream
-from patchgen.upstream_dependencies import Package, resolve_qualified
+from patchgen.upstream import UpstreamModule
+from patchgen.upstream_dependencies import FILES_READ, Package, parsed_file, read_installed, resolve_qualified
 
 
 EXIT_REVIEW, EXIT_BAD_INPUT = 1, 2
@@ -65,8 +71,12 @@ INDENT = "      "  # every line of a hunk starts with it (`check_patchgen -q` dr
 class Status(enum.Enum):
     UNCHANGED = "unchanged upstream (safe to regenerate)"
     CHANGED = "changed upstream: the patch must absorb this"
+    COSMETIC = "changed upstream in docstrings, annotations or formatting only: shown, no review needed"
     REMOVED = "removed or renamed upstream"
     INVALID = "recorded fingerprint is not the hash of the recorded source: the lock file was edited"
+
+
+QUIET = frozenset({Status.UNCHANGED, Status.COSMETIC})  # statuses that need no person
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,10 @@ class TargetReport:
     def kinds(self) -> list[str]:
         return sorted({h.kind for h in self.hunks})
 
+    def hunk_id(self, index: int) -> str:
+        """`Qwen3Attention.forward#2`: what `--reviewed` names to review one hunk (1-based, code hunks counted)."""
+        return f"{self.recorded.target}#{index}"
+
 
 @dataclass
 class LockReport:
@@ -102,9 +116,13 @@ class LockReport:
     dependencies: list[DependencyReport] = field(default_factory=list)
     new_names: list[str] = field(default_factory=list)
 
+    requires_added: list[str] = field(default_factory=list)  # required distributions new since the lock
+    requires_removed: list[str] = field(default_factory=list)
+    requirement_users: dict[str, list[str]] = field(default_factory=dict)  # requirement -> patches it touches
+
     @property
     def needs_review(self) -> bool:
-        return self.error is not None or any(t.status is not Status.UNCHANGED for t in self.targets)
+        return self.error is not None or any(t.status not in QUIET for t in self.targets)
 
     @property
     def has_news(self) -> bool:
@@ -121,36 +139,95 @@ class LockReport:
 # -- comparing ------------------------------------------------------------------------------------
 
 
-def compare(path: Path, lock: Lock, upstream: UpstreamModule, mentioned: frozenset[str] = frozenset()) -> LockReport:
+def compare(
+    path: Path, lock: Lock, upstream: UpstreamModule, mentioned: frozenset[str] = frozenset(), *, with_hunks=True
+) -> LockReport:
+    """One lock against the installed upstream. `with_hunks=False` compares hashes only (fast: no diffs,
+    so every moved subject is CHANGED, none COSMETIC), for `check_patchgen`."""
     report = LockReport(path, lock, installed_version=upstream.version)
     package = Package.of(upstream)
-    report.dependencies = [_compare_dependency(record, package) for record in lock.dependencies]
-    moved = {d.recorded.name for d in report.dependencies if d.status is not Status.UNCHANGED}
+    report.dependencies = [_compare_dependency(record, package, with_hunks) for record in lock.dependencies]
+    moved = {d.recorded.name for d in report.dependencies if d.status not in QUIET}
     for recorded in lock.patches:
-        target = _compare_one(recorded, lock, upstream)
+        target = _compare_one(recorded, lock, upstream, with_hunks)
         changed = tuple(name for name in recorded.dependencies if name in moved)
-        if changed and target.status in (Status.UNCHANGED, Status.CHANGED):
+        if changed and target.status in (Status.UNCHANGED, Status.CHANGED, Status.COSMETIC):
             target = replace(target, status=Status.CHANGED, changed_dependencies=changed)
         report.targets.append(target)
-    known = set(lock.upstream_names) | mentioned
+    known = set(lock.upstream_names) | mentioned | set(lock.mentions or ())
     report.new_names = sorted(name for name in upstream.definitions if name not in known)
+    _compare_requirements(report, lock, upstream, package)
     return report
 
 
-def _compare_dependency(recorded: DependencyRecord, package: Package) -> DependencyReport:
+def _compare_requirements(report: LockReport, lock: Lock, upstream: UpstreamModule, package: Package) -> None:
+    """New and dropped required distributions, each new one attributed to the patches whose recorded
+    dependencies live in a module that imports it (`kernels` -> the users of `integrations.hub_kernels`)."""
+    if lock.upstream_requires is None:
+        return
+    recorded = {requirement_name(r): r for r in lock.upstream_requires}
+    installed = {requirement_name(r): r for r in upstream_requires(upstream.name)}
+    report.requires_added = sorted(installed[n] for n in installed.keys() - recorded.keys())
+    report.requires_removed = sorted(recorded[n] for n in recorded.keys() - installed.keys())
+    for requirement in report.requires_added:
+        name = requirement_name(requirement).replace("-", "_")
+        modules = {d.name for d in lock.dependencies if name in _imported_packages(package, d.name)}
+        users = sorted(
+            {
+                f"{t.patch.source} {t.patch.name} ({t.target})" if t.patch else t.target
+                for t in lock.patches
+                if modules & set(t.dependencies)
+            }
+        )
+        report.requirement_users[requirement] = users
+
+
+def _imported_packages(package: Package, qualified: str) -> set[str]:
+    """Top-level packages the module defining `qualified` imports (anywhere in the file)."""
+    module = qualified
+    while module and package.module_file(module) is None:
+        module = module.rpartition(".")[0]
+    path = package.module_file(module) if module else None
+    if path is None:
+        return set()
+    _, tree = parsed_file(path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+_DEPENDENCY_REPORTS: dict[tuple, DependencyReport] = {}
+
+
+def _compare_dependency(recorded: DependencyRecord, package: Package, with_hunks: bool = True) -> DependencyReport:
+    """Memoised on the record's content: six locks recording `PreTrainedModel` cost one comparison."""
+    key = (recorded.name, recorded.form, recorded.sha256, recorded.source, package, with_hunks)
+    if key not in _DEPENDENCY_REPORTS:
+        _DEPENDENCY_REPORTS[key] = _compare_dependency_once(recorded, package, with_hunks)
+    found = _DEPENDENCY_REPORTS[key]
+    return found if found.recorded is recorded else replace(found, recorded=recorded)
+
+
+def _compare_dependency_once(recorded: DependencyRecord, package: Package, with_hunks: bool) -> DependencyReport:
     if not recorded.is_intact():
         return DependencyReport(recorded, Status.INVALID)
-    installed = resolve_qualified(package, recorded.name)
+    installed = resolve_qualified(package, recorded.name, recorded.form)
     if installed is None:
         return DependencyReport(recorded, Status.REMOVED)
     if fingerprint_of(installed.source) == recorded.sha256:
         return DependencyReport(recorded, Status.UNCHANGED)
-    return DependencyReport(
-        recorded, Status.CHANGED, installed.source, tuple(hunks(recorded.source, installed.source))
-    )
+    if not with_hunks:
+        return DependencyReport(recorded, Status.CHANGED, installed.source)
+    found = tuple(hunks(recorded.source, installed.source))
+    status = Status.CHANGED if any(h.needs_review for h in found) else Status.COSMETIC
+    return DependencyReport(recorded, status, installed.source, found)
 
 
-def _compare_one(recorded: Fingerprint, lock: Lock, upstream: UpstreamModule) -> TargetReport:
+def _compare_one(recorded: Fingerprint, lock: Lock, upstream: UpstreamModule, with_hunks: bool = True) -> TargetReport:
     if not recorded.is_intact():
         return TargetReport(recorded, Status.INVALID)
     installed = subject_source(upstream, recorded.subject)
@@ -166,9 +243,11 @@ def _compare_one(recorded: Fingerprint, lock: Lock, upstream: UpstreamModule) ->
             tofile=f"installed/{recorded.subject} ({upstream.version})",
         )
     )
-    return TargetReport(
-        recorded, Status.CHANGED, diff=diff, installed=installed, hunks=tuple(hunks(recorded.source, installed))
-    )
+    if not with_hunks:
+        return TargetReport(recorded, Status.CHANGED, diff=diff, installed=installed)
+    found = tuple(hunks(recorded.source, installed))
+    status = Status.CHANGED if any(h.needs_review for h in found) else Status.COSMETIC
+    return TargetReport(recorded, status, diff=diff, installed=installed, hunks=found)
 
 
 def _inherited(source: str) -> bool:
@@ -225,25 +304,35 @@ def _similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
-def build_report(root: Path, mentioned: dict[str, frozenset[str]] | None = None) -> list[LockReport]:
-    """One report per lock file under the project's output root (`generated/`), in path order."""
+def build_report(
+    root: Path, mentioned: dict[str, frozenset[str]] | None = None, *, with_hunks: bool = True, progress=None
+) -> list[LockReport]:
+    """One report per lock file under the project's output root (`generated/`), in path order.
+
+    The upstream is read from its files without importing it (`read_installed`); each upstream
+    dependency is compared once for all the locks recording it. `progress(done, total, path)` is
+    called before each lock.
+    """
     reports = []
-    for path in sorted((root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}")):
+    paths = sorted((root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}"))
+    for index, path in enumerate(paths):
         relative = path.relative_to(root)
+        if progress is not None:
+            progress(index, len(paths), relative)
         try:
             lock = read_lock(path)
-            upstream = read_upstream(lock.source_module)
+            upstream = read_installed(lock.source_module)
         except PatchgenError as exc:
             reports.append(LockReport(relative, error=str(exc)))
             continue
-        reports.append(compare(relative, lock, upstream, (mentioned or {}).get(lock.config, frozenset())))
+        known = (mentioned or {}).get(lock.config, frozenset())
+        reports.append(compare(relative, lock, upstream, known, with_hunks=with_hunks))
     return reports
 
 
 def mentions(config: PatchConfig) -> frozenset[str]:
     """Upstream names a config already deals with: its targets, their classes and its exclusions."""
-    names = {p.target for p in config.patches} | {p.target_class for p in config.patches}
-    return frozenset(names | {e.name for e in config.exclusions})
+    return config_mentions(config)
 
 
 # -- the patches' own text, for showing beside each hunk --------------------------------------------
@@ -256,41 +345,34 @@ class PatchText:
     lines: tuple[str, ...]
 
 
-@dataclass
-class ConfigLookup:
-    """The configs named by the locks, loaded once (best effort: a config broken by the upgrade is reported)."""
+def patch_text(root: Path, record: PatchRecord | None) -> PatchText | str:
+    """The patch's current text, found from where the lock says it is defined (`file:line` and name).
 
-    root: Path
-    config_name: str
-    loaded: dict[str, PatchConfig | str] = field(default_factory=dict)  # config module -> config, or why not
-
-    def config(self, module: str) -> PatchConfig | str:
-        from patchgen.discovery import load_config
-
-        if module not in self.loaded:
-            try:
-                self.loaded[module] = load_config(module, self.config_name, self.root).config
-            except PatchgenError as exc:
-                self.loaded[module] = f"config {module} does not load ({exc})"
-        return self.loaded[module]
-
-    def patch_text(self, config_module: str, target: str) -> PatchText | str:
-        """The patch's current text, or a line saying why there is none to show."""
-        from patchgen.patch_source import read_patch_source
-
-        config = self.config(config_module)
-        if isinstance(config, str):
-            return config
-        patch = next((p for p in config.patches if p.target == target), None)
-        if patch is None:
-            return f"{config_module} no longer patches {target}"
-        if patch.kind is PatchKind.EXTERNAL_REPLACEMENT:
-            return f"{patch.defined_at} imports {patch.replacement_module}.{patch.replacement_name}: no copied source"
-        try:
-            source = read_patch_source(patch.replacement, f"{config_module}: {patch.label}")
-        except PatchgenError as exc:
-            return str(exc)
-        return PatchText(source.location.path, source.location.line, tuple(source.definition.splitlines()))
+    Read from the file, not by importing the config: under a new upstream a config's imports may
+    fail, and importing every config costs more than the whole report.
+    """
+    if record is None:
+        return "the lock records no patch for this target"
+    path, _, line = record.source.rpartition(":")
+    if record.code is None and "." in record.name:
+        return f"{record.source} imports {record.name}: no copied source"
+    try:
+        source, tree = parsed_file((root / path).resolve())
+    except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+        return f"{path} cannot be read ({type(exc).__name__})"
+    candidates = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == record.name
+    ]
+    if not candidates:
+        return f"{path} no longer defines {record.name}"
+    wanted = int(line) if line.isdigit() else 0
+    node = min(candidates, key=lambda n: abs(n.lineno - wanted))
+    first = source.node_start_line(node, leading_comments=False)
+    lines = tuple(line.rstrip("\n") for line in source.lines[first - 1 : node.end_lineno])
+    indent = min((len(x) - len(x.lstrip()) for x in lines if x.strip()), default=0)
+    return PatchText(path, first, tuple(x[indent:] for x in lines))
 
 
 # -- grouping by the patch that must absorb the change -----------------------------------------------
@@ -338,6 +420,15 @@ def render(report: LockReport) -> str:
     lines.append(f"  upstream {lock.source_module}: {version}")
     for target in report.targets:
         lines.append(f"  {target.status.name:<9} {_target_label(target.recorded)}: {_status_detail(target)}")
+    for requirement in report.requires_added:
+        users = report.requirement_users.get(requirement) or []
+        touches = f"; reached by {'; '.join(users)}" if users else ""
+        lines.append(
+            f"  REQUIRES  {requirement}: newly required by {report.installed_version} (not required at "
+            f"{lock.upstream_version}): install it, and check the code that uses it{touches}"
+        )
+    for requirement in report.requires_removed:
+        lines.append(f"  REQUIRES  {requirement}: no longer required by {report.installed_version}")
     for dependency in report.dependencies:
         if dependency.status is Status.UNCHANGED and dependency.recorded.reviewed is not None:
             lines.append(
@@ -364,11 +455,17 @@ def _status_detail(target: TargetReport) -> str:
         return f"{target.status.value}{hint}"
     if target.status is Status.UNCHANGED:
         return target.status.value + (_review_note(recorded.reviewed) if recorded.reviewed else "")
+    if target.status is Status.COSMETIC:
+        return f"{target.status.value} ({', '.join(target.kinds)})"
     if target.status is not Status.CHANGED:
         return target.status.value
     parts = []
     if target.hunks:
-        parts.append(f"changed upstream ({', '.join(target.kinds)})")
+        ids = list(hunk_ids(recorded.target, target.hunks).values())
+        review = f"; to review: {_names(ids, 4)}" if ids else ""
+        parts.append(f"changed upstream ({', '.join(target.kinds)}{review})")
+    elif target.diff:
+        parts.append("changed upstream (`python -m patchgen.upgrade_report` classifies each hunk)")
     if target.changed_dependencies:
         parts.append(f"uses changed {_names(target.changed_dependencies)}")
     where = f": absorb it in {recorded.patch.source} {recorded.patch.name}" if recorded.patch else ""
@@ -376,7 +473,12 @@ def _status_detail(target: TargetReport) -> str:
 
 
 def _review_note(review: Review) -> str:
-    return f"; accepted at {review.upstream_version} with no patch change, reviewed: {review.reason!r}"
+    note = f"; accepted at {review.upstream_version} with no patch change"
+    if review.reason:
+        note += f", reviewed: {review.reason!r}"
+    for hunk_id, reason in review.hunks:
+        note += f"; hunk {hunk_id} reviewed: {reason!r}"
+    return note
 
 
 def _names(names: tuple[str, ...] | list[str], limit: int = 3) -> str:
@@ -392,7 +494,7 @@ def _members(members: list[tuple[LockReport, object]], name_of) -> str:
     return ", ".join(f"{name} ({', '.join(sorted(locks))})" for name, locks in sorted(where.items()))
 
 
-def render_groups(reports: list[LockReport], lookup: ConfigLookup) -> str:
+def render_groups(reports: list[LockReport], root: Path) -> str:
     """Every CHANGED target under the patch that must absorb it, each distinct hunk once."""
     groups = group_by_patch(reports)
     if not groups:
@@ -407,7 +509,7 @@ def render_groups(reports: list[LockReport], lookup: ConfigLookup) -> str:
         )
         lines.append(f"  targets: {_members(group.members, lambda t: t.recorded.subject)}")
         report, first = group.members[0]
-        patch = lookup.patch_text(report.lock.config, first.recorded.target)
+        patch = patch_text(root, first.recorded.patch)
         variants = _distinct_hunks([(r, t, t.hunks) for r, t in group.members])
         for index, (hunk, owners) in enumerate(variants, start=1):
             owner_report, owner = owners[0]
@@ -416,12 +518,20 @@ def render_groups(reports: list[LockReport], lookup: ConfigLookup) -> str:
                 if len(owners) == len(group.members) > 1
                 else _members(owners, lambda t: t.recorded.subject)
             )
-            lines.append(f"  hunk {index} of {len(variants)}: {hunk.kind}, in {scope}")
+            ids = sorted({_id_of(t, hunk) for _, t in owners if hunk.needs_review})
+            verdict = f"review id {', '.join(ids)}" if ids else "no review needed"
+            lines.append(f"  hunk {index} of {len(variants)}: {hunk.kind}, in {scope}: {verdict}")
             lines += _hunk_lines(hunk, owner_report, owner.recorded.subject, owner.recorded.source, patch)
         dependencies = sorted({name for _, target in group.members for name in target.changed_dependencies})
         if dependencies:
             lines.append(f"  uses changed upstream dependencies (shown below): {', '.join(dependencies)}")
     return "\n".join(lines) + "\n"
+
+
+def _id_of(target: TargetReport, hunk: Hunk) -> str:
+    """The review id, in `target`, of the hunk with `hunk`'s content (the same edit sits elsewhere there)."""
+    position = next(i for i, h in enumerate(target.hunks) if h.key == hunk.key)
+    return hunk_ids(target.recorded.target, target.hunks)[position]
 
 
 def _distinct_hunks(items) -> list[tuple[Hunk, list]]:
@@ -459,7 +569,7 @@ def render_dependencies(reports: list[LockReport]) -> str:
     found: dict[tuple[str, str], tuple[LockReport, DependencyReport]] = {}
     for report in reports:
         for dependency in report.dependencies:
-            if dependency.status is Status.UNCHANGED:
+            if dependency.status in QUIET:
                 continue
             key = (dependency.recorded.name, dependency.recorded.sha256)
             found.setdefault(key, (report, dependency))
@@ -480,10 +590,20 @@ def render_dependencies(reports: list[LockReport]) -> str:
         lines.append(
             f"  used by: {_members(users[key], lambda t: t.recorded.subject)}; patches: {', '.join(patches) or '-'}"
         )
+        applied = sorted({a for _, t in users[key] for a in t.recorded.applied_by})
+        if applied:
+            lines.append(f"  applied by upstream to the replaced function: {'; '.join(applied)}")
+        ids = hunk_ids(_short(dependency.recorded.name), dependency.hunks)
         for index, hunk in enumerate(dependency.hunks, start=1):
-            lines.append(f"  hunk {index} of {len(dependency.hunks)}: {hunk.kind}")
+            verdict = f"review id {ids[index - 1]}" if index - 1 in ids else "no review needed"
+            lines.append(f"  hunk {index} of {len(dependency.hunks)}: {hunk.kind}: {verdict}")
             lines += _hunk_lines(hunk, report, dependency.recorded.name, dependency.recorded.source, None)
     return "\n".join(lines) + "\n"
+
+
+def _short(qualified: str) -> str:
+    """`transformers.integrations.hub_kernels.use_kernelized_func` -> `use_kernelized_func`."""
+    return qualified.rpartition(".")[2]
 
 
 def summary(reports: list[LockReport]) -> str:
@@ -499,6 +619,9 @@ def summary(reports: list[LockReport]) -> str:
         parts.insert(len(parts) - 1, f"{groups} patch(es) to review")
     if errors:
         parts.append(f"{errors} unreadable lock(s)")
+    required = sorted({r for report in reports for r in report.requires_added})
+    if required:
+        parts.append(f"newly required: {', '.join(required)}")
     verdict = (
         "review the diffs, fix the patches, then run `python -m patchgen.upgrade_report --accept` and regenerate"
         if any(r.needs_review for r in reports)
@@ -529,8 +652,14 @@ def _fail(message: str, what: str) -> None:
 )
 @click.option("--reason", default="", help="With --reviewed: why the patch needs no change (stored in the lock).")
 @click.option("-c", "--config-name", default="config", show_default=True, help="Variable holding the PatchConfig.")
+@click.option("--no-cache", is_flag=True, help="Recompute the report; ignore .patchgen-cache/.")
 def main(
-    configs: tuple[str, ...], accept_flag: bool, reviewed: tuple[str, ...], reason: str, config_name: str
+    configs: tuple[str, ...],
+    accept_flag: bool,
+    reviewed: tuple[str, ...],
+    reason: str,
+    config_name: str,
+    no_cache: bool,
 ) -> None:
     """Report what the installed upstream changed under each patch since its lock file was recorded.
 
@@ -553,31 +682,60 @@ def main(
     if accept_flag:
         _accept(root, configs, config_name, reviewed, reason)
         return
-    reports = build_report(root)
-    if not reports:
+    if not list((root / layout.output_root).rglob(f"*{LOCK_SUFFIX}")):
         _fail(f"no *{LOCK_SUFFIX} under {layout.output_root}/; generate with --diff first", "nothing reported")
-    lookup = ConfigLookup(root, config_name)
-    if any(r.new_names for r in reports):  # a NEW name the config already deals with is not news
-        reports = [
-            compare(r.path, r.lock, read_upstream(r.lock.source_module), _mentions(lookup, r.lock.config))
-            if r.lock is not None
-            else r
-            for r in reports
-        ]
-    for report in reports:
-        click.echo(render(report), nl=False)
-    for section in (render_groups(reports, lookup), render_dependencies(reports)):
+    text, status = cached_report(root, config_name, use_cache=not no_cache)
+    click.echo(text, nl=False)
+    sys.exit(status)
+
+
+def full_report(root: Path, config_name: str, progress=None) -> tuple[str, int]:
+    """The whole report's text and exit status."""
+    reports = build_report(root, progress=progress)
+    for report in reports:  # a NEW name the config already deals with is not news
+        if report.new_names and report.lock.mentions is None:  # an older lock: ask the config
+            known = _config_mentions(root, config_name, report.lock.config)
+            report.new_names = [name for name in report.new_names if name not in known]
+    parts = [render(report) for report in reports]
+    for section in (render_groups(reports, root), render_dependencies(reports)):
         if section:
-            click.echo()
-            click.echo(section, nl=False)
-    click.echo(summary(reports))
-    if any(r.needs_review for r in reports):
-        sys.exit(EXIT_REVIEW)
+            parts += ["\n", section]
+    parts.append(summary(reports) + "\n")
+    return "".join(parts), EXIT_REVIEW if any(r.needs_review for r in reports) else 0
 
 
-def _mentions(lookup: ConfigLookup, config_module: str) -> frozenset[str]:
-    config = lookup.config(config_module)
-    return frozenset() if isinstance(config, str) else mentions(config)
+def _config_mentions(root: Path, config_name: str, config_module: str) -> frozenset[str]:
+    from patchgen.discovery import load_config
+
+    try:
+        return mentions(load_config(config_module, config_name, root).config)
+    except PatchgenError:
+        return frozenset()
+
+
+def cached_report(root: Path, config_name: str, *, use_cache: bool = True) -> tuple[str, int]:
+    """`full_report`, reused while every input is unchanged: the lock files, every upstream file the
+    report read, the patch files it showed, the environment (`patchgen.cache`). Progress on stderr."""
+    from patchgen.cache import Cache
+
+    locks = sorted((root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}"))
+    cache = Cache(root) if use_cache else None
+    key = [config_name, [[str(p.relative_to(root)), hashlib.sha256(p.read_bytes()).hexdigest()] for p in locks]]
+    stored = cache.load("upgrade-report", key) if cache is not None else None
+    if stored is not None:
+        click.echo("upgrade-report: unchanged inputs, the stored report (--no-cache recomputes)", err=True)
+        return stored[0], stored[1]
+    started = time.monotonic()
+
+    def progress(done: int, total: int, path: Path) -> None:
+        click.echo(f"upgrade-report: [{done + 1}/{total}] {path} ({time.monotonic() - started:.1f}s)", err=True)
+
+    text, status = full_report(root, config_name, progress)
+    click.echo(f"upgrade-report: done in {time.monotonic() - started:.1f}s", err=True)
+    if cache is not None:
+        read = [*map(str, locks), *map(str, FILES_READ)]
+        cache.store("upgrade-report", key, cache.inputs_now(read), [text, status])
+    return text, status
 
 
 def _accept(root: Path, configs: tuple[str, ...], config_name: str, reviewed: tuple[str, ...], reason: str) -> None:

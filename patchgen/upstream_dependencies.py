@@ -13,6 +13,12 @@ word for word the same. The lock files therefore also fingerprint these *depende
 - what one is: the definition the name leads to, re-exports followed (`transformers.utils` ->
   `transformers.utils.auto_docstring.auto_docstring`): a function or class, or the statement that
   binds a module-level object (`ALL_ATTENTION_FUNCTIONS: AttentionInterface = AttentionInterface()`).
+- what of a class is recorded: only what the code uses. A class read only as `Class.attr`
+  (`PreTrainedModel.get_correct_experts_implementation(self, ...)`) is recorded member by member
+  (form `member`, named `module.Class.attr`); a class used otherwise (called, passed, an output
+  class) is recorded as its *interface* (form `interface`): decorators, bases, class-level
+  statements and method signatures, method bodies left out. Recording `PreTrainedModel` whole
+  (3,831 lines) made every upgrade flag every patch near it and made the report crawl.
 - what is followed from there: the names an object's statement uses (its class), and the names a
   class's body assigns at class level (a registry such as `AttentionInterface._global_mapping`
   reaches `sdpa_attention_forward` and the other attention functions). Function bodies, methods
@@ -25,15 +31,17 @@ per process, and the result is sorted: the same install gives the same lock, byt
 from __future__ import annotations
 
 import ast
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from patchgen.definitions import parse_file
+from patchgen.errors import PatchgenError
 from patchgen.patch_source import free_names
 from patchgen.resolution import binding_origin
 from patchgen.source_text import Snippet, SourceText, reindent
-from patchgen.upstream import UpstreamModule, bound_names
+from patchgen.upstream import UpstreamModule, bound_names, distribution_version, read_upstream
 
 
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -65,6 +73,9 @@ class Package:
         return None
 
 
+WHOLE, INTERFACE, MEMBER = "whole", "interface", "member"  # what of a definition a dependency records
+
+
 @dataclass(frozen=True)
 class Definition:
     """One dependency: `name` is where it is defined (`transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS`)."""
@@ -73,12 +84,118 @@ class Definition:
     source: str  # the dedented text of the def/class (decorators included) or of the binding statement
     node: ast.stmt
     module: str
+    form: str = WHOLE  # WHOLE, INTERFACE (a class without method bodies) or MEMBER (`module.Class.attr`)
+
+
+def interface_of(definition: Definition) -> Definition:
+    """A class's decorators, bases, class-level statements and method signatures (bodies left out)."""
+    node = definition.node
+    if not isinstance(node, ast.ClassDef):
+        return definition
+    body = []
+    for statement in node.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body.append(_signature_only(statement))
+        elif not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):
+            body.append(statement)  # a docstring is not interface
+    header = ast.ClassDef(
+        name=node.name,
+        bases=node.bases,
+        keywords=node.keywords,
+        body=body or [ast.Expr(ast.Constant(...))],
+        decorator_list=node.decorator_list,
+        type_params=getattr(node, "type_params", []),
+    )
+    return Definition(definition.name, ast.unparse(header) + "\n", node, definition.module, INTERFACE)
+
+
+def _signature_only(function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt:
+    kind = type(function)
+    fields = {f: getattr(function, f) for f in function._fields if f != "body"}
+    return ast.copy_location(kind(**fields, body=[ast.Expr(ast.Constant(...))]), function)
+
+
+def member_of(package: Package, definition: Definition, attribute: str) -> Definition:
+    """`Class.attribute` as defined in the class body; the class's interface when it is inherited."""
+    node = definition.node
+    source, _ = parsed_file(package.module_file(definition.module))
+    for statement in node.body if isinstance(node, ast.ClassDef) else ():
+        if attribute in _bound_in_class(statement):
+            first = source.node_start_line(statement, leading_comments=False)
+            text = reindent(Snippet.parse("".join(source.lines[first - 1 : statement.end_lineno])), "")
+            return Definition(f"{definition.name}.{attribute}", text, statement, definition.module, MEMBER)
+    inherited = interface_of(definition)
+    return Definition(
+        f"{definition.name}.{attribute}",
+        f"# {attribute}: not in the class body, inherited from its bases\n{inherited.source}",
+        node,
+        definition.module,
+        MEMBER,
+    )
+
+
+def _bound_in_class(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    if isinstance(statement, ast.Assign):
+        return {t.id for t in statement.targets if isinstance(t, ast.Name)}
+    if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+        return {statement.target.id}
+    return set()
+
+
+FILES_READ: set[Path] = set()  # every upstream file read this process (the inputs a cached report names)
 
 
 @cache
 def parsed_file(path: Path) -> tuple[SourceText, ast.Module]:
+    FILES_READ.add(path)
     text, tree = parse_file(str(path))  # decoded as Python decodes it (PEP 263), parsed once per process
     return SourceText(text), tree
+
+
+@cache
+def read_installed(module_name: str) -> UpstreamModule:
+    """The installed upstream module read from its file, without importing its package.
+
+    `read_upstream` finds a submodule with `importlib.util.find_spec`, which imports every parent
+    package: `transformers/__init__.py` checks its own requirements at import, so a new release whose
+    requirements this environment lacks (5.25 wants huggingface-hub 2.x) could not even be reported
+    on, and importing it costs seconds. Only the top-level package is looked up here (that imports
+    nothing); the file of a package without a plain folder layout falls back to `read_upstream`.
+    """
+    parts = module_name.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError) as exc:
+        raise PatchgenError(f"source module {module_name!r} cannot be found: {exc}") from None
+    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not folders or len(parts) == 1:
+        return read_upstream(module_name)
+    base = Path(folders[0]).joinpath(*parts[1:])
+    path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    if path is None:
+        raise PatchgenError(f"source module {module_name!r} is not installed (no {base}.py)")
+    try:
+        source, tree = parsed_file(path)
+    except SyntaxError as exc:
+        raise PatchgenError(
+            f"source module {module_name!r} cannot be parsed ({path} line {exc.lineno}: {exc.msg}); "
+            "fix or reinstall that package"
+        ) from None
+    definitions = {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    return UpstreamModule(
+        name=module_name,
+        path=path,
+        source=source,
+        tree=tree,
+        version=distribution_version(module_name),
+        definitions=definitions,
+    )
 
 
 def top_level_binding(body: list[ast.stmt], name: str, *, at_run_time: bool = False) -> ast.stmt | None:
@@ -186,9 +303,19 @@ def resolve(package: Package, module: str, name: str, _hops: int = 0) -> Definit
     return None
 
 
-def resolve_qualified(package: Package, qualified: str) -> Definition | None:
+def resolve_qualified(package: Package, qualified: str, form: str = WHOLE) -> Definition | None:
+    """The installed definition a lock's dependency record names, in the form it was recorded."""
+    if form == MEMBER:
+        owner, _, attribute = qualified.rpartition(".")
+        definition = resolve_qualified(package, owner)
+        if definition is None or not isinstance(definition.node, ast.ClassDef):
+            return None
+        return member_of(package, definition, attribute)
     module, _, name = qualified.rpartition(".")
-    return resolve(package, module, name)
+    definition = resolve(package, module, name)
+    if definition is not None and form == INTERFACE:
+        return interface_of(definition)
+    return definition
 
 
 def runtime_names(tree: ast.AST) -> set[str]:
@@ -214,11 +341,35 @@ def runtime_names(tree: ast.AST) -> set[str]:
     }
 
 
+class UsedNames(frozenset):
+    """Names read at run time, plus `members`: for a name only ever read as `name.attr`, those attrs.
+
+    A frozenset (so every caller that wants the names keeps working); `dependencies` reads `members`
+    to record only the parts of a class the code uses.
+    """
+
+    members: dict[str, frozenset[str]]
+
+
 @cache
-def names_used(text: str) -> frozenset[str]:
+def names_used(text: str) -> UsedNames:
     """Global names a definition reads at run time (see `runtime_names`)."""
     snippet = Snippet.parse(text)
-    return frozenset(free_names(snippet) & runtime_names(snippet.tree))
+    used = UsedNames(free_names(snippet) & runtime_names(snippet.tree))
+    used.members = attribute_only_uses(snippet.tree, used)
+    return used
+
+
+def attribute_only_uses(tree: ast.AST, names: frozenset[str]) -> dict[str, frozenset[str]]:
+    """For each of `names` read only as `name.attr` in `tree`: the attrs read."""
+    attributes: dict[str, set[str]] = {}
+    as_value: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+            attributes.setdefault(node.value.id, set()).add(node.attr)
+            as_value.add(id(node.value))
+    bare = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in names and id(n) not in as_value}
+    return {name: frozenset(attrs) for name, attrs in attributes.items() if name not in bare}
 
 
 def _followed_names(definition: Definition) -> set[str]:
@@ -246,16 +397,27 @@ class NamesInModule:
 def dependencies(package: Package, uses: list[NamesInModule]) -> dict[str, Definition]:
     """Every dependency in `package` of the given names, by qualified name (rules: module docstring)."""
     found: dict[str, Definition] = {}
-    pending: list[tuple[str, str]] = []
+    pending: list[tuple[str, str, frozenset[str] | None]] = []
     for use in uses:
         imports = package_imports(use.path, use.module, package)
-        pending += [imports[name] for name in sorted(use.names) if name in imports]
+        members = getattr(use.names, "members", {})
+        pending += [(*imports[name], members.get(name)) for name in sorted(use.names) if name in imports]
     while pending:
-        module, name = pending.pop(0)
+        module, name, attributes = pending.pop(0)
         definition = resolve(package, module, name)
-        if definition is None or definition.name in found:
+        if definition is None:
             continue
-        found[definition.name] = definition
-        local = _module_names(package.module_file(definition.module))
-        pending += [(definition.module, n) for n in sorted(_followed_names(definition)) if n in local]
+        if isinstance(definition.node, ast.ClassDef):
+            parts = [member_of(package, definition, a) for a in sorted(attributes)] if attributes else []
+            definition = interface_of(definition) if not parts else None
+        else:
+            parts = []
+        for part in [definition] if definition is not None else parts:
+            if part.name in found:
+                continue
+            found[part.name] = part
+            if part.form == MEMBER and not isinstance(part.node, (ast.Assign, ast.AnnAssign)):
+                continue  # a method's body is not followed, nor the bases of an inherited member
+            local = _module_names(package.module_file(part.module))
+            pending += [(part.module, n, None) for n in sorted(_followed_names(part)) if n in local]
     return dict(sorted(found.items()))

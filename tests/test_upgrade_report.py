@@ -8,16 +8,19 @@ what planning demands was changed), `fixed/` (the upgrade absorbed; `attention_f
 """
 
 import ast
+import dataclasses
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, run_cli
 
 from patchgen.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
-from patchgen.review_hunks import corresponding_lines, hunks
+from patchgen.fingerprints import upstream_requires as fingerprints_requires
+from patchgen.review_hunks import absorbed, corresponding_lines, hunks
 from patchgen.source_text import SourceText
 from patchgen.upgrade_report import Status, compare, render
 from patchgen.upstream import UpstreamModule
@@ -151,7 +154,7 @@ def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
     mlp = out.split(f"\n{PATCHES}:23 mlp_forward: 2 CHANGED target(s)\n")[1].split("\n\n")[0]
     assert mlp == (
         "  targets: ToyGatedMLP.forward (toyup), ToyMLP.forward (toyup)\n"
-        "  hunk 1 of 1: code, in all 2 targets\n"
+        "  hunk 1 of 1: code, in all 2 targets: review id ToyGatedMLP.forward#1, ToyMLP.forward#1\n"
         "      old upstream (toyup_upstream (not an installed distribution)), ToyGatedMLP.forward:\n"
         "          def forward(self, x):\n"
         "        -     return [max(v, 0.0) for v in x]\n"
@@ -163,16 +166,16 @@ def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
         "              return [v if v > 0.0 else 0.0 for v in x]"
     )
     init = out.split(f"\n{PATCHES}:27 attention_init: 1 CHANGED target(s)\n")[1].split("\n\n")[0]
-    assert "  hunk 1 of 1: code, in ToyAttention.__init__ (toyup)\n" in init
+    assert "  hunk 1 of 1: code, in ToyAttention.__init__ (toyup): review id ToyAttention#1\n" in init
     assert "        + def __init__(self, config, layer_idx=0):\n" in init
     assert f"      patch {PATCHES}:27-29:\n          def attention_init(original_init, self, config):\n" in init
     forward = out.split(f"\n{PATCHES}:32 attention_forward: 1 CHANGED target(s)\n")[1].split("\n\n")[0]
-    assert "  hunk 1 of 1: docstring-only, in ToyAttention.forward (toyup)\n" in forward
+    assert "  hunk 1 of 1: docstring-only, in ToyAttention.forward (toyup): no review needed\n" in forward
     assert "  uses changed upstream dependencies (shown below): toyup_upstream.utils.keep_last" in forward
     # the dependency outside the module, once, with its users and its own classified hunk
     dependency = out.split("CHANGED   dependency toyup_upstream.utils.keep_last: changed upstream (code)\n")[1]
     assert dependency.startswith(
-        f"  used by: ToyAttention.forward (toyup); patches: {PATCHES}:32\n  hunk 1 of 1: code\n"
+        f"  used by: ToyAttention.forward (toyup); patches: {PATCHES}:32\n  hunk 1 of 1: code: review id keep_last#1\n"
     )
     assert "        +     if isinstance(keep, (list, tuple)):\n" in dependency
     assert out.splitlines()[-1].startswith(
@@ -199,11 +202,13 @@ def test_blind_accept_is_refused_then_fix_accept_regenerate_check(generated_old)
     refused = cli("patchgen.upgrade_report", "--accept", cwd=root)
     assert refused.returncode == 2, refused.stdout
     assert refused.stderr == (
-        "error: refusing to accept 3 CHANGED target(s) whose patch code is the same as when the lock was recorded: "
-        f"{PATCHES}:26: 2 target(s) ToyGatedMLP.forward, ToyMLP.forward (changed: upstream code); "
-        f"{PATCHES}:35: 1 target(s) ToyAttention.forward (changed: upstream code; dependencies keep_last); "
-        "fix the patch (`python -m patchgen.upgrade_report` shows each change beside the patch's lines), or say why "
-        'it needs no change: --reviewed TARGET --reason "..."\nnothing accepted\n'
+        "error: refusing to accept 3 CHANGED target(s) with upstream code hunks that no patch change absorbed: "
+        f"{PATCHES}:26: 2 target(s) ToyGatedMLP.forward, ToyMLP.forward (changed: upstream code; hunks not "
+        "absorbed: ToyGatedMLP.forward#1, ToyMLP.forward#1); "
+        f"{PATCHES}:35: 1 target(s) ToyAttention.forward (changed: dependencies keep_last; hunks not absorbed: "
+        "keep_last#1); fix the patch where each hunk lands (`python -m patchgen.upgrade_report` shows it beside the "
+        'patch\'s lines), or say why it needs no change: --reviewed HUNK_ID (or TARGET) --reason "..."\n'
+        "nothing accepted\n"
     )
     assert committed(root) == before
     regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
@@ -214,9 +219,7 @@ def test_blind_accept_is_refused_then_fix_accept_regenerate_check(generated_old)
     use_patches(root, "fixed")
     still = cli("patchgen.upgrade_report", "--accept", cwd=root)
     assert still.returncode == 2
-    assert f"{PATCHES}:35: 1 target(s) ToyAttention.forward (changed: upstream code; dependencies keep_last)" in (
-        still.stderr
-    )
+    assert f"{PATCHES}:35: 1 target(s) ToyAttention.forward (changed: dependencies keep_last; " in still.stderr
     assert "ToyMLP" not in still.stderr and committed(root) == before
     accepted = cli(
         "patchgen.upgrade_report", "--accept", "--reviewed", "ToyAttention.forward", "--reason", REASON, cwd=root
@@ -269,9 +272,6 @@ def test_reviewed_names_a_dependency_or_a_target_and_needs_a_reason(generated_ol
         assert result.stderr.endswith("nothing accepted\n")
     without_accept = cli("patchgen.upgrade_report", "--reviewed", "x", "--reason", "y", cwd=root)
     assert without_accept.returncode == 2 and "--reviewed and --reason go with --accept" in without_accept.stderr
-    # reviewing the dependency covers keep_last, not the subject's own (docstring) change
-    partial = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last", "--reason", REASON, cwd=root)
-    assert partial.returncode == 2 and "ToyAttention.forward (changed: upstream code)" in partial.stderr
     assert committed(root) == before
     both = cli(
         "patchgen.upgrade_report",
@@ -371,8 +371,14 @@ def test_committed_locks_record_what_the_patched_code_uses_from_transformers():
         "transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS",
         "transformers.integrations.sdpa_attention.sdpa_attention_forward",
         "transformers.integrations.flash_attention.flash_attention_forward",
-        "transformers.integrations.hub_kernels.use_kernelized_func",  # the decorator on Qwen3Attention
     } <= attention
+    # `@use_kernelized_func(apply_rotary_pos_emb)` on Qwen3Attention belongs to the patch replacing the rope
+    assert "transformers.integrations.hub_kernels.use_kernelized_func" not in attention
+    rope = entries["apply_rotary_pos_emb"]
+    assert "transformers.integrations.hub_kernels.use_kernelized_func" in rope.dependencies
+    assert rope.applied_by == ("Qwen3Attention: use_kernelized_func(apply_rotary_pos_emb)",)
+    assert entries["Qwen3PreTrainedModel.is_custom_code"].dependencies == ()  # the generator's own code
+    assert any(r.startswith("huggingface-hub") for r in lock.upstream_requires)
     assert not any(".modeling_llama." in name for name in attention)  # the patch's TYPE_CHECKING imports
     patch = entries["Qwen3ForCausalLM.forward"].patch
     assert (patch.source.split(":")[0], patch.name) == ("models/common/fused_loss.py", "linear_cross_entropy_forward")
@@ -537,3 +543,94 @@ def test_dependencies_follow_re_exports_and_registries_not_annotations(tmp_path)
         "toypkg.utils.helpers.helper",
     ]
     assert found["toypkg.registry.REGISTRY"].source == "REGISTRY: Registry = Registry()\n"
+
+
+# -- the gate per hunk, the environment, missing locks --------------------------------------------
+
+ATTENTION = """def forward(self, x, past_key_values=None):
+    k = self.k(x)
+    v = self.v(x)
+    q = self.q(x)
+    if past_key_values is not None:
+        k, v = past_key_values.update(k, v, self.layer_idx, cache_kwargs)
+    return q @ k
+"""
+ATTENTION_NEW = ATTENTION.replace("past_key_values", "cache").replace("cache_kwargs", "kwargs=kwargs")
+
+
+def test_a_rename_only_fix_does_not_absorb_the_new_update_call():
+    patch = ATTENTION.replace("def forward", "def patched_forward").replace("return q @ k", "return fast(q, k)")
+    renamed = patch.replace("past_key_values", "cache")
+    fixed = renamed.replace("cache_kwargs", "kwargs=kwargs")
+    (hunk,) = hunks(ATTENTION, ATTENTION_NEW)
+    assert hunk.kind == "code"
+    assert not absorbed(ATTENTION, hunk, patch, renamed)  # the rename leaves out `kwargs=kwargs`
+    assert not absorbed(ATTENTION, hunk, patch, patch)
+    assert absorbed(ATTENTION, hunk, patch, fixed)
+    # far apart: a signature change does not absorb a hunk on another line
+    old = ATTENTION.replace("    q = self.q(x)\n", "    q = self.q(x)\n" + "    q = q + 0\n" * 8)
+    new = old.replace("cache_kwargs", "kwargs=kwargs").replace("x, past_key_values=None", "x, cache=None")
+    signature, update = hunks(old, new)
+    patch = old.replace("def forward", "def patched_forward")
+    only_signature = patch.replace("x, past_key_values=None", "x, cache=None")
+    assert absorbed(old, signature, patch, only_signature)
+    assert not absorbed(old, update, patch, only_signature)
+
+
+def test_annotation_only_change_needs_no_review():
+    old = "class A:\n    def forward(self, x: int) -> int:\n        return x\n"
+    new = old.replace("x: int) -> int", "x: float) -> float")
+    lock = lock_for(old, [("method_override", "A.forward", "A.forward")])
+    report = compare(Path("x.lock.json"), lock, upstream_from(new, "toypkg==2.0"))
+    (target,) = report.targets
+    assert (target.status, target.kinds) == (Status.COSMETIC, ["annotation-only"])
+    assert not report.needs_review
+    assert "COSMETIC  method_override A.forward: changed upstream in docstrings" in render(report)
+
+
+def test_a_new_required_distribution_is_reported():
+    old = "def f(x):\n    return x\n"
+    lock = lock_for(old, [("function_replacement", "f", "f")])
+    installed = fingerprints_requires("transformers")
+    assert installed, "transformers records its requirements"
+    lock = dataclasses.replace(lock, upstream_requires=tuple(r for r in installed if not r.startswith("tqdm")))
+    upstream = dataclasses.replace(
+        upstream_from(old), name="transformers.models.toy.modeling_toy", path=Path("/t/transformers/models/toy/m.py")
+    )
+    report = compare(Path("x.lock.json"), lock, upstream)
+    (tqdm,) = report.requires_added
+    assert tqdm.startswith("tqdm")
+    assert f"  REQUIRES  {tqdm}: newly required by toypkg==2.0" in render(report)
+
+
+def test_per_hunk_review_reason_is_stored_and_shown(generated_old):
+    root = generated_old
+    use_release(root, "new")
+    use_patches(root, "fixed")
+    wrong = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#2", "--reason", REASON, cwd=root)
+    assert wrong.returncode == 2 and "--reviewed keep_last#2: no CHANGED" in wrong.stderr
+    accepted = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#1", "--reason", REASON, cwd=root)
+    assert accepted.returncode == 0, accepted.stderr
+    data = json.loads((root / LOCK).read_text())
+    (keep_last,) = [d for d in data["dependencies"] if d["name"] == "toyup_upstream.utils.keep_last"]
+    assert keep_last["reviewed"]["hunks"] == {"keep_last#1": REASON}
+    shown = cli("patchgen.upgrade_report", cwd=root)
+    assert shown.returncode == 0, shown.stdout
+    assert f"hunk keep_last#1 reviewed: {REASON!r}" in shown.stdout
+
+
+def test_a_deleted_lock_does_not_accept_a_moved_upstream(generated_old):
+    root = generated_old
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "old"], check=True)
+    use_release(root, "new")
+    use_patches(root, "fixed")
+    (root / LOCK).unlink()
+    regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
+    assert regenerate.returncode == 2, regenerate.stdout
+    assert "upstream changed under patched target(s)" in regenerate.stderr  # compared with HEAD's lock
+    assert not (root / LOCK).exists()
+    refused = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    assert refused.returncode == 2 and "keep_last#1" in refused.stderr  # the review HEAD's lock asks for
