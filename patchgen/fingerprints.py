@@ -147,6 +147,9 @@ class Fingerprint:
     patch: PatchRecord | None = None  # None in locks written before patch hashes were recorded
     reviewed: Review | None = None
     applied_by: tuple[str, ...] = ()  # upstream decorators taking the subject: `Qwen3Attention: use_kernelized_func`
+    # The output writes upstream's decorators above the patch (override_method's default): a change to
+    # them is taken in by regeneration, not by the patch (`review_hunks.only_decorators`).
+    keeps_upstream_decorators: bool = False
 
     def to_json(self) -> dict:
         data = {
@@ -160,6 +163,8 @@ class Fingerprint:
         }
         if self.applied_by:
             data["applied_by"] = list(self.applied_by)
+        if self.keeps_upstream_decorators:
+            data["keeps_upstream_decorators"] = True
         if self.reviewed is not None:
             data["reviewed"] = self.reviewed.to_json()
         return data
@@ -176,6 +181,7 @@ class Fingerprint:
             patch=PatchRecord.from_json(data.get("patch")),
             reviewed=Review.from_json(data.get("reviewed")),
             applied_by=tuple(data.get("applied_by", ())),
+            keeps_upstream_decorators=bool(data.get("keeps_upstream_decorators", False)),
         )
 
     @property
@@ -456,6 +462,7 @@ def build_lock(config: PatchConfig, config_module: str, upstream: UpstreamModule
                 dependencies=tuple(used),
                 patch=patch_record(patch, code),
                 applied_by=tuple(decorators),
+                keeps_upstream_decorators=patch.kind is PatchKind.METHOD_OVERRIDE and patch.keep_upstream_decorators,
             )
         )
     return Lock(

@@ -329,6 +329,16 @@ def absorbed(old_upstream: str, hunk: Hunk, old_patch: str | None, new_patch: st
     return not removed <= region
 
 
+def only_decorators(hunk: Hunk) -> bool:
+    """Whether every line the hunk removes or adds is a one-line decorator (`@deprecate_kwarg(...)`): for a
+    method whose output keeps upstream's decorators, regeneration takes such a hunk in by itself."""
+    changed = [hunk.old[i] for i in hunk.old_changed] + [hunk.new[j] for j in hunk.new_changed]
+    return bool(changed) and all(_ONE_LINE_DECORATOR.match(line) for line in changed)
+
+
+_ONE_LINE_DECORATOR = re.compile(r"^\s*@[\w.]+(\(.*\))?\s*$")
+
+
 def _words(text: str) -> set[str]:
     """Names, numbers and strings in `text` (line by line, so a fragment of a statement still counts)."""
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d[\d_.eE]*|'[^']*'|\"[^\"]*\"", text))

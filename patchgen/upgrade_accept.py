@@ -33,7 +33,7 @@ from patchgen.fingerprints import (
     recorded_elsewhere,
     with_reviews_of,
 )
-from patchgen.review_hunks import absorbed, hunk_ids, hunks, uses_changed
+from patchgen.review_hunks import absorbed, hunk_ids, hunks, only_decorators, uses_changed
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Acceptance:
 
 
 def accept(
-    root: Path, specs: list[str], config_name: str, reviewed: tuple[str, ...] = (), reason: str = ""
+    root: Path, specs: list[str], config_name: str, reviewed: dict[str, str] | None = None
 ) -> list[tuple[Path, str]]:
     """Fresh lock texts from the installed upstream for the given configs (all when none given).
 
@@ -67,11 +67,12 @@ def accept(
     absorbed and no `--reviewed` names, or a `--reviewed` name that matches no change raises, and
     nothing is written.
     """
+    reviewed = reviewed or {}
     acceptance = Acceptance()
     for path, fresh in _fresh_locks(root, specs, config_name):
         recorded = read_lock(root / path) if (root / path).exists() else recorded_elsewhere(root, path)
         if recorded is not None:
-            fresh = review(recorded, fresh, set(reviewed), reason, path, acceptance)
+            fresh = review(recorded, fresh, reviewed, path, acceptance)
         acceptance.texts.append((path, fresh.text()))
     unknown = sorted(set(reviewed) - acceptance.changed_names)
     if unknown:
@@ -103,7 +104,7 @@ def _fresh_locks(root: Path, specs: list[str], config_name: str):
         yield path, build_lock(config, loaded.module_name, upstream)
 
 
-def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: Path, acceptance: Acceptance) -> Lock:
+def review(recorded: Lock, fresh: Lock, reviewed: dict[str, str], path: Path, acceptance: Acceptance) -> Lock:
     """`fresh` with review reasons; records in `acceptance` what changed and what no patch absorbed.
 
     Hunk by hunk: each `code` hunk of a changed subject is absorbed when the patch changed where it
@@ -138,6 +139,8 @@ def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: P
             found = tuple(hunks(old.source, entry.source)) if old.is_intact() else ()
             ids = hunk_ids(entry.target, found)
             for position, hunk_id in ids.items():
+                if entry.keeps_upstream_decorators and only_decorators(found[position]):
+                    continue  # the output writes upstream's new decorators above the patch
                 if not absorbed(old.source, found[position], old_code, new_code):
                     pending.append((hunk_id, entry.subject))
             if not old.is_intact():
@@ -153,17 +156,18 @@ def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: P
         acceptance.changed_names |= {n for _, n in pending if n in moved} | {
             _short(n) for _, n in pending if n in moved
         }
-        target_reviewed = bool(own_names & reviewed)
+        target_reason = next((reviewed[name] for name in sorted(own_names) if name in reviewed), None)
+        target_reviewed = target_reason is not None
         per_hunk = []
         for hunk_id, change in pending:
-            if change in moved and ({change, _short(change), hunk_id} & reviewed):
+            if change in moved and ({change, _short(change), hunk_id} & reviewed.keys()):
                 dependency_reviews.setdefault(change, set()).add(hunk_id)
             elif hunk_id in reviewed and change not in moved:
-                per_hunk.append((hunk_id, reason))
+                per_hunk.append((hunk_id, reviewed[hunk_id]))
             elif not target_reviewed:
                 acceptance.unabsorbed.append(Unabsorbed(path, entry, change, hunk_id))
         if target_reviewed:
-            entry = replace(entry, reviewed=Review(reason, version))
+            entry = replace(entry, reviewed=Review(target_reason, version))
             acceptance.reviewed.append((path, entry.target))
         elif per_hunk:
             entry = replace(entry, reviewed=Review("", version, tuple(sorted(per_hunk))))
@@ -176,9 +180,10 @@ def review(recorded: Lock, fresh: Lock, reviewed: set[str], reason: str, path: P
         ids = dependency_reviews.get(name)
         if not ids:
             return None
-        if {name, _short(name)} & reviewed:
-            return Review(reason, version)
-        return Review("", version, tuple(sorted((i, reason) for i in ids)))
+        for whole in (name, _short(name)):
+            if whole in reviewed:
+                return Review(reviewed[whole], version)
+        return Review("", version, tuple(sorted((i, reviewed[i]) for i in ids)))
 
     return replace(
         fresh,

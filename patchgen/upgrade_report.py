@@ -651,6 +651,12 @@ def _fail(message: str, what: str) -> None:
     help="With --accept: a CHANGED target (or upstream dependency) whose patch needs no change. Repeatable.",
 )
 @click.option("--reason", default="", help="With --reviewed: why the patch needs no change (stored in the lock).")
+@click.option(
+    "--reviews",
+    "reviews_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --accept: a file of reviews, one per line: `HUNK_ID[, HUNK_ID...]: reason` (`#` comments).",
+)
 @click.option("-c", "--config-name", default="config", show_default=True, help="Variable holding the PatchConfig.")
 @click.option("--no-cache", is_flag=True, help="Recompute the report; ignore .patchgen-cache/.")
 def main(
@@ -658,6 +664,7 @@ def main(
     accept_flag: bool,
     reviewed: tuple[str, ...],
     reason: str,
+    reviews_file: Path | None,
     config_name: str,
     no_cache: bool,
 ) -> None:
@@ -673,14 +680,22 @@ def main(
     root = layout.root
     configs = tuple(str(layout.user_path(Path(c), typed_in)) if is_path_spec(c) else c for c in configs)
     reason = " ".join(reason.split())
-    if (reviewed or reason) and not accept_flag:
-        _fail("--reviewed and --reason go with --accept", "nothing accepted")
+    if (reviewed or reason or reviews_file) and not accept_flag:
+        _fail("--reviewed, --reason and --reviews go with --accept", "nothing accepted")
     if reviewed and not reason:
         _fail(f'--reviewed {", ".join(reviewed)} needs --reason "why the patch needs no change"', "nothing accepted")
     if reason and not reviewed:
         _fail("--reason needs --reviewed TARGET (the CHANGED target it explains)", "nothing accepted")
     if accept_flag:
-        _accept(root, configs, config_name, reviewed, reason)
+        reasons = dict.fromkeys(reviewed, reason)
+        if reviews_file is not None:
+            with one_line_errors():
+                reasons.update(
+                    read_reviews(
+                        layout.user_path(reviews_file, typed_in) if not reviews_file.is_absolute() else reviews_file
+                    )
+                )
+        _accept(root, configs, config_name, reasons)
         return
     if not list((root / layout.output_root).rglob(f"*{LOCK_SUFFIX}")):
         _fail(f"no *{LOCK_SUFFIX} under {layout.output_root}/; generate with --diff first", "nothing reported")
@@ -738,11 +753,30 @@ def cached_report(root: Path, config_name: str, *, use_cache: bool = True) -> tu
     return text, status
 
 
-def _accept(root: Path, configs: tuple[str, ...], config_name: str, reviewed: tuple[str, ...], reason: str) -> None:
+def read_reviews(path: Path) -> dict[str, str]:
+    """`--reviews FILE`: one review a line, `HUNK_ID[, HUNK_ID...]: reason`; blank lines and `#` comments skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise PatchgenError(f"--reviews {path}: cannot read it ({exc.strerror})") from None
+    reasons: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        names, colon, reason = line.partition(": ")
+        reason = " ".join(reason.split())
+        if not colon or not reason or not names.strip():
+            raise PatchgenError(f"{path}:{number}: write `HUNK_ID[, HUNK_ID...]: reason`, got {line.strip()!r}")
+        for name in names.split(","):
+            reasons[name.strip()] = reason
+    return reasons
+
+
+def _accept(root: Path, configs: tuple[str, ...], config_name: str, reviewed: dict[str, str]) -> None:
     from patchgen.upgrade_accept import accept
 
     try:
-        fresh = accept(root, list(configs), config_name, reviewed, reason)
+        fresh = accept(root, list(configs), config_name, reviewed)
     except PatchgenError as exc:
         _fail(str(exc), "nothing accepted")
     for path, text in fresh:
@@ -752,7 +786,7 @@ def _accept(root: Path, configs: tuple[str, ...], config_name: str, reviewed: tu
             write_atomic(full, text)
         click.echo(f"{'unchanged' if unchanged else 'accepted'} {path}")
     if reviewed:
-        click.echo(f"reviewed {', '.join(reviewed)}: reason recorded in the lock files: {reason!r}")
+        click.echo(f"reviewed {len(reviewed)} name(s): each reason recorded in the lock files")
     click.echo("upgrade-report: fingerprints refreshed; now run `python -m patchgen.run_codegen --all --diff`")
 
 

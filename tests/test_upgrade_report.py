@@ -271,7 +271,7 @@ def test_reviewed_names_a_dependency_or_a_target_and_needs_a_reason(generated_ol
         assert result.returncode == 2 and result.stderr.startswith(message), (args, result.stderr)
         assert result.stderr.endswith("nothing accepted\n")
     without_accept = cli("patchgen.upgrade_report", "--reviewed", "x", "--reason", "y", cwd=root)
-    assert without_accept.returncode == 2 and "--reviewed and --reason go with --accept" in without_accept.stderr
+    assert without_accept.returncode == 2 and "--reviewed, --reason and --reviews go with --accept" in without_accept.stderr
     assert committed(root) == before
     both = cli(
         "patchgen.upgrade_report",
@@ -363,7 +363,9 @@ def test_committed_locks_record_what_the_patched_code_uses_from_transformers():
     entries = lock.by_subject()
     assert entries["Qwen3ForCausalLM.forward"].dependencies == (
         "transformers.modeling_outputs.CausalLMOutputWithPast",
+        "transformers.modeling_utils.slice_logits_to_keep",
         "transformers.utils.auto_docstring.auto_docstring",
+        "transformers.utils.deprecation.deprecate_kwarg",
         "transformers.utils.generic.can_return_tuple",
     )  # `Cache`, `Unpack`, `TransformersKwargs` appear only in annotations: they run nothing
     attention = set(entries["Qwen3Attention.forward"].dependencies)
@@ -617,6 +619,23 @@ def test_per_hunk_review_reason_is_stored_and_shown(generated_old):
     shown = cli("patchgen.upgrade_report", cwd=root)
     assert shown.returncode == 0, shown.stdout
     assert f"hunk keep_last#1 reviewed: {REASON!r}" in shown.stdout
+
+
+def test_a_reviews_file_gives_each_hunk_its_own_reason(generated_old):
+    root = generated_old
+    use_release(root, "new")
+    use_patches(root, "fixed")
+    reviews = root / "reviews.txt"
+    reviews.write_text("# one review a line\n\nkeep_last#1: the fixed patch no longer calls it\n")
+    accepted = cli("patchgen.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
+    assert accepted.returncode == 0, accepted.stderr
+    data = json.loads((root / LOCK).read_text())
+    (keep_last,) = [d for d in data["dependencies"] if d["name"] == "toyup_upstream.utils.keep_last"]
+    assert keep_last["reviewed"]["hunks"] == {"keep_last#1": "the fixed patch no longer calls it"}
+    reviews.write_text("keep_last#1 without a reason\n")
+    malformed = cli("patchgen.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
+    assert malformed.returncode == 2
+    assert malformed.stderr.startswith("error: reviews.txt:1: write `HUNK_ID[, HUNK_ID...]: reason`"), malformed.stderr
 
 
 def test_a_deleted_lock_does_not_accept_a_moved_upstream(generated_old):
