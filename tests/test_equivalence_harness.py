@@ -514,3 +514,15 @@ def test_a_file_that_does_not_import_is_one_failing_row_not_a_crash():
     )
     assert {outcome.status for name, outcome in row.items() if name != "imports"} == {"skip"}
     assert row["continuous_batching"].message.startswith("does not import: ModuleNotFoundError")
+
+
+def test_stock_and_generated_failing_for_the_same_cause_is_stock_fails_whichever_requests_carry_it():
+    from tests.equivalence.behaviours import BatchRun, same_failure
+
+    loop = "Error in generation loop: Invalid group type: linear_attention"
+    per_request = BatchRun([], "req_0 failed", ("Invalid group type: linear_attention",), (loop,))
+    before_requests = BatchRun([], "0 results for 3 requests", (), (loop,))
+    other_cause = BatchRun([], "req_0 failed", ("shape mismatch",), ("Error in generation loop: shape mismatch",))
+    assert same_failure(per_request, before_requests) and same_failure(before_requests, per_request)
+    assert not same_failure(per_request, other_cause)
+    assert not same_failure(per_request, BatchRun([[5, 6]]))  # generated finishes where stock fails: a difference

@@ -172,9 +172,17 @@ def _errors_logged() -> Iterator[_ErrorLog]:
         logger.removeFilter(log)
 
 
-def run_generate_batch(model, prompts: list[list[int]]) -> tuple[list[list[int]], str | None]:
-    """Greedy tokens per request from `generate_batch`, and what went wrong (None: every request finished with
-    tokens): requests missing, failed (the manager's own error, and what it logged) or empty."""
+@dataclass(frozen=True)
+class BatchRun:
+    tokens: list[list[int]]  # per request, in prompt order
+    problem: str | None = None  # None: every request finished with tokens; else missing, failed or empty ones
+    errors: tuple[str, ...] = ()  # each failed request's error, once each
+    logged: tuple[str, ...] = ()  # every error the manager logged (the first line of each)
+
+
+def run_generate_batch(model, prompts: list[list[int]]) -> BatchRun:
+    """Greedy tokens per request from `generate_batch`, and what went wrong: requests missing, failed (with the
+    manager's own error and what it logged) or empty."""
     from transformers import GenerationConfig
 
     generation_config = GenerationConfig(
@@ -207,9 +215,20 @@ def run_generate_batch(model, prompts: list[list[int]]) -> tuple[list[list[int]]
     if len(results) != len(prompts):
         problems.insert(0, f"{len(results)} results for {len(prompts)} requests")
     if not problems:
-        return [list(result.generated_tokens) for result in results.values()], None
+        return BatchRun([list(result.generated_tokens) for result in results.values()])
     logged = f" (logged: {' | '.join(dict.fromkeys(log.messages))})" if log.messages else ""
-    return [], "; ".join(problems) + logged
+    errors = [str(result.error).splitlines()[0] for result in results.values() if result.error is not None]
+    return BatchRun([], "; ".join(problems) + logged, tuple(dict.fromkeys(errors)), tuple(log.messages))
+
+
+def same_failure(stock: BatchRun, generated: BatchRun) -> bool:
+    """Both failed, for the same cause: each error stock's requests report (or, with no request to carry it, each
+    error its loop logged) is among generated's, in a request or in the log. The manager's thread fails before
+    or after taking the requests depending on timing, so which requests carry the error can differ."""
+    if stock.problem is None or generated.problem is None:
+        return False
+    causes = stock.errors or tuple(line for line in stock.logged if line.startswith("Error in generation loop"))
+    return bool(causes) and all(any(cause in line for line in generated.errors + generated.logged) for cause in causes)
 
 
 def check_continuous_batching(case: EquivalenceCase) -> CheckResult:
@@ -219,16 +238,17 @@ def check_continuous_batching(case: EquivalenceCase) -> CheckResult:
     fail the same way, and the cell says so ("stock fails")."""
     prompts = batch_prompts(case)
     pair = case.build_pair("sdpa")
-    stock, stock_problem = run_generate_batch(pair.stock, prompts)
-    generated, problem = run_generate_batch(pair.generated, prompts)
-    if stock_problem is not None:
-        if problem == stock_problem:
-            raise StockFails(f"continuous batching: {stock_problem}")
+    stock_run, generated_run = (run_generate_batch(model, prompts) for model in pair)
+    if stock_run.problem is not None:
+        if same_failure(stock_run, generated_run):
+            raise StockFails(f"continuous batching: {stock_run.problem}")
         raise Mismatch(
-            f"continuous batching: stock: {stock_problem}; generated: {problem or 'finishes every request'}"
+            f"continuous batching: stock: {stock_run.problem}; "
+            f"generated: {generated_run.problem or 'finishes every request'}"
         )
-    if problem is not None:
-        raise Mismatch(f"continuous batching: generated model: {problem}")
+    if generated_run.problem is not None:
+        raise Mismatch(f"continuous batching: generated model: {generated_run.problem}")
+    stock, generated = stock_run.tokens, generated_run.tokens
     differing = [index for index, (a, b) in enumerate(zip(stock, generated, strict=True)) if a != b]
     if differing and (case.tolerance.exact_tokens or _beyond_near_tie(case, pair, prompts, stock, generated)):
         index = differing[0]
