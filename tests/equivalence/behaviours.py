@@ -203,6 +203,9 @@ def run_generate_batch(model, prompts: list[list[int]]) -> BatchRun:
                 progress_bar=False,
                 warmup=False,
             )
+    except Exception as error:  # noqa: BLE001 - e.g. 5.25 refuses an unsupported layer type before starting
+        cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        return BatchRun([], f"generate_batch raised {cause}", (cause,))
     finally:
         model.train()
     failed: dict[str, list[str]] = {}  # message -> request ids, so one error is named once
