@@ -20,7 +20,12 @@ from tests.equivalence.arguments import ARGUMENT_CHECKS
 from tests.equivalence.behaviours import BEHAVIOUR_CHECKS
 from tests.equivalence.cases import BF16, CPU_FP32, CPU_FP32_FUSED_LOSS, FP32, EquivalenceCase
 from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
-from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
+from tests.equivalence.discovery import (
+    GeneratedFileError,
+    GeneratedModule,
+    discover_generated_modules,
+    read_generated_module,
+)
 from tests.equivalence.runner import PROJECT_ROOT
 
 
@@ -155,8 +160,10 @@ def _mutant_case(
     import_name = f"mutant_{name}.{QWEN3_CPU.stem}"
     monkeypatch.delitem(sys.modules, import_name, raising=False)
     importlib.invalidate_caches()
+    # the file's own facts (its fused-loss forward: logits=None with labels is then the documented difference)
+    fused_loss = read_generated_module(QWEN3_CPU, PROJECT_ROOT).fused_loss
     module = GeneratedModule(
-        package / QWEN3_CPU.name, import_name, "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu"
+        package / QWEN3_CPU.name, import_name, "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu", fused_loss
     )
     return EquivalenceCase(module, CPU_FP32)
 
@@ -256,7 +263,7 @@ def test_a_forward_that_ignores_tensor_logits_to_keep_fails_the_tensor_forms(tmp
         ]
     )
     assert (
-        "logits_to_keep_1d: logits: shape (2, 12, 101) (generated) != (2, 3, 101) (stock)"
+        "logits_to_keep_1d.logits: shape (2, 12, 101) (generated) != (2, 3, 101) (stock)"
         in failed["logits_to_keep_1d"]
     )
 
@@ -264,7 +271,7 @@ def test_a_forward_that_ignores_tensor_logits_to_keep_fails_the_tensor_forms(tmp
 def test_a_forward_that_drops_num_items_in_batch_fails_that_check_only(tmp_path, monkeypatch):
     case = _mutant_case(tmp_path, monkeypatch, "numitems", appended=NUM_ITEMS_DROPPED)
     failed = _failing_checks(case, ["num_items_in_batch", "shift_labels_with_labels", "inputs_embeds"])
-    assert list(failed) == ["num_items_in_batch"] and "num_items_in_batch: loss" in failed["num_items_in_batch"]
+    assert list(failed) == ["num_items_in_batch"] and "num_items_in_batch.loss" in failed["num_items_in_batch"]
 
 
 def test_table_marks_known_differences_xfail_and_unexpected_passes_xpass(tmp_path, monkeypatch):
