@@ -17,9 +17,15 @@ import torch
 from tests.equivalence import runner
 from tests.equivalence.architectures import UnknownArchitectureError, architecture_for
 from tests.equivalence.arguments import ARGUMENT_CHECKS
+from tests.equivalence.behaviours import BEHAVIOUR_CHECKS
 from tests.equivalence.cases import BF16, CPU_FP32, CPU_FP32_FUSED_LOSS, FP32, EquivalenceCase
 from tests.equivalence.checks import CHECKS_BY_NAME, Mismatch
-from tests.equivalence.discovery import GeneratedFileError, GeneratedModule, discover_generated_modules
+from tests.equivalence.discovery import (
+    GeneratedFileError,
+    GeneratedModule,
+    discover_generated_modules,
+    read_generated_module,
+)
 from tests.equivalence.runner import PROJECT_ROOT
 
 
@@ -154,8 +160,10 @@ def _mutant_case(
     import_name = f"mutant_{name}.{QWEN3_CPU.stem}"
     monkeypatch.delitem(sys.modules, import_name, raising=False)
     importlib.invalidate_caches()
+    # the file's own facts (its fused-loss forward: logits=None with labels is then the documented difference)
+    fused_loss = read_generated_module(QWEN3_CPU, PROJECT_ROOT).fused_loss
     module = GeneratedModule(
-        package / QWEN3_CPU.name, import_name, "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu"
+        package / QWEN3_CPU.name, import_name, "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu", fused_loss
     )
     return EquivalenceCase(module, CPU_FP32)
 
@@ -255,7 +263,7 @@ def test_a_forward_that_ignores_tensor_logits_to_keep_fails_the_tensor_forms(tmp
         ]
     )
     assert (
-        "logits_to_keep_1d: logits: shape (2, 12, 101) (generated) != (2, 3, 101) (stock)"
+        "logits_to_keep_1d.logits: shape (2, 12, 101) (generated) != (2, 3, 101) (stock)"
         in failed["logits_to_keep_1d"]
     )
 
@@ -263,7 +271,7 @@ def test_a_forward_that_ignores_tensor_logits_to_keep_fails_the_tensor_forms(tmp
 def test_a_forward_that_drops_num_items_in_batch_fails_that_check_only(tmp_path, monkeypatch):
     case = _mutant_case(tmp_path, monkeypatch, "numitems", appended=NUM_ITEMS_DROPPED)
     failed = _failing_checks(case, ["num_items_in_batch", "shift_labels_with_labels", "inputs_embeds"])
-    assert list(failed) == ["num_items_in_batch"] and "num_items_in_batch: loss" in failed["num_items_in_batch"]
+    assert list(failed) == ["num_items_in_batch"] and "num_items_in_batch.loss" in failed["num_items_in_batch"]
 
 
 def test_table_marks_known_differences_xfail_and_unexpected_passes_xpass(tmp_path, monkeypatch):
@@ -345,3 +353,183 @@ def test_tf32_kernels_get_the_tf32_tolerance_on_cuda_fp32_only():
     assert case.tolerance is CPU_FP32.tolerance
     case.architecture, case.setting = ARCHITECTURES["qwen3"], CUDA_FP32
     assert case.tolerance is CUDA_FP32.tolerance
+
+
+# -- behaviours: every output field, continuous batching (issue 19) ------------------------------------------------
+BEHAVIOUR_CHECKS_BY_NAME = {check.name: check for check in BEHAVIOUR_CHECKS}
+FIELD_CHECKS = [name for name in BEHAVIOUR_CHECKS_BY_NAME if name.startswith("fields_") and "images" not in name]
+
+# The decoder returns no hidden states even when asked: a field None where stock returns a tuple.
+HIDDEN_STATES_DROPPED = """
+_upstream_model_forward = Qwen3Model.forward
+def _forward_without_hidden_states(self, *args, **kwargs):
+    output = _upstream_model_forward(self, *args, **kwargs)
+    output.hidden_states = None
+    return output
+Qwen3Model.forward = _forward_without_hidden_states
+"""
+# The causal LM's output class gains a field stock's does not declare (same class name, so only the fields differ).
+EXTRA_OUTPUT_FIELD = """
+from dataclasses import dataclass as _dataclass
+
+_StockCausalLMOutputWithPast = CausalLMOutputWithPast
+
+
+@_dataclass
+class CausalLMOutputWithPast(_StockCausalLMOutputWithPast):
+    z_loss: torch.FloatTensor | None = None
+
+
+_upstream_lm_forward = Qwen3ForCausalLM.forward
+def _forward_with_extra_field(self, *args, **kwargs):
+    return CausalLMOutputWithPast(**_upstream_lm_forward(self, *args, **kwargs))
+Qwen3ForCausalLM.forward = _forward_with_extra_field
+"""
+# Fails only under transformers' paged cache (continuous batching), as a cache update without the paged cache's
+# kwargs does under transformers >= 5.25: the manager logs the TypeError and returns requests without tokens.
+FAILS_UNDER_THE_PAGED_CACHE = """
+from transformers.generation.continuous_batching.cache import PagedAttentionCache as _PagedAttentionCache
+
+_upstream_attention_forward = Qwen3Attention.forward
+def _forward_failing_when_paged(self, hidden_states, position_embeddings, attention_mask, *args, **kwargs):
+    cache = kwargs.get("cache", kwargs.get("past_key_values", args[0] if args else None))
+    if isinstance(cache, _PagedAttentionCache):
+        raise TypeError("PagedAttentionCache.update() missing 1 required positional argument: 'kwargs'")
+    return _upstream_attention_forward(self, hidden_states, position_embeddings, attention_mask, *args, **kwargs)
+Qwen3Attention.forward = _forward_failing_when_paged
+"""
+
+
+def _failing(case: EquivalenceCase, names: list[str]) -> dict[str, str]:
+    failed = {}
+    for name in names:
+        try:
+            {**CHECKS_BY_NAME, **ARGUMENT_CHECKS_BY_NAME, **BEHAVIOUR_CHECKS_BY_NAME}[name].run(case)
+        except AssertionError as error:
+            failed[name] = str(error)
+    return failed
+
+
+def test_a_field_set_to_none_where_stock_returns_a_tuple_fails_the_field_checks(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "nohidden", appended=HIDDEN_STATES_DROPPED)
+    failed = _failing(case, [*FIELD_CHECKS, "output_hidden_states", "logits", "generate"])
+    assert sorted(failed) == sorted([*FIELD_CHECKS, "output_hidden_states"])
+    assert failed["fields_model"] == "model.hidden_states: stock gives tuple, generated None"
+    assert failed["fields_lm"] == "lm.hidden_states: stock gives tuple, generated None"
+
+
+def test_an_extra_output_field_fails_the_causal_lm_field_checks(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "extrafield", appended=EXTRA_OUTPUT_FIELD)
+    failed = _failing(case, [*FIELD_CHECKS, "logits", "loss"])
+    assert sorted(failed) == ["fields_lm", "fields_lm_labels", "fields_router_logits"]  # the base model is stock's
+    assert failed["fields_lm"] == "lm: fields differ: missing in generated [], only in generated ['z_loss']"
+
+
+def test_field_comparison_walks_caches_and_reports_the_path():
+    from transformers import DynamicCache
+
+    from tests.equivalence.checks import Comparison
+    from tests.equivalence.fields import compare_fields
+
+    def cache(scale: float) -> DynamicCache:
+        filled = DynamicCache()
+        generator = torch.Generator().manual_seed(0)
+        for layer in range(2):
+            keys = torch.randn(1, 2, 3, 4, generator=generator)
+            filled.update(keys, keys * scale if layer else keys, layer)
+        return filled
+
+    compare_fields(Comparison(FP32), "out", {"c": cache(1.0), "n": None}, {"c": cache(1.0), "n": None})
+    with pytest.raises(Mismatch, match=r"out\['c'\]\.layers\[1\]\.values \(generated vs stock"):
+        compare_fields(Comparison(FP32), "out", {"c": cache(1.0)}, {"c": cache(1.001)})
+    with pytest.raises(Mismatch, match=r"out: keys differ: missing in generated \['aux'\], only in generated \[\]"):
+        compare_fields(Comparison(FP32), "out", {"aux": 1}, {})
+    with pytest.raises(Mismatch, match=r"out\[1\]: stock gives 3, generated 4"):
+        compare_fields(Comparison(FP32), "out", (1, 3), (1, 4))
+
+
+def test_an_attention_failing_under_the_paged_cache_fails_continuous_batching_loudly(tmp_path, monkeypatch):
+    case = _mutant_case(tmp_path, monkeypatch, "paged", appended=FAILS_UNDER_THE_PAGED_CACHE)
+    failed = _failing(case, ["generate", "continuous_batching"])
+    assert list(failed) == ["continuous_batching"]
+    assert failed["continuous_batching"].startswith(
+        "continuous batching: generated model: req_0, req_1, req_2 failed: "
+        "PagedAttentionCache.update() missing 1 required positional argument: 'kwargs'"
+    )
+    outcome = runner.run_one(case, BEHAVIOUR_CHECKS_BY_NAME["continuous_batching"])
+    assert outcome.status == "FAIL" and "missing 1 required positional argument: 'kwargs'" in outcome.message
+
+
+def _stock_cache_update_passes_kwargs() -> bool:
+    """transformers >= 5.25: attentions call `cache.update(..., kwargs=kwargs)` (the paged cache reads them)."""
+    import inspect
+
+    from transformers.models.qwen3 import modeling_qwen3
+
+    return "kwargs=kwargs)" in inspect.getsource(modeling_qwen3.Qwen3Attention.forward)
+
+
+def _stock_qwen3_without_cache_kwargs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EquivalenceCase:
+    """Stock's own modeling_qwen3.py, imports made absolute, `kwargs=kwargs` dropped from its cache update."""
+    import re
+
+    from transformers.models.qwen3 import modeling_qwen3
+
+    text = Path(modeling_qwen3.__file__).read_text()
+    assert text.count(", kwargs=kwargs)") == 1, "expected one cache.update(..., kwargs=kwargs) in stock Qwen3"
+    text = text.replace(", kwargs=kwargs)", ")")
+    text = re.sub(r"^from \.\.\.(\w)", r"from transformers.\1", text, flags=re.MULTILINE)
+    text = re.sub(r"^from \.\.\. import", "from transformers import", text, flags=re.MULTILINE)
+    text = re.sub(r"^from \.(\w)", r"from transformers.models.qwen3.\1", text, flags=re.MULTILINE)
+    package = tmp_path / "dropped_cache_kwargs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "modeling_qwen3.py").write_text(HEADER.format(name="qwen3") + text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "dropped_cache_kwargs.modeling_qwen3", raising=False)
+    importlib.invalidate_caches()
+    module = GeneratedModule(
+        package / "modeling_qwen3.py",
+        "dropped_cache_kwargs.modeling_qwen3",
+        "transformers.models.qwen3.modeling_qwen3",
+        "qwen3",
+        "cpu",
+    )
+    return EquivalenceCase(module, CPU_FP32)
+
+
+@pytest.mark.skipif(not _stock_cache_update_passes_kwargs(), reason="needs transformers>=5.25")
+def test_a_cache_update_without_kwargs_fails_continuous_batching(tmp_path, monkeypatch):
+    """The regression of issue 19: upstream's manager only logs the TypeError and returns empty outputs."""
+    case = _stock_qwen3_without_cache_kwargs(tmp_path, monkeypatch)
+    failed = _failing(case, ["logits", "generate", "continuous_batching"])
+    assert list(failed) == ["continuous_batching"]  # plain forwards and generate() do not pass the paged cache
+    message = failed["continuous_batching"]
+    assert message.startswith("continuous batching: generated model: req_0, req_1, req_2 failed: ")
+    assert "update() missing 1 required positional argument: 'kwargs'" in message
+    assert runner.run_one(case, BEHAVIOUR_CHECKS_BY_NAME["continuous_batching"]).status == "FAIL"
+
+
+def test_a_file_that_does_not_import_is_one_failing_row_not_a_crash():
+    # e.g. a file generated for transformers 5.17 under 5.25: its imports name what 5.25 no longer has
+    module = GeneratedModule(
+        QWEN3_CPU, "generated.qwen3.no_such_file", "transformers.models.qwen3.modeling_qwen3", "qwen3", "cpu"
+    )
+    row = runner.run_table([module], cuda_available=False)["qwen3/cpu@fp32"]
+    assert (
+        row["imports"].status == "FAIL" and "No module named 'generated.qwen3.no_such_file'" in row["imports"].message
+    )
+    assert {outcome.status for name, outcome in row.items() if name != "imports"} == {"skip"}
+    assert row["continuous_batching"].message.startswith("does not import: ModuleNotFoundError")
+
+
+def test_stock_and_generated_failing_for_the_same_cause_is_stock_fails_whichever_requests_carry_it():
+    from tests.equivalence.behaviours import BatchRun, same_failure
+
+    loop = "Error in generation loop: Invalid group type: linear_attention"
+    per_request = BatchRun([], "req_0 failed", ("Invalid group type: linear_attention",), (loop,))
+    before_requests = BatchRun([], "0 results for 3 requests", (), (loop,))
+    other_cause = BatchRun([], "req_0 failed", ("shape mismatch",), ("Error in generation loop: shape mismatch",))
+    assert same_failure(per_request, before_requests) and same_failure(before_requests, per_request)
+    assert not same_failure(per_request, other_cause)
+    assert not same_failure(per_request, BatchRun([[5, 6]]))  # generated finishes where stock fails: a difference

@@ -25,6 +25,8 @@ class Architecture:
     no_bf16_comparison: str | None = None
     # Why the GPU file's kernels compute fp32 matmuls in TF32 (then CUDA fp32 uses the TF32 tolerance), or None.
     tf32_kernels: str | None = None
+    # The model takes image inputs besides token ids (the harness then also compares a batch with images).
+    vision_inputs: bool = False
 
     def make_config(self) -> transformers.PretrainedConfig:
         config_cls: Callable[..., transformers.PretrainedConfig] = getattr(transformers, self.config_class)
@@ -55,6 +57,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         family.config_kwargs(_DENSE, harness="equivalence"),
         no_bf16_comparison=family.no_bf16_comparison,
         tf32_kernels=family.tf32_kernels,
+        vision_inputs=family.vision_inputs,
     )
     for model, family in TABLE.items()
 }

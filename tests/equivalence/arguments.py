@@ -3,8 +3,9 @@
 The generated files override `*ForCausalLM.forward` (the fused-loss forward) and `*Attention.forward`
 (Ulysses); the attention forward is reached through the model's arguments (positions, masks, the KV cache).
 Each call below runs on stock and on generated with the same weights and inputs, and "the same" means:
-- stock returns: generated returns too, and every output stock gives (loss, logits, cache, hidden states,
-  tuple items) matches within the case's tolerance. One documented difference is allowed: with labels, the
+- stock returns: generated returns too, and every output matches within the case's tolerance: every tuple
+  item, every field of the ModelOutput (loss, logits, cache, hidden states, router logits, whatever the class
+  declares: `tests.equivalence.fields`). One documented difference is allowed: with labels, the
   fused-loss forward returns `logits=None` (never building the `[tokens, vocab]` logits is its purpose), so
   then only the loss and the rest are compared.
 - stock raises: generated raises an exception of the same type.
@@ -26,6 +27,7 @@ import torch
 
 from tests.equivalence.cases import SEQ_LEN, EquivalenceCase
 from tests.equivalence.checks import Check, CheckResult, Comparison, Mismatch
+from tests.equivalence.fields import compare_fields, field_names
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def compare_call(case: EquivalenceCase, call: Call) -> CheckResult:
         return comparison.result(f"both raise {type(stock_error).__name__}")
     if generated_error is not None:
         raise Mismatch(f"{call.name}: stock returns, generated raises {_describe(generated_error)}")
-    _compare_outputs(comparison, call, stock, generated)
+    _compare_outputs(comparison, call, case, stock, generated)
     return comparison.result()
 
 
@@ -132,54 +134,16 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
-def _compare_outputs(comparison: Comparison, call: Call, stock, generated) -> None:
+def _compare_outputs(comparison: Comparison, call: Call, case: EquivalenceCase, stock, generated) -> None:
+    """Every item of a tuple, every field of a ModelOutput (`tests.equivalence.fields`: no list of names)."""
+    fused_labels = call.with_labels and case.module.fused_loss
     if isinstance(stock, tuple) or isinstance(generated, tuple):
         if not (isinstance(stock, tuple) and isinstance(generated, tuple)):
             raise Mismatch(f"{call.name}: stock returns {type(stock).__name__}, generated {type(generated).__name__}")
         # the fused forward's tuple has no logits entry with labels: compare the loss and the items after logits
-        if call.with_labels and len(generated) == len(stock) - 1:
+        if fused_labels and len(generated) == len(stock) - 1:
             stock = (stock[0], *stock[2:])
-        if len(stock) != len(generated):
-            raise Mismatch(f"{call.name}: stock returns {len(stock)} items, generated {len(generated)}")
-        for index, (a, b) in enumerate(zip(stock, generated, strict=True)):
-            _compare_value(comparison, f"{call.name}: item {index}", a, b)
-        return
-    for name in ("loss", "aux_loss", "logits", "past_key_values", "hidden_states", "attentions", "router_logits"):
-        a, b = getattr(stock, name, None), getattr(generated, name, None)
-        if name == "logits" and call.with_labels and b is None:
-            continue  # the documented fused-loss difference (module docstring)
-        _compare_value(comparison, f"{call.name}: {name}", a, b)
-
-
-def _compare_value(comparison: Comparison, what: str, stock, generated) -> None:
-    if stock is None or generated is None:
-        if (stock is None) != (generated is None):
-            raise Mismatch(f"{what}: stock gives {_kind(stock)}, generated {_kind(generated)}")
-        return
-    if isinstance(stock, torch.Tensor):
-        comparison.close(what, generated, stock, check_dtype=False)
-    elif isinstance(stock, (tuple, list)):
-        if len(stock) != len(generated):
-            raise Mismatch(f"{what}: {len(stock)} items (stock) != {len(generated)} (generated)")
-        for index, (a, b) in enumerate(zip(stock, generated, strict=True)):
-            _compare_value(comparison, f"{what}[{index}]", a, b)
-    elif hasattr(stock, "get_seq_length"):  # a cache: same length, same keys and values in every layer
-        if stock.get_seq_length() != generated.get_seq_length():
-            raise Mismatch(f"{what}: cache length {stock.get_seq_length()} (stock) != {generated.get_seq_length()}")
-        for index, (a, b) in enumerate(zip(stock.layers, generated.layers, strict=True)):
-            if hasattr(a, "keys"):
-                comparison.close(f"{what}: layer {index} keys", b.keys, a.keys)
-                comparison.close(f"{what}: layer {index} values", b.values, a.values)
-            else:  # a linear-attention layer of a hybrid model (Qwen3-Next): its convolution and recurrent states
-                for states in ("conv_states", "recurrent_states"):  # dicts: state index -> tensor
-                    a_states, b_states = getattr(a, states), getattr(b, states)
-                    _compare_value(
-                        comparison, f"{what}: layer {index} {states}", [*a_states.values()], [*b_states.values()]
-                    )
-
-
-def _kind(value) -> str:
-    return "None" if value is None else type(value).__name__
+    compare_fields(comparison, call.name, stock, generated, allow_missing_logits=fused_labels)
 
 
 def check_kv_cache_step(case: EquivalenceCase) -> CheckResult:
@@ -189,11 +153,11 @@ def check_kv_cache_step(case: EquivalenceCase) -> CheckResult:
     results = []
     for model in case.pair:
         with torch.no_grad():
-            cache = model(input_ids=prefix, use_cache=True).past_key_values
+            output = model(input_ids=prefix, use_cache=True)
+            cache = output.cache if "cache" in field_names(output) else output.past_key_values  # 5.25: `cache`
             results.append(model(input_ids=step, past_key_values=cache, use_cache=True))
     stock, generated = results
-    comparison.close("kv cache step: logits", generated.logits, stock.logits)
-    _compare_value(comparison, "kv cache step: past_key_values", stock.past_key_values, generated.past_key_values)
+    compare_fields(comparison, "kv cache step", stock, generated)  # logits, the cache's every layer and length
     return comparison.result()
 
 

@@ -21,6 +21,11 @@ class Mismatch(AssertionError):
         self.max_abs_diff = max_abs_diff
 
 
+class StockFails(Exception):
+    """Stock itself cannot do what the check asks (the installed transformers does not support the architecture
+    there) and generated fails the same way: nothing to compare. Not a failure; the table shows "stock fails"."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     max_abs_diff: float | None = None  # None where nothing numeric was compared
@@ -301,7 +306,12 @@ class Check:
     name: str
     run: Callable[[EquivalenceCase], CheckResult]
     numerical: bool  # needs the module's kernels to run: GPU modules only on CUDA
-    table: str = "model"  # which printed table the check is a column of ("model" or "arguments")
+    table: str = "model"  # which printed table the check is a column of ("model", "arguments" or "behaviours")
+    # None: every case; else only the cases it returns True for (the others show "n/a", e.g. image inputs)
+    applies_to: Callable[[EquivalenceCase], bool] | None = None
+    # True: seconds per family, so pytest runs it on one family (tests/test_equivalence_harness.py) and the table
+    # (`python -m tests.equivalence`) on every family
+    table_only: bool = False
 
 
 CHECKS: tuple[Check, ...] = (
