@@ -13,11 +13,13 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The patchgen distribution requires a transformers range (pyproject.toml); constraints.txt pins the
+# one release this repository's generated files are made from.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -17,8 +17,8 @@ goes on `sys.path` (a `src/` layout works); a plain folder is named from the pro
 Output paths are relative to the root; every folder from the output root down to a generated
 file gets an `__init__.py`, so generated files import as `<output package>.<model>.<file>`.
 
-This module imports nothing from the rest of patchgen but its error type, so discovery, codegen
-and the CLIs can all use it.
+This module imports nothing from the rest of patchgen but its error type and the supported-range
+check (itself a leaf), so discovery, codegen and the CLIs can all use it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgen.errors import PatchgenError
+from patchgen.supported_range import require_supported_transformers
 
 
 SECTION = "patchgen"  # [tool.patchgen]
@@ -168,15 +169,22 @@ def project_layout() -> Layout:
 
 
 def enter_project() -> Layout:
-    """For a command: the current directory's project, made the current directory.
+    """For a command: the current directory's project, made the current directory and importable.
 
     The pipeline names every output relative to the project root and reads and writes it from the
     current directory, so a command started anywhere inside the project runs from its root; paths
-    the user typed are re-expressed first (`Layout.user_path`). Outside a project, or with a bad
-    `[tool.patchgen]`: a `PatchgenError` (the commands print it as one line, exit status 2).
+    the user typed are re-expressed first (`Layout.user_path`). The root and the import root of every
+    configs folder go on sys.path, as `python -m` from the root would put the root: the `patchgen`
+    console script starts with its own bin folder there instead, and project-local modules (the
+    shared sets in `models/common`, a project-local upstream) must import the same under both
+    spellings. Then the installed transformers must be in patchgen's supported range
+    (`patchgen.supported_range`). Outside a project, with a bad `[tool.patchgen]` or an unsupported
+    transformers: a `PatchgenError` (the commands print it as one line, exit status 2).
     """
     layout = project_layout()
     os.chdir(layout.root)
+    _put_on_sys_path(layout)
+    require_supported_transformers()
     return layout
 
 
@@ -187,7 +195,11 @@ def is_path_spec(spec: str) -> bool:
 
 def ensure_importable(root: Path) -> None:
     """Put the project root and the import root of every configs folder on sys.path."""
-    for folder in reversed(load_layout(root).import_roots):
+    _put_on_sys_path(load_layout(root))
+
+
+def _put_on_sys_path(layout: Layout) -> None:
+    for folder in reversed(layout.import_roots):
         text = str(folder)
         if text not in sys.path:
             sys.path.insert(0, text)
