@@ -10,9 +10,15 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
+# make upgrade-check VERSION=x.y.z: the release to try, in a scratch venv of its own
+VERSION ?=
+UPGRADE_DIR := .upgrade-check
+UPGRADE_PY := $(UPGRADE_DIR)/venv/bin/python
 
-.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows bench clean
+.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows upgrade-check bench clean
 
+# The patchgen distribution requires a transformers range (pyproject.toml); constraints.txt pins the
+# one release this repository's generated files are made from.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -48,5 +54,27 @@ lint-workflows: install
 	$(VENV)/bin/actionlint -shellcheck=$(VENV)/bin/shellcheck -pyflakes= $(WORKFLOWS)
 	$(VENV)/bin/zizmor --offline --persona=auditor --no-progress $(WORKFLOWS)
 
+## Try a transformers release before moving to it: in a scratch venv ($(UPGRADE_DIR)/venv; .venv is left
+## alone) with this checkout installed and transformers==$(VERSION) (constraints.txt not applied, the
+## supported range overridden), run the upgrade report and the equivalence harness. Their outputs go to
+## $(UPGRADE_DIR)/report.txt and equivalence.txt; both always run; the exit status is non-zero when either
+## fails. The upstream-canary workflow runs this weekly with the newest release.
+upgrade-check:
+	@test -n "$(VERSION)" || { echo "error: name the release to try: make upgrade-check VERSION=x.y.z" >&2; exit 2; }
+	test -x $(UPGRADE_PY) || $(PYTHON) -m venv $(UPGRADE_DIR)/venv
+	$(UPGRADE_PY) -m pip install --quiet --upgrade pip
+	$(UPGRADE_PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(UPGRADE_PY) -m pip install --quiet -e ".[test]"
+	@# a second step: outside the range, one resolve with the project would refuse the release (pip then
+	@# reports the conflict with patchgen's requirement and installs it, which is the point here)
+	$(UPGRADE_PY) -m pip install --quiet "transformers==$(VERSION)"
+	@export PATCHGEN_ALLOW_UNSUPPORTED_TRANSFORMERS=1; unset PYTHONPATH; \
+	$(UPGRADE_PY) -m patchgen.upgrade_report > $(UPGRADE_DIR)/report.txt 2>&1; report=$$?; \
+	$(UPGRADE_PY) -m tests.equivalence > $(UPGRADE_DIR)/equivalence.txt 2>&1; equivalence=$$?; \
+	echo "transformers $$($(UPGRADE_PY) -c 'import transformers; print(transformers.__version__)')"; \
+	echo "upgrade report: exit $$report ($(UPGRADE_DIR)/report.txt): $$(tail -n 1 $(UPGRADE_DIR)/report.txt)"; \
+	echo "equivalence:    exit $$equivalence ($(UPGRADE_DIR)/equivalence.txt): $$(tail -n 1 $(UPGRADE_DIR)/equivalence.txt)"; \
+	test $$report -eq 0 && test $$equivalence -eq 0
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(UPGRADE_DIR)

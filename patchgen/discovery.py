@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchgen.errors import PatchgenError
-from patchgen.layout import ensure_importable, load_layout
+from patchgen.layout import Layout, ensure_importable, load_layout
 from patchgen.patch_spec import PatchConfig
 
 
@@ -31,8 +31,26 @@ class ProcessExitRefused(BaseException):
 
 
 def discover_configs(root: Path) -> list[str]:
-    """Dotted names of every config module of the project at `root` (`patchgen.layout`), sorted."""
-    return load_layout(root).config_modules()
+    """Dotted names of every config module of the project at `root` (`patchgen.layout`), sorted.
+
+    A file in the configs folders that looks like a config but that the pattern skips is refused
+    (`Layout.near_miss_configs`): every command that works on all configs would otherwise leave it out
+    without a word, and its generated file would go stale unnoticed.
+    """
+    layout = load_layout(root)
+    near_misses = layout.near_miss_configs()
+    if near_misses:
+        described = "; ".join(f"{_relative(str(path), layout.root)}: {why}" for path, why in near_misses)
+        raise PatchgenError(
+            f"{len(near_misses)} file(s) in the configs folders look like configs but do not match "
+            f"config-pattern {layout.config_pattern!r}, so they would be skipped: {described}; rename each to "
+            f"match the pattern, or move it out of the configs folders ({_folders(layout)})"
+        )
+    return layout.config_modules()
+
+
+def _folders(layout: Layout) -> str:
+    return ", ".join(_relative(str(folder.path), layout.root) for folder in layout.config_folders)
 
 
 def to_module_name(spec: str, root: Path) -> str:

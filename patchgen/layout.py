@@ -17,14 +17,16 @@ goes on `sys.path` (a `src/` layout works); a plain folder is named from the pro
 Output paths are relative to the root; every folder from the output root down to a generated
 file gets an `__init__.py`, so generated files import as `<output package>.<model>.<file>`.
 
-This module imports nothing from the rest of patchgen but its error type, so discovery, codegen
-and the CLIs can all use it.
+This module imports nothing from the rest of patchgen but its error type and the supported-range
+check (itself a leaf), so discovery, codegen and the CLIs can all use it.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
+import re
 import string
 import sys
 import tomllib
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgen.errors import PatchgenError
+from patchgen.supported_range import require_supported_transformers
 
 
 SECTION = "patchgen"  # [tool.patchgen]
@@ -77,6 +80,26 @@ class Layout:
     def config_modules(self) -> list[str]:
         """Dotted names of every config module, sorted."""
         return sorted(self.module_name_for_path(path) for path in self.config_files())
+
+    def near_miss_configs(self) -> list[tuple[Path, str]]:
+        """Files in the configs folders that look like configs but that `config_pattern` skips, each with
+        why it looks like one, sorted: `qwen3_gpu_patchgen_config.py` would otherwise never be generated
+        nor checked, and nothing would say so.
+
+        Looks like a config: it assigns `config = PatchConfig(` at the start of a line, or its name ends
+        close to the pattern's fixed text (`_near_pattern`: `_patch_gen_conf.py`, `_patchgen_config.py`).
+        """
+        matched = set(self.config_files())
+        found: dict[Path, str] = {}
+        for folder in self.config_folders:
+            for path in folder.path.rglob("*.py"):
+                if path in matched or path.name == "__init__.py" or "__pycache__" in path.parts:
+                    continue
+                if _near_pattern(path.name, self.config_pattern):
+                    found[path] = f"its name is close to config-pattern {self.config_pattern!r}"
+                elif _CONFIG_ASSIGNMENT.search(_read_text(path)):
+                    found[path] = "it assigns `config = PatchConfig(...)`"
+        return sorted(found.items())
 
     def module_name_for_path(self, path: Path) -> str:
         """`models.qwen3.qwen3_gpu_patch_gen_config` for `<root>/models/qwen3/qwen3_gpu_patch_gen_config.py`."""
@@ -168,15 +191,22 @@ def project_layout() -> Layout:
 
 
 def enter_project() -> Layout:
-    """For a command: the current directory's project, made the current directory.
+    """For a command: the current directory's project, made the current directory and importable.
 
     The pipeline names every output relative to the project root and reads and writes it from the
     current directory, so a command started anywhere inside the project runs from its root; paths
-    the user typed are re-expressed first (`Layout.user_path`). Outside a project, or with a bad
-    `[tool.patchgen]`: a `PatchgenError` (the commands print it as one line, exit status 2).
+    the user typed are re-expressed first (`Layout.user_path`). The root and the import root of every
+    configs folder go on sys.path, as `python -m` from the root would put the root: the `patchgen`
+    console script starts with its own bin folder there instead, and project-local modules (the
+    shared sets in `models/common`, a project-local upstream) must import the same under both
+    spellings. Then the installed transformers must be in patchgen's supported range
+    (`patchgen.supported_range`). Outside a project, with a bad `[tool.patchgen]` or an unsupported
+    transformers: a `PatchgenError` (the commands print it as one line, exit status 2).
     """
     layout = project_layout()
     os.chdir(layout.root)
+    _put_on_sys_path(layout)
+    require_supported_transformers()
     return layout
 
 
@@ -187,7 +217,11 @@ def is_path_spec(spec: str) -> bool:
 
 def ensure_importable(root: Path) -> None:
     """Put the project root and the import root of every configs folder on sys.path."""
-    for folder in reversed(load_layout(root).import_roots):
+    _put_on_sys_path(load_layout(root))
+
+
+def _put_on_sys_path(layout: Layout) -> None:
+    for folder in reversed(layout.import_roots):
         text = str(folder)
         if text not in sys.path:
             sys.path.insert(0, text)
@@ -266,6 +300,39 @@ def _checked_output_path(template: str, where: str) -> str:
     if sample.is_absolute() or ".." in sample.parts or sample.suffix != ".py":
         raise PatchgenError(f"{where}: output-path {template!r} must be a relative path ending in .py")
     return template
+
+
+# `config = PatchConfig(` / `config: PatchConfig = patchgen.PatchConfig(` at the start of a line
+_CONFIG_ASSIGNMENT = re.compile(r"^config\s*(?::[^=\n]*)?=\s*(?:[\w.]+\.)?PatchConfig\(", re.MULTILINE)
+_NEAR = 0.8  # difflib ratio: `patchgenconf` vs `patchgenconfig` is 0.92, `patches` vs it 0.38
+
+
+def _near_pattern(name: str, pattern: str) -> bool:
+    """A file name the glob rejects whose end resembles the pattern's fixed text, letters and digits only.
+
+    `*_patch_gen_config.py` has the fixed text `patchgenconfig`; `qwen3_gpu_patch_gen_conf.py` ends in
+    `patchgenconf` (ratio 0.92) and `qwen3_gpu_patchgen_config.py` in `patchgenconfig` itself (only the
+    underscore differs). Compared at the end because the pattern's `*` comes first: a helper named
+    `qwen3_patch_config_helpers.py` is not taken for a config. Fixed texts under 8 characters say too
+    little to compare (a pattern like `*.cfg.py`); those projects rely on the assignment test alone.
+    """
+    fixed = _letters(Path(pattern).stem.replace("*", "").replace("?", ""))
+    stem = _letters(Path(name).stem)
+    if len(fixed) < 8 or not name.endswith(".py"):
+        return False
+    tails = (stem[-size:] for size in range(len(fixed) - 3, len(fixed) + 4) if size <= len(stem))
+    return any(difflib.SequenceMatcher(None, fixed, tail).ratio() >= _NEAR for tail in tails)
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""  # unreadable: not recognisable as a config either
 
 
 def _dotted(relative: Path) -> str:
