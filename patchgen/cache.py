@@ -132,7 +132,7 @@ def environment() -> str:
 # -- files read without being imported -----------------------------------------------------------
 
 
-_UNRECORDED_ROOTS = ("/proc/", "/sys/", "/dev/")
+_UNRECORDED_ROOTS = ("/proc", "/sys", "/dev")  # and what lies below them
 
 
 class FileReads:
@@ -179,7 +179,11 @@ class FileReads:
         """The paths read so far that are inputs: outside the environment, not scratch, not the cache's own."""
         found = set()
         for path in list(self.read):
-            if path.startswith(_UNRECORDED_ROOTS) or path.endswith(".pyc") or CACHE_DIR in Path(path).parts:
+            if (
+                Path(path).parts[1:2] in [(r[1:],) for r in _UNRECORDED_ROOTS]
+                or path.endswith(".pyc")
+                or CACHE_DIR in Path(path).parts
+            ):
                 continue
             if path in self.created and not os.path.lexists(path):
                 continue  # a scratch file this process wrote and removed (the formatter's folder)
