@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from patchgen.cache import Cache
+from patchgen.cache import Cache, CacheEntryError
 from patchgen.cli_errors import one_line_errors
 from patchgen.config_runs import ConfigRun, run_configs
 from patchgen.discovery import discover_configs
@@ -125,9 +125,9 @@ def upgrade_findings(root: Path, runs: list[ConfigRun], cache: Cache | None = No
     mentioned = {r.summary.module_name: frozenset(r.summary.mentions) for r in runs if r.summary}
     locks = sorted(str(p) for p in (root / load_layout(root).output_root).rglob(f"*{LOCK_SUFFIX}"))
     key = [locks, sorted((name, sorted(names)) for name, names in mentioned.items())]
-    stored = cache.load("upgrade", key) if cache is not None else None
+    stored = cache.load("upgrade", key, _findings_from_json) if cache is not None else None
     if stored is not None:
-        return [Finding(*item) for item in stored]
+        return stored
     findings, upstream_files = [], set()
     for report in build_report(root, mentioned, with_hunks=False):
         if report.lock is None:
@@ -140,6 +140,16 @@ def upgrade_findings(root: Path, runs: list[ConfigRun], cache: Cache | None = No
         inputs = cache.inputs_now([*locks, *upstream_files, *map(str, FILES_READ)])
         cache.store("upgrade", key, inputs, [[f.kind, f.path, f.detail] for f in findings])
     return findings
+
+
+def _findings_from_json(data: object) -> list[Finding]:
+    """Findings as `upgrade_findings` stored them; `CacheEntryError` for anything of another shape."""
+    if not isinstance(data, list) or not all(
+        isinstance(item, list) and len(item) == 3 and all(isinstance(part, str) for part in item) and item[0] in LABELS
+        for item in data
+    ):
+        raise CacheEntryError("upgrade findings must be [kind, path, detail] lists")
+    return [Finding(*item) for item in data]
 
 
 def stray_files(root: Path, expected: dict[Path, str], *, complete: bool) -> list[Finding]:

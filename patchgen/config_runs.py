@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from patchgen.cache import Cache, Inputs, is_source_module
+from patchgen.cache import Cache, CacheEntryError, Inputs, is_source_module
 from patchgen.codegen import Generation, Output, Planned, finish, plan_config, shared_target_errors, target_path
 from patchgen.discovery import LoadedConfig, ensure_importable, load_config, to_module_name
 from patchgen.errors import PatchgenError
@@ -69,13 +69,40 @@ class ConfigRun:
         return {"summary": asdict(self.summary), "outputs": outputs}
 
     @classmethod
-    def from_json(cls, data: dict) -> ConfigRun:
-        fields = data["summary"]
+    def from_json(cls, data: object) -> ConfigRun:
+        """A run as `to_json` stored it; `CacheEntryError` for anything of another shape."""
+        if not isinstance(data, dict) or not isinstance(fields := data.get("summary"), dict):
+            raise CacheEntryError("a config result needs a summary")
+        if set(fields) != set(_SUMMARY_TYPES) or not all(
+            isinstance(fields[name], kind) for name, kind in _SUMMARY_TYPES.items()
+        ):
+            raise CacheEntryError("the summary's fields differ")
+        if not all(isinstance(item, str) for name in ("patches", "mentions") for item in fields[name]):
+            raise CacheEntryError("patches and mentions must be lists of strings")
+        outputs = data.get("outputs")
+        if not isinstance(outputs, list) or not all(
+            isinstance(o, list) and len(o) == 2 and all(isinstance(part, str) for part in o) for o in outputs
+        ):
+            raise CacheEntryError("outputs must be [path, text] pairs")
         summary = ConfigSummary(
             **{**fields, "patches": tuple(fields["patches"]), "mentions": tuple(fields["mentions"])}
         )
-        generation = Generation(summary.module_name, [Output(Path(p), text) for p, text in data["outputs"]])
+        generation = Generation(summary.module_name, [Output(Path(p), text) for p, text in outputs])
         return cls(summary.module_name, summary, generation, cached=True)
+
+
+# ConfigSummary's fields as JSON types (what `ConfigRun.from_json` accepts)
+_SUMMARY_TYPES = {
+    "module_name": str,
+    "model": str,
+    "variant": str,
+    "extends": (str, type(None)),
+    "abstract": bool,
+    "source_module": str,
+    "target": (str, type(None)),
+    "patches": list,
+    "mentions": list,
+}
 
 
 def run_configs(
@@ -97,9 +124,9 @@ def run_configs(
     with cache.recording() if cache is not None else nullcontext():
         for spec in specs:
             key = _cache_key(spec, root, config_name, output_dir, with_diff)
-            stored = cache.load("config", key) if cache is not None else None
+            stored = cache.load("config", key, ConfigRun.from_json) if cache is not None else None
             if stored is not None:
-                runs.append(ConfigRun.from_json(stored))
+                runs.append(stored)
                 continue
             run, planned, inputs = _run_alone(spec, root, config_name, output_dir, cache)
             runs.append(run)

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchgen.cache import Cache
+from patchgen.cache import Cache, CacheEntryError
 
 
 # Runs in the child: block the patch package, import each file under a unique name, report failures,
@@ -33,7 +33,7 @@ import hashlib, importlib.abc, importlib.util, json, sys, traceback
 
 root, blocked, files = sys.argv[1], set(json.loads(sys.argv[2])), json.loads(sys.argv[3])
 sys.path.insert(0, root)
-from patchgen.cache import ImportRecorder, module_files
+from patchgen.cache import FILE_READS, ImportRecorder, module_files
 
 
 class BlockPatchPackage(importlib.abc.MetaPathFinder):
@@ -47,6 +47,7 @@ recorder = ImportRecorder()
 sys.meta_path.insert(0, BlockPatchPackage())
 sys.meta_path.insert(0, recorder)
 failures, hashes = {}, {}
+FILE_READS.recording_stats().__enter__()  # and opens, always: a generated module reading a data file
 for index, path in enumerate(files):
     name = f"_patchgen_import_check_{index}"
     try:
@@ -65,10 +66,17 @@ for index, path in enumerate(files):
             where += f"{', ' if where else ''}via {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}"
         where = f" ({where})" if where else ""
         failures[path] = f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
-read = sorted(module_files(list(sys.modules.values())))
+read = sorted(module_files(list(sys.modules.values())) | FILE_READS.inputs())
 lookups = sorted([name, list(path) if path else None] for name, path in recorder.lookups)
 print(json.dumps({"failures": failures, "sha256": hashes, "files": read, "lookups": lookups}))
 """
+
+
+def _passed(result: object) -> bool:
+    """A stored import check: only `true` is ever stored."""
+    if result is not True:
+        raise CacheEntryError("an import check entry holds true")
+    return True
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ class ImportCheck:
         self.blocked = sorted(blocked_packages)
         self.absolute = [str(f if f.is_absolute() else root / f) for f in self.files]
         self.key = [self.absolute, self.blocked]
-        self.passed_before = cache is not None and cache.load("imports", self.key) is not None
+        self.passed_before = cache is not None and cache.load("imports", self.key, _passed) is True
         self.process = None
         if self.files and not self.passed_before:
             command = [sys.executable, "-c", _CHILD, str(root.resolve()), json.dumps(self.blocked)]

@@ -13,9 +13,8 @@ transformers treats a model class whose module lies outside the `transformers` p
 - legacy `layer_types` names are remapped.
 
 Patches applied to upstream at run time leave the classes in `transformers.models...`; a generated file
-moves them. So the generator applies `NATIVE_MODEL_CODE` to every upstream class that derives from
-`PreTrainedModel` directly (`with_native_model_code`), unless the config patches that class or its
-`is_custom_code` itself. The header and the class's banner show it like any patch set.
+moves them. So the generator applies `NATIVE_MODEL_CODE` to every root model class (`pretrained_model_classes`,
+`with_native_model_code`) whose `is_custom_code` the config leaves alone; the class's banner shows it.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ from __future__ import annotations
 import ast
 import copy
 
+from patchgen.errors import PatchgenError
 from patchgen.patch_sets import PatchSet
-from patchgen.patch_spec import PatchConfig, SourceLocation
+from patchgen.patch_spec import Patch, PatchConfig, PatchKind, SourceLocation
 from patchgen.upstream import UpstreamModule
 
 
@@ -46,14 +46,19 @@ def is_custom_code(cls) -> bool:
 
 
 def with_native_model_code(config: PatchConfig, upstream: UpstreamModule) -> PatchConfig:
-    """`config` plus `NATIVE_MODEL_CODE` on each upstream `PreTrainedModel` subclass it leaves alone."""
+    """`config` plus `NATIVE_MODEL_CODE` on each root model class of `upstream` (replaced or not) whose
+    `is_custom_code` it leaves alone."""
     targets = {patch.target for patch in config.patches}
     excluded = {exclusion.name for exclusion in config.exclusions}
-    classes = [
-        name
-        for name in pretrained_model_classes(upstream)
-        if not {name, f"{name}.is_custom_code"} & targets and name not in excluded
-    ]
+    replaced = {p.target: p for p in config.patches if p.kind is PatchKind.CLASS_REPLACEMENT}
+    classes = []
+    for name in pretrained_model_classes(upstream):
+        if f"{name}.is_custom_code" in targets or name in excluded:
+            continue
+        if name in replaced:
+            _require_own_is_custom_code(replaced[name])
+            continue
+        classes.append(name)
     if not classes:
         return config
     applied_at = SourceLocation(__name__, "patchgen/native_code.py", with_native_model_code.__code__.co_firstlineno)
@@ -64,11 +69,37 @@ def with_native_model_code(config: PatchConfig, upstream: UpstreamModule) -> Pat
     return extended
 
 
+def _require_own_is_custom_code(patch: Patch) -> None:
+    """A replaced root keeps its replacement's source, which a method patch cannot be added to: the
+    replacement must define `is_custom_code` itself, or its models count as custom code."""
+    if "is_custom_code" not in vars(patch.replacement):
+        raise PatchgenError(
+            f"{patch.defined_at}: {patch.label} replaces a root model class, and the replacement would count as custom "
+            "code to transformers (checkpoint conversion skipped, weights initialised otherwise); define "
+            "`is_custom_code` in it as a classmethod returning `cls.is_remote_code()` (as "
+            "patchgen.native_code.is_custom_code does)"
+        )
+
+
 def pretrained_model_classes(upstream: UpstreamModule) -> list[str]:
-    """Module-level classes of `upstream` whose bases name `PreTrainedModel` (the model family's root classes)."""
-    return [
-        node.name
-        for node in upstream.tree.body
-        if isinstance(node, ast.ClassDef)
-        and any(ast.unparse(base).rsplit(".", 1)[-1] == "PreTrainedModel" for base in node.bases)
-    ]
+    """The root model classes of `upstream`, in file order: module-level classes that are `PreTrainedModel`
+    subclasses with no such base defined in `upstream`.
+
+    A root may derive from `PreTrainedModel` through a base defined elsewhere
+    (`XcodecPreTrainedModel(PreTrainedAudioTokenizerBase)`), which its text does not show: roots are found
+    on the imported classes, not in the syntax tree. A replaced root (`replace_class`) is moved into the
+    generated file too, but a method patch cannot join a class replacement: the replacement must define
+    `is_custom_code` itself (`_require_own_is_custom_code`). An excluded root is left alone.
+    """
+    from transformers import PreTrainedModel
+
+    module = upstream.module()
+    defined = [node.name for node in upstream.tree.body if isinstance(node, ast.ClassDef)]
+    roots = []
+    for name in defined:
+        cls = vars(module).get(name)
+        if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel)):
+            continue
+        if not any(base.__module__ == module.__name__ and issubclass(base, PreTrainedModel) for base in cls.__bases__):
+            roots.append(name)
+    return roots

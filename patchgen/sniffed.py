@@ -5,7 +5,10 @@
 comments and strings count. A generated file whose banner or copied comment merely mentions one of
 them makes the model claim a capability its code no longer has (`set_experts_implementation(...)`
 then silently does nothing). So banners spell these markers differently (`defuse`), and the output
-is refused when a marker appears in its text but not in its code (`claims_without_code`).
+is refused when a marker appears in its text but not in its code (`claims_without_code`), and when
+the answers themselves differ from upstream's (`sniffed_capabilities`, asked of transformers itself;
+`validation._refuse_changed_capabilities`), e.g. added code defining `class ...Attention...(nn.Module):`
+in a module that had no attention class.
 """
 
 from __future__ import annotations
@@ -62,3 +65,48 @@ def claims_without_code(text: str) -> list[tuple[str, int]]:
         if marker in text and marker not in code:
             found.append((marker, text[: text.index(marker)].count("\n") + 1))
     return found
+
+
+# -- capabilities transformers decides from the module text ---------------------------------------
+
+#: `PreTrainedModel` classmethods that read the source of the class's module (transformers 5.17) ->
+#: (what transformers looks for, what the refusal tells the user to do when the output changes the answer).
+SNIFFED_CAPABILITIES = {
+    "_can_set_attn_implementation": (
+        "transformers looks for a `class ...Attention...(nn.Module):` and then for "
+        "`ALL_ATTENTION_FUNCTIONS.get_interface(` in the module text",
+        "name an added class without 'Attention' (or not as an nn.Module subclass), or keep the "
+        "get_interface call in a replaced attention",
+    ),
+    "_can_set_experts_implementation": (
+        "transformers looks for `@use_experts_implementation` in the module text",
+        "keep the decorator on the replaced experts class",
+    ),
+}
+
+
+def sniffed_capabilities(text: str) -> dict[str, bool]:
+    """What transformers' own source-reading classmethods answer for a model class in a module with `text`.
+
+    Asks transformers itself rather than copying its heuristics, so an upgrade that changes them is
+    followed: a throwaway `PreTrainedModel` subclass is put in a throwaway module whose source
+    `inspect.getsource` finds in `linecache`.
+    """
+    import linecache
+    import sys
+    import types
+
+    from transformers import PreTrainedModel
+
+    name = f"_patchgen_sniff_{abs(hash(text))}"
+    filename = f"<{name}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    sys.modules[name] = module
+    try:
+        probe = type("SniffedModel", (PreTrainedModel,), {"__module__": name})
+        return {capability: bool(getattr(probe, capability)()) for capability in SNIFFED_CAPABILITIES}
+    finally:
+        del sys.modules[name]
+        linecache.cache.pop(filename, None)

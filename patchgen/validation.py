@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from patchgen.definitions import definitions_named, first_line
 from patchgen.errors import PatchgenError
 from patchgen.import_order import forward_reads_at_import
 from patchgen.module_facts import runtime_bound_names
 from patchgen.patch_source import free_names, read_patch_source
 from patchgen.patch_spec import Exclusion, Patch, PatchKind
-from patchgen.sniffed import claims_without_code
+from patchgen.sniffed import SNIFFED_CAPABILITIES, claims_without_code, sniffed_capabilities
 
 
 if TYPE_CHECKING:
@@ -273,6 +274,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
             f"{read.function}() while the module is imported, which reads {read.name!r}, bound only below (line "
             f"{read.bound_line}); compute it inside the function that needs it, or patch code placed below it"
         )
+    _refuse_changed_capabilities(plan, path, text)
     for marker, line in claims_without_code(text):
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would claim a capability it lacks: {marker!r} appears at "
@@ -294,6 +296,42 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
                     f"{plan.config_module}: generated {path.name} imports {module} from the {owner} "
                     f"(line {node.lineno}); generated files must be self-contained"
                 )
+
+
+def _refuse_changed_capabilities(plan: Plan, path: Path, text: str) -> None:
+    """Refuse an output for which transformers' source-reading capabilities (`patchgen.sniffed`) differ
+    from upstream's: added code that defines `class ...Attention...(nn.Module):` in a module that had no
+    attention class makes `set_attn_implementation(...)` refuse, and a replaced forward that drops the
+    `ALL_ATTENTION_FUNCTIONS.get_interface(` call or `@use_experts_implementation` makes it silently do
+    nothing. The generated models must answer what the stock ones answer."""
+    before, after = sniffed_capabilities(plan.upstream.source.text), sniffed_capabilities(text)
+    for capability, (how, remedy) in SNIFFED_CAPABILITIES.items():
+        if before[capability] != after[capability]:
+            raise PatchgenError(
+                f"{plan.config_module}: {_capability_blame(plan, capability, text)}: generated {path.name} would change "
+                f"{capability}() from {before[capability]} (stock) to {after[capability]}: {how}; {remedy}"
+            )
+
+
+def _capability_blame(plan: Plan, capability: str, text: str) -> str:
+    """The patches that could change `capability` (see `_refuse_changed_capabilities`): those that put an
+    attention class into the output, and those that replace upstream code holding a marker. Found by name:
+    the patch modules are no longer imported when the output is checked."""
+    attention_classes = set(re.findall(r"^class (\w*Attention\w*)\(nn\.Module\):", text, re.MULTILINE))
+    markers = ("ALL_ATTENTION_FUNCTIONS.get_interface(", "@use_experts_implementation")
+    blamed = []
+    for patch in plan.config.patches:
+        if capability == "_can_set_attn_implementation" and patch.target.split(".")[0] in attention_classes:
+            blamed.append(patch)
+        elif any(
+            m in "".join(plan.upstream.source.lines[first_line(node) - 1 : node.end_lineno])
+            for node in definitions_named(plan.upstream.tree, patch.target)
+            for m in markers
+        ):
+            blamed.append(patch)
+    if not blamed:
+        return "the config's patches"
+    return ", ".join(f"{p.defined_at}: {p.label}" for p in blamed)
 
 
 def _undefined_name(problem) -> str:

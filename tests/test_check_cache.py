@@ -134,3 +134,127 @@ def test_bench_codegen_reports_the_warm_check_against_its_floor():
     assert set(measured) == {"check, warm cache", "ruff format alone (the floor)", "ratio warm check / floor"}
     warm, floor = float(measured["check, warm cache"]), float(measured["ruff format alone (the floor)"])
     assert float(measured["ratio warm check / floor"]) == pytest.approx(warm / floor, rel=0.1)
+
+
+# -- inputs read without being imported (issue 21) ------------------------------------------------
+
+
+def _cached_ok(root):
+    """Generate, then check twice: OK both times, the second answered by the cache."""
+    assert cli("patchgen.run_codegen", "--all", "--diff", root=root).returncode == 0
+    assert check(root)[::2] == (0, True)
+    assert check(root)[::2] == (0, False)
+
+
+def test_a_changed_tool_patchgen_table_is_seen_by_a_cached_check(project):
+    """The output path comes from pyproject.toml, which is read, not imported."""
+    _cached_ok(project)  # no pyproject.toml yet: the project is found by its models/ package
+    (project / "pyproject.toml").write_text('[tool.patchgen]\noutput-path = "{model}/{variant}.py"\n')
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "MISSING generated/toy/gpu.py" in out
+    assert "ORPHAN  generated/toy/patched_modeling_toy_gpu.py" in out
+
+    assert cli("patchgen.check_patchgen", "--no-import", "--fix", root=project).returncode == 0
+    assert check(project)[::2] == (0, True)
+    (project / "pyproject.toml").write_text('[tool.patchgen]\noutput-path = "{model}/{target_file}"\n')
+    status, out, _ = check(project)
+    assert status == 1 and "MISSING generated/toy/patched_modeling_toy_gpu.py" in out
+
+
+def test_an_add_import_module_the_config_never_imports_is_an_input(project):
+    """`add_import` checks its name in the module's source (read, not imported): removing the name is seen."""
+    extras = project.parent / "upstream/toyextras.py"  # beside the upstream package, on the path
+    extras.write_text("EXTRA = 1\nOTHER = 2\n")
+    config = project / "models/toy/toy_gpu_patch_gen_config.py"
+    config.write_text(config.read_text() + 'config.add_import("toyextras", names=["EXTRA"])\n')
+    _cached_ok(project)
+    extras.write_text("OTHER = 2\n")
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "ERROR" in out and "EXTRA" in out
+
+
+def test_a_data_file_a_patch_module_reads_while_importing_is_an_input(project):
+    """A patch module that opens a data file at import, and looks for another: editing the first, or
+    creating the second, is seen."""
+    data = project / "models/toy/patches/factor.txt"
+    data.write_text("2\n")
+    (project / "models/toy/patches/toy_patches.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from pathlib import Path
+
+            HERE = Path(__file__).parent
+            FACTOR = (HERE / "factor.txt").read_text().strip()
+            if os.path.exists(HERE / "override.txt"):
+                FACTOR = "4"
+
+
+            def scale_by_two(x, factor=2.0):
+                return x * factor * 2
+
+
+            def scale_by_three(x, factor=2.0):
+                return x * factor * 3
+
+
+            def scale_by_four(x, factor=2.0):
+                return x * factor * 4
+
+
+            scale_twice = {"2": scale_by_two, "3": scale_by_three, "4": scale_by_four}[FACTOR]
+            """
+        )
+    )
+    _cached_ok(project)
+    data.write_text("3\n")
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+    return x * factor * 3" in out
+
+    data.write_text("2\n")
+    assert check(project)[::2] == (0, True)
+    assert check(project)[::2] == (0, False)
+    (project / "models/toy/patches/override.txt").write_text("")  # absent before: recorded as absent
+    status, out, imported = check(project)
+    assert (status, imported) == (1, True)
+    assert "+    return x * factor * 4" in out
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "not json {",
+        "[]",
+        '"text"',
+        '{"inputs": {"files": [], "lookups": []}, "result": 1}',
+        '{"inputs": {"files": {}, "lookups": [["a"]]}, "result": 1}',
+        '{"inputs": {"files": {}, "lookups": []}}',
+        '{"inputs": {"files": {}, "lookups": []}, "result": 1}',
+        '{"inputs": {"files": {}, "lookups": []}, "result": {"summary": {"module_name": 3}, "outputs": [1]}}',
+        '{"inputs": {"files": {}, "lookups": []}, "result": [["drift"]]}',
+    ],
+    ids=[
+        "not-json",
+        "a-list",
+        "a-string",
+        "files-a-list",
+        "short-lookup",
+        "no-result",
+        "result-a-number",
+        "bad-summary",
+        "bad-finding",
+    ],
+)
+def test_an_entry_of_the_wrong_shape_is_a_miss_not_a_traceback(project, entry):
+    _cached_ok(project)
+    entries = list((project / CACHE_DIR).rglob("*.json"))
+    assert {e.parent.name for e in entries} >= {"config", "upgrade"}
+    for path in entries:
+        path.write_text(entry)
+    status, out, imported = check(project)
+    assert (status, imported) == (0, True), out
+    assert "Traceback" not in out
+    assert check(project)[::2] == (0, False)  # the entries were rewritten
