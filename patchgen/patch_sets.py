@@ -152,12 +152,41 @@ class PatchSet:
         (post-norm): for kernels whose backward overwrites the incoming gradient in place."""
         self._require(role, "pre_norm", (), otherwise, step)
 
-    def _require(self, role: str, kind: str, values: tuple, otherwise: str, step: Any) -> None:
-        where = location_of_caller(3)
+    def requires_config(self, role: str, *, otherwise: str, step: Any = None, **supported: Any) -> None:
+        """The config values the set's code for `role` supports: `hidden_act=("silu", "swish")`, `mlp_bias=False`.
+
+        Checked at generation against the defaults of upstream's config class, and at construction (the
+        generated file calls `patchgen.runtime.config_checks.check_config_values` at the start of `__init__` of
+        the class that builds the part). Every `config.<attr>` that upstream's replaced code reads and the
+        set's code does not must be declared here, else generation is refused: the set would ignore it.
+        """
+        where = location_of_caller()
+        call = f"PatchSet {self.name}: requires_config({describe(role)})"
+        pairs = []
+        with checked_arguments(where):
+            if not supported:
+                raise arguments.TypeError_(f"{call}: give the supported values, e.g. hidden_act=('silu', 'swish')")
+            for attribute, values in supported.items():
+                values = tuple(values) if isinstance(values, (tuple, list, set, frozenset)) else (values,)
+                for value in values:
+                    if not (value is None or isinstance(value, (str, int, float, bool))):
+                        raise arguments.TypeError_(
+                            f"{call}: {attribute}= takes literal values (str, int, float, bool, None), "
+                            f"got {describe(value)}"
+                        )
+                if not values:
+                    raise arguments.TypeError_(f"{call}: {attribute}= names no supported value")
+                pairs.append((attribute, values))
+        self._require(role, "config", tuple(pairs), otherwise, step, where)
+
+    def _require(
+        self, role: str, kind: str, values: tuple, otherwise: str, step: Any, where: SourceLocation | None = None
+    ) -> None:
+        where = where or location_of_caller(3)
         call = f"PatchSet {self.name}: requires_{kind}({describe(role)})"
         with checked_arguments(where):
             arguments.require_name(role, "role", call)
-            for value in values:
+            for value in values if kind != "config" else ():
                 arguments.require_name(value, "each name", call, dotted=kind == "same_code")
             arguments.require_text(otherwise, "otherwise", call)
             placeholder, function = step if step is not None else (None, None)

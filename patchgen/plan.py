@@ -15,7 +15,7 @@ import inspect
 import re
 from collections import defaultdict
 
-from patchgen import banners, requirements
+from patchgen import banners, config_values, requirements
 from patchgen.context import ORDER_BANNER, ORDER_CODE, ORDER_HELPER, ORDER_IMPORTS, Plan, PlanContext
 from patchgen.errors import PatchgenError
 from patchgen.init_merge import plan_init_modification
@@ -85,6 +85,7 @@ def make_plan(config: PatchConfig, config_module: str, upstream: UpstreamModule)
             raise ctx.fail(patch, f"{patch.target_class} is also excluded by exclude_from_output; drop one of the two")
         _check_requirements(ctx, patch)
         PLANNERS[patch.kind](ctx, patch)
+    config_values.plan_construction_checks(ctx, ctx.fail)
     _plan_class_banners(ctx)
     for exclusion in config.exclusions:
         _plan_exclusion(ctx, exclusion.name)
@@ -166,15 +167,19 @@ def _claim_output_names(ctx: PlanContext, excluded: set[str]) -> None:
 
 
 def _check_requirements(ctx: PlanContext, patch: Patch) -> None:
-    """What the patch's set requires of upstream (`PatchSet.requires_*`), checked before it is planned."""
+    """What the patch's set requires of upstream (`PatchSet.requires_*`), checked before it is planned, and
+    that the set's code reads every config value upstream's replaced code reads (`config_values`)."""
+    set_name = (patch.patch_set or "").split(".")[0]
     for requirement in patch.requirements:
         problem = requirements.check(requirement, ctx.upstream, patch.target_class)
         if problem:
-            set_name = (patch.patch_set or "").split(".")[0]
             raise PatchgenError(
                 f"{ctx.config_module}: {patch.applied_at}: use({set_name}) on {patch.target}: "
                 f"{requirement.describe()} ({requirement.defined_at}) fails: {problem}; {requirement.otherwise}"
             )
+    problem = config_values.ignored_reads(ctx.upstream, patch, ctx.config.patches)
+    if problem:
+        raise PatchgenError(f"{ctx.config_module}: {patch.applied_at}: use({set_name}) on {patch.target}: {problem}")
 
 
 def _check_constructor(ctx: PlanContext, patch: Patch, replacement: object) -> None:

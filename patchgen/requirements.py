@@ -24,6 +24,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from patchgen import config_values
 from patchgen.patch_spec import SourceLocation
 from patchgen.source_text import SourceText, read_source
 
@@ -33,8 +34,9 @@ class Requirement:
     """One assumption of a patch set about the upstream definition mapped to `role`."""
 
     role: str
-    kind: str  # "attributes" | "same_code" | "pre_norm"
-    values: tuple[str, ...]
+    kind: str  # "attributes" | "same_code" | "pre_norm" | "config"
+    # names; for "config", (attribute, supported values) pairs
+    values: tuple[Any, ...]
     otherwise: str  # what to use instead when upstream does not fit
     defined_at: SourceLocation | None = None
     # A requirement of one step a set's code leaves open (`bind=`): it applies only when that step fills
@@ -47,6 +49,8 @@ class Requirement:
             text = f"requires_attributes({self.role!r}, {', '.join(map(repr, self.values))})"
         elif self.kind == "same_code":
             text = f"requires_same_code({self.role!r}, ...)"
+        elif self.kind == "config":
+            text = f"requires_config({self.role!r}, {supported_text(self.values)})"
         else:
             text = f"requires_pre_norm({self.role!r})"
         if self.step is not None:
@@ -60,6 +64,11 @@ class Requirement:
         return bindings.get(self.placeholder, defaults.get(self.placeholder)) is self.step
 
 
+def supported_text(pairs: tuple[Any, ...]) -> str:
+    """`hidden_act=('silu', 'swish'), mlp_bias=(False,)`: a config requirement's values as they are declared."""
+    return ", ".join(f"{attribute}={values!r}" for attribute, values in pairs)
+
+
 def check(requirement: Requirement, upstream: Any, target: str) -> str | None:
     """Why upstream's `target` does not meet the requirement (None when it does)."""
     node = upstream.definitions.get(target.split(".", 1)[0])
@@ -69,6 +78,8 @@ def check(requirement: Requirement, upstream: Any, target: str) -> str | None:
         return _missing_attributes(upstream, node, requirement.values)
     if requirement.kind == "same_code":
         return _differs_from_references(upstream, node, requirement.values)
+    if requirement.kind == "config":
+        return config_values.default_problem(upstream, node, requirement.values)
     return _post_norm_use(upstream, node)
 
 

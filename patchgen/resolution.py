@@ -224,9 +224,11 @@ class _Resolver:
         for name in sorted(free_names(snippet) - ignore):
             if name in bindings:
                 value = bindings[name]
-                if value.__name__ != name:
-                    renames[name] = value.__name__
-                needed += [(name, key) for key in self._bound_object(value, label)]
+                bound_name = self._bound_original(name, value, label) or value.__name__
+                if bound_name != name:
+                    renames[name] = bound_name
+                if bound_name == value.__name__:
+                    needed += [(name, key) for key in self._bound_object(value, label)]
                 continue
             new_name, keys = self._one_name(name, module, label, own_target)
             if new_name != name:
@@ -535,10 +537,29 @@ class _Resolver:
                         )
         return Snippet.parse(apply_edits(snippet.text, edits)) if edits else snippet
 
+    def _bound_original(self, placeholder: str, value: Any, label: str) -> str | None:
+        """A bound upstream object the config replaces, as a name read directly is (`_one_name`): its kept name
+        (`keep_original_as`), or refused; at run time the bound object is the original, in the output its name is
+        the replacement's. None for any other object."""
+        context = self.context
+        if id(value) in context.kept_originals:
+            return context.kept_originals[id(value)]
+        replaced = context.replaced_originals.get(id(value))
+        if replaced is not None:
+            raise PatchgenError(
+                f"{label}: bind: {placeholder}={replaced} is upstream's original {replaced}, which this config "
+                f"replaces: in the output {replaced!r} is the replacement, so the bound step would call the "
+                f"replacement, not the original; to bind the original, register the replacement with "
+                f"keep_original_as='upstream_{replaced}' (or any name), or bind the replacement's own object"
+            )
+        return None
+
     def _bound_object(self, value: Any, label: str) -> list:
         """A function or class bound to a placeholder: copied from the patch package, imported otherwise."""
         context = self.context
         name, home_name = value.__name__, value.__module__
+        if name in context.output_names and vars(context.upstream_module).get(name, _MISSING) is value:
+            return []  # upstream's own object, wherever upstream lives (a toy upstream inside the patch package)
         if context.is_patch_space(home_name):
             home, parsed, node = locate_definition(value, label)
             statement = next(s for s in parsed.facts.statements if s.node is node or _contains(s.node, node))

@@ -1,5 +1,6 @@
 """Sets check the config values they depend on: at generation (upstream's reads, config defaults) and at construction."""
 
+import importlib
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import transformers
 from conftest import REPO, run_cli
 
 
@@ -107,10 +109,6 @@ TINY = dict(
     ],
 )
 def test_generated_file_refuses_unsupported_activation_at_construction(module, config_class, causal_lm):
-    import importlib
-
-    import transformers
-
     generated = importlib.import_module(module)
     config = getattr(transformers, config_class)(**TINY, hidden_act="gelu")
     with pytest.raises(ValueError) as caught:
@@ -131,8 +129,6 @@ def test_generated_file_refuses_unsupported_activation_at_construction(module, c
 
 def test_fused_loss_refuses_soft_capping_at_construction():
     """The fused-loss forward's declared value is checked at the causal LM's construction."""
-    import transformers
-
     from generated.llama.patched_modeling_llama_cpu import LlamaForCausalLM
 
     config = transformers.LlamaConfig(**TINY)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -256,6 +257,10 @@ class DeepseekV3MoE(nn.Module):
     """
 
     def __init__(self, config: DeepseekV3Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "DeepseekV3MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.config = config
         self.experts = DeepseekV3Experts(config)
@@ -609,6 +614,10 @@ class DeepseekV3Attention(nn.Module):
 
 class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: DeepseekV3Config, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "DeepseekV3MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 
@@ -931,6 +940,10 @@ class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: DeepseekV3Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_linear_cross_entropy", "DeepseekV3ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = DeepseekV3Model(config)
         self.vocab_size = config.vocab_size

@@ -49,6 +49,7 @@ import torch.nn as nn
 from liger_kernel.transformers.geglu import LigerGEGLUMLP
 from liger_kernel.transformers.rms_norm import LigerRMSNormForGemma3
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -439,6 +440,10 @@ class Gemma3Attention(nn.Module):
 
 class Gemma3DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Gemma3TextConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_geglu_mlp", "Gemma3MLP", {"hidden_activation": ("gelu_pytorch_tanh", "gelu_tanh")}
+        )
         super().__init__()
         self.config = config
         self.hidden_size = config.hidden_size

@@ -39,6 +39,7 @@
 from collections.abc import Callable
 
 import torch
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -447,6 +448,10 @@ class LlamaAttention(nn.Module):
 
 class LlamaDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: LlamaConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "LlamaMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 
@@ -667,6 +672,10 @@ class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: LlamaConfig):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_linear_cross_entropy", "LlamaForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = LlamaModel(config)
         self.vocab_size = config.vocab_size

@@ -27,6 +27,7 @@
 from collections.abc import Callable
 
 import torch
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -374,6 +375,10 @@ class MistralRMSNorm(nn.Module):
 
 class MistralDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: MistralConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "MistralMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
         self.self_attn = MistralAttention(config=config, layer_idx=layer_idx)
@@ -638,6 +643,10 @@ class MistralForCausalLM(MistralPreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: MistralConfig):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_linear_cross_entropy", "MistralForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = MistralModel(config)
         self.vocab_size = config.vocab_size

@@ -49,6 +49,7 @@ import torch.nn as nn
 from liger_kernel.transformers.rms_norm import LigerRMSNormForOlmo2
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -388,6 +389,10 @@ Olmo2MLP = LigerSwiGLUMLP
 
 class Olmo2DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Olmo2Config, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Olmo2MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
         self.self_attn = Olmo2Attention(config=config, layer_idx=layer_idx)
@@ -606,6 +611,10 @@ class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: Olmo2Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "fastest_linear_cross_entropy", "Olmo2ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = Olmo2Model(config)
         self.vocab_size = config.vocab_size

@@ -42,6 +42,7 @@
 from collections.abc import Callable
 
 import torch
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -444,6 +445,8 @@ class Phi3RMSNorm(nn.Module):
 
 class Phi3DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Phi3Config, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(config, "torch_fused_swiglu_mlp", "Phi3MLP", {"hidden_act": ("silu", "swish")})
         super().__init__()
         self.hidden_size = config.hidden_size
         self.self_attn = Phi3Attention(config=config, layer_idx=layer_idx)
@@ -665,6 +668,10 @@ class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: Phi3Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_linear_cross_entropy", "Phi3ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = Phi3Model(config)
         self.vocab_size = config.vocab_size

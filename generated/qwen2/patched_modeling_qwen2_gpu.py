@@ -30,6 +30,7 @@ import torch
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -365,6 +366,10 @@ Qwen2RMSNorm = LigerRMSNorm
 
 class Qwen2DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen2Config, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Qwen2MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 
@@ -596,6 +601,10 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: Qwen2Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "fastest_linear_cross_entropy", "Qwen2ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = Qwen2Model(config)
         self.vocab_size = config.vocab_size

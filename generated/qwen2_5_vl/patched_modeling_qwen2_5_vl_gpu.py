@@ -55,6 +55,7 @@ from liger_kernel.transformers.functional import liger_swiglu
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb, liger_rotary_pos_emb_vision
 from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
@@ -842,6 +843,10 @@ class Qwen2_5_VLAttention(nn.Module):
 
 class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen2_5_VLTextConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Qwen2MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 
@@ -1605,6 +1610,13 @@ class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMi
     accepts_loss_kwargs = False
 
     def __init__(self, config: Qwen2_5_VLConfig):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config,
+            "multimodal_fastest_linear_cross_entropy",
+            "Qwen2_5_VLForConditionalGeneration",
+            {"final_logit_softcapping": (None,)},
+        )
         super().__init__(config)
         self.model = Qwen2_5_VLModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)

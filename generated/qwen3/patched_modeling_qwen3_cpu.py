@@ -41,6 +41,7 @@
 from collections.abc import Callable
 
 import torch
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.losses import torch_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
@@ -447,6 +448,10 @@ class Qwen3Attention(nn.Module):
 
 class Qwen3DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen3Config, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "Qwen3MLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 
@@ -678,6 +683,10 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: Qwen3Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_linear_cross_entropy", "Qwen3ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = Qwen3Model(config)
         self.vocab_size = config.vocab_size

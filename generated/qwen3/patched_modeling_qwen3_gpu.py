@@ -43,6 +43,7 @@ from collections.abc import Callable
 import torch
 from liger_kernel.ops import LigerRMSNormFunction, LigerSiLUMulFunction
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.kernel_sizes import use_liger_norm_mlp
 from patchgen.runtime.losses import fastest_linear_cross_entropy as linear_cross_entropy
 from patchgen.runtime.losses import use_fused_linear_cross_entropy
@@ -670,6 +671,10 @@ class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: Qwen3Config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "fastest_linear_cross_entropy", "Qwen3ForCausalLM", {"final_logit_softcapping": (None,)}
+        )
         super().__init__(config)
         self.model = Qwen3Model(config)
         self.vocab_size = config.vocab_size

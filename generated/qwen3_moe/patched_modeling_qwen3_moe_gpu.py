@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from liger_kernel.transformers.rms_norm import LigerRMSNorm
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerExperts, LigerSwiGLUMLP
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     check_no_cached_tokens,
@@ -453,6 +454,10 @@ Qwen3MoeRMSNorm = LigerRMSNorm
 
 class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen3MoeConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Qwen3MoeMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.self_attn = Qwen3MoeAttention(config, layer_idx)
         if (layer_idx not in config.mlp_only_layers) and (

@@ -44,6 +44,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     UlyssesHeadLayout,
@@ -1225,6 +1226,10 @@ class Qwen3NextTopKRouter(nn.Module):
 
 class Qwen3NextSparseMoeBlock(nn.Module):
     def __init__(self, config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "Qwen3NextMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.gate = Qwen3NextTopKRouter(config)
         self.experts = Qwen3NextExperts(config)
@@ -1247,6 +1252,10 @@ class Qwen3NextSparseMoeBlock(nn.Module):
 
 class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen3NextConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "torch_swiglu_mlp", "Qwen3NextMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 

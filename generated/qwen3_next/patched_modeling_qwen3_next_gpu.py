@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from liger_kernel.transformers.rms_norm import LigerRMSNormForGemma3
 from liger_kernel.transformers.rope import liger_rotary_pos_emb
 from liger_kernel.transformers.swiglu import LigerExperts, LigerSwiGLUMLP
+from patchgen.runtime.config_checks import check_config_values
 from patchgen.runtime.sequence_mask import gathered_sequence_attention_mask
 from patchgen.runtime.sequence_parallel import (
     UlyssesHeadLayout,
@@ -1212,6 +1213,10 @@ class Qwen3NextTopKRouter(nn.Module):
 
 class Qwen3NextSparseMoeBlock(nn.Module):
     def __init__(self, config):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Qwen3NextMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.gate = Qwen3NextTopKRouter(config)
         self.experts = Qwen3NextExperts(config)
@@ -1234,6 +1239,10 @@ class Qwen3NextSparseMoeBlock(nn.Module):
 
 class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Qwen3NextConfig, layer_idx: int):
+        # [CONFIG CHECK] the config values the patch sets support (PatchSet.requires_config)
+        check_config_values(
+            config, "liger_swiglu_mlp", "Qwen3NextMLP", {"hidden_act": ("silu", "swish"), "mlp_bias": (False,)}
+        )
         super().__init__()
         self.hidden_size = config.hidden_size
 

@@ -95,3 +95,14 @@ LIGER_ROPE.external(
     "liger_rotary_pos_emb",
     description="Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)",
 )
+
+
+# The config values each kernel supports (checked at generation and at construction): silu(gate) * up without
+# biases (another activation is another MLP, biases would be dropped); the tanh GELU whatever the config says.
+LIGER_SWIGLU_MLP.requires_config(
+    "mlp", hidden_act=("silu", "swish"), mlp_bias=False, otherwise="LIGER_GEGLU_MLP for a tanh-GELU MLP"
+)
+LIGER_FUSED_SWIGLU_MLP.requires_config("mlp", hidden_act=("silu", "swish"), otherwise="upstream's MLP")
+LIGER_GEGLU_MLP.requires_config(
+    "mlp", hidden_activation=("gelu_pytorch_tanh", "gelu_tanh"), otherwise="upstream's MLP for another activation"
+)

@@ -127,6 +127,12 @@ def multimodal_loss_set(text_set: PatchSet) -> PatchSet:
         ),
     )(multimodal_linear_cross_entropy_forward)
     patch_set.extra_imports.extend(text_set.extra_imports)  # the same kernel under the same name
+    # the text set's logits rule: `lm_head(hidden)`, no final soft-capping
+    patch_set.requires_config(
+        "conditional_generation",
+        final_logit_softcapping=None,
+        otherwise="upstream's forward (and loss) for soft-capped logits",
+    )
     return patch_set
 
 

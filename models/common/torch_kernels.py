@@ -170,3 +170,14 @@ def torch_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     q_embed = (q32 * cos) + (_rotate_half(q32) * sin)
     k_embed = (k32 * cos) + (_rotate_half(k32) * sin)
     return q_embed.to(q.dtype), k_embed.to(k.dtype)
+
+
+# The config values each kernel supports (checked at generation and at construction; the same as liger_kernels.py):
+# silu(gate) * up without biases; the tanh GELU whatever the config says.
+TORCH_SWIGLU_MLP.requires_config(
+    "mlp", hidden_act=("silu", "swish"), mlp_bias=False, otherwise="TORCH_GEGLU_MLP for a tanh-GELU MLP"
+)
+TORCH_FUSED_SWIGLU_MLP.requires_config("mlp", hidden_act=("silu", "swish"), otherwise="upstream's MLP")
+TORCH_GEGLU_MLP.requires_config(
+    "mlp", hidden_activation=("gelu_pytorch_tanh", "gelu_tanh"), otherwise="upstream's MLP for another activation"
+)

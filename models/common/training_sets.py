@@ -67,6 +67,11 @@ def fused_loss_set(name: str, description: str, kernel_module: str, kernel: str,
         fused_loss.linear_cross_entropy_forward
     )
     patch_set.add_import(kernel_module, names=[f"{kernel} as linear_cross_entropy"])
+    # The forward computes `lm_head(hidden)` and nothing else on the logits: no final soft-capping (Gemma 2/3). Other
+    # logit changes upstream makes (Granite's `logits_scaling`) are not declared: the generator refuses them.
+    patch_set.requires_config(
+        "causal_lm", final_logit_softcapping=None, otherwise="upstream's forward (and loss) for soft-capped logits"
+    )
     return patch_set
 
 
