@@ -97,12 +97,12 @@ def main() -> None:
     python = sys.executable
     generated = sorted(p for p in (ROOT / "generated").glob("*/patched_modeling_*.py"))
     configs = sorted((ROOT / "models").glob("**/*_patch_gen_config.py"))
-    check = [python, "-m", "patchgen.check_patchgen", "-q"]
+    check = [python, "-m", "patchgen.commands.check_patchgen", "-q"]
     rows = []
     if not args.warm_only:
         rows.append(("check, cold cache", median(check, args.repeat, drop_cache)))
         rows.append(("check --no-import, cold cache", median([*check, "--no-import"], args.repeat, drop_cache)))
-        codegen = [python, "-m", "patchgen.run_codegen", "--all", "--diff", "--dry-run"]
+        codegen = [python, "-m", "patchgen.commands.run_codegen", "--all", "--diff", "--dry-run"]
         rows.append(("run_codegen --all --diff --dry-run", median(codegen, args.repeat)))
     timed(check)  # fills the cache when it is cold
     warm = median(check, args.repeat)

@@ -4,7 +4,7 @@
 
 Run from the project root with the old upstream's locks committed (`generated/*/*.lock.json`) and the
 new upstream unpacked at `--upstream` (put first on `PYTHONPATH`, as `PYTHONPATH=/tmp/tf525 python -m
-patchgen.upgrade_report` does). Each command runs in a fresh interpreter, as a user runs it:
+patchgen.commands.upgrade_report` does). Each command runs in a fresh interpreter, as a user runs it:
 
 - new, cold: `python -m patchgen.upgrade_report --no-cache` (every lock compared, every hunk classified)
 - new, warm: `python -m patchgen.upgrade_report` twice, the second timed (the stored report, after its
@@ -79,12 +79,12 @@ def main() -> None:
         rows.append((label, wall, cpu, status))
         print(f"{label:<34} wall {wall:<18} cpu {cpu:<8} exit {status}", file=sys.stderr)
 
-    report = [python, "-m", "patchgen.upgrade_report"]
+    report = [python, "-m", "patchgen.commands.upgrade_report"]
     run("new, cold (--no-cache)", [*report, "--no-cache"], ROOT, args.upstream)
     subprocess.run(report, cwd=ROOT, env={**env, "PYTHONPATH": args.upstream}, capture_output=True)
     run("new, warm", report, ROOT, args.upstream)
     if args.with_check:
-        check = [python, "-m", "patchgen.check_patchgen", "--no-import", "--no-cache", "-q"]
+        check = [python, "-m", "patchgen.commands.check_patchgen", "--no-import", "--no-cache", "-q"]
         run("new, check (upgrade found)", check, ROOT, args.upstream, args.old_cap)
     with tempfile.TemporaryDirectory() as folder:
         old_tree(args.old, Path(folder))

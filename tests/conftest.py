@@ -51,8 +51,8 @@ def run_cli(module: str, *args: str, cwd: Path, extra_path: tuple[Path, ...] = (
 @pytest.fixture(scope="session")
 def toy_generated(tmp_path_factory):
     """The toy `all_kinds` config generated once: (output text, diff text, imported module)."""
-    from patchgen.codegen import generate
-    from patchgen.discovery import load_config
+    from patchgen.commands.codegen import generate
+    from patchgen.load.discovery import load_config
 
     out = tmp_path_factory.mktemp("toy_all")
     (result,) = generate([load_config("toypatches.configs", "all_kinds")], output_dir=out)

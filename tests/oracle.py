@@ -30,9 +30,9 @@ from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any
 
-from patchgen.codegen import generate
-from patchgen.discovery import LoadedConfig
-from patchgen.patch_spec import PatchConfig, PatchKind
+from patchgen.commands.codegen import generate
+from patchgen.dsl.patch_spec import PatchConfig, PatchKind
+from patchgen.load.discovery import LoadedConfig
 
 
 _COUNTER = itertools.count()

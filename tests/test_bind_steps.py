@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import import_file
 
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
-from patchgen.errors import PatchgenError
-from patchgen.patch_spec import PatchConfig
+from patchgen.commands.codegen import generate
+from patchgen.dsl.errors import PatchgenError
+from patchgen.dsl.patch_spec import PatchConfig
+from patchgen.load.discovery import load_config
 
 
 def generated(name, tmp_path):

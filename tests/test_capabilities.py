@@ -23,8 +23,8 @@ from capabilities import configs, patches
 from conftest import FIXTURES, REPO, import_file, run_cli
 from transformers import PreTrainedModel
 
-from patchgen.codegen import generate
-from patchgen.discovery import LoadedConfig
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import LoadedConfig
 
 
 # Class attributes and properties `PreTrainedModel` (5.17) reads to decide what a model supports or how it
@@ -169,7 +169,7 @@ def test_a_refused_config_exits_2_and_writes_nothing(tmp_path):
     (root / "models/plain/plain_gpu_patch_gen_config.py").write_text(
         "from capabilities.configs import added_attention as config\n"
     )
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=root, extra_path=(FIXTURES,))
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=root, extra_path=(FIXTURES,))
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if "_can_set_attn_implementation" in line]
     assert len(lines) == 1 and "ExtraAttention" in lines[0]
@@ -178,8 +178,8 @@ def test_a_refused_config_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_roots_are_found_through_bases_defined_elsewhere():
-    from patchgen.native_code import pretrained_model_classes
-    from patchgen.upstream import read_upstream
+    from patchgen.load.native_code import pretrained_model_classes
+    from patchgen.load.upstream import read_upstream
 
     assert pretrained_model_classes(read_upstream("capup.modeling_plain")) == ["PlainPreTrainedModel"]
     assert pretrained_model_classes(read_upstream("transformers.models.xcodec.modeling_xcodec")) == [

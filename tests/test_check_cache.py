@@ -1,4 +1,4 @@
-"""The check's cache (`patchgen.cache`): reused only while every input it recorded is unchanged.
+"""The check's cache (`patchgen.verify.cache`): reused only while every input it recorded is unchanged.
 
 A stale answer must be impossible to observe: each test edits one kind of input (a patch source, a
 helper module a patch imports, the upstream file, a module a generated file imports) after a cached
@@ -14,8 +14,8 @@ import textwrap
 import pytest
 from conftest import FIXTURES, REPO, run_cli
 
-from patchgen.cache import CACHE_DIR, Cache
-from patchgen.import_check import ImportCheck
+from patchgen.verify.cache import CACHE_DIR, Cache
+from patchgen.verify.import_check import ImportCheck
 
 
 CONFIG = """
@@ -61,13 +61,13 @@ def cli(module, *args, root):
 
 def check(root):
     """`check_patchgen -q --no-import`: (exit status, stdout, whether the config was imported)."""
-    result = cli("patchgen.check_patchgen", "--no-import", root=root)
+    result = cli("patchgen.commands.check_patchgen", "--no-import", root=root)
     return result.returncode, result.stdout, "config imported" in result.stderr
 
 
 def test_a_cached_check_sees_every_edit_of_what_the_config_read(project):
     """One project, one edit after another; each check after an edit must import the config again."""
-    assert cli("patchgen.run_codegen", "--all", "--diff", root=project).returncode == 0
+    assert cli("patchgen.commands.run_codegen", "--all", "--diff", root=project).returncode == 0
     assert check(project)[::2] == (0, True)  # imported, and recorded in the cache
     assert check(project)[::2] == (0, False)  # answered from the cache: the config was not imported
     assert list((project / CACHE_DIR / "config").glob("*.json"))
@@ -141,7 +141,7 @@ def test_bench_codegen_reports_the_warm_check_against_its_floor():
 
 def _cached_ok(root):
     """Generate, then check twice: OK both times, the second answered by the cache."""
-    assert cli("patchgen.run_codegen", "--all", "--diff", root=root).returncode == 0
+    assert cli("patchgen.commands.run_codegen", "--all", "--diff", root=root).returncode == 0
     assert check(root)[::2] == (0, True)
     assert check(root)[::2] == (0, False)
 
@@ -155,7 +155,7 @@ def test_a_changed_tool_patchgen_table_is_seen_by_a_cached_check(project):
     assert "MISSING generated/toy/gpu.py" in out
     assert "ORPHAN  generated/toy/patched_modeling_toy_gpu.py" in out
 
-    assert cli("patchgen.check_patchgen", "--no-import", "--fix", root=project).returncode == 0
+    assert cli("patchgen.commands.check_patchgen", "--no-import", "--fix", root=project).returncode == 0
     assert check(project)[::2] == (0, True)
     (project / "pyproject.toml").write_text('[tool.patchgen]\noutput-path = "{model}/{target_file}"\n')
     status, out, _ = check(project)

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, REPO, run_cli
 
-from patchgen import check_patchgen, run_codegen
-from patchgen.formatting import FormatSettings, format_sources
-from patchgen.outputs import write_all
+from patchgen.commands import check_patchgen, run_codegen
+from patchgen.render.formatting import FormatSettings, format_sources
+from patchgen.render.outputs import write_all
 
 
 CONFIG = """
@@ -75,12 +75,12 @@ def test_list_shows_repository_configs(monkeypatch):
 
 
 def test_generate_check_drift_fix_cycle(project):
-    dry = cli("patchgen.run_codegen", "--all", "--diff", "--dry-run", cwd=project)
+    dry = cli("patchgen.commands.run_codegen", "--all", "--diff", "--dry-run", cwd=project)
     assert dry.returncode == 0, dry.stderr
     assert "would write generated/toy/patched_modeling_toy_gpu.py" in dry.stdout
     assert not (project / "generated").exists()
 
-    run = cli("patchgen.run_codegen", "models/toy/toy_gpu_patch_gen_config.py", "--diff", "-v", cwd=project)
+    run = cli("patchgen.commands.run_codegen", "models/toy/toy_gpu_patch_gen_config.py", "--diff", "-v", cwd=project)
     assert run.returncode == 0, run.stderr
     out = project / "generated" / "toy" / "patched_modeling_toy_gpu.py"
     diff = out.with_suffix(".diff")
@@ -91,41 +91,41 @@ def test_generate_check_drift_fix_cycle(project):
     assert (project / "generated" / "toy" / "__init__.py").exists()
     assert "function_replacement: scale" in run.stdout
 
-    ok = cli("patchgen.check_patchgen", cwd=project)
+    ok = cli("patchgen.commands.check_patchgen", cwd=project)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "check-patchgen: OK" in ok.stdout
 
     # a hand edit of the generated file is drift, shown as a diff
     out.write_text(out.read_text().replace("factor * 2", "factor * 3"))
-    drift = cli("patchgen.check_patchgen", cwd=project)
+    drift = cli("patchgen.commands.check_patchgen", cwd=project)
     assert drift.returncode == 1
     assert "DRIFT   generated/toy/patched_modeling_toy_gpu.py" in drift.stdout
     assert "-    return x * factor * 3\n+    return x * factor * 2" in drift.stdout
 
     # a stale .diff too
     diff.write_text(diff.read_text() + "+stale\n")
-    stale = cli("patchgen.check_patchgen", "-q", cwd=project)
+    stale = cli("patchgen.commands.check_patchgen", "-q", cwd=project)
     assert stale.returncode == 1 and "DRIFT   generated/toy/patched_modeling_toy_gpu.diff" in stale.stdout
 
     # files no config produces, and outputs that are missing
     shutil.copy(out, project / "generated" / "toy" / "patched_modeling_toy_old.py")
-    orphan = cli("patchgen.check_patchgen", "-q", cwd=project)
+    orphan = cli("patchgen.commands.check_patchgen", "-q", cwd=project)
     assert "ORPHAN  generated/toy/patched_modeling_toy_old.py" in orphan.stdout
 
-    fixed = cli("patchgen.check_patchgen", "--fix", cwd=project)
+    fixed = cli("patchgen.commands.check_patchgen", "--fix", cwd=project)
     assert fixed.returncode == 0, fixed.stdout
     assert "fixed   generated/toy/patched_modeling_toy_gpu.py" in fixed.stdout
     assert not (project / "generated" / "toy" / "patched_modeling_toy_old.py").exists()
-    assert cli("patchgen.check_patchgen", cwd=project).returncode == 0
+    assert cli("patchgen.commands.check_patchgen", cwd=project).returncode == 0
 
     out.unlink()
-    missing = cli("patchgen.check_patchgen", cwd=project)
+    missing = cli("patchgen.commands.check_patchgen", cwd=project)
     assert missing.returncode == 1 and "MISSING generated/toy/patched_modeling_toy_gpu.py" in missing.stdout
 
 
 def test_checker_fails_on_config_that_does_not_import(project):
     (project / "models" / "toy" / "broken_patch_gen_config.py").write_text("import nowhere_to_be_found\n")
-    result = cli("patchgen.check_patchgen", cwd=project)
+    result = cli("patchgen.commands.check_patchgen", cwd=project)
     assert result.returncode == 1
     assert "ERROR   models.toy.broken_patch_gen_config: config module failed to import" in result.stdout
     assert "FAILED" in result.stdout
@@ -134,7 +134,12 @@ def test_checker_fails_on_config_that_does_not_import(project):
 def test_output_dir_option(project, tmp_path_factory):
     target = tmp_path_factory.mktemp("custom_out")
     result = cli(
-        "patchgen.run_codegen", "models.toy.toy_gpu_patch_gen_config", "-o", str(target), "--diff", cwd=project
+        "patchgen.commands.run_codegen",
+        "models.toy.toy_gpu_patch_gen_config",
+        "-o",
+        str(target),
+        "--diff",
+        cwd=project,
     )
     assert result.returncode == 0, result.stderr
     assert (target / "patched_modeling_toy_gpu.py").exists()
@@ -172,8 +177,8 @@ def test_formatting_settings_of_one_file_do_not_reach_another():
 ALONE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from patchgen.config_runs import run_configs
-from patchgen.discovery import discover_configs
+from patchgen.commands.config_runs import run_configs
+from patchgen.load.discovery import discover_configs
 
 root = Path.cwd()
 alone = {}
@@ -206,7 +211,7 @@ def test_every_committed_config_generated_alone_gives_the_committed_bytes():
 def test_two_configs_writing_one_file_are_an_error_naming_both(project):
     twin = project / "models" / "toy" / "toy_twin_patch_gen_config.py"
     twin.write_text(textwrap.dedent(CONFIG))  # same model, same target_file
-    run = cli("patchgen.run_codegen", "--all", "--diff", cwd=project)
+    run = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=project)
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
@@ -223,7 +228,7 @@ def test_regenerate_line_names_a_config_variable_other_than_config(project, tmp_
     config.write_text(config.read_text().replace("config", "toy_config"))
     target = tmp_path_factory.mktemp("named")
     run = cli(
-        "patchgen.run_codegen",
+        "patchgen.commands.run_codegen",
         "models.toy.toy_gpu_patch_gen_config",
         "-c",
         "toy_config",
@@ -257,16 +262,16 @@ def test_written_files_keep_their_mode_or_follow_the_umask(tmp_path):
 
 
 def test_temp_files_of_a_killed_run_are_reported_and_ignored_by_git(project):
-    assert cli("patchgen.run_codegen", "--all", "--diff", cwd=project).returncode == 0
+    assert cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=project).returncode == 0
     leftover = project / "generated" / "toy" / ".patched_modeling_toy_gpu.py.k2j4x9.tmp"
     leftover.write_text("half a file")
-    check = cli("patchgen.check_patchgen", "--no-import", cwd=project)
+    check = cli("patchgen.commands.check_patchgen", "--no-import", cwd=project)
     assert check.returncode == 1
     assert (
         "TEMP    generated/toy/.patched_modeling_toy_gpu.py.k2j4x9.tmp: a temp file an interrupted run left behind"
         in check.stdout
     )
-    fixed = cli("patchgen.check_patchgen", "--no-import", "--fix", cwd=project)
+    fixed = cli("patchgen.commands.check_patchgen", "--no-import", "--fix", cwd=project)
     assert fixed.returncode == 0, fixed.stdout
     assert not leftover.exists()
     ignored = subprocess.run(
@@ -277,11 +282,11 @@ def test_temp_files_of_a_killed_run_are_reported_and_ignored_by_git(project):
 
 
 def test_an_unreadable_lock_is_labelled_as_such_and_does_not_hide_drift(project):
-    assert cli("patchgen.run_codegen", "--all", "--diff", cwd=project).returncode == 0
+    assert cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=project).returncode == 0
     out = project / "generated" / "toy" / "patched_modeling_toy_gpu.py"
     out.write_text(out.read_text().replace("factor * 2", "factor * 3"))
     out.with_suffix(".lock.json").write_text("{ not json")
-    check = cli("patchgen.check_patchgen", "-q", "--no-import", cwd=project)
+    check = cli("patchgen.commands.check_patchgen", "-q", "--no-import", cwd=project)
     assert check.returncode == 1
     lines = check.stdout.splitlines()
     assert (
@@ -293,5 +298,5 @@ def test_an_unreadable_lock_is_labelled_as_such_and_does_not_hide_drift(project)
         "not a readable patchgen lock file (JSONDecodeError"
     )
     assert not any(line.startswith(("UPGRADE", "ERROR")) for line in lines), check.stdout
-    run = cli("patchgen.run_codegen", "--all", "--diff", cwd=project)
+    run = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=project)
     assert run.returncode == 2 and "not a readable patchgen lock file" in run.stderr

@@ -3,7 +3,7 @@
 from conftest import REPO, run_cli
 from test_composition import codegen, make_project
 
-from patchgen.listing import COLUMNS
+from patchgen.commands.listing import COLUMNS
 from tests.families import covered
 
 
@@ -63,7 +63,7 @@ def test_list_marks_a_broken_config_and_exits_2(tmp_path):
 
 
 def test_list_shows_every_repository_config_current():
-    listed = run_cli("patchgen.run_codegen", "--list", cwd=REPO)
+    listed = run_cli("patchgen.commands.run_codegen", "--list", cwd=REPO)
     assert listed.returncode == 0, listed.stderr
     rows = table(listed.stdout)
     for model in covered():

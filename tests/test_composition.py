@@ -11,8 +11,8 @@ import pytest
 from conftest import FIXTURES, run_cli
 
 from patchgen import PatchConfig, PatchgenError
-from patchgen.patch_sets import PatchSet, combine
-from patchgen.patch_spec import PatchKind, module_path
+from patchgen.dsl.patch_sets import PatchSet, combine
+from patchgen.dsl.patch_spec import PatchKind, module_path
 
 
 SOURCE = "toyupstream.models.toy.modeling_toy"
@@ -156,7 +156,7 @@ SETS = '''
 
 from torch import nn
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 NORM = PatchSet("toy_norm", "a plain norm")
@@ -217,7 +217,7 @@ def make_project(root: Path, derived_extra: str = "", base: str = BASE) -> None:
 
 
 def codegen(root: Path, *args: str):
-    return run_cli("patchgen.run_codegen", *args, cwd=root, extra_path=(FIXTURES,))
+    return run_cli("patchgen.commands.run_codegen", *args, cwd=root, extra_path=(FIXTURES,))
 
 
 def test_derived_config_writes_base_and_own_patches_and_base_is_not_written(tmp_path):

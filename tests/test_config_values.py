@@ -34,8 +34,8 @@ MISFITS = {
 GENERATE = """
 import json, sys, tempfile
 from pathlib import Path
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 errors = {}
 for name in sys.argv[1:]:
     (result,) = generate([load_config("config_value_misfits", name)], output_dir=Path(tempfile.mkdtemp()))
@@ -79,7 +79,9 @@ def test_fused_loss_on_granite_exit_2_one_line_nothing_written(tmp_path):
     (tmp_path / "models" / "granite").mkdir()
     (tmp_path / "models" / "granite" / "__init__.py").write_text("")
     (tmp_path / "models" / "granite" / "granite_cpu_patch_gen_config.py").write_text(GRANITE_CONFIG)
-    result = run_cli("patchgen.run_codegen", "models.granite.granite_cpu_patch_gen_config", "--diff", cwd=tmp_path)
+    result = run_cli(
+        "patchgen.commands.run_codegen", "models.granite.granite_cpu_patch_gen_config", "--diff", cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -156,7 +156,11 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path):
     config_text, expected = CASES[case]
     make_project(tmp_path, config_text)
     result = run_cli(
-        "patchgen.run_codegen", "models.toy.toy_x_patch_gen_config", "--diff", cwd=tmp_path, extra_path=(FIXTURES,)
+        "patchgen.commands.run_codegen",
+        "models.toy.toy_x_patch_gen_config",
+        "--diff",
+        cwd=tmp_path,
+        extra_path=(FIXTURES,),
     )
     assert result.returncode == 2, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -178,7 +182,7 @@ def assert_nothing_machine_specific(message: str, *folders: Path) -> None:
 def test_unknown_config_module(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "__init__.py").write_text("")  # a project laid out like this one, with no configs
-    result = run_cli("patchgen.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
+    result = run_cli("patchgen.commands.run_codegen", "models.nothing.here_patch_gen_config", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: models.nothing.here_patch_gen_config: no such config module (check the dotted name or the path)",
@@ -190,7 +194,7 @@ def test_all_fails_whole_when_one_config_is_bad(tmp_path):
     make_project(tmp_path, HEADER)  # a valid zero-patch config
     bad = tmp_path / "models" / "toy" / "toy_y_patch_gen_config.py"
     bad.write_text(textwrap.dedent(CASES["function_missing"][0]).replace("toy_x.py", "toy_y.py"))
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
     assert result.returncode == 2
     assert "no function 'scael'" in result.stderr and "nothing written" in result.stderr
     assert not (tmp_path / "generated").exists()
@@ -199,7 +203,10 @@ def test_all_fails_whole_when_one_config_is_bad(tmp_path):
 def test_ctrl_c_while_configs_import_is_one_line_and_exit_130(tmp_path):
     # The config interrupts its own process, as Ctrl-C in the terminal does, while it is being imported.
     make_project(tmp_path, "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n")
-    for module, args in [("patchgen.run_codegen", ["--all", "--diff"]), ("patchgen.check_patchgen", [])]:
+    for module, args in [
+        ("patchgen.commands.run_codegen", ["--all", "--diff"]),
+        ("patchgen.commands.check_patchgen", []),
+    ]:
         result = run_as_from_a_terminal(module, *args, cwd=tmp_path)
         assert result.returncode == 130, result.stderr
         assert result.stderr.splitlines() == ["error: interrupted; nothing written"]
@@ -247,7 +254,7 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2(where, tmp_path):
         (tmp_path / "a_file").write_text("not a folder\n")
         target, reason = tmp_path / "a_file" / "out", "Not a directory"
     result = run_cli(
-        "patchgen.run_codegen",
+        "patchgen.commands.run_codegen",
         "models.toy.toy_x_patch_gen_config",
         "--diff",
         "-o",
@@ -273,7 +280,7 @@ def test_a_failed_write_leaves_no_file_and_no_folder_behind(tmp_path):
     (other / "other_x_patch_gen_config.py").write_text(textwrap.dedent(HEADER).replace("toy_x.py", "other_x.py"))
     (tmp_path / "generated").mkdir()
     (tmp_path / "generated" / "toy").write_text("a file where the toy folder would go\n")
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path, extra_path=(FIXTURES,))
     assert result.returncode == 2, result.stderr
     assert "error: cannot write generated/toy/" in result.stderr and "Not a directory" in result.stderr
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["toy"]  # no generated/other/

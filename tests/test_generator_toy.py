@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 
 
 def section(text: str, start: str, stop: str) -> str:
@@ -182,7 +182,7 @@ def test_zero_patch_diff_touches_only_header_and_imports(tmp_path):
 
 def test_decorating_the_wrong_kind_of_object_is_a_one_line_error():
     from patchgen import PatchConfig, PatchgenError
-    from patchgen.patch_sets import PatchSet
+    from patchgen.dsl.patch_sets import PatchSet
 
     config = PatchConfig(source_module="toyupstream.models.toy.modeling_toy", target_file="x.py")
 

@@ -357,7 +357,7 @@ def test_class_attributes_equal_stock(model, variant):
 @pytest.mark.parametrize("model", MODELS)
 def test_models_are_transformers_code_as_stock(model, variant):
     """Outside the transformers package a model class counts as custom code, which changes weight initialisation,
-    checkpoint conversion and layer-type reading (patchgen/native_code.py): generated ones answer as stock."""
+    checkpoint conversion and layer-type reading (patchgen/load/native_code.py): generated ones answer as stock."""
     for stock_class, generated_class in compared_classes(model, variant):
         assert not stock_class.is_custom_code()
         assert generated_class.is_custom_code() is False, generated_class.__name__

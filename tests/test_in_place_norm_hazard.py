@@ -153,8 +153,8 @@ MISFITS = {
 # identity, which modules imported afresh by earlier tests in this process would break.
 GENERATE_MISFITS = """
 import json, sys, tempfile
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 errors = {}
 for name in sys.argv[1:]:
     (result,) = generate([load_config("misfit_kernel_configs", name)], output_dir=tempfile.mkdtemp())

@@ -1,4 +1,4 @@
-"""`[tool.patchgen]`: project root, config discovery, module names and output paths (`patchgen.layout`)."""
+"""`[tool.patchgen]`: project root, config discovery, module names and output paths (`patchgen.dsl.layout`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, run_cli
 
-from patchgen import check_patchgen, cli, run_codegen, upgrade_report
-from patchgen.errors import PatchgenError
-from patchgen.layout import find_project_root, load_layout
+from patchgen.commands import check_patchgen, cli, run_codegen, upgrade_report
+from patchgen.dsl.errors import PatchgenError
+from patchgen.dsl.layout import find_project_root, load_layout
 
 
 def write(path: Path, text: str = "") -> Path:
@@ -111,10 +111,10 @@ def test_every_command_outside_a_project_says_so_in_one_line_and_exits_2(tmp_pat
     )
     write(tmp_path / "pyproject.toml", '[project]\nname = "not-a-patchgen-user"\n')  # no table: not a project
     for module, args in [
-        ("patchgen.run_codegen", ["--all"]),
-        ("patchgen.check_patchgen", []),
-        ("patchgen.upgrade_report", []),
-        ("patchgen.cli", ["list"]),
+        ("patchgen.commands.run_codegen", ["--all"]),
+        ("patchgen.commands.check_patchgen", []),
+        ("patchgen.commands.upgrade_report", []),
+        ("patchgen.commands.cli", ["list"]),
     ]:
         result = run_cli(module, *args, cwd=tmp_path)
         assert (result.returncode, result.stdout, result.stderr.strip()) == (2, "", expected), module

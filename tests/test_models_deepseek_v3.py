@@ -6,7 +6,7 @@ gloo ranks equal one process). Here:
 
 - a stock `DeepseekV3ForCausalLM.save_pretrained` writes the routed experts one by one
   (`mlp.experts.0.gate_proj.weight`, ...); transformers' own conversion applies to the generated
-  classes (not custom code: patchgen/native_code.py), so that checkpoint loads with no missing keys and equal logits, and a checkpoint the generated
+  classes (not custom code: patchgen/load/native_code.py), so that checkpoint loads with no missing keys and equal logits, and a checkpoint the generated
   file saves loads into stock;
 - the fused experts kernel is one more implementation behind upstream's dispatch, and every
   implementation, on DeepSeek-V3's experts layout (grouped top-k router, fp32 routing weights scaled by
@@ -32,8 +32,8 @@ from transformers.integrations.moe import (
 
 import generated.deepseek_v3.patched_modeling_deepseek_v3_cpu as dsv3_cpu
 import generated.deepseek_v3.patched_modeling_deepseek_v3_gpu as dsv3_gpu
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 
 
 def tiny_config(**overrides) -> transformers.DeepseekV3Config:

@@ -23,8 +23,8 @@ from tiny_families import (
     stock_and_patched,
 )
 
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 
 
 def shapes(model) -> dict[str, tuple[int, ...]]:

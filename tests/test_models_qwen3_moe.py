@@ -3,7 +3,7 @@
 A stock `Qwen3MoeForCausalLM.save_pretrained` writes experts one by one
 (`mlp.experts.0.gate_proj.weight`, ...). transformers fuses them into `experts.gate_up_proj` /
 `experts.down_proj` on load only for its own classes (unless the model type is registered); the
-generated files' classes count as its own (`patchgen/native_code.py`), so nothing is registered.
+generated files' classes count as its own (`patchgen/load/native_code.py`), so nothing is registered.
 
 The experts class keeps upstream's dispatch (`models/common/torch_moe_experts.py`, `liger_moe_experts.py`): the fused kernel is one
 more registered implementation ("torch_fused_moe" in the CPU file, "liger_fused_moe" in the GPU file)

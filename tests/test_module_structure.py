@@ -65,8 +65,8 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_graph_reader_sees_the_real_imports():
     graph = _module_graph()
-    assert "patchgen.patch_spec" in graph["patchgen.discovery"]
-    assert "patchgen.layout" in graph["patchgen.patch_spec"]
+    assert "patchgen.dsl.patch_spec" in graph["patchgen.load.discovery"]
+    assert "patchgen.dsl.layout" in graph["patchgen.dsl.patch_spec"]
 
 
 def test_circle_finder_finds_a_circle():

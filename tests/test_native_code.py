@@ -1,4 +1,4 @@
-"""The generator keeps moved model classes transformers' own code (`patchgen/native_code.py`).
+"""The generator keeps moved model classes transformers' own code (`patchgen/load/native_code.py`).
 
 The numbers (initialisation under one seed, `is_custom_code()` of every family's classes, stock checkpoints
 loading) are `tests/test_hf_behaviours.py`'s and the MoE model tests'; here: which classes get the
@@ -7,9 +7,9 @@ override, and that a config's own patch of the class or of `is_custom_code` is l
 
 import pytest
 
-from patchgen.native_code import NATIVE_MODEL_CODE, pretrained_model_classes, with_native_model_code
-from patchgen.patch_spec import PatchConfig, SourceLocation
-from patchgen.upstream import read_upstream
+from patchgen.dsl.patch_spec import PatchConfig, SourceLocation
+from patchgen.load.native_code import NATIVE_MODEL_CODE, pretrained_model_classes, with_native_model_code
+from patchgen.load.upstream import read_upstream
 
 
 HERE = SourceLocation(__name__, "tests/test_native_code.py", 1)

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, run_cli
 from test_upgrade_report import make_project
 
-from patchgen.layout import _near_pattern, load_layout
+from patchgen.dsl.layout import _near_pattern, load_layout
 
 
 PATTERN = "*_patch_gen_config.py"
@@ -56,7 +56,7 @@ def test_this_repository_has_no_near_misses():
 )
 def test_generate_all_and_check_refuse_a_near_miss_naming_file_and_pattern(tmp_path, name, why):
     make_project(tmp_path)
-    assert run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path).returncode == 0
+    assert run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path).returncode == 0
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / CONFIG, tmp_path / name)  # a copy of the real config: both tests apply
     expected = (
@@ -65,13 +65,13 @@ def test_generate_all_and_check_refuse_a_near_miss_naming_file_and_pattern(tmp_p
         "configs folders (models)"
     )
     for module, args, where in [
-        ("patchgen.run_codegen", ["--all"], tmp_path),
-        ("patchgen.check_patchgen", ["-q"], tmp_path / "generated"),
-        ("patchgen.cli", ["list"], tmp_path / "models"),
+        ("patchgen.commands.run_codegen", ["--all"], tmp_path),
+        ("patchgen.commands.check_patchgen", ["-q"], tmp_path / "generated"),
+        ("patchgen.commands.cli", ["list"], tmp_path / "models"),
     ]:
         result = run_cli(module, *args, cwd=where)
         assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", [expected]), module
 
     # gone again, the project checks clean
     (tmp_path / name).unlink()
-    assert run_cli("patchgen.check_patchgen", "-q", cwd=tmp_path).returncode == 0
+    assert run_cli("patchgen.commands.check_patchgen", "-q", cwd=tmp_path).returncode == 0

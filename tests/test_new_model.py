@@ -19,8 +19,8 @@ import transformers
 from conftest import REPO, TINY_DENSE, import_file, run_cli
 from tiny_families import assert_logits_loss_and_gradients_equal
 
-from patchgen import cli, new_model
-from patchgen.errors import PatchgenError
+from patchgen.commands import cli, new_model
+from patchgen.dsl.errors import PatchgenError
 from tests.families import TABLE, covered
 
 
@@ -55,7 +55,7 @@ def tiny_config(config_class: str, **extra):
 @pytest.mark.parametrize("model", sorted(SCAFFOLDED))
 def test_scaffolded_family_generates_and_its_cpu_file_equals_stock(project, model):
     extra, expected_line = SCAFFOLDED[model]
-    result = run_cli("patchgen.new_model", model, "--generate", cwd=project)
+    result = run_cli("patchgen.commands.new_model", model, "--generate", cwd=project)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert f"wrote models/{model}/{model}_cpu_patch_gen_config.py" in lines
@@ -112,7 +112,7 @@ def test_scaffold_picks_the_steps_of_the_hand_written_configs(model):
     ],
 )  # fmt: skip
 def test_refuses_in_one_line_and_writes_nothing(project, args, message):
-    result = run_cli("patchgen.cli", "new-model", *args, cwd=project)  # the console script's subcommand
+    result = run_cli("patchgen.commands.cli", "new-model", *args, cwd=project)  # the console script's subcommand
     assert result.returncode == 2
     assert result.stderr.splitlines() == [message]
     assert sorted(path.name for path in (project / "models").iterdir()) == ["__init__.py", "common"]
@@ -121,7 +121,7 @@ def test_refuses_in_one_line_and_writes_nothing(project, args, message):
 
 def test_refuses_a_model_that_already_has_a_folder(project):
     (project / "models" / "llama").mkdir()
-    result = run_cli("patchgen.new_model", "llama", cwd=project)
+    result = run_cli("patchgen.commands.new_model", "llama", cwd=project)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: models/llama already exists; edit its configs instead of scaffolding"

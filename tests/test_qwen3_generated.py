@@ -9,8 +9,8 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 
 import generated.qwen3.patched_modeling_qwen3_cpu as qwen3_cpu
 import generated.qwen3.patched_modeling_qwen3_gpu as qwen3_gpu
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 
 
 def tiny_config(**overrides) -> Qwen3Config:
@@ -116,7 +116,7 @@ def test_zero_patch_config_changes_only_header_and_imports(tmp_path):
     changed = [line for line in diff.splitlines()[2:] if re.match(r"^[+-](?![+-]{2} )", line)]
     assert len(changed) > 20
     # besides comments and imports, only the override that keeps the classes transformers' own code
-    # (patchgen/native_code.py), added by the generator to the PreTrainedModel subclass
+    # (patchgen/load/native_code.py), added by the generator to the PreTrainedModel subclass
     other = [
         line
         for line in changed

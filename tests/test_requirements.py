@@ -4,8 +4,8 @@ place and what fits instead; where it fits, it generates. Checked on real transf
 import pytest
 import torch
 
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 
 
 REFUSED = {

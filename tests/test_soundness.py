@@ -11,8 +11,8 @@ import pytest
 from oracle import compare
 from soundness.configs import CASES
 
-from patchgen.codegen import generate
-from patchgen.discovery import LoadedConfig
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import LoadedConfig
 
 
 CONFIG_MODULE = "soundness.configs"

@@ -40,7 +40,7 @@ class Two:
 """
 
 SET_MODULE = """
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 def combine(x):

@@ -11,9 +11,9 @@ import pytest
 from oracle import compare
 
 from patchgen import PatchConfig, create_patch_from_external
-from patchgen.codegen import generate
-from patchgen.discovery import LoadedConfig
-from patchgen.errors import PatchgenError
+from patchgen.commands.codegen import generate
+from patchgen.dsl.errors import PatchgenError
+from patchgen.load.discovery import LoadedConfig
 
 
 _PACKAGES = itertools.count()

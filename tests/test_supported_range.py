@@ -17,8 +17,9 @@ from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from patchgen import cli, supported_range
-from patchgen.errors import PatchgenError
+from patchgen.commands import cli
+from patchgen.dsl import supported_range
+from patchgen.dsl.errors import PatchgenError
 
 
 RANGE = ">=5.17.0,<5.26"

@@ -20,8 +20,8 @@ from transformers.models.qwen3 import modeling_qwen3
 
 import generated.qwen3.patched_modeling_qwen3_gpu as qwen3_gpu
 from models.common.switched_kernels import SizeSwitchedRMSNorm, SizeSwitchedSwiGLUMLP
-from patchgen.codegen import generate
-from patchgen.discovery import load_config
+from patchgen.commands.codegen import generate
+from patchgen.load.discovery import load_config
 from patchgen.runtime import kernel_sizes
 
 

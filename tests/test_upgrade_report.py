@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, REPO, run_cli
 
-from patchgen.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
-from patchgen.fingerprints import upstream_requires as fingerprints_requires
-from patchgen.review_hunks import absorbed, corresponding_lines, hunks
-from patchgen.source_text import SourceText
-from patchgen.upgrade_report import Status, compare, render
-from patchgen.upstream import UpstreamModule
-from patchgen.upstream_dependencies import NamesInModule, Package, dependencies
+from patchgen.commands.upgrade_report import Status, compare, render
+from patchgen.load.upstream import UpstreamModule
+from patchgen.syntax.source_text import SourceText
+from patchgen.upgrade.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
+from patchgen.upgrade.fingerprints import upstream_requires as fingerprints_requires
+from patchgen.upgrade.review_hunks import absorbed, corresponding_lines, hunks
+from patchgen.upgrade.upstream_dependencies import NamesInModule, Package, dependencies
 
 
 UPGRADE = FIXTURES / "upgrade"
@@ -68,7 +68,7 @@ def committed(root):
 @pytest.fixture
 def generated_old(tmp_path):
     make_project(tmp_path)
-    result = cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path)
+    result = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return tmp_path
 
@@ -115,18 +115,18 @@ def test_lock_records_subjects_patch_code_and_dependencies_deterministically(gen
     assert dependency["source"] == ["def keep_last(items, keep):", "    return items[-keep:] if keep else items"]
     assert text == json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
-    again = cli("patchgen.run_codegen", "--all", "--diff", cwd=generated_old)
+    again = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=generated_old)
     assert f"unchanged {LOCK}" in again.stdout
-    check = cli("patchgen.check_patchgen", cwd=generated_old)
+    check = cli("patchgen.commands.check_patchgen", cwd=generated_old)
     assert check.returncode == 0, check.stdout
-    report = cli("patchgen.upgrade_report", cwd=generated_old)
+    report = cli("patchgen.commands.upgrade_report", cwd=generated_old)
     assert report.returncode == 0, report.stdout
     assert "6 unchanged, 0 new upstream name(s): no patched target needs review" in report.stdout
 
 
 def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
     use_release(generated_old, "new")
-    report = cli("patchgen.upgrade_report", cwd=generated_old)
+    report = cli("patchgen.commands.upgrade_report", cwd=generated_old)
     assert report.returncode == 1, report.stdout + report.stderr
     out = report.stdout
     status = {
@@ -182,7 +182,7 @@ def test_report_groups_changes_by_patch_and_classifies_each_hunk(generated_old):
         "upgrade-report: 1 unchanged, 4 changed, 1 removed, 3 patch(es) to review, 2 new upstream name(s): review"
     )
 
-    check = cli("patchgen.check_patchgen", cwd=generated_old)
+    check = cli("patchgen.commands.check_patchgen", cwd=generated_old)
     assert check.returncode == 1
     assert f"UPGRADE {LOCK}: upstream moved since these fingerprints were recorded" in check.stdout
     assert "REMOVED   class_replacement ToyNorm" in check.stdout
@@ -195,11 +195,11 @@ def test_blind_accept_is_refused_then_fix_accept_regenerate_check(generated_old)
     root = generated_old
     use_release(root, "new")
     before = committed(root)
-    assert cli("patchgen.upgrade_report", cwd=root).returncode == 1
+    assert cli("patchgen.commands.upgrade_report", cwd=root).returncode == 1
 
     # blind: the author changed only what planning demands (ToyRMSNorm, the new `layer_idx`)
     use_patches(root, "blind")
-    refused = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    refused = cli("patchgen.commands.upgrade_report", "--accept", cwd=root)
     assert refused.returncode == 2, refused.stdout
     assert refused.stderr == (
         "error: refusing to accept 3 CHANGED target(s) with upstream code hunks that no patch change absorbed: "
@@ -211,18 +211,24 @@ def test_blind_accept_is_refused_then_fix_accept_regenerate_check(generated_old)
         "nothing accepted\n"
     )
     assert committed(root) == before
-    regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
+    regenerate = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=root)
     assert regenerate.returncode == 2 and "upstream changed under patched target(s)" in regenerate.stderr
     assert committed(root) == before
 
     # fixed: the MLP patch absorbs the halving; attention_forward needs no change, and the author says why
     use_patches(root, "fixed")
-    still = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    still = cli("patchgen.commands.upgrade_report", "--accept", cwd=root)
     assert still.returncode == 2
     assert f"{PATCHES}:35: 1 target(s) ToyAttention.forward (changed: dependencies keep_last; " in still.stderr
     assert "ToyMLP" not in still.stderr and committed(root) == before
     accepted = cli(
-        "patchgen.upgrade_report", "--accept", "--reviewed", "ToyAttention.forward", "--reason", REASON, cwd=root
+        "patchgen.commands.upgrade_report",
+        "--accept",
+        "--reviewed",
+        "ToyAttention.forward",
+        "--reason",
+        REASON,
+        cwd=root,
     )
     assert accepted.returncode == 0, accepted.stderr
     assert f"accepted {LOCK}" in accepted.stdout
@@ -238,18 +244,18 @@ def test_blind_accept_is_refused_then_fix_accept_regenerate_check(generated_old)
     }
     assert f'"reason": "{REASON}"' in (root / LOCK).read_text()  # reviewed with the lock's diff
 
-    quiet = cli("patchgen.upgrade_report", cwd=root)
+    quiet = cli("patchgen.commands.upgrade_report", cwd=root)
     assert quiet.returncode == 0 and "6 unchanged, 0 new upstream name(s)" in quiet.stdout
     assert (
         "UNCHANGED method_override ToyAttention.forward: unchanged upstream (safe to regenerate); accepted at "
         f"toyup_upstream (not an installed distribution) with no patch change, reviewed: {REASON!r}"
     ) in quiet.stdout
 
-    regenerated = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
+    regenerated = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=root)
     assert regenerated.returncode == 0, regenerated.stderr
     assert f"unchanged {LOCK}" in regenerated.stdout  # the reason survives regeneration
     assert "def __init__(self, config, layer_idx=0):" in (root / MODULE).read_text()
-    check = cli("patchgen.check_patchgen", cwd=root)
+    check = cli("patchgen.commands.check_patchgen", cwd=root)
     assert check.returncode == 0, check.stdout
 
 
@@ -267,14 +273,17 @@ def test_reviewed_names_a_dependency_or_a_target_and_needs_a_reason(generated_ol
         ),
     ]
     for args, message in bad:
-        result = cli("patchgen.upgrade_report", "--accept", *args, cwd=root)
+        result = cli("patchgen.commands.upgrade_report", "--accept", *args, cwd=root)
         assert result.returncode == 2 and result.stderr.startswith(message), (args, result.stderr)
         assert result.stderr.endswith("nothing accepted\n")
-    without_accept = cli("patchgen.upgrade_report", "--reviewed", "x", "--reason", "y", cwd=root)
-    assert without_accept.returncode == 2 and "--reviewed, --reason and --reviews go with --accept" in without_accept.stderr
+    without_accept = cli("patchgen.commands.upgrade_report", "--reviewed", "x", "--reason", "y", cwd=root)
+    assert (
+        without_accept.returncode == 2
+        and "--reviewed, --reason and --reviews go with --accept" in without_accept.stderr
+    )
     assert committed(root) == before
     both = cli(
-        "patchgen.upgrade_report",
+        "patchgen.commands.upgrade_report",
         "--accept",
         *("--reviewed", "toyup_upstream.utils.keep_last", "--reviewed", "ToyAttention.forward", "--reason", REASON),
         cwd=root,
@@ -294,21 +303,21 @@ def test_a_comment_is_not_a_fix_but_a_helper_change_is(generated_old):
     patches.write_text(
         text.replace("    return keep_last(x, keep)", "    # reviewed for the upgrade\n    return keep_last(x, keep)")
     )
-    commented = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    commented = cli("patchgen.commands.upgrade_report", "--accept", cwd=root)
     assert commented.returncode == 2 and "ToyAttention.forward" in commented.stderr
     # the patch's code includes the helpers copied with it: changing one absorbs the change
     patches.write_text(
         text.replace("    return keep_last(x, keep)", "    return _kept(x, keep)")
         + "\n\ndef _kept(x, keep):\n    return keep_last(x, list(keep) if isinstance(keep, range) else keep)\n"
     )
-    accepted = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    accepted = cli("patchgen.commands.upgrade_report", "--accept", cwd=root)
     assert accepted.returncode == 0, accepted.stderr
 
 
 def test_new_upstream_names_alone_do_not_fail(generated_old):
     upstream = generated_old / "toyup_upstream" / "modeling_toyup.py"
     upstream.write_text(upstream.read_text() + "\n\ndef toy_helper():\n    return 1\n")
-    report = cli("patchgen.upgrade_report", cwd=generated_old)
+    report = cli("patchgen.commands.upgrade_report", cwd=generated_old)
     assert report.returncode == 0, report.stdout
     assert "NEW       toy_helper: new upstream class or function that the config does not mention" in report.stdout
     assert "no patched target needs review" in report.stdout
@@ -321,38 +330,38 @@ def test_edited_fingerprint_fails_every_check(generated_old):
     entry["sha256"] = "0" * 64
     path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
-    report = cli("patchgen.upgrade_report", cwd=generated_old)
+    report = cli("patchgen.commands.upgrade_report", cwd=generated_old)
     assert report.returncode == 1
     assert (
         "INVALID   method_override ToyMLP.forward: recorded fingerprint is not the hash of the recorded source: "
         "the lock file was edited"
     ) in report.stdout
-    check = cli("patchgen.check_patchgen", "--no-import", cwd=generated_old)
+    check = cli("patchgen.commands.check_patchgen", "--no-import", cwd=generated_old)
     assert check.returncode == 1
     assert (
         f"DRIFT   {LOCK}" in check.stdout or "upstream changed under patched target(s) ToyMLP.forward" in check.stdout
     )
     assert "INVALID   method_override ToyMLP.forward" in check.stdout
-    regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=generated_old)
+    regenerate = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=generated_old)
     assert regenerate.returncode == 2 and "ToyMLP.forward" in regenerate.stderr
 
 
 def test_unreadable_lock_and_missing_locks_are_bad_input(generated_old, tmp_path_factory):
     (generated_old / LOCK).write_text("{not json")
-    report = cli("patchgen.upgrade_report", cwd=generated_old)
+    report = cli("patchgen.commands.upgrade_report", cwd=generated_old)
     assert report.returncode == 1
     assert f"{LOCK}: ERROR " in report.stdout and "not a readable patchgen lock file (JSONDecodeError" in report.stdout
 
     empty = tmp_path_factory.mktemp("empty")
     (empty / "models").mkdir()
     (empty / "models" / "__init__.py").write_text("")  # a project with nothing generated yet
-    nothing = cli("patchgen.upgrade_report", cwd=empty)
+    nothing = cli("patchgen.commands.upgrade_report", cwd=empty)
     assert nothing.returncode == 2 and "error: no *.lock.json under generated/" in nothing.stderr
 
 
 def test_check_patchgen_reports_orphaned_lock(generated_old):
     shutil.copy(generated_old / LOCK, generated_old / "generated/toyup/patched_modeling_toyup_old.lock.json")
-    check = cli("patchgen.check_patchgen", "-q", "--no-import", cwd=generated_old)
+    check = cli("patchgen.commands.check_patchgen", "-q", "--no-import", cwd=generated_old)
     assert check.returncode == 1
     assert "ORPHAN  generated/toyup/patched_modeling_toyup_old.lock.json: no config produces this file" in check.stdout
 
@@ -609,14 +618,18 @@ def test_per_hunk_review_reason_is_stored_and_shown(generated_old):
     root = generated_old
     use_release(root, "new")
     use_patches(root, "fixed")
-    wrong = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#2", "--reason", REASON, cwd=root)
+    wrong = cli(
+        "patchgen.commands.upgrade_report", "--accept", "--reviewed", "keep_last#2", "--reason", REASON, cwd=root
+    )
     assert wrong.returncode == 2 and "--reviewed keep_last#2: no CHANGED" in wrong.stderr
-    accepted = cli("patchgen.upgrade_report", "--accept", "--reviewed", "keep_last#1", "--reason", REASON, cwd=root)
+    accepted = cli(
+        "patchgen.commands.upgrade_report", "--accept", "--reviewed", "keep_last#1", "--reason", REASON, cwd=root
+    )
     assert accepted.returncode == 0, accepted.stderr
     data = json.loads((root / LOCK).read_text())
     (keep_last,) = [d for d in data["dependencies"] if d["name"] == "toyup_upstream.utils.keep_last"]
     assert keep_last["reviewed"]["hunks"] == {"keep_last#1": REASON}
-    shown = cli("patchgen.upgrade_report", cwd=root)
+    shown = cli("patchgen.commands.upgrade_report", cwd=root)
     assert shown.returncode == 0, shown.stdout
     assert f"hunk keep_last#1 reviewed: {REASON!r}" in shown.stdout
 
@@ -627,13 +640,13 @@ def test_a_reviews_file_gives_each_hunk_its_own_reason(generated_old):
     use_patches(root, "fixed")
     reviews = root / "reviews.txt"
     reviews.write_text("# one review a line\n\nkeep_last#1: the fixed patch no longer calls it\n")
-    accepted = cli("patchgen.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
+    accepted = cli("patchgen.commands.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
     assert accepted.returncode == 0, accepted.stderr
     data = json.loads((root / LOCK).read_text())
     (keep_last,) = [d for d in data["dependencies"] if d["name"] == "toyup_upstream.utils.keep_last"]
     assert keep_last["reviewed"]["hunks"] == {"keep_last#1": "the fixed patch no longer calls it"}
     reviews.write_text("keep_last#1 without a reason\n")
-    malformed = cli("patchgen.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
+    malformed = cli("patchgen.commands.upgrade_report", "--accept", "--reviews", "reviews.txt", cwd=root)
     assert malformed.returncode == 2
     assert malformed.stderr.startswith("error: reviews.txt:1: write `HUNK_ID[, HUNK_ID...]: reason`"), malformed.stderr
 
@@ -647,9 +660,9 @@ def test_a_deleted_lock_does_not_accept_a_moved_upstream(generated_old):
     use_release(root, "new")
     use_patches(root, "fixed")
     (root / LOCK).unlink()
-    regenerate = cli("patchgen.run_codegen", "--all", "--diff", cwd=root)
+    regenerate = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=root)
     assert regenerate.returncode == 2, regenerate.stdout
     assert "upstream changed under patched target(s)" in regenerate.stderr  # compared with HEAD's lock
     assert not (root / LOCK).exists()
-    refused = cli("patchgen.upgrade_report", "--accept", cwd=root)
+    refused = cli("patchgen.commands.upgrade_report", "--accept", cwd=root)
     assert refused.returncode == 2 and "keep_last#1" in refused.stderr  # the review HEAD's lock asks for

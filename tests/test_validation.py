@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from conftest import run_cli
 
-from patchgen.validation import Param, format_params, override_signature_problem, params_of_ast
+from patchgen.plan.validation import Param, format_params, override_signature_problem, params_of_ast
 
 
 UPSTREAM = '''
@@ -267,7 +267,7 @@ def single_error(result):
 def test_validation_error_names_everything_and_writes_nothing(case, tmp_path):
     config_text, fragments = CASES[case]
     make_project(tmp_path, config_text)
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path)
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     error = single_error(result)
     assert error.startswith(("error: models.val.val_x_patch_gen_config: ", f"error: {CONFIG}:")), error
@@ -290,7 +290,7 @@ def forward(self, x, mask=None, *, scale=1.0, chunk=4, **kwargs):
 config.exclude_from_output("ValSpare")
 """,
     )
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = (tmp_path / OUTPUT).read_text()
     assert "def forward(self, x, mask=None, *, scale=1.0, chunk=4, **kwargs):" in text
@@ -318,7 +318,7 @@ class Norm:
 
 def test_import_check_catches_what_static_checks_cannot(tmp_path):
     make_project(tmp_path, USES_LATER_HELPER)
-    refused = run_cli("patchgen.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
+    refused = run_cli("patchgen.commands.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
     assert refused.returncode == 2
     error = single_error(refused)
     assert re.fullmatch(
@@ -326,12 +326,14 @@ def test_import_check_catches_what_static_checks_cannot(tmp_path):
     ), error
     assert not (tmp_path / "generated").exists()
 
-    written = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path)  # without the flag: static only
+    written = run_cli(
+        "patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path
+    )  # without the flag: static only
     assert written.returncode == 0, written.stderr
-    check = run_cli("patchgen.check_patchgen", cwd=tmp_path)
+    check = run_cli("patchgen.commands.check_patchgen", cwd=tmp_path)
     assert check.returncode == 1
     assert f"ERROR   {OUTPUT} does not import: NameError: name 'later_helper' is not defined" in check.stdout
-    assert run_cli("patchgen.check_patchgen", "--no-import", cwd=tmp_path).returncode == 0
+    assert run_cli("patchgen.commands.check_patchgen", "--no-import", cwd=tmp_path).returncode == 0
 
 
 def test_a_module_function_run_at_import_reading_a_later_name_is_refused_statically(tmp_path):
@@ -351,7 +353,7 @@ class Norm:
         self.hidden = hidden
 """,
     )
-    refused = run_cli("patchgen.run_codegen", "--all", "--diff", cwd=tmp_path)
+    refused = run_cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=tmp_path)
     assert refused.returncode == 2
     error = single_error(refused)
     assert "would fail on import" in error and "runs compute_factor()" in error and "'later_helper'" in error, error
@@ -371,7 +373,7 @@ config.patches.append(
             "models/val/kernels.py": "def fast_act(x):\n    return x\n",
         },
     )
-    result = run_cli("patchgen.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
+    result = run_cli("patchgen.commands.run_codegen", "--all", "--diff", "--verify-import", cwd=tmp_path)
     assert result.returncode == 2
     error = single_error(result)
     assert re.fullmatch(

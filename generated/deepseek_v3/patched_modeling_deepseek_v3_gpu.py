@@ -693,7 +693,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 #   Patch source: models/common/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
-#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
+#   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class DeepseekV3PreTrainedModel(PreTrainedModel):

@@ -643,7 +643,7 @@ def torch_fused_moe(
 #   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
-#   Patch source: patchgen/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/native_code.py:48)
+#   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)
 # ==============================================================================
 @auto_docstring
 class Qwen3MoePreTrainedModel(PreTrainedModel):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 COMPILED_RMS_NORM = PatchSet("compiled_rms_norm", "upstream's RMSNorm, compiled by torch.compile on CUDA")

@@ -13,7 +13,7 @@ projection (pre-norm layouts: Llama, Qwen, Mistral, Phi-3). Fused MoE experts:
 `models/common/moe_experts.py`.
 """
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 # Requires: pre-norm use only. Its backward is in place (LigerRMSNorm's default in_place=True: dX overwrites the

@@ -8,7 +8,7 @@ from liger_kernel.transformers.swiglu import LigerExperts
 from transformers.modeling_utils import PreTrainedModel
 
 from models.common.moe_experts import fused_unless_requested, registered_experts_implementation
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 LIGER_EXPERTS = PatchSet("liger_experts", "Liger's fused MoE kernel, the default experts kernel")

@@ -34,7 +34,7 @@ from models.common.training_sets import (
     TORCH_LINEAR_CROSS_ENTROPY,
 )
 from models.common.ulysses_multimodal import check_loss_inputs
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 def multimodal_linear_cross_entropy_forward(

@@ -18,7 +18,7 @@ from liger_kernel.ops import LigerRMSNormFunction, LigerSiLUMulFunction
 from torch import nn
 from transformers.activations import ACT2FN
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 from patchgen.runtime.kernel_sizes import use_liger_norm_mlp
 
 

@@ -17,7 +17,7 @@ reproduces it with an in-place twin).
 import torch
 from torch import nn
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 TORCH_RMS_NORM = PatchSet("torch_rms_norm", "pure-torch RMSNorm with LigerRMSNorm's interface")

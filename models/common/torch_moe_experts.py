@@ -8,7 +8,7 @@ from torch import nn
 from transformers.modeling_utils import PreTrainedModel
 
 from models.common.moe_experts import fused_unless_requested, registered_experts_implementation
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 TORCH_EXPERTS = PatchSet("torch_experts", "pure-torch twin of Liger's fused MoE kernel, the default experts kernel")

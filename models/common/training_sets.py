@@ -14,7 +14,7 @@ the rule measured on an H200 (`patchgen.runtime.losses.LIGER_MIN_CHUNK_ROWS`: Li
 """
 
 from models.common import fused_loss, ulysses_attention
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 
 
 ULYSSES_ATTENTION = PatchSet("ulysses_attention", "Ulysses sequence parallelism around the attention call")

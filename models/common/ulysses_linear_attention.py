@@ -33,7 +33,7 @@ from transformers.cache_utils import Cache
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 from patchgen.runtime.sequence_parallel import (
     UlyssesHeadLayout,
     head_to_sequence_shards,

@@ -29,7 +29,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.processing_utils import Unpack
 
 from models.common import ulysses_attention
-from patchgen.patch_sets import PatchSet
+from patchgen.dsl.patch_sets import PatchSet
 from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
 from patchgen.runtime.sequence_parallel import (
     check_sequence_parallel_inputs,

@@ -1,0 +1,549 @@
+"""`patchgen new-model <model_type>`: the base, `_cpu` and `_gpu` configs of a Llama-shaped family, written for review.
+
+    patchgen new-model granite          # or: python -m patchgen.new_model granite
+
+reads `transformers.models.<model_type>.modeling_<model_type>` (its syntax tree; nothing is run), finds
+the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>ForCausalLM`),
+and picks, role by role, the first shared set of `models/common` that fits:
+
+- attention: the Ulysses forward with the steps whose shape upstream has. Each candidate binding names
+  the upstream forward it reproduces (three projections and no q/k norm: Llama's; a per-head q/k norm:
+  Qwen3's; a q/k norm over the whole projection: OLMo-2's; a fused `qkv_proj`: Phi-3's). A binding fits
+  when upstream's attention has the attributes its steps read (`patchgen.dsl.requirements`) and its forward
+  is that reference forward, names aside (the `sliding_window=` argument aside too: the shared forward
+  passes the layer's or the config's window). No binding fits: the model is not Llama-shaped, refused.
+- RMSNorm, MLP, rope, loss: the kernel set fits when upstream's definition computes what the kernel
+  stands in for (the same code as the reference, `requirements.check(... "same_code" ...)`) and the
+  set's own declared requirements hold (e.g. `LIGER_RMS_NORM` refuses a post-norm layout, then the
+  out-of-place set is tried). What fits nothing is left as upstream and reported with the reason.
+
+The configs are then generated in memory (the generator's own checks, nothing written to the output
+folder unless `--generate`); a failure removes the configs again. Refused in one line, exit 2: the
+model has no upstream module, already has a folder, routes experts, or has no Llama-shaped attention.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from patchgen.commands.cli_errors import one_line_errors
+from patchgen.commands.config_runs import run_configs
+from patchgen.dsl.errors import PatchgenError
+from patchgen.dsl.layout import Layout, enter_project
+from patchgen.dsl.requirements import Requirement, check, instance_attributes, normalised
+from patchgen.load.upstream import UpstreamModule, find_method, read_upstream
+from patchgen.render.outputs import display_path, write_all
+
+
+REFERENCE = "transformers.models.{0}.modeling_{0}"
+LOSS_REFERENCE = ("llama", "LlamaForCausalLM")  # the forward the fused-loss forward stands in for
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One way to bind the Ulysses steps, and the upstream attention whose forward it reproduces."""
+
+    project_qkv: str
+    qk_norm: str
+    reference: tuple[str, str]  # (model, attention class) in transformers
+    needs: tuple[str, ...]  # attributes the steps read from the attention
+    lacks: tuple[str, ...] = ()  # attributes whose presence means a step would skip upstream work
+
+
+BINDINGS = (
+    Binding("separate_qkv_projection", "no_qk_norm", ("llama", "LlamaAttention"), ("q_proj", "k_proj", "v_proj"), ("q_norm", "k_norm")),
+    Binding("separate_qkv_projection", "per_head_qk_norm", ("qwen3", "Qwen3Attention"), ("q_proj", "k_proj", "v_proj", "q_norm", "k_norm")),
+    Binding("separate_qkv_projection", "full_projection_qk_norm", ("olmo2", "Olmo2Attention"), ("q_proj", "k_proj", "v_proj", "q_norm", "k_norm")),
+    Binding("fused_qkv_projection", "no_qk_norm", ("phi3", "Phi3Attention"), ("qkv_proj",), ("q_norm", "k_norm")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel set pair (GPU, CPU twin) for one role, and the upstream code it stands in for."""
+
+    role: str
+    gpu: str  # "module:SET"
+    cpu: str
+    references: tuple[str, ...]  # dotted names of installed definitions upstream's must equal
+    note: str = ""
+
+
+NORMS = (
+    Kernel("rms_norm", "models.common.liger_kernels:LIGER_RMS_NORM", "models.common.torch_kernels:TORCH_RMS_NORM",
+           ("llama.LlamaRMSNorm", "olmo2.Olmo2RMSNorm")),
+    Kernel("rms_norm", "models.common.liger_kernels:LIGER_RMS_NORM_OUT_OF_PLACE",
+           "models.common.torch_kernels:TORCH_RMS_NORM", ("llama.LlamaRMSNorm", "olmo2.Olmo2RMSNorm"),
+           "post-norm layers: the in-place kernel would corrupt the residual's gradient"),
+)  # fmt: skip
+MLPS = (
+    Kernel("mlp", "models.common.liger_kernels:LIGER_SWIGLU_MLP", "models.common.torch_kernels:TORCH_SWIGLU_MLP",
+           ("llama.LlamaMLP", "qwen3.Qwen3MLP")),
+    Kernel("mlp", "models.common.liger_kernels:LIGER_FUSED_SWIGLU_MLP",
+           "models.common.torch_kernels:TORCH_FUSED_SWIGLU_MLP", ("phi3.Phi3MLP",),
+           "keeps the fused gate_up_proj (state-dict keys unchanged)"),
+)  # fmt: skip
+ROPES = (
+    Kernel("rope", "models.common.liger_kernels:LIGER_ROPE", "models.common.torch_kernels:TORCH_ROPE",
+           ("llama.apply_rotary_pos_emb", "olmo2.apply_rotary_pos_emb")),
+    Kernel("rope", "models.common.liger_kernels:LIGER_ROPE", "models.common.torch_kernels:TORCH_ROPE",
+           ("phi3.apply_rotary_pos_emb",), "sees only the rotated channels (the partial_rotary step)"),
+)  # fmt: skip
+LOSS = Kernel(
+    "causal_lm",
+    "models.common.training_sets:CHUNKED_LINEAR_CROSS_ENTROPY",
+    "models.common.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
+    (),
+)
+EXPERT_MARKERS = ("Experts", "SparseMoe", "MoE", "Moe", "Router")  # in class names after the family prefix
+
+
+@dataclass
+class Scaffold:
+    """What the scaffold picked for one model: upstream names, the Ulysses steps, the kernel per role."""
+
+    model: str
+    prefix: str
+    source_module: str
+    config_class: str
+    attention: str
+    steps: tuple[str, str, str, str]  # project_qkv, qk_norm, rotary, project_output
+    excluded: list[str]
+    kernels: list[tuple[Kernel, str]] = field(default_factory=list)  # (kernel, upstream target)
+    not_fitted: list[str] = field(default_factory=list)
+
+    @property
+    def causal_lm(self) -> str:
+        return f"{self.prefix}ForCausalLM"
+
+    @property
+    def fused_loss(self) -> bool:
+        return any(kernel is LOSS for kernel, _ in self.kernels)
+
+
+# -- reading upstream -----------------------------------------------------------------------------------
+
+
+def plan_scaffold(model: str) -> Scaffold:
+    """Everything the configs will say, from upstream's syntax tree; raises PatchgenError when not Llama-shaped."""
+    source_module = REFERENCE.format(model)
+    upstream = read_upstream(source_module)
+    causal_lms = [name for name in upstream.definitions if name.endswith("ForCausalLM")]
+    if len(causal_lms) != 1:
+        raise PatchgenError(f"{source_module}: not Llama-shaped: {len(causal_lms)} *ForCausalLM classes, expected one")
+    prefix = causal_lms[0].removesuffix("ForCausalLM")
+    experts = [
+        name
+        for name in upstream.definitions
+        if name.startswith(prefix) and any(marker in name.removeprefix(prefix) for marker in EXPERT_MARKERS)
+    ]
+    if experts:
+        raise PatchgenError(
+            f"{source_module}: not Llama-shaped: routed experts ({experts[0]}); write its configs by hand "
+            "(models/qwen3_moe shows the experts sets)"
+        )
+    attention = f"{prefix}Attention"
+    binding = _attention_binding(upstream, attention, source_module)
+    scaffold = Scaffold(
+        model=model,
+        prefix=prefix,
+        source_module=source_module,
+        config_class=_config_class(source_module, causal_lms[0]),
+        attention=attention,
+        steps=(binding.project_qkv, binding.qk_norm, "full_rotary", "output_projection"),
+        excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lms[0]],
+    )
+    _pick_kernel(scaffold, upstream, f"{prefix}RMSNorm", NORMS)
+    _pick_kernel(scaffold, upstream, f"{prefix}MLP", MLPS)
+    rope = _pick_kernel(scaffold, upstream, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
+    if rope is ROPES[1]:  # the kernel rotates all it is given: hand it the rotated channels only
+        scaffold.steps = (binding.project_qkv, binding.qk_norm, "partial_rotary", "output_projection")
+    _pick_loss(scaffold, upstream)
+    return scaffold
+
+
+def _attention_binding(upstream: UpstreamModule, attention: str, source_module: str) -> Binding:
+    node = upstream.definitions.get(attention)
+    if not isinstance(node, ast.ClassDef) or find_method(node, "forward") is None:
+        raise PatchgenError(f"{source_module}: not Llama-shaped: no class {attention} with a forward")
+    have = instance_attributes(upstream, node)
+    ours = _comparable_forward(node, attention)
+    for binding in BINDINGS:
+        if all(name in have for name in binding.needs) and not any(name in have for name in binding.lacks):
+            if ours == _comparable_forward(_reference_class(*binding.reference), binding.reference[1]):
+                return binding
+    closest = _reference_class(*BINDINGS[0].reference)
+    return _refuse_attention(source_module, attention, ours, _comparable_forward(closest, BINDINGS[0].reference[1]))
+
+
+def _refuse_attention(source_module: str, attention: str, ours: str, llama: str):
+    added = [line.strip() for line in difflib.unified_diff(llama.splitlines(), ours.splitlines(), lineterm="", n=0)]
+    first = next((line[1:].strip() for line in added if line.startswith("+") and not line.startswith("+++")), "")
+    raise PatchgenError(
+        f"{source_module}: not Llama-shaped: {attention}.forward is none of the Ulysses step bindings "
+        f"(separate or fused q/k/v, no/per-head/full-projection q/k norm); against Llama's it differs at `{first}`"
+    )
+
+
+def _comparable_forward(cls: ast.ClassDef, class_name: str) -> str:
+    """The forward's code as the shared forward would have to reproduce it: names, docstrings, annotations and
+    the `sliding_window=` argument aside (the shared forward passes the layer's or the config's window)."""
+    forward = ast.parse(normalised(find_method(cls, "forward"))).body[0]
+    for node in ast.walk(forward):
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if k.arg != "sliding_window"]
+    # parameter names and the body: defaults and annotations are the shared forward's own
+    parameters = ", ".join(argument.arg for argument in [*forward.args.args, *forward.args.kwonlyargs])
+    body = "\n".join(ast.unparse(statement) for statement in forward.body)
+    prefix = class_name.removesuffix("Attention")
+    return f"({parameters})\n{body}".replace(prefix, "_P_")
+
+
+def _reference_class(model: str, name: str) -> ast.ClassDef:
+    return read_upstream(REFERENCE.format(model)).definitions[name]
+
+
+def _config_class(source_module: str, causal_lm: str) -> str:
+    return getattr(importlib.import_module(source_module), causal_lm).config_class.__name__
+
+
+def _pick_kernel(
+    scaffold: Scaffold, upstream: UpstreamModule, target: str, kernels: tuple[Kernel, ...], also: tuple[str, ...] = ()
+) -> Kernel | None:
+    """The first kernel whose reference code upstream's `target` (and its helpers `also`) has and whose set's
+    declared requirements hold; None (reported) when none does."""
+    if target not in upstream.definitions:
+        scaffold.not_fitted.append(f"{target}: upstream defines none; nothing to replace")
+        return None
+    refused: dict[str, list[str]] = {}  # why -> the sets refused for it (sets with one reference share one)
+    for kernel in kernels:
+        problem = _kernel_problem(kernel, upstream, target, also)
+        if problem is None:
+            scaffold.kernels.append((kernel, target))
+            return kernel
+        refused.setdefault(problem, []).append(_set_name(kernel.gpu))
+    reasons = [f"{', '.join(dict.fromkeys(names))}: {problem}" for problem, names in refused.items()]
+    scaffold.not_fitted.append(f"{target} kept as upstream: " + "; ".join(reasons))
+    return None
+
+
+def _kernel_problem(kernel: Kernel, upstream: UpstreamModule, target: str, helpers: tuple[str, ...]) -> str | None:
+    """Why `kernel` does not fit upstream's `target`: other code than it stands in for (the target, or a helper
+    of it such as `rotate_half`), or a requirement its sets declare (what the generator would refuse)."""
+    problem = _same_code(upstream, target, kernel.references, kernel.role)
+    for helper in helpers:
+        if problem is None and helper in upstream.definitions:
+            references = tuple(f"{reference.partition('.')[0]}.{helper}" for reference in kernel.references)
+            problem = _same_code(upstream, helper, references)
+    for where in (kernel.gpu, kernel.cpu):
+        problem = problem or _declared_problem(where, upstream, target)
+    return problem
+
+
+def _pick_loss(scaffold: Scaffold, upstream: UpstreamModule) -> None:
+    model, name = LOSS_REFERENCE
+    ours = normalised(find_method(upstream.definitions[scaffold.causal_lm], "forward"))
+    theirs = normalised(find_method(_reference_class(model, name), "forward"))
+    ours, theirs = ours.replace(scaffold.prefix, "_P_"), theirs.replace("Llama", "_P_")
+    if ours == theirs:
+        scaffold.kernels.append((LOSS, scaffold.causal_lm))
+        return
+    diff = difflib.unified_diff(theirs.splitlines(), ours.splitlines(), lineterm="", n=0)
+    first = next((line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")), "")
+    scaffold.not_fitted.append(
+        f"{scaffold.causal_lm}.forward kept as upstream (no fused loss): it is not Llama's forward, which the "
+        f"fused-loss forward stands in for; it differs at `{first}`"
+    )
+
+
+def _same_code(upstream: UpstreamModule, target: str, references: tuple[str, ...], role: str = "") -> str | None:
+    dotted = tuple(REFERENCE.format(r.split(".")[0]) + "." + r.split(".", 1)[1] for r in references)
+    return check(Requirement(role or target, "same_code", dotted, otherwise=""), upstream, target)
+
+
+def _declared_problem(where: str, upstream: UpstreamModule, target: str) -> str | None:
+    """Why the set's own requirements (`requires_*`, what the generator checks) refuse `target`, or None."""
+    patch_set = _load_set(where)
+    for requirement in patch_set.requirements:
+        problem = check(requirement, upstream, target)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _load_set(where: str):
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _set_name(where: str) -> str:
+    return where.partition(":")[2]
+
+
+# -- writing ----------------------------------------------------------------------------------------------
+
+
+def render_configs(scaffold: Scaffold, package: str) -> dict[str, str]:
+    """File name -> text of `__init__.py` and the three configs (ruff-formatted shape, line length 119)."""
+    m, title = scaffold.model, scaffold.prefix
+    base_module = f"{package}.{m}_base_patch_gen_config"
+    return {
+        "__init__.py": "",
+        f"{m}_base_patch_gen_config.py": _base_text(scaffold, title),
+        f"{m}_cpu_patch_gen_config.py": _variant_text(scaffold, "cpu", base_module),
+        f"{m}_gpu_patch_gen_config.py": _variant_text(scaffold, "gpu", base_module),
+    }
+
+
+def _base_text(scaffold: Scaffold, title: str) -> str:
+    project, norm, rotary, output = scaffold.steps
+    lines = [
+        f'"""{title}: what every generated {title} file shares. A base: the _cpu and _gpu variants extend it.',
+        "",
+        f"Written by `patchgen new-model {scaffold.model}` from {scaffold.source_module}; review it like",
+        "hand-written code. Not generated on its own (`PatchConfig.base`).",
+        *_not_fitted_lines(scaffold),
+        '"""',
+        "",
+        "from models.common.training_sets import ULYSSES_ATTENTION",
+        f"from models.common.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
+        "from patchgen import PatchConfig",
+        "",
+        "",
+        "config = PatchConfig.base(",
+        f'    source_module="{scaffold.source_module}",',
+        f'    description="{title}, causal-LM training heads only",',
+        ")",
+    ]
+    if scaffold.excluded:
+        lines += [
+            "config.exclude_from_output(",
+            *(f'    "{name}",' for name in scaffold.excluded),
+            '    reason="heads not used for causal-LM training",',
+            ")",
+        ]
+    lines += [
+        "config.use(",
+        "    ULYSSES_ATTENTION,",
+        f'    attention="{scaffold.attention}",',
+        "    bind={",
+        f'        "project_qkv": {project},',
+        f'        "qk_norm": {norm},',
+        f'        "rotary": {rotary},',
+        f'        "project_output": {output},',
+        "    },",
+        ")",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _not_fitted_lines(scaffold: Scaffold) -> list[str]:
+    if not scaffold.not_fitted:
+        return []
+    return [
+        "",
+        "Left as upstream by the scaffold (no shared set fits):",
+        "",
+        *(
+            wrapped
+            for line in scaffold.not_fitted
+            for wrapped in textwrap.wrap(
+                line, 115, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False
+            )
+        ),
+    ]
+
+
+def _variant_text(scaffold: Scaffold, variant: str, base_module: str) -> str:
+    title, m = scaffold.prefix, scaffold.model
+    uses = [(getattr(kernel, variant), target, kernel.note) for kernel, target in scaffold.kernels]
+    imports: dict[str, set[str]] = {}
+    for where, _, _ in uses:
+        module, _, name = where.partition(":")
+        imports.setdefault(module, set()).add(name)
+    kernels = ", ".join(_set_name(where) for where, _, _ in uses) or "no kernel sets"
+    if variant == "cpu":
+        summary = f"{title}, CPU-runnable: the structure of the GPU variant with pure-torch stand-ins for its kernels."
+        description = f"{title} with pure-torch stand-ins for the GPU file's kernels"
+    else:
+        summary = f"{title} for GPU training: the base plus {kernels}."
+        description = f"{title} with {kernels}; written by the scaffold, not measured on a GPU yet"
+    lines = [
+        f'"""{summary}',
+        "",
+        f"Generated file: generated/{m}/patched_modeling_{m}_{variant}.py",
+        '"""',
+        "",
+        *(f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(imports.items())),
+        "from patchgen import PatchConfig",
+        "",
+        "",
+        "config = PatchConfig.extend(",
+        f'    "{base_module}",',
+        f'    target_file="patched_modeling_{m}_{variant}.py",',
+        f'    description="{description}",',
+        ")",
+    ]
+    for where, target, note in uses:
+        note_text = f', note="{note}"' if note else ""
+        lines.append(f'config.use({_set_name(where)}, "{target}"{note_text})')
+    return "\n".join(_wrapped(line) for line in lines) + "\n"
+
+
+def _wrapped(line: str) -> str:
+    """A `config.use(...)` or import longer than 119 characters, split the way ruff format splits it."""
+    if len(line) <= 119:
+        return line
+    if line.startswith("config.use("):
+        arguments = line.removeprefix("config.use(").removesuffix(")")
+        return "config.use(\n    " + arguments + ",\n)"
+    if line.startswith("from "):
+        head, _, names = line.partition(" import ")
+        return f"{head} import (\n" + "".join(f"    {n},\n" for n in names.split(", ")) + ")"
+    return line
+
+
+def table_entry(scaffold: Scaffold) -> str:
+    """The entry to add to TABLE in tests/families.py (this repository's one table of tested families)."""
+    config = _tiny_config_keys(scaffold)
+    fields = [f'"{scaffold.config_class}"', f'"{scaffold.causal_lm}"']
+    if config:
+        fields.append(repr(config))
+    if _derives_head_dim(scaffold):
+        fields.append("derives_head_dim=True")
+    liger = _liger_objects(scaffold)
+    if liger:
+        fields.append(
+            "liger={\n" + "".join(f'            "{name}": "{where}",\n' for name, where in liger.items()) + "        }"
+        )
+    steps = "".join(f'            "{name}",\n' for name in (scaffold.attention, *scaffold.steps))
+    fields.append("attention_steps=(\n" + steps + "        )")
+    if not scaffold.fused_loss:
+        fields.append("fused_loss=False")
+    return f'    "{scaffold.model}": Family(\n' + "".join(f"        {field_},\n" for field_ in fields) + "    ),"
+
+
+def _liger_objects(scaffold: Scaffold) -> dict[str, str]:
+    """Upstream name -> "module:object" each GPU set binds by import (its `external` patches)."""
+    objects = {}
+    for kernel, target in scaffold.kernels:
+        for template in _load_set(kernel.gpu).templates:
+            if template.replacement_module and template.replacement_module.startswith("liger_kernel"):
+                objects[target] = f"{template.replacement_module}:{template.replacement_name}"
+    return objects
+
+
+def _config_defaults(scaffold: Scaffold):
+    import transformers
+
+    return getattr(transformers, scaffold.config_class)()
+
+
+def _tiny_config_keys(scaffold: Scaffold) -> dict[str, int]:
+    """Special-token ids whose defaults fall outside a tiny vocabulary (~100 tokens): set to 1 and 2."""
+    defaults = _config_defaults(scaffold)
+    keys = {}
+    for name, tiny in (("bos_token_id", 1), ("eos_token_id", 2)):
+        value = getattr(defaults, name, None)
+        if isinstance(value, int) and value >= 99:
+            keys[name] = tiny
+    return keys
+
+
+def _derives_head_dim(scaffold: Scaffold) -> bool:
+    return getattr(_config_defaults(scaffold), "head_dim", None) is None
+
+
+def _config_folder(layout: Layout) -> Path:
+    folder = layout.config_folders[0].path
+    try:
+        importlib.import_module("models.common.training_sets")
+    except ImportError:
+        raise PatchgenError(
+            f"{layout.root}: new-model writes configs over the shared sets of models/common "
+            "(this repository's layout); the project has no importable models.common"
+        ) from None
+    return folder
+
+
+def _generate(layout: Layout, modules: list[str], write: bool) -> list[str]:
+    """Generate the variants in memory (every check of the generator); write the outputs when asked."""
+    runs = run_configs(layout.root, modules, with_diff=True)
+    errors = [run.generation.error for run in runs if run.generation.error]
+    if errors:
+        raise PatchgenError(errors[0])
+    outputs = {output.path: output.text for run in runs for output in run.generation.outputs}
+    if write:
+        write_all({path: text for path, text in outputs.items() if not path.exists() or path.name != "__init__.py"})
+    return [display_path(path) for path in outputs if path.suffix == ".py" and path.name != "__init__.py"]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model_type")
+@click.option("--generate", "write_generated", is_flag=True, help="Also write generated/<model>/ (with --diff).")
+def main(model_type: str, write_generated: bool) -> None:
+    """Write models/MODEL_TYPE/ (base, _cpu and _gpu configs) for a Llama-shaped transformers model.
+
+    MODEL_TYPE is the folder name under transformers.models (granite, helium, ...). Prints what was
+    picked, what was left as upstream and why, and the next commands. Exit status 2, nothing written,
+    when the model is not Llama-shaped, already has a folder, or its configs do not generate.
+    """
+    with one_line_errors():
+        layout = enter_project()
+        folder = _config_folder(layout) / model_type
+        if folder.exists():
+            raise PatchgenError(f"{display_path(folder)} already exists; edit its configs instead of scaffolding")
+        scaffold = plan_scaffold(model_type)
+        package = layout.module_name_for_path(folder / "__init__.py").removesuffix(".__init__")
+        texts = render_configs(scaffold, package)
+        written = {folder / name: text for name, text in texts.items()}
+        write_all(written)
+        try:
+            variants = [f"{package}.{model_type}_{v}_patch_gen_config" for v in ("cpu", "gpu")]
+            generated = _generate(layout, variants, write_generated)
+        except BaseException:
+            _remove(written, folder)
+            raise
+    for line in _report(scaffold, written, generated, write_generated, variants):
+        click.echo(line)
+
+
+def _remove(written: dict[Path, str], folder: Path) -> None:
+    for path in written:
+        path.unlink(missing_ok=True)
+    for leftover in (folder / "__pycache__",):
+        if leftover.is_dir():
+            for cached in leftover.iterdir():
+                cached.unlink()
+            leftover.rmdir()
+    folder.rmdir()
+
+
+def _report(scaffold: Scaffold, written, generated, write_generated: bool, variants: list[str]) -> Iterator[str]:
+    for path in written:
+        yield f"wrote {display_path(path)}"
+    yield f"attention: ULYSSES_ATTENTION on {scaffold.attention} with {', '.join(scaffold.steps)}"
+    for kernel, target in scaffold.kernels:
+        yield f"{target}: {_set_name(kernel.gpu)} (gpu), {_set_name(kernel.cpu)} (cpu)"
+    for line in scaffold.not_fitted:
+        yield f"not fitted: {line}"
+    verb = "wrote" if write_generated else "generates"
+    yield f"{verb}: {', '.join(generated)}"
+    yield "next:"
+    if not write_generated:
+        yield "  patchgen generate --all --diff        # writes generated/" + scaffold.model + "/; read the .diff"
+    yield "  add to TABLE in tests/families.py:"
+    yield table_entry(scaffold)
+    yield f"  pytest tests/test_families.py tests/test_models_families.py tests/test_hf_behaviours.py -k {scaffold.model}"
+
+
+if __name__ == "__main__":
+    main()
