@@ -268,7 +268,7 @@ def describe_ops(model) -> str:
     def name(module) -> str:
         if hasattr(type(module), "compiled_forward"):
             return f"{type(module).__name__} (torch.compile)"
-        if hasattr(type(module), "torch_forward"):  # models/common/switched_kernels.py
+        if hasattr(type(module), "torch_forward"):  # patchgen/sets/kernels/switched_kernels.py
             return f"{type(module).__name__} (torch or Liger by size)"
         return type(module).__name__
 
@@ -601,7 +601,7 @@ def op_step(op: str, candidate: str, plan: Plan, model: str, tokens: int) -> Cal
 
             classes = {"rms_norm": LigerRMSNorm, "swiglu": LigerSwiGLUMLP}
         elif candidate == "compiled":
-            from models.common.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm
+            from patchgen.sets.kernels.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm
 
             classes = {"rms_norm": CompiledRMSNorm, "swiglu": CompiledGatedMLP}
         else:

@@ -97,7 +97,7 @@ TABLE: dict[str, Family] = {
         "Qwen3Config",
         "Qwen3ForCausalLM",
         harness_config={"equivalence": {"tie_word_embeddings": True}},
-        # RMSNorm and MLP: copied classes that call Liger's kernels from a token count (models/common/switched_kernels.py)
+        # RMSNorm and MLP: copied classes that call Liger's kernels from a token count (patchgen/sets/kernels/switched_kernels.py)
         liger={"apply_rotary_pos_emb": ROPE},
         attention_steps=(
             "Qwen3Attention",

@@ -1,4 +1,4 @@
-"""models/common/compiled_kernels.py: upstream's RMSNorm and gated MLP, compiled on CUDA, upstream's eagerly elsewhere.
+"""patchgen/sets/kernels/compiled_kernels.py: upstream's RMSNorm and gated MLP, compiled on CUDA, upstream's eagerly elsewhere.
 
 On CPU the modules run `eager_forward`: the ops of upstream's modules on the same shapes, hence compared
 bitwise with them. That the compiled region traces whole (no graph break, so one Inductor graph each
@@ -17,7 +17,7 @@ from transformers import LlamaConfig, Qwen3Config
 from transformers.models.llama import modeling_llama
 from transformers.models.qwen3 import modeling_qwen3
 
-from models.common.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm, run_on_token_rows
+from patchgen.sets.kernels.compiled_kernels import CompiledGatedMLP, CompiledRMSNorm, run_on_token_rows
 
 
 def norm_pair(dtype: torch.dtype):

@@ -277,7 +277,7 @@ def test_generation_with_compiled_forward_equals_stock(model, variant):
     backend="eager": dynamo's fullgraph tracing is where graph breaks and data-dependent guards fail; inductor's
     C++ build would add minutes on 2 CPU cores (tests/test_models_qwen3_moe.py also runs AOT autograd on the MoE).
     The Qwen3-MoE GPU file gives this up with Liger's experts kernel (it refuses tracing, see
-    models/common/liger_moe_experts.py) and compiles once switched to transformers' grouped_mm.
+    patchgen/sets/experts/liger_moe_experts.py) and compiles once switched to transformers' grouped_mm.
     """
     stock, generated = stock_and_generated(model, variant)
     input_ids = token_ids(7, stock.device, shape=(2, 7))

@@ -14,7 +14,7 @@ import pytest
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "patchgen"
-LAYERS = ["syntax", "dsl", "load", "plan", "render", "verify", "upgrade", "commands"]
+LAYERS = ["syntax", "dsl", "load", "plan", "render", "verify", "upgrade", "sets", "commands"]
 ALIASES = {
     "run_codegen": True,
     "check_patchgen": True,
@@ -83,6 +83,8 @@ def test_stages_import_only_stages_below_them():
             other = _stage(dep)
             if other is None or other == stage:
                 continue
+            if other == "runtime" and stage == "sets":
+                continue  # set code is spliced into generated files, which import the runtime
             if stage == "runtime" or other == "runtime" or LAYERS.index(other) > LAYERS.index(stage):
                 bad.append(f"{module} ({stage}) imports {dep} ({other})")
     assert not bad, "stages are ordered " + " < ".join(LAYERS) + ": " + "; ".join(bad)

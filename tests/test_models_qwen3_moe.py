@@ -5,7 +5,7 @@ A stock `Qwen3MoeForCausalLM.save_pretrained` writes experts one by one
 `experts.down_proj` on load only for its own classes (unless the model type is registered); the
 generated files' classes count as its own (`patchgen/load/native_code.py`), so nothing is registered.
 
-The experts class keeps upstream's dispatch (`models/common/torch_moe_experts.py`, `liger_moe_experts.py`): the fused kernel is one
+The experts class keeps upstream's dispatch (`patchgen/sets/experts/torch_moe_experts.py`, `liger_moe_experts.py`): the fused kernel is one
 more registered implementation ("torch_fused_moe" in the CPU file, "liger_fused_moe" in the GPU file)
 and the default; `set_experts_implementation` switches to any other, and the CPU default compiles with
 `fullgraph=True` and exports.

@@ -1,4 +1,4 @@
-"""models/common/switched_kernels.py: upstream's RMSNorm / SwiGLU MLP below a token count, Liger's kernels from it.
+"""patchgen/sets/kernels/switched_kernels.py: upstream's RMSNorm / SwiGLU MLP below a token count, Liger's kernels from it.
 
 On CPU the modules always run their torch branch, a copy of upstream's code: compared bitwise with stock
 Qwen3RMSNorm / Qwen3MLP on the same shapes, both as defined in models/common and as copied into the
@@ -19,10 +19,10 @@ from transformers import Qwen3Config
 from transformers.models.qwen3 import modeling_qwen3
 
 import generated.qwen3.patched_modeling_qwen3_gpu as qwen3_gpu
-from models.common.switched_kernels import SizeSwitchedRMSNorm, SizeSwitchedSwiGLUMLP
 from patchgen.commands.codegen import generate
 from patchgen.load.discovery import load_config
 from patchgen.runtime import kernel_sizes
+from patchgen.sets.kernels.switched_kernels import SizeSwitchedRMSNorm, SizeSwitchedSwiGLUMLP
 
 
 NORMS = {"switched_kernels": SizeSwitchedRMSNorm, "generated gpu file": qwen3_gpu.Qwen3RMSNorm}

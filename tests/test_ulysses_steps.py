@@ -1,6 +1,6 @@
 """The Ulysses attention forward composed from steps: each family's file calls the steps its base config binds.
 
-One forward for every family (`models/common/ulysses_attention.py`); the families differ in the
+One forward for every family (`patchgen/sets/attention/ulysses_attention.py`); the families differ in the
 q/k/v projection, the q/k norm, rope and the output projection, which each base config binds with `config.use(..., bind=...)`.
 The numbers (logits, loss, gradients, save/load, SP across ranks) are checked by the family, equivalence
 and sequence-parallel tests; here: which step each generated forward calls, and why partial rotary

@@ -392,7 +392,10 @@ def test_committed_locks_record_what_the_patched_code_uses_from_transformers():
     assert any(r.startswith("huggingface-hub") for r in lock.upstream_requires)
     assert not any(".modeling_llama." in name for name in attention)  # the patch's TYPE_CHECKING imports
     patch = entries["Qwen3ForCausalLM.forward"].patch
-    assert (patch.source.split(":")[0], patch.name) == ("models/common/fused_loss.py", "linear_cross_entropy_forward")
+    assert (patch.source.split(":")[0], patch.name) == (
+        "patchgen/sets/losses/fused_loss.py",
+        "linear_cross_entropy_forward",
+    )
     assert all(record.is_intact() for record in lock.dependencies)
 
 

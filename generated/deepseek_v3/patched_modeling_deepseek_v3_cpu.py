@@ -68,7 +68,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement DeepseekV3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -79,7 +79,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] DeepseekV3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [the attention's q_a_layernorm/kv_a_layernorm too]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class DeepseekV3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -147,7 +147,7 @@ class DeepseekV3RotaryEmbedding(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] DeepseekV3MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense layers' MLP and the shared experts]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:24)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:24)
 # ==============================================================================
 class DeepseekV3MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -391,7 +391,7 @@ def apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze
 # ==============================================================================
 # [ADDED] gather_shared_rope_key
 # Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30) (via helper decompressed_head_shards)
-# Patch source: models/common/ulysses_mla.py:79
+# Patch source: patchgen/sets/attention/ulysses_mla.py:79
 # ==============================================================================
 def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
     """`[batch, 1, seq/P, rope_dim]` (this rank's tokens) -> `[batch, 1, seq, rope_dim]` (every token), on every rank.
@@ -407,7 +407,7 @@ def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
 # ==============================================================================
 # [ADDED] decompressed_head_shards
 # Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
-# Patch source: models/common/ulysses_mla.py:90
+# Patch source: patchgen/sets/attention/ulysses_mla.py:90
 # ==============================================================================
 def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of this rank's heads over the whole sequence, from the latents of this rank's tokens.
@@ -435,10 +435,10 @@ def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/attention/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism for MLA: all-to-alls of the decompressed heads around the attention call, the shared rope key gathered once
-#   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/attention/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # ==============================================================================
 class DeepseekV3Attention(nn.Module):
     """Multi-headed Latent Attention (MLA) from Deepseek V2, with support for rope interleave."""
@@ -497,7 +497,7 @@ class DeepseekV3Attention(nn.Module):
         )
 
         self.scaling = yarn_apply_mscale(config.rope_parameters, self.qk_head_dim ** (-0.5))
-        # [patchgen] begin: added by modify_init (models/common/ulysses_mla.py:71), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_mla.py:71), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads. kv_b_proj gives every query head
         # its own key and value head, so the layout splits num_heads on both sides; a head count that does not divide
         # by P fails here, at construction.
@@ -667,7 +667,7 @@ class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25) (via helper torch_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -682,7 +682,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -702,7 +702,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # ==============================================================================
 # [ADDED] torch_fused_moe
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
-# Patch source: models/common/torch_moe_experts.py:18
+# Patch source: patchgen/sets/experts/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def torch_fused_moe(
@@ -744,7 +744,7 @@ def torch_fused_moe(
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [DeepseekV3Experts keeps upstream's dispatch]
-#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
+#   Patch source: patchgen/sets/experts/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)
@@ -871,7 +871,7 @@ class DeepseekV3Model(DeepseekV3PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override DeepseekV3ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:26)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -930,7 +930,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's MoE output class, which carries the router logits]
-#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:26)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:26)
 # ==============================================================================
 @auto_docstring
 class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):

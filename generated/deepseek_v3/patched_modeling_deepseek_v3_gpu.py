@@ -71,7 +71,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 # [PATCHED CLASS] DeepseekV3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [pre-norm layers; q_a_layernorm/kv_a_layernorm feed projections]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:28)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:28)
 # ==============================================================================
 DeepseekV3RMSNorm = LigerRMSNorm
 
@@ -126,7 +126,7 @@ class DeepseekV3RotaryEmbedding(nn.Module):
 # [PATCHED CLASS] DeepseekV3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense layers' MLP and the shared experts]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:29)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:29)
 # ==============================================================================
 DeepseekV3MLP = LigerSwiGLUMLP
 
@@ -352,7 +352,7 @@ def apply_rotary_pos_emb_interleave(q, k, cos, sin, position_ids=None, unsqueeze
 # ==============================================================================
 # [ADDED] gather_shared_rope_key
 # Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30) (via helper decompressed_head_shards)
-# Patch source: models/common/ulysses_mla.py:79
+# Patch source: patchgen/sets/attention/ulysses_mla.py:79
 # ==============================================================================
 def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
     """`[batch, 1, seq/P, rope_dim]` (this rank's tokens) -> `[batch, 1, seq, rope_dim]` (every token), on every rank.
@@ -368,7 +368,7 @@ def gather_shared_rope_key(k_rot: torch.Tensor) -> torch.Tensor:
 # ==============================================================================
 # [ADDED] decompressed_head_shards
 # Needed by: method_override DeepseekV3Attention.forward (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
-# Patch source: models/common/ulysses_mla.py:90
+# Patch source: patchgen/sets/attention/ulysses_mla.py:90
 # ==============================================================================
 def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values of this rank's heads over the whole sequence, from the latents of this rank's tokens.
@@ -396,10 +396,10 @@ def decompressed_head_shards(self, kv_nope: torch.Tensor, k_rot: torch.Tensor) -
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/attention/ulysses_mla.py:71 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism for MLA: all-to-alls of the decompressed heads around the attention call, the shared rope key gathered once
-#   Patch source: models/common/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/attention/ulysses_mla.py:116 (patch set ulysses_mla_attention.attention, applied at models/deepseek_v3/deepseek_v3_base_patch_gen_config.py:30)
 # ==============================================================================
 class DeepseekV3Attention(nn.Module):
     """Multi-headed Latent Attention (MLA) from Deepseek V2, with support for rope interleave."""
@@ -458,7 +458,7 @@ class DeepseekV3Attention(nn.Module):
         )
 
         self.scaling = yarn_apply_mscale(config.rope_parameters, self.qk_head_dim ** (-0.5))
-        # [patchgen] begin: added by modify_init (models/common/ulysses_mla.py:71), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_mla.py:71), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads. kv_b_proj gives every query head
         # its own key and value head, so the layout splits num_heads on both sides; a head count that does not divide
         # by P fails here, at construction.
@@ -628,7 +628,7 @@ class DeepseekV3DecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30) (via helper liger_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -643,7 +643,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] liger_fused_moe
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30)
-# Patch source: models/common/liger_moe_experts.py:18
+# Patch source: patchgen/sets/experts/liger_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def liger_fused_moe(
@@ -668,7 +668,7 @@ def liger_fused_moe(
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -690,7 +690,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [DeepseekV3Experts keeps upstream's dispatch]
-#   Patch source: models/common/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/experts/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:30)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)
@@ -817,7 +817,7 @@ class DeepseekV3Model(DeepseekV3PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override DeepseekV3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:31)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -876,7 +876,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's MoE output class (router logits); the kernel by shape (Liger's where its chunks have >= 256 rows, else chunked): the rule measured on Qwen3 and Llama]
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:31)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/deepseek_v3/deepseek_v3_gpu_patch_gen_config.py:31)
 # ==============================================================================
 @auto_docstring
 class DeepseekV3ForCausalLM(DeepseekV3PreTrainedModel, GenerationMixin):

@@ -101,7 +101,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # ==============================================================================
 # [PATCHED CLASS] Gemma3MLP
 # Reason: pure-torch GeGLU with LigerGEGLUMLP's constructor and keys: down(gelu_tanh(gate) * up)
-# Patch source: models/common/torch_kernels.py:138 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:138 (patch set torch_geglu_mlp.mlp, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Gemma3MLP(nn.Module):
     """Gemma's gated MLP with the tanh-approximated GELU, the only GELU the fused kernel implements."""
@@ -125,7 +125,7 @@ class Gemma3MLP(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Gemma3RMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -136,7 +136,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Gemma3RMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:16)
 # ==============================================================================
 class Gemma3RMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -226,7 +226,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -238,7 +238,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/gemma3/gemma3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 @use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -299,8 +299,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -315,8 +315,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:114
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -331,8 +331,8 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -347,8 +347,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -363,10 +363,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Gemma3Attention(nn.Module):
@@ -401,7 +401,7 @@ class Gemma3Attention(nn.Module):
 
         self.q_norm = Gemma3RMSNorm(config.head_dim, eps=config.rms_norm_eps)
         self.k_norm = Gemma3RMSNorm(config.head_dim, eps=config.rms_norm_eps)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(

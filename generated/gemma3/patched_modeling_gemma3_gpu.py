@@ -105,7 +105,7 @@ class Gemma3TextScaledWordEmbedding(nn.Embedding):
 # [PATCHED CLASS] Gemma3MLP
 # Replaced by: liger_kernel.transformers.geglu.LigerGEGLUMLP (imported, not copied)
 # Reason: Liger's fused GeGLU (tanh GELU): same gate/up/down projections (keys unchanged), one kernel for act*up [Gemma 3 uses gelu_pytorch_tanh, the GELU the kernel computes]
-# Patch source: models/common/liger_kernels.py:84 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:84 (patch set liger_geglu_mlp.mlp, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Gemma3MLP = LigerGEGLUMLP
 
@@ -114,7 +114,7 @@ Gemma3MLP = LigerGEGLUMLP
 # [PATCHED CLASS] Gemma3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero
-# Patch source: models/common/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:20)
 # ==============================================================================
 Gemma3RMSNorm = LigerRMSNormForGemma3
 
@@ -191,7 +191,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/gemma3/gemma3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
@@ -244,8 +244,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -260,8 +260,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:114
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -276,8 +276,8 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -292,8 +292,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Gemma3Attention.forward (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -308,10 +308,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:27)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/gemma3/gemma3_base_patch_gen_config.py:32)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Gemma3Attention(nn.Module):
@@ -346,7 +346,7 @@ class Gemma3Attention(nn.Module):
 
         self.q_norm = Gemma3RMSNorm(config.head_dim, eps=config.rms_norm_eps)
         self.k_norm = Gemma3RMSNorm(config.head_dim, eps=config.rms_norm_eps)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(

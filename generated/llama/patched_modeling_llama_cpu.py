@@ -83,7 +83,7 @@ logger = logging.get_logger(__name__)
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement LlamaRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/llama/llama_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -94,7 +94,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] LlamaRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/llama/llama_cpu_patch_gen_config.py:17)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/llama/llama_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class LlamaRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -169,7 +169,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/llama/llama_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -181,7 +181,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/llama/llama_cpu_patch_gen_config.py:19)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/llama/llama_cpu_patch_gen_config.py:19)
 # ==============================================================================
 @use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -197,7 +197,7 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 # ==============================================================================
 # [PATCHED CLASS] LlamaMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [Llama's config.mlp_bias=True is refused: the kernel has no biases]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/llama/llama_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/llama/llama_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class LlamaMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -259,8 +259,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -275,8 +275,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -291,8 +291,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -307,8 +307,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -323,10 +323,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class LlamaAttention(nn.Module):
@@ -354,7 +354,7 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(
             config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_bias
         )
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -603,7 +603,7 @@ class LlamaModel(LlamaPreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override LlamaForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -662,7 +662,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/llama/llama_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):

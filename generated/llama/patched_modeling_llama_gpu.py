@@ -87,7 +87,7 @@ logger = logging.get_logger(__name__)
 # [PATCHED CLASS] LlamaRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Measured 8192x2048: torch 0.76 ms, Liger 0.31 ms (2.4x)]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/llama/llama_gpu_patch_gen_config.py:23)
 # ==============================================================================
 LlamaRMSNorm = LigerRMSNorm
 
@@ -149,7 +149,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 32x8192x64: torch 0.75 ms, Liger 0.33 ms (2.3x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:32)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/llama/llama_gpu_patch_gen_config.py:32)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
@@ -158,7 +158,7 @@ apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotar
 # [PATCHED CLASS] LlamaMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [Llama's config.mlp_bias=True is not supported: the kernel has no biases. Measured 8192x2048->8192: torch 3.98 ms / 768 MiB, Liger 3.74 ms / 544 MiB]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:24)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/llama/llama_gpu_patch_gen_config.py:24)
 # ==============================================================================
 LlamaMLP = LigerSwiGLUMLP
 
@@ -202,8 +202,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -218,8 +218,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -234,8 +234,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -250,8 +250,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override LlamaAttention.forward (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -266,10 +266,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/llama/llama_base_patch_gen_config.py:26)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class LlamaAttention(nn.Module):
@@ -297,7 +297,7 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(
             config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_bias
         )
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -546,7 +546,7 @@ class LlamaModel(LlamaPreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override LlamaForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:33)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -605,7 +605,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 7.3 ms, chunked 13.1, Liger 24.1); above, Liger's chunks have >= 256 rows and Liger wins: 8192 tokens chunked 48.7 ms, Liger 27.5; 32768 tokens chunked 189.1 ms, Liger 76.0 (H200, 2026-11-27)]
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:33)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/llama/llama_gpu_patch_gen_config.py:33)
 # ==============================================================================
 @auto_docstring
 class LlamaForCausalLM(LlamaPreTrainedModel, GenerationMixin):

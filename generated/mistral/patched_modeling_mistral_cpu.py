@@ -65,7 +65,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] MistralMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/mistral/mistral_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/mistral/mistral_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class MistralMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -98,7 +98,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/mistral/mistral_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -110,7 +110,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/mistral/mistral_cpu_patch_gen_config.py:19)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/mistral/mistral_cpu_patch_gen_config.py:19)
 # ==============================================================================
 @use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -162,8 +162,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -178,8 +178,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -194,8 +194,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -210,8 +210,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override MistralAttention.forward (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -226,10 +226,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:24)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/mistral/mistral_base_patch_gen_config.py:29)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class MistralAttention(nn.Module):
@@ -248,7 +248,7 @@ class MistralAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -343,7 +343,7 @@ class MistralAttention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement MistralRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/mistral/mistral_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -354,7 +354,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] MistralRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/mistral/mistral_cpu_patch_gen_config.py:17)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/mistral/mistral_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class MistralRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -574,7 +574,7 @@ class MistralModel(MistralPreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override MistralForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/mistral/mistral_cpu_patch_gen_config.py:20)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -633,7 +633,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/mistral/mistral_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/mistral/mistral_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class MistralForCausalLM(MistralPreTrainedModel, GenerationMixin):

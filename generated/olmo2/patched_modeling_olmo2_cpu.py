@@ -79,7 +79,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Olmo2RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -90,7 +90,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Olmo2RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [also the post-norms and the full-projection q_norm/k_norm; 'llama' casting like the GPU kernel: upstream scales by the weight in fp32 before casting back, which only differs below fp32]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Olmo2RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -194,7 +194,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -206,7 +206,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:27)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -228,7 +228,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:74
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -244,7 +244,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] full_projection_qk_norm
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:125
+# Patch source: patchgen/sets/attention/ulysses_attention.py:125
 # ==============================================================================
 def full_projection_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -262,7 +262,7 @@ def full_projection_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:149
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -278,7 +278,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:177
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -293,10 +293,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # ==============================================================================
 class Olmo2Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -325,7 +325,7 @@ class Olmo2Attention(nn.Module):
         )
         self.q_norm = Olmo2RMSNorm(config.num_attention_heads * self.head_dim, config.rms_norm_eps)
         self.k_norm = Olmo2RMSNorm(config.num_key_value_heads * self.head_dim, config.rms_norm_eps)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -420,7 +420,7 @@ class Olmo2Attention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Olmo2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up)
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:26)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:26)
 # ==============================================================================
 class Olmo2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -598,7 +598,7 @@ class Olmo2Model(Olmo2PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Olmo2ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:28)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -657,7 +657,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:28)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_cpu_patch_gen_config.py:28)
 # ==============================================================================
 @auto_docstring
 class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):

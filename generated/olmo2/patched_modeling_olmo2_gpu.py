@@ -83,7 +83,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Olmo2RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForOlmo2 (imported, not copied)
 # Reason: Liger's fused RMSNorm with in_place=False (LigerRMSNormForOlmo2 is LigerRMSNorm with that default; same constructor and weight): its backward writes a fresh gradient, so a norm output added to the residual (post-norm layers) keeps the right gradient [post-norm layers: the in-place kernel would corrupt the residual's gradient (tests/test_in_place_norm_hazard.py). 'llama' casting, as Liger's OLMo-2 patch: upstream scales by the weight in fp32 before casting back]
-# Patch source: models/common/liger_kernels.py:39 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:22)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:39 (patch set liger_rms_norm_out_of_place.rms_norm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Olmo2RMSNorm = LigerRMSNormForOlmo2
 
@@ -174,7 +174,7 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:31)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:31)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -189,7 +189,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:74
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -205,7 +205,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] full_projection_qk_norm
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:125
+# Patch source: patchgen/sets/attention/ulysses_attention.py:125
 # ==============================================================================
 def full_projection_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -223,7 +223,7 @@ def full_projection_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:149
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -239,7 +239,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Olmo2Attention.forward (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
-# Patch source: models/common/ulysses_attention.py:177
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -254,10 +254,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/olmo2/olmo2_base_patch_gen_config.py:28)
 # ==============================================================================
 class Olmo2Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -286,7 +286,7 @@ class Olmo2Attention(nn.Module):
         )
         self.q_norm = Olmo2RMSNorm(config.num_attention_heads * self.head_dim, config.rms_norm_eps)
         self.k_norm = Olmo2RMSNorm(config.num_key_value_heads * self.head_dim, config.rms_norm_eps)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -382,7 +382,7 @@ class Olmo2Attention(nn.Module):
 # [PATCHED CLASS] Olmo2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:30)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:30)
 # ==============================================================================
 Olmo2MLP = LigerSwiGLUMLP
 
@@ -542,7 +542,7 @@ class Olmo2Model(Olmo2PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Olmo2ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:32)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -601,7 +601,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:32)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/olmo2/olmo2_gpu_patch_gen_config.py:32)
 # ==============================================================================
 @auto_docstring
 class Olmo2ForCausalLM(Olmo2PreTrainedModel, GenerationMixin):

@@ -78,7 +78,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Phi3MLP
 # Reason: pure-torch SwiGLU on a fused gate_up_proj, LigerPhi3SwiGLUMLP's constructor and keys [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/torch_kernels.py:113 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:113 (patch set torch_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Phi3MLP(nn.Module):
     """SwiGLU whose gate and up projections are one `gate_up_proj` (gate rows first), as Phi-3 stores them.
@@ -197,7 +197,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -209,7 +209,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/phi3/phi3_cpu_patch_gen_config.py:19)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -223,8 +223,8 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 
 # ==============================================================================
 # [ADDED] fused_qkv_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:85
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:85
 # ==============================================================================
 def fused_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -242,8 +242,8 @@ def fused_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -258,8 +258,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] partial_rotary
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:160
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -280,8 +280,8 @@ def partial_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -296,10 +296,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
 # ==============================================================================
 class Phi3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -318,7 +318,7 @@ class Phi3Attention(nn.Module):
         op_size = config.num_attention_heads * self.head_dim + 2 * (config.num_key_value_heads * self.head_dim)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
         self.qkv_proj = nn.Linear(config.hidden_size, op_size, bias=False)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -413,7 +413,7 @@ class Phi3Attention(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Phi3RMSNorm (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -424,7 +424,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Phi3RMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in)
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/phi3/phi3_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Phi3RMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -599,7 +599,7 @@ class Phi3Model(Phi3PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Phi3ForCausalLM.forward (patch set torch_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_cpu_patch_gen_config.py:20)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -658,7 +658,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set torch_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):

@@ -82,7 +82,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Phi3MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerPhi3SwiGLUMLP (imported, not copied)
 # Reason: Liger's SwiGLU on a fused gate_up_proj (gate first, then up) and down_proj: the keys of Phi-3's MLP kept, one kernel for silu(gate) * up [keeps the fused gate_up_proj (state-dict keys unchanged)]
-# Patch source: models/common/liger_kernels.py:70 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:70 (patch set liger_fused_swiglu_mlp.mlp, applied at models/phi3/phi3_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Phi3MLP = LigerPhi3SwiGLUMLP
 
@@ -183,15 +183,15 @@ def eager_attention_forward(
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [sees only the rotated channels (the partial_rotary step)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/phi3/phi3_gpu_patch_gen_config.py:23)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
 
 # ==============================================================================
 # [ADDED] fused_qkv_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:85
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:85
 # ==============================================================================
 def fused_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -209,8 +209,8 @@ def fused_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -225,8 +225,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] partial_rotary
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:160
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -247,8 +247,8 @@ def partial_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Phi3Attention.forward (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -263,10 +263,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/phi3/phi3_base_patch_gen_config.py:34)
 # ==============================================================================
 class Phi3Attention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -285,7 +285,7 @@ class Phi3Attention(nn.Module):
         op_size = config.num_attention_heads * self.head_dim + 2 * (config.num_key_value_heads * self.head_dim)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
         self.qkv_proj = nn.Linear(config.hidden_size, op_size, bias=False)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -381,7 +381,7 @@ class Phi3Attention(nn.Module):
 # [PATCHED CLASS] Phi3RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [pre-norm layers: the in-place kernel is safe]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/phi3/phi3_gpu_patch_gen_config.py:21)
 # ==============================================================================
 Phi3RMSNorm = LigerRMSNorm
 
@@ -542,7 +542,7 @@ class Phi3Model(Phi3PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Phi3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -601,7 +601,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/phi3/phi3_gpu_patch_gen_config.py:24)
 # ==============================================================================
 @auto_docstring
 class Phi3ForCausalLM(Phi3PreTrainedModel, GenerationMixin):

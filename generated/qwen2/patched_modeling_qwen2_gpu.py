@@ -69,7 +69,7 @@ from transformers.utils.output_capturing import capture_outputs
 # [PATCHED CLASS] Qwen2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:24)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:24)
 # ==============================================================================
 Qwen2MLP = LigerSwiGLUMLP
 
@@ -131,7 +131,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:25)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:25)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
@@ -175,8 +175,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -191,8 +191,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -207,8 +207,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -223,8 +223,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Qwen2Attention.forward (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -239,10 +239,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen2/qwen2_base_patch_gen_config.py:26)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2Attention(nn.Module):
@@ -263,7 +263,7 @@ class Qwen2Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=True)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -359,7 +359,7 @@ class Qwen2Attention(nn.Module):
 # [PATCHED CLASS] Qwen2RMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it)
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:23)
 # ==============================================================================
 Qwen2RMSNorm = LigerRMSNorm
 
@@ -532,7 +532,7 @@ class Qwen2Model(Qwen2PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Qwen2ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:26)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -591,7 +591,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:26)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:26)
 # ==============================================================================
 @auto_docstring
 class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):

@@ -106,7 +106,7 @@ logger = logging.get_logger(__name__)
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen2_5_VLRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -117,7 +117,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen2_5_VLRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [text decoder, vision blocks and the patch merger (all pre-norm)]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:18)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:18)
 # ==============================================================================
 class Qwen2_5_VLRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -139,7 +139,7 @@ class Qwen2_5_VLRMSNorm(nn.Module):
 # ==============================================================================
 # [ADDED] torch_silu_mul
 # Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20) (via helper silu_mul)
-# Patch source: models/common/multimodal_kernels.py:30
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:30
 # ==============================================================================
 def torch_silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up in plain torch: what Liger's `liger_swiglu` kernel computes in one pass."""
@@ -149,7 +149,7 @@ def torch_silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 # ==============================================================================
 # [ADDED] silu_mul
 # Needed by: class_replacement Qwen2_5_VLMLP (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20)
-# Patch source: models/common/multimodal_kernels.py:36
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:36
 # ==============================================================================
 # The slot the MLP calls; a GPU config binds Liger's kernel to it: config.use(..., bind={"silu_mul": liger_swiglu})
 silu_mul = torch_silu_mul
@@ -158,7 +158,7 @@ silu_mul = torch_silu_mul
 # ==============================================================================
 # [PATCHED CLASS] Qwen2_5_VLMLP
 # Reason: upstream's gated MLP with its biases and keys, silu(gate) * up computed by the bound silu_mul (Liger's fused kernel on GPU, plain torch on CPU) [the vision blocks' MLP (biased projections)]
-# Patch source: models/common/multimodal_kernels.py:54 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20)
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:54 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:20)
 # ==============================================================================
 class Qwen2_5_VLMLP(nn.Module):
     """down(silu(gate(x)) * up(x)) with biased projections; SiLU only, like the fused kernel it can call.
@@ -294,7 +294,7 @@ def rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb_vision
 # Reason: rope of [seq, heads, head_dim] q/k with [seq, head_dim] cos/sin in fp32, cast back: Liger's vision wrapper in plain torch (CPU stand-in)
-# Patch source: models/common/multimodal_kernels.py:95 (patch set torch_vision_rope.vision_rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:22)
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:95 (patch set torch_vision_rope.vision_rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:22)
 # ==============================================================================
 def apply_rotary_pos_emb_vision(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -651,7 +651,7 @@ class Qwen2_5_VLRotaryEmbedding(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen2MLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the text decoder's MLP]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:19)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:19)
 # ==============================================================================
 class Qwen2MLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -677,7 +677,7 @@ class Qwen2MLP(nn.Module):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -689,7 +689,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [the text decoder's rope (3-D sections folded into cos/sin)]
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -704,8 +704,8 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -720,8 +720,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -736,8 +736,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -752,8 +752,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -768,13 +768,13 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -815,7 +815,7 @@ class Qwen2_5_VLAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=False)
         self.layer_type = config.layer_types[layer_idx] if hasattr(config, "layer_types") else None
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -998,8 +998,8 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:110
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -1017,8 +1017,8 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:124
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:124
 # ==============================================================================
 def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
     """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
@@ -1037,8 +1037,8 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:139
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:139
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1051,7 +1051,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1081,7 +1081,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1608,9 +1608,23 @@ class Qwen2_5_VLModel(Qwen2_5_VLPreTrainedModel):
 
 
 # ==============================================================================
+# [ADDED] check_loss_inputs
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:145
+# ==============================================================================
+def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
+    """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""
+    if sequence_parallel_world_size() > 1 and computes_loss and num_items_in_batch is None:
+        raise ValueError(
+            "sequence parallelism: pass num_items_in_batch, the non-ignored labels of the whole batch "
+            "(shard_multimodal_batch returns it); a mean over this rank's tokens alone is not its share of the mean"
+        )
+
+
+# ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -1665,25 +1679,11 @@ def causal_lm_loss(
 
 
 # ==============================================================================
-# [ADDED] check_loss_inputs
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
-# Patch source: models/common/ulysses_multimodal.py:145
-# ==============================================================================
-def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
-    """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""
-    if sequence_parallel_world_size() > 1 and computes_loss and num_items_in_batch is None:
-        raise ValueError(
-            "sequence parallelism: pass num_items_in_batch, the non-ignored labels of the whole batch "
-            "(shard_multimodal_batch returns it); a mean over this rank's tokens alone is not its share of the mean"
-        )
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen2_5_VLForConditionalGeneration
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None while training); upstream's signature and output kept
-#   Patch source: models/common/multimodal_loss.py:40 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+#   Patch source: patchgen/sets/losses/multimodal_loss.py:40 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
@@ -1860,7 +1860,7 @@ class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMi
 # ==============================================================================
 # [ADDED CODE] shard_multimodal_batch (after Qwen2_5_VLForConditionalGeneration)
 # Reason: the batch one rank passes to the model under sequence parallelism (whole sequence, its labels' share)
-# Patch source: models/common/ulysses_multimodal.py:41
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:41
 # ==============================================================================
 def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
     """What one rank passes to the vision-language model under sequence parallelism: `model(**shard)`.

@@ -111,7 +111,7 @@ logger = logging.get_logger(__name__)
 # [PATCHED CLASS] Qwen2_5_VLRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [text decoder, vision blocks and the patch merger (all pre-norm)]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:26)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:26)
 # ==============================================================================
 Qwen2_5_VLRMSNorm = LigerRMSNorm
 
@@ -119,7 +119,7 @@ Qwen2_5_VLRMSNorm = LigerRMSNorm
 # ==============================================================================
 # [PATCHED CLASS] Qwen2_5_VLMLP
 # Reason: upstream's gated MLP with its biases and keys, silu(gate) * up computed by the bound silu_mul (Liger's fused kernel on GPU, plain torch on CPU) [the vision blocks' MLP: biased projections kept, Liger's silu*up kernel]
-# Patch source: models/common/multimodal_kernels.py:54 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:28)
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:54 (patch set gated_silu_mlp_with_bias.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:28)
 # ==============================================================================
 class Qwen2_5_VLMLP(nn.Module):
     """down(silu(gate(x)) * up(x)) with biased projections; SiLU only, like the fused kernel it can call.
@@ -256,7 +256,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb_vision
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb_vision (imported, not copied)
 # Reason: Liger's rope kernel for the vision tower's layout (q/k [seq, heads, head_dim], cos/sin [seq, head_dim], computed in fp32 and cast back as upstream), called as upstream calls apply_rotary_pos_emb_vision
-# Patch source: models/common/multimodal_kernels.py:77 (patch set liger_vision_rope.vision_rope, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:35)
+# Patch source: patchgen/sets/kernels/multimodal_kernels.py:77 (patch set liger_vision_rope.vision_rope, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:35)
 # ==============================================================================
 apply_rotary_pos_emb_vision = liger_rotary_pos_emb_vision
 
@@ -606,7 +606,7 @@ class Qwen2_5_VLRotaryEmbedding(nn.Module):
 # [PATCHED CLASS] Qwen2MLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the text decoder's MLP]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:27)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:27)
 # ==============================================================================
 Qwen2MLP = LigerSwiGLUMLP
 
@@ -615,15 +615,15 @@ Qwen2MLP = LigerSwiGLUMLP
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [the text decoder's rope (3-D sections folded into cos/sin)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:34)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:34)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -638,8 +638,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:138
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -654,8 +654,8 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -670,8 +670,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -686,13 +686,13 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: models/common/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:37)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:171 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -733,7 +733,7 @@ class Qwen2_5_VLAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=False)
         self.layer_type = config.layer_types[layer_idx] if hasattr(config, "layer_types") else None
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -916,8 +916,8 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:110
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -935,8 +935,8 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:124
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:124
 # ==============================================================================
 def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
     """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
@@ -955,8 +955,8 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
-# Patch source: models/common/ulysses_multimodal.py:139
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:139
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -969,7 +969,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: models/common/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -999,7 +999,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:47)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1526,9 +1526,23 @@ class Qwen2_5_VLModel(Qwen2_5_VLPreTrainedModel):
 
 
 # ==============================================================================
+# [ADDED] check_loss_inputs
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:145
+# ==============================================================================
+def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
+    """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""
+    if sequence_parallel_world_size() > 1 and computes_loss and num_items_in_batch is None:
+        raise ValueError(
+            "sequence parallelism: pass num_items_in_batch, the non-ignored labels of the whole batch "
+            "(shard_multimodal_batch returns it); a mean over this rank's tokens alone is not its share of the mean"
+        )
+
+
+# ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -1583,25 +1597,11 @@ def causal_lm_loss(
 
 
 # ==============================================================================
-# [ADDED] check_loss_inputs
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
-# Patch source: models/common/ulysses_multimodal.py:145
-# ==============================================================================
-def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
-    """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""
-    if sequence_parallel_world_size() > 1 and computes_loss and num_items_in_batch is None:
-        raise ValueError(
-            "sequence parallelism: pass num_items_in_batch, the non-ignored labels of the whole batch "
-            "(shard_multimodal_batch returns it); a mean over this rank's tokens alone is not its share of the mean"
-        )
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen2_5_VLForConditionalGeneration
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None while training); upstream's signature and output kept
-#   Patch source: models/common/multimodal_loss.py:40 (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
+#   Patch source: patchgen/sets/losses/multimodal_loss.py:40 (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
@@ -1778,7 +1778,7 @@ class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMi
 # ==============================================================================
 # [ADDED CODE] shard_multimodal_batch (after Qwen2_5_VLForConditionalGeneration)
 # Reason: the batch one rank passes to the model under sequence parallelism (whole sequence, its labels' share)
-# Patch source: models/common/ulysses_multimodal.py:41
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:41
 # ==============================================================================
 def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
     """What one rank passes to the vision-language model under sequence parallelism: `model(**shard)`.

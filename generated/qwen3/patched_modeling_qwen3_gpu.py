@@ -83,7 +83,7 @@ from transformers.utils.output_capturing import capture_outputs
 # ==============================================================================
 # [PATCHED CLASS] Qwen3RMSNorm
 # Reason: upstream's RMSNorm (fp32 normalise, cast back, scale) below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused RMSNorm kernel ('llama' casting, backward in place, as LigerRMSNorm) [also q_norm/k_norm, which Qwen3Attention builds by this name (one token count, batch x sequence, for all norms of a step). Measured 512x1024: torch 0.51 ms, Liger 0.70; 32768x1024: torch 1.47 ms / 768 MiB, Liger 0.73 ms / 65 MiB]
-# Patch source: models/common/switched_kernels.py:58 (patch set size_switched_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:40)
+# Patch source: patchgen/sets/kernels/switched_kernels.py:58 (patch set size_switched_rms_norm.rms_norm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:40)
 # ==============================================================================
 class Qwen3RMSNorm(nn.Module):
     """Upstream's RMSNorm; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's fused kernel computes it."""
@@ -115,7 +115,7 @@ class Qwen3RMSNorm(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MLP
 # Reason: upstream's SwiGLU MLP below LIGER_NORM_MLP_MIN_TOKENS tokens and off CUDA; from it Liger's fused silu(gate) * up kernel between the same gate/up/down projections (keys unchanged), as LigerSwiGLUMLP [Measured 2048x1024->3072: torch 1.00 ms, Liger 1.57; 32768x1024->3072: torch 3.24 ms / 1152 MiB, Liger 2.97 ms / 774 MiB]
-# Patch source: models/common/switched_kernels.py:92 (patch set size_switched_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:49)
+# Patch source: patchgen/sets/kernels/switched_kernels.py:92 (patch set size_switched_swiglu_mlp.mlp, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:49)
 # ==============================================================================
 class Qwen3MLP(nn.Module):
     """Upstream's SwiGLU MLP; on CUDA from `LIGER_NORM_MLP_MIN_TOKENS` tokens, Liger's kernel for silu(gate) * up."""
@@ -203,7 +203,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [Measured q 16x32768x128: torch 3.02 ms, Liger 0.62 ms (4.8x)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:57)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
@@ -247,8 +247,8 @@ def eager_attention_forward(
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:74
+# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -263,8 +263,8 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:114
+# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -279,8 +279,8 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:149
+# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -295,8 +295,8 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:177
+# Needed by: method_override Qwen3Attention.forward (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -311,10 +311,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3/qwen3_base_patch_gen_config.py:26)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3Attention(nn.Module):
@@ -346,7 +346,7 @@ class Qwen3Attention(nn.Module):
         self.q_norm = Qwen3RMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3RMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -602,7 +602,7 @@ class Qwen3Model(Qwen3PreTrainedModel):
 # ==============================================================================
 # [ADDED] causal_lm_loss
 # Needed by: method_override Qwen3ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
-# Patch source: models/common/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
     self,
@@ -661,7 +661,7 @@ def causal_lm_loss(
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, Liger's fused linear cross-entropy where its chunks have >= 256 rows (measured H200: Qwen3-0.6B 32768 tokens 70.9 vs 176.8 ms chunked, Llama-3.2-1B 8192 tokens 27.5 vs 48.7 ms), else the chunked torch kernel (Qwen3-0.6B 8192 tokens, 64-row Liger chunks: 45.4 vs 58.6 ms Liger), for many logits (tokens x vocab), upstream's logits and loss for few [upstream's loss below 2**29 logits (2048 tokens: torch 6.4 ms, chunked 12.2, Liger 56.7); above, 8192 tokens (Liger chunks of 64 rows): chunked 45.4 ms, Liger 58.6; 32768 tokens (256 rows): chunked 176.8 ms, Liger 70.9]
-#   Patch source: models/common/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
+#   Patch source: patchgen/sets/losses/fused_loss.py:47 (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen3/qwen3_gpu_patch_gen_config.py:58)
 # ==============================================================================
 @auto_docstring
 class Qwen3ForCausalLM(Qwen3PreTrainedModel, GenerationMixin):

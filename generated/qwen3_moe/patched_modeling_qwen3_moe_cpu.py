@@ -86,7 +86,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -98,7 +98,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernel_forward_from_hub("rotary_pos_emb")
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
@@ -151,7 +151,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:74
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -167,7 +167,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:114
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -183,7 +183,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:149
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -199,7 +199,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_output)
-# Patch source: models/common/ulysses_attention.py:177
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -212,7 +212,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:198
+# Patch source: patchgen/sets/attention/ulysses_attention.py:198
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
 #     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
@@ -223,7 +223,7 @@ project_qkv = separate_qkv_projection
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:199
+# Patch source: patchgen/sets/attention/ulysses_attention.py:199
 # ==============================================================================
 qk_norm = per_head_qk_norm
 
@@ -231,7 +231,7 @@ qk_norm = per_head_qk_norm
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:200
+# Patch source: patchgen/sets/attention/ulysses_attention.py:200
 # ==============================================================================
 rotary = full_rotary
 
@@ -239,7 +239,7 @@ rotary = full_rotary
 # ==============================================================================
 # [ADDED] project_output
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:201
+# Patch source: patchgen/sets/attention/ulysses_attention.py:201
 # ==============================================================================
 project_output = output_projection
 
@@ -249,10 +249,10 @@ project_output = output_projection
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -283,7 +283,7 @@ class Qwen3MoeAttention(nn.Module):
         self.q_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = getattr(config, "sliding_window", None)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -378,7 +378,7 @@ class Qwen3MoeAttention(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the dense MLP of mlp_only_layers]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:19)
 # ==============================================================================
 class Qwen3MoeMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -479,7 +479,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen3MoeRMSNorm (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -490,7 +490,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Reason: pure-torch RMSNorm with LigerRMSNorm's interface and 'llama' casting (CPU stand-in) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:48 (patch set torch_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:17)
 # ==============================================================================
 class Qwen3MoeRMSNorm(nn.Module):
     """RMSNorm as LigerRMSNorm computes it by default: normalise in fp32, cast back, then scale by `weight`."""
@@ -563,7 +563,7 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18) (via helper torch_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -578,7 +578,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -598,7 +598,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # ==============================================================================
 # [ADDED] torch_fused_moe
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
-# Patch source: models/common/torch_moe_experts.py:18
+# Patch source: patchgen/sets/experts/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def torch_fused_moe(
@@ -640,7 +640,7 @@ def torch_fused_moe(
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
-#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
+#   Patch source: patchgen/sets/experts/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_cpu_patch_gen_config.py:18)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)

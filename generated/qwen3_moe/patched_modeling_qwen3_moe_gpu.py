@@ -90,7 +90,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin)
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:25)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:25)
 # ==============================================================================
 apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotary_pos_emb)
 
@@ -135,7 +135,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] separate_qkv_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_qkv)
-# Patch source: models/common/ulysses_attention.py:74
+# Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
     self, hidden_states: torch.Tensor
@@ -151,7 +151,7 @@ def separate_qkv_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper qk_norm)
-# Patch source: models/common/ulysses_attention.py:114
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -167,7 +167,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] full_rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper rotary)
-# Patch source: models/common/ulysses_attention.py:149
+# Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -183,7 +183,7 @@ def full_rotary(
 # ==============================================================================
 # [ADDED] output_projection
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21) (via helper project_output)
-# Patch source: models/common/ulysses_attention.py:177
+# Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj` of the attention output (every family whose projection step returns no gate).
@@ -196,7 +196,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # ==============================================================================
 # [ADDED] project_qkv
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:198
+# Patch source: patchgen/sets/attention/ulysses_attention.py:198
 # ==============================================================================
 # The slots the forward calls, and the step each is bound to unless a config binds another:
 #     config.use(ULYSSES_ATTENTION, attention="Phi3Attention", bind={"project_qkv": fused_qkv_projection, ...})
@@ -207,7 +207,7 @@ project_qkv = separate_qkv_projection
 # ==============================================================================
 # [ADDED] qk_norm
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:199
+# Patch source: patchgen/sets/attention/ulysses_attention.py:199
 # ==============================================================================
 qk_norm = per_head_qk_norm
 
@@ -215,7 +215,7 @@ qk_norm = per_head_qk_norm
 # ==============================================================================
 # [ADDED] rotary
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:200
+# Patch source: patchgen/sets/attention/ulysses_attention.py:200
 # ==============================================================================
 rotary = full_rotary
 
@@ -223,7 +223,7 @@ rotary = full_rotary
 # ==============================================================================
 # [ADDED] project_output
 # Needed by: method_override Qwen3MoeAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
-# Patch source: models/common/ulysses_attention.py:201
+# Patch source: patchgen/sets/attention/ulysses_attention.py:201
 # ==============================================================================
 project_output = output_projection
 
@@ -233,10 +233,10 @@ project_output = output_projection
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_moe/qwen3_moe_base_patch_gen_config.py:21)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3MoeAttention(nn.Module):
@@ -267,7 +267,7 @@ class Qwen3MoeAttention(nn.Module):
         self.q_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # unlike olmo, only on the head dim!
         self.k_norm = Qwen3MoeRMSNorm(self.head_dim, eps=config.rms_norm_eps)  # thus post q_norm does not need reshape
         self.sliding_window = getattr(config, "sliding_window", None)
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -363,7 +363,7 @@ class Qwen3MoeAttention(nn.Module):
 # [PATCHED CLASS] Qwen3MoeMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the dense MLP of mlp_only_layers; Liger's own patch leaves it]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:24)
 # ==============================================================================
 Qwen3MoeMLP = LigerSwiGLUMLP
 
@@ -447,7 +447,7 @@ class Qwen3MoeSparseMoeBlock(nn.Module):
 # [PATCHED CLASS] Qwen3MoeRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNorm (imported, not copied)
 # Reason: Liger's fused Triton RMSNorm (same weight parameter; every norm built by this name uses it) [Qwen3MoeAttention builds q_norm/k_norm with it too]
-# Patch source: models/common/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:23 (patch set liger_rms_norm.rms_norm, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:22)
 # ==============================================================================
 Qwen3MoeRMSNorm = LigerRMSNorm
 
@@ -506,7 +506,7 @@ class Qwen3MoeDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23) (via helper liger_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -521,7 +521,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] liger_fused_moe
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/liger_moe_experts.py:18
+# Patch source: patchgen/sets/experts/liger_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def liger_fused_moe(
@@ -546,7 +546,7 @@ def liger_fused_moe(
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3MoePreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -568,7 +568,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3MoeExperts keeps upstream's dispatch]
-#   Patch source: models/common/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
+#   Patch source: patchgen/sets/experts/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/qwen3_moe/qwen3_moe_gpu_patch_gen_config.py:23)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)

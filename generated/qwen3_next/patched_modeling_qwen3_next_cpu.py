@@ -159,7 +159,7 @@ class Qwen3NextRotaryEmbedding(nn.Module):
 # ==============================================================================
 # [ADDED] _rms_normalize
 # Needed by: class_replacement Qwen3NextRMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
-# Patch source: models/common/torch_kernels.py:39
+# Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last dimension."""
@@ -170,7 +170,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextRMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in) [Qwen3-Next's RMSNorm scales by (1 + weight) in fp32, as Gemma's; q_norm/k_norm use it too]
-# Patch source: models/common/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
 # ==============================================================================
 class Qwen3NextRMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -199,7 +199,7 @@ def rotate_half(x):
 # ==============================================================================
 # [ADDED] _rotate_half
 # Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
-# Patch source: models/common/torch_kernels.py:157
+# Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
     """Rotates half the hidden dims of the input (upstream's `rotate_half`)."""
@@ -211,7 +211,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (partial_rotary)]
-# Patch source: models/common/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -263,7 +263,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] gated_query_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:99
+# Patch source: patchgen/sets/attention/ulysses_attention.py:99
 # ==============================================================================
 def gated_query_projection(
     self, hidden_states: torch.Tensor
@@ -283,7 +283,7 @@ def gated_query_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:114
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -299,7 +299,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] partial_rotary
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:160
+# Patch source: patchgen/sets/attention/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -321,7 +321,7 @@ def partial_rotary(
 # ==============================================================================
 # [ADDED] gated_output_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:185
+# Patch source: patchgen/sets/attention/ulysses_attention.py:185
 # ==============================================================================
 def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj(attention * sigmoid(gate))`, the gate from `gated_query_projection` (Qwen3-Next).
@@ -338,10 +338,10 @@ def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # ==============================================================================
 class Qwen3NextAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -371,7 +371,7 @@ class Qwen3NextAttention(nn.Module):
         self.k_norm = Qwen3NextRMSNorm(
             self.head_dim, eps=config.rms_norm_eps
         )  # thus post q_norm does not need reshape
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -793,7 +793,7 @@ def torch_recurrent_gated_delta_rule(
 # ==============================================================================
 # [ADDED] linear_attention_head_layout
 # Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_linear_attention.py:57
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:57
 # ==============================================================================
 def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
     """The split of a linear-attention layer's key heads (value heads follow them) over the group set now."""
@@ -809,7 +809,7 @@ def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> Ul
 # ==============================================================================
 # [ADDED] sequence_to_key_head_shards
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_linear_attention.py:75
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:75
 # ==============================================================================
 def sequence_to_key_head_shards(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, b: torch.Tensor, a: torch.Tensor
@@ -848,7 +848,7 @@ def sequence_to_key_head_shards(
 # ==============================================================================
 # [ADDED] local_conv_weight
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_linear_attention.py:109
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:109
 # ==============================================================================
 def local_conv_weight(self) -> torch.Tensor:
     """The depthwise convolution's `[channels, kernel]` weight for this rank's heads only.
@@ -871,7 +871,7 @@ def local_conv_weight(self) -> torch.Tensor:
 # ==============================================================================
 # [ADDED] local_value_heads
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: models/common/ulysses_linear_attention.py:127
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:127
 # ==============================================================================
 def local_value_heads(self) -> slice:
     """The value heads this rank's recurrence runs (all of them without sequence parallelism)."""
@@ -885,10 +885,10 @@ def local_value_heads(self) -> slice:
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel split of the key/value heads at construction [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
-#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
-#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(
     [
@@ -944,7 +944,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
         self.out_proj = nn.Linear(self.value_dim, self.hidden_size, bias=False)
 
         self.layer_type = config.layer_types[layer_idx]
-        # [patchgen] begin: added by modify_init (models/common/ulysses_linear_attention.py:68), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_linear_attention.py:68), after the upstream body
         # Sequence parallelism (Ulysses): each rank runs the convolution and the recurrence for key heads/P (and their
         # value heads) over the whole sequence, so the split is fixed here and a bad head count fails at construction.
         self.sequence_parallel_layout = linear_attention_head_layout(self.num_k_heads, self.num_v_heads)
@@ -1140,7 +1140,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the shared expert and dense layers]
-# Patch source: models/common/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
 # ==============================================================================
 class Qwen3NextMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -1326,7 +1326,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30) (via helper torch_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -1341,7 +1341,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -1361,7 +1361,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # ==============================================================================
 # [ADDED] torch_fused_moe
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
-# Patch source: models/common/torch_moe_experts.py:18
+# Patch source: patchgen/sets/experts/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def torch_fused_moe(
@@ -1403,7 +1403,7 @@ def torch_fused_moe(
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: models/common/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/experts/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)

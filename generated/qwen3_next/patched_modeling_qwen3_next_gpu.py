@@ -163,7 +163,7 @@ class Qwen3NextRotaryEmbedding(nn.Module):
 # [PATCHED CLASS] Qwen3NextRMSNorm
 # Replaced by: liger_kernel.transformers.rms_norm.LigerRMSNormForGemma3 (imported, not copied)
 # Reason: Liger's fused RMSNorm with offset 1.0 and 'gemma' casting (fp32 product), weight initialised to zero [(1 + weight), fp32 product: LigerRMSNormForGemma3 has the defaults of Liger's LigerRMSNormForQwen3Next]
-# Patch source: models/common/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:35)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:51 (patch set liger_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:35)
 # ==============================================================================
 Qwen3NextRMSNorm = LigerRMSNormForGemma3
 
@@ -179,7 +179,7 @@ def rotate_half(x):
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Replaced by: liger_kernel.transformers.rope.liger_rotary_pos_emb (imported, not copied)
 # Reason: Liger's fused rope kernel, called as upstream calls apply_rotary_pos_emb (q, k, cos, sin) [sees only the rotated channels (partial_rotary)]
-# Patch source: models/common/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:42)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:92 (patch set liger_rope.rope, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:42)
 # ==============================================================================
 apply_rotary_pos_emb = liger_rotary_pos_emb
 
@@ -224,7 +224,7 @@ def eager_attention_forward(
 # ==============================================================================
 # [ADDED] gated_query_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:99
+# Patch source: patchgen/sets/attention/ulysses_attention.py:99
 # ==============================================================================
 def gated_query_projection(
     self, hidden_states: torch.Tensor
@@ -244,7 +244,7 @@ def gated_query_projection(
 # ==============================================================================
 # [ADDED] per_head_qk_norm
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:114
+# Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
     self, query_states: torch.Tensor, key_states: torch.Tensor, hidden_shape: tuple[int, ...]
@@ -260,7 +260,7 @@ def per_head_qk_norm(
 # ==============================================================================
 # [ADDED] partial_rotary
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:160
+# Patch source: patchgen/sets/attention/ulysses_attention.py:160
 # ==============================================================================
 def partial_rotary(
     query_states: torch.Tensor, key_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -282,7 +282,7 @@ def partial_rotary(
 # ==============================================================================
 # [ADDED] gated_output_projection
 # Needed by: method_override Qwen3NextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
-# Patch source: models/common/ulysses_attention.py:185
+# Patch source: patchgen/sets/attention/ulysses_attention.py:185
 # ==============================================================================
 def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """`o_proj(attention * sigmoid(gate))`, the gate from `gated_query_projection` (Qwen3-Next).
@@ -299,10 +299,10 @@ def gated_output_projection(self, attn_output: torch.Tensor, output_gate: torch.
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: models/common/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: models/common/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_next/qwen3_next_base_patch_gen_config.py:41)
 # ==============================================================================
 class Qwen3NextAttention(nn.Module):
     """Multi-headed attention from 'Attention Is All You Need' paper"""
@@ -332,7 +332,7 @@ class Qwen3NextAttention(nn.Module):
         self.k_norm = Qwen3NextRMSNorm(
             self.head_dim, eps=config.rms_norm_eps
         )  # thus post q_norm does not need reshape
-        # [patchgen] begin: added by modify_init (models/common/ulysses_attention.py:53), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:53), after the upstream body
         # Sequence parallelism (Ulysses): each rank attends with heads/P of the heads, so the layout is fixed
         # here, for the group set now, and a head count that does not divide by P fails at construction.
         self.sequence_parallel_layout = ulysses_head_layout(
@@ -752,9 +752,99 @@ def torch_recurrent_gated_delta_rule(
 
 
 # ==============================================================================
+# [ADDED] linear_attention_head_layout
+# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:57
+# ==============================================================================
+def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
+    """The split of a linear-attention layer's key heads (value heads follow them) over the group set now."""
+    world_size = sequence_parallel_world_size()
+    if num_key_heads % world_size:
+        raise ValueError(
+            f"sequence parallelism: linear_num_key_heads ({num_key_heads}) is not divisible by the sequence-parallel "
+            f"degree ({world_size}); use a degree that divides {num_key_heads}"
+        )
+    return UlyssesHeadLayout(world_size, num_value_heads, num_value_heads)
+
+
+# ==============================================================================
+# [ADDED] sequence_to_key_head_shards
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:75
+# ==============================================================================
+def sequence_to_key_head_shards(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, b: torch.Tensor, a: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One all-to-all for q, k, v, b, a: this rank's tokens of every head -> every token of its key heads.
+
+    In: query/key `[batch, seq/P, key_heads, key_dim]`, value `[batch, seq/P, value_heads, value_dim]`,
+    b/a `[batch, seq/P, value_heads]`. Out: the same with `seq` tokens and heads/P heads. The value heads
+    of a key head travel with it (they are concatenated per key head).
+    """
+    batch, local_seq, key_heads, key_dim = query.shape
+    value_dim = value.shape[-1]
+    per_key_head = value.shape[2] // key_heads
+    grouped = torch.cat(
+        [
+            query,
+            key,
+            value.reshape(batch, local_seq, key_heads, per_key_head * value_dim),
+            b.reshape(batch, local_seq, key_heads, per_key_head),
+            a.reshape(batch, local_seq, key_heads, per_key_head),
+        ],
+        dim=-1,
+    )
+    # [batch, key_heads, seq/P, width] -> [batch, key_heads/P, seq, width]
+    grouped = sequence_to_head_shards(grouped.transpose(1, 2)).transpose(1, 2)
+    query, key, value, b, a = torch.split(
+        grouped, [key_dim, key_dim, per_key_head * value_dim, per_key_head, per_key_head], dim=-1
+    )
+    batch, seq, local_key_heads, _ = query.shape
+    value = value.reshape(batch, seq, local_key_heads * per_key_head, value_dim)
+    b = b.reshape(batch, seq, local_key_heads * per_key_head)
+    a = a.reshape(batch, seq, local_key_heads * per_key_head)
+    return query, key, value, b, a
+
+
+# ==============================================================================
+# [ADDED] local_conv_weight
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:109
+# ==============================================================================
+def local_conv_weight(self) -> torch.Tensor:
+    """The depthwise convolution's `[channels, kernel]` weight for this rank's heads only.
+
+    The channels are [query | key | value], each head-major; under sequence parallelism this rank keeps the
+    channels of its key heads in the query and key blocks and of its value heads in the value block.
+    """
+    weight = self.conv1d.weight.squeeze(1)
+    world_size, rank = self.sequence_parallel_layout.world_size, sequence_parallel_rank()
+    if world_size == 1:
+        return weight
+    key_block, value_block = self.key_dim // world_size, self.value_dim // world_size
+    query_channels = weight[rank * key_block : (rank + 1) * key_block]
+    key_channels = weight[self.key_dim + rank * key_block : self.key_dim + (rank + 1) * key_block]
+    value_start = 2 * self.key_dim + rank * value_block
+    value_channels = weight[value_start : value_start + value_block]
+    return torch.cat([query_channels, key_channels, value_channels])
+
+
+# ==============================================================================
+# [ADDED] local_value_heads
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:127
+# ==============================================================================
+def local_value_heads(self) -> slice:
+    """The value heads this rank's recurrence runs (all of them without sequence parallelism)."""
+    heads = self.num_v_heads // self.sequence_parallel_layout.world_size
+    rank = sequence_parallel_rank()
+    return slice(rank * heads, (rank + 1) * heads)
+
+
+# ==============================================================================
 # [ADDED] fla_chunk_gated_delta_rule
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
-# Patch source: models/common/linear_attention_kernels.py:18
+# Patch source: patchgen/sets/kernels/linear_attention_kernels.py:18
 # ==============================================================================
 def fla_chunk_gated_delta_rule(
     query: torch.Tensor,
@@ -795,104 +885,14 @@ def fla_chunk_gated_delta_rule(
 
 
 # ==============================================================================
-# [ADDED] linear_attention_head_layout
-# Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_linear_attention.py:57
-# ==============================================================================
-def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
-    """The split of a linear-attention layer's key heads (value heads follow them) over the group set now."""
-    world_size = sequence_parallel_world_size()
-    if num_key_heads % world_size:
-        raise ValueError(
-            f"sequence parallelism: linear_num_key_heads ({num_key_heads}) is not divisible by the sequence-parallel "
-            f"degree ({world_size}); use a degree that divides {num_key_heads}"
-        )
-    return UlyssesHeadLayout(world_size, num_value_heads, num_value_heads)
-
-
-# ==============================================================================
-# [ADDED] sequence_to_key_head_shards
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_linear_attention.py:75
-# ==============================================================================
-def sequence_to_key_head_shards(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, b: torch.Tensor, a: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One all-to-all for q, k, v, b, a: this rank's tokens of every head -> every token of its key heads.
-
-    In: query/key `[batch, seq/P, key_heads, key_dim]`, value `[batch, seq/P, value_heads, value_dim]`,
-    b/a `[batch, seq/P, value_heads]`. Out: the same with `seq` tokens and heads/P heads. The value heads
-    of a key head travel with it (they are concatenated per key head).
-    """
-    batch, local_seq, key_heads, key_dim = query.shape
-    value_dim = value.shape[-1]
-    per_key_head = value.shape[2] // key_heads
-    grouped = torch.cat(
-        [
-            query,
-            key,
-            value.reshape(batch, local_seq, key_heads, per_key_head * value_dim),
-            b.reshape(batch, local_seq, key_heads, per_key_head),
-            a.reshape(batch, local_seq, key_heads, per_key_head),
-        ],
-        dim=-1,
-    )
-    # [batch, key_heads, seq/P, width] -> [batch, key_heads/P, seq, width]
-    grouped = sequence_to_head_shards(grouped.transpose(1, 2)).transpose(1, 2)
-    query, key, value, b, a = torch.split(
-        grouped, [key_dim, key_dim, per_key_head * value_dim, per_key_head, per_key_head], dim=-1
-    )
-    batch, seq, local_key_heads, _ = query.shape
-    value = value.reshape(batch, seq, local_key_heads * per_key_head, value_dim)
-    b = b.reshape(batch, seq, local_key_heads * per_key_head)
-    a = a.reshape(batch, seq, local_key_heads * per_key_head)
-    return query, key, value, b, a
-
-
-# ==============================================================================
-# [ADDED] local_conv_weight
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_linear_attention.py:109
-# ==============================================================================
-def local_conv_weight(self) -> torch.Tensor:
-    """The depthwise convolution's `[channels, kernel]` weight for this rank's heads only.
-
-    The channels are [query | key | value], each head-major; under sequence parallelism this rank keeps the
-    channels of its key heads in the query and key blocks and of its value heads in the value block.
-    """
-    weight = self.conv1d.weight.squeeze(1)
-    world_size, rank = self.sequence_parallel_layout.world_size, sequence_parallel_rank()
-    if world_size == 1:
-        return weight
-    key_block, value_block = self.key_dim // world_size, self.value_dim // world_size
-    query_channels = weight[rank * key_block : (rank + 1) * key_block]
-    key_channels = weight[self.key_dim + rank * key_block : self.key_dim + (rank + 1) * key_block]
-    value_start = 2 * self.key_dim + rank * value_block
-    value_channels = weight[value_start : value_start + value_block]
-    return torch.cat([query_channels, key_channels, value_channels])
-
-
-# ==============================================================================
-# [ADDED] local_value_heads
-# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
-# Patch source: models/common/ulysses_linear_attention.py:127
-# ==============================================================================
-def local_value_heads(self) -> slice:
-    """The value heads this rank's recurrence runs (all of them without sequence parallelism)."""
-    heads = self.num_v_heads // self.sequence_parallel_layout.world_size
-    rank = sequence_parallel_rank()
-    return slice(rank * heads, (rank + 1) * heads)
-
-
-# ==============================================================================
 # [MODIFIED CLASS] Qwen3NextGatedDeltaNet
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel split of the key/value heads at construction [the chunked delta rule is flash-linear-attention's kernel]
-#   Patch source: models/common/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back [the chunked delta rule is flash-linear-attention's kernel]
-#   Patch source: models/common/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:29)
 # ==============================================================================
 @use_kernelized_func(
     [
@@ -948,7 +948,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
         self.out_proj = nn.Linear(self.value_dim, self.hidden_size, bias=False)
 
         self.layer_type = config.layer_types[layer_idx]
-        # [patchgen] begin: added by modify_init (models/common/ulysses_linear_attention.py:68), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_linear_attention.py:68), after the upstream body
         # Sequence parallelism (Ulysses): each rank runs the convolution and the recurrence for key heads/P (and their
         # value heads) over the whole sequence, so the split is fixed here and a bad head count fails at construction.
         self.sequence_parallel_layout = linear_attention_head_layout(self.num_k_heads, self.num_v_heads)
@@ -1145,7 +1145,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
 # [PATCHED CLASS] Qwen3NextMLP
 # Replaced by: liger_kernel.transformers.swiglu.LigerSwiGLUMLP (imported, not copied)
 # Reason: Liger's fused SwiGLU: same bias-free gate/up/down projections (keys unchanged), one kernel for act*up [the shared expert and dense layers]
-# Patch source: models/common/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:41)
+# Patch source: patchgen/sets/kernels/liger_kernels.py:59 (patch set liger_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:41)
 # ==============================================================================
 Qwen3NextMLP = LigerSwiGLUMLP
 
@@ -1313,7 +1313,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 # ==============================================================================
 # [ADDED] registered_experts_implementation
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40) (via helper liger_fused_moe)
-# Patch source: models/common/moe_experts.py:27
+# Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
     """Adds `experts_forward` to transformers' experts implementations under its own name, and returns it.
@@ -1328,7 +1328,7 @@ def registered_experts_implementation(experts_forward):
 # ==============================================================================
 # [ADDED] liger_fused_moe
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
-# Patch source: models/common/liger_moe_experts.py:18
+# Patch source: patchgen/sets/experts/liger_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
 def liger_fused_moe(
@@ -1353,7 +1353,7 @@ def liger_fused_moe(
 # ==============================================================================
 # [ADDED] fused_unless_requested
 # Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
-# Patch source: models/common/moe_experts.py:37
+# Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
@@ -1375,7 +1375,7 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: Liger's fused kernel 'liger_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: models/common/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
+#   Patch source: patchgen/sets/experts/liger_moe_experts.py:42 (patch set liger_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_gpu_patch_gen_config.py:40)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)

@@ -6,7 +6,7 @@ must know it:
 - multi-head latent attention (MLA): keys and values come from one compressed latent per token
   (`kv_a_proj_with_mqa`, `kv_b_proj`), the rope key is one head shared by every head, and the value
   head is narrower than the query/key head. The shared Ulysses forward does not fit (no q/k/v
-  projections); `ULYSSES_MLA_ATTENTION` (models/common/ulysses_mla.py) trades the decompressed heads
+  projections); `ULYSSES_MLA_ATTENTION` (patchgen/sets/attention/ulysses_mla.py) trades the decompressed heads
   for head shards and gathers the shared rope key once;
 - routed + shared experts: upstream's `DeepseekV3Experts` keeps its `@use_experts_implementation`
   dispatch (the variants register a fused kernel as one more implementation); stock checkpoints store
@@ -14,8 +14,8 @@ must know it:
   for its own classes, which `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as.
 """
 
-from models.common.ulysses_mla import ULYSSES_MLA_ATTENTION
 from patchgen import PatchConfig
+from patchgen.sets.attention.ulysses_mla import ULYSSES_MLA_ATTENTION
 
 
 config = PatchConfig.base(

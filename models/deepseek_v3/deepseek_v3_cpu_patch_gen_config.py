@@ -6,10 +6,10 @@ Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_cpu.py
 
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
 
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_SWIGLU_MLP
-from models.common.torch_moe_experts import TORCH_EXPERTS
-from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.experts.torch_moe_experts import TORCH_EXPERTS
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

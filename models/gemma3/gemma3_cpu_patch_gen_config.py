@@ -4,8 +4,8 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/gemma3/patched_modeling_gemma3_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_GEGLU_MLP, TORCH_GEMMA_RMS_NORM, TORCH_ROPE
 from patchgen import PatchConfig
+from patchgen.sets.kernels.torch_kernels import TORCH_GEGLU_MLP, TORCH_GEMMA_RMS_NORM, TORCH_ROPE
 
 
 config = PatchConfig.extend(

@@ -3,8 +3,8 @@
 Generated file: generated/gemma3/patched_modeling_gemma3_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_GEGLU_MLP, LIGER_GEMMA_RMS_NORM, LIGER_ROPE
 from patchgen import PatchConfig
+from patchgen.sets.kernels.liger_kernels import LIGER_GEGLU_MLP, LIGER_GEMMA_RMS_NORM, LIGER_ROPE
 
 
 config = PatchConfig.extend(

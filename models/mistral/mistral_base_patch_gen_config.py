@@ -7,9 +7,14 @@ Ulysses sequence parallelism as in every Llama-style file; `MistralAttention` ha
 so the shared forward takes `config.sliding_window`, as upstream does.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
+    full_rotary,
+    no_qk_norm,
+    output_projection,
+    separate_qkv_projection,
+)
 
 
 config = PatchConfig.base(

@@ -4,9 +4,9 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/mistral/patched_modeling_mistral_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
-from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

@@ -10,14 +10,14 @@ must know it:
   compute its backward out of place (the _gpu variant's `LIGER_RMS_NORM_OUT_OF_PLACE`).
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import (
+from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
     full_projection_qk_norm,
     full_rotary,
     output_projection,
     separate_qkv_projection,
 )
-from patchgen import PatchConfig
 
 
 config = PatchConfig.base(

@@ -5,9 +5,9 @@ stands in for Liger's out-of-place one (plain autograd never writes a gradient i
 Generated file: generated/olmo2/patched_modeling_olmo2_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
-from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

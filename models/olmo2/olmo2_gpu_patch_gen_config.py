@@ -3,9 +3,9 @@
 Generated file: generated/olmo2/patched_modeling_olmo2_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_RMS_NORM_OUT_OF_PLACE, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.liger_kernels import LIGER_RMS_NORM_OUT_OF_PLACE, LIGER_ROPE, LIGER_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

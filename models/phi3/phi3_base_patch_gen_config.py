@@ -12,9 +12,14 @@ know it:
 - one fused `gate_up_proj` in the MLP: the variants bind SwiGLU sets that keep it.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import fused_qkv_projection, no_qk_norm, output_projection, partial_rotary
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
+    fused_qkv_projection,
+    no_qk_norm,
+    output_projection,
+    partial_rotary,
+)
 
 
 config = PatchConfig.base(

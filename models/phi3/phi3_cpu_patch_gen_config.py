@@ -4,9 +4,9 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/phi3/patched_modeling_phi3_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_FUSED_SWIGLU_MLP, TORCH_RMS_NORM, TORCH_ROPE
-from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.torch_kernels import TORCH_FUSED_SWIGLU_MLP, TORCH_RMS_NORM, TORCH_ROPE
 
 
 config = PatchConfig.extend(

@@ -3,9 +3,9 @@
 Generated file: generated/phi3/patched_modeling_phi3_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_FUSED_SWIGLU_MLP, LIGER_RMS_NORM, LIGER_ROPE
-from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.liger_kernels import LIGER_FUSED_SWIGLU_MLP, LIGER_RMS_NORM, LIGER_ROPE
 
 
 config = PatchConfig.extend(

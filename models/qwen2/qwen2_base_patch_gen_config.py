@@ -4,9 +4,14 @@ Not generated on its own (`PatchConfig.base`); its patches reach generated/qwen2
 variants, which add only their kernels.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
+    full_rotary,
+    no_qk_norm,
+    output_projection,
+    separate_qkv_projection,
+)
 
 
 config = PatchConfig.base(

@@ -14,20 +14,25 @@ a text family:
   the placeholder tokens' embeddings wherever they sit, and the 3-D rope positions are computed over the
   whole row. Every rank gets the whole sequence (`shard_multimodal_batch`, added to the file for training
   code to import) and the text model keeps this rank's slice after the merge
-  (`models/common/ulysses_multimodal.py`);
+  (`patchgen/sets/attention/ulysses_multimodal.py`);
 - transformers keeps the released checkpoints' layout (`model.layers.*`, `visual.*`) by renaming keys
   on load and save, by class name, for its own classes: `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count;
 - the vision attention (windowed, per-image `cu_seqlens`) is upstream's: no kernel fits it beyond HF's
   attention interface, and under SP each rank runs the vision tower on all the batch's images.
 """
 
-from models.common.ulysses_attention import full_rotary, no_qk_norm, output_projection, separate_qkv_projection
-from models.common.ulysses_multimodal import (
+from patchgen import PatchConfig
+from patchgen.sets.attention.ulysses_attention import (
+    full_rotary,
+    no_qk_norm,
+    output_projection,
+    separate_qkv_projection,
+)
+from patchgen.sets.attention.ulysses_multimodal import (
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL,
     shard_multimodal_batch,
 )
-from patchgen import PatchConfig
 
 
 config = PatchConfig.base(

@@ -4,10 +4,10 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/qwen2_5_vl/patched_modeling_qwen2_5_vl_cpu.py
 """
 
-from models.common.multimodal_kernels import GATED_SILU_MLP_WITH_BIAS, TORCH_VISION_ROPE
-from models.common.multimodal_loss import MULTIMODAL_TORCH_LINEAR_CROSS_ENTROPY
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 from patchgen import PatchConfig
+from patchgen.sets.kernels.multimodal_kernels import GATED_SILU_MLP_WITH_BIAS, TORCH_VISION_ROPE
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
+from patchgen.sets.losses.multimodal_loss import MULTIMODAL_TORCH_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

@@ -5,10 +5,10 @@ Generated file: generated/qwen2_5_vl/patched_modeling_qwen2_5_vl_gpu.py
 
 from liger_kernel.transformers.functional import liger_swiglu
 
-from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.multimodal_kernels import GATED_SILU_MLP_WITH_BIAS, LIGER_VISION_ROPE
-from models.common.multimodal_loss import MULTIMODAL_FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.kernels.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from patchgen.sets.kernels.multimodal_kernels import GATED_SILU_MLP_WITH_BIAS, LIGER_VISION_ROPE
+from patchgen.sets.losses.multimodal_loss import MULTIMODAL_FASTEST_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

@@ -4,9 +4,14 @@ Not generated on its own (`PatchConfig.base`). Attention gets Ulysses sequence p
 sequence-parallel group set, the files compute exactly what upstream does.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import full_rotary, output_projection, per_head_qk_norm, separate_qkv_projection
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
+    full_rotary,
+    output_projection,
+    per_head_qk_norm,
+    separate_qkv_projection,
+)
 
 
 config = PatchConfig.base(

@@ -7,9 +7,9 @@ Liger's fused linear cross-entropy.
 Generated file: generated/qwen3/patched_modeling_qwen3_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
-from models.common.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

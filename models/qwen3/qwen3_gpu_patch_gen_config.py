@@ -3,10 +3,10 @@
 Generated file: generated/qwen3/patched_modeling_qwen3_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_ROPE
-from models.common.switched_kernels import SIZE_SWITCHED_RMS_NORM, SIZE_SWITCHED_SWIGLU_MLP
-from models.common.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
+from patchgen.sets.kernels.liger_kernels import LIGER_ROPE
+from patchgen.sets.kernels.switched_kernels import SIZE_SWITCHED_RMS_NORM, SIZE_SWITCHED_SWIGLU_MLP
 
 
 config = PatchConfig.extend(
@@ -29,12 +29,12 @@ config = PatchConfig.extend(
 #              8192 tokens: torch 0.82, Liger 0.80; 32768: torch 1.47, Liger 0.73 (compiled 0.66 / 0.82 / 0.88 / 1.00)
 #   swiglu     512 tokens: torch 0.78, Liger 0.94;  2048: torch 1.00, Liger 1.57
 #              8192 tokens: torch 1.08, Liger 1.17; 32768: torch 3.24, Liger 2.97 (compiled 1.30 / 1.55 / 1.06 / 3.12)
-# So the norm and the MLP switch per call (models/common/switched_kernels.py): upstream's torch ops below
+# So the norm and the MLP switch per call (patchgen/sets/kernels/switched_kernels.py): upstream's torch ops below
 # patchgen.runtime.kernel_sizes.LIGER_NORM_MLP_MIN_TOKENS (8192) tokens, where run 2's step with Liger's kernels
 # missed stock (0.79x at 512, 0.94x at 2048 tokens); Liger's from 8192, for speed at 32768 and, at 8192, for the
 # memory its kernels save (torch's ops keep ~5.6 GiB more activations over the step there; the reckoning is at the
 # threshold). The step-level effect of the switch is not measured yet. The compiled regions
-# (models/common/compiled_kernels.py: COMPILED_RMS_NORM, COMPILED_GATED_MLP) won only at <= 2048 tokens and by
+# (patchgen/sets/kernels/compiled_kernels.py: COMPILED_RMS_NORM, COMPILED_GATED_MLP) won only at <= 2048 tokens and by
 # <= 0.05 ms per call, and cost compile time at every new shape (the compiled Qwen3 file ran out of its time share
 # in that run: 4x8192 skipped); they stay in the repo as measured alternatives, not bound here.
 config.use(

@@ -5,8 +5,8 @@ per-expert weights of a saved checkpoint (`mlp.experts.0.gate_proj...`) into `ex
 `experts.down_proj` for its own classes, and `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as such.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
 from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

@@ -4,9 +4,9 @@ Used by the tests to prove equivalence with stock HF on machines without a GPU.
 Generated file: generated/qwen3_moe/patched_modeling_qwen3_moe_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
-from models.common.torch_moe_experts import TORCH_EXPERTS
 from patchgen import PatchConfig
+from patchgen.sets.experts.torch_moe_experts import TORCH_EXPERTS
+from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

@@ -5,9 +5,9 @@ shared fused-loss forward does not compute, so upstream's forward (and loss) is 
 Generated file: generated/qwen3_moe/patched_modeling_qwen3_moe_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.liger_moe_experts import LIGER_EXPERTS
 from patchgen import PatchConfig
+from patchgen.sets.experts.liger_moe_experts import LIGER_EXPERTS
+from patchgen.sets.kernels.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

@@ -7,9 +7,9 @@ Not generated on its own (`PatchConfig.base`). Qwen3-Next interleaves two token 
   output gate per head, q/k norms are per head, rope is partial (`partial_rotary_factor`, 0.25 in the
   released models), and the output is `o_proj(attention * sigmoid(gate))`: the shared Ulysses forward
   (`ULYSSES_ATTENTION`) with the gated projection and output steps bound (`gated_query_projection`,
-  `gated_output_projection`, `models/common/ulysses_attention.py`), per-head q/k norm and partial rope;
+  `gated_output_projection`, `patchgen/sets/attention/ulysses_attention.py`), per-head q/k norm and partial rope;
 - `linear_attention` layers (`Qwen3NextGatedDeltaNet`): `ULYSSES_GATED_DELTA_NET`
-  (`models/common/ulysses_linear_attention.py`), one all-to-all before the short convolution and the
+  (`patchgen/sets/attention/ulysses_linear_attention.py`), one all-to-all before the short convolution and the
   delta rule, so each rank runs both over the whole sequence of its heads, and one back. Each variant
   applies it, because each binds its own delta-rule kernel (upstream's pure-torch one, or fla's).
 
@@ -18,14 +18,14 @@ Stock checkpoints load: transformers fuses the per-expert weights of a saved che
 which `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones count as.
 """
 
-from models.common.training_sets import ULYSSES_ATTENTION
-from models.common.ulysses_attention import (
+from patchgen import PatchConfig
+from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.attention.ulysses_attention import (
     gated_output_projection,
     gated_query_projection,
     partial_rotary,
     per_head_qk_norm,
 )
-from patchgen import PatchConfig
 
 
 config = PatchConfig.base(

@@ -6,10 +6,10 @@ flash-linear-attention kernel the GPU file binds (same arguments, same result up
 Generated file: generated/qwen3_next/patched_modeling_qwen3_next_cpu.py
 """
 
-from models.common.torch_kernels import TORCH_GEMMA_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
-from models.common.torch_moe_experts import TORCH_EXPERTS
-from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
+from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
+from patchgen.sets.experts.torch_moe_experts import TORCH_EXPERTS
+from patchgen.sets.kernels.torch_kernels import TORCH_GEMMA_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
 
 config = PatchConfig.extend(

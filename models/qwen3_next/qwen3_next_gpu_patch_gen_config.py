@@ -6,11 +6,11 @@ shared fused-loss forward does not compute, so upstream's forward (and loss) is 
 Generated file: generated/qwen3_next/patched_modeling_qwen3_next_gpu.py
 """
 
-from models.common.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
-from models.common.liger_moe_experts import LIGER_EXPERTS
-from models.common.linear_attention_kernels import fla_chunk_gated_delta_rule
-from models.common.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
 from patchgen import PatchConfig
+from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
+from patchgen.sets.experts.liger_moe_experts import LIGER_EXPERTS
+from patchgen.sets.kernels.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from patchgen.sets.kernels.linear_attention_kernels import fla_chunk_gated_delta_rule
 
 
 config = PatchConfig.extend(

@@ -4,7 +4,7 @@
 
 reads `transformers.models.<model_type>.modeling_<model_type>` (its syntax tree; nothing is run), finds
 the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>ForCausalLM`),
-and picks, role by role, the first shared set of `models/common` that fits:
+and picks, role by role, the first shared set of `patchgen.sets` that fits:
 
 - attention: the Ulysses forward with the steps whose shape upstream has. Each candidate binding names
   the upstream forward it reproduces (three projections and no q/k norm: Llama's; a per-head q/k norm:
@@ -78,29 +78,29 @@ class Kernel:
 
 
 NORMS = (
-    Kernel("rms_norm", "models.common.liger_kernels:LIGER_RMS_NORM", "models.common.torch_kernels:TORCH_RMS_NORM",
+    Kernel("rms_norm", "patchgen.sets.kernels.liger_kernels:LIGER_RMS_NORM", "patchgen.sets.kernels.torch_kernels:TORCH_RMS_NORM",
            ("llama.LlamaRMSNorm", "olmo2.Olmo2RMSNorm")),
-    Kernel("rms_norm", "models.common.liger_kernels:LIGER_RMS_NORM_OUT_OF_PLACE",
-           "models.common.torch_kernels:TORCH_RMS_NORM", ("llama.LlamaRMSNorm", "olmo2.Olmo2RMSNorm"),
+    Kernel("rms_norm", "patchgen.sets.kernels.liger_kernels:LIGER_RMS_NORM_OUT_OF_PLACE",
+           "patchgen.sets.kernels.torch_kernels:TORCH_RMS_NORM", ("llama.LlamaRMSNorm", "olmo2.Olmo2RMSNorm"),
            "post-norm layers: the in-place kernel would corrupt the residual's gradient"),
 )  # fmt: skip
 MLPS = (
-    Kernel("mlp", "models.common.liger_kernels:LIGER_SWIGLU_MLP", "models.common.torch_kernels:TORCH_SWIGLU_MLP",
+    Kernel("mlp", "patchgen.sets.kernels.liger_kernels:LIGER_SWIGLU_MLP", "patchgen.sets.kernels.torch_kernels:TORCH_SWIGLU_MLP",
            ("llama.LlamaMLP", "qwen3.Qwen3MLP")),
-    Kernel("mlp", "models.common.liger_kernels:LIGER_FUSED_SWIGLU_MLP",
-           "models.common.torch_kernels:TORCH_FUSED_SWIGLU_MLP", ("phi3.Phi3MLP",),
+    Kernel("mlp", "patchgen.sets.kernels.liger_kernels:LIGER_FUSED_SWIGLU_MLP",
+           "patchgen.sets.kernels.torch_kernels:TORCH_FUSED_SWIGLU_MLP", ("phi3.Phi3MLP",),
            "keeps the fused gate_up_proj (state-dict keys unchanged)"),
 )  # fmt: skip
 ROPES = (
-    Kernel("rope", "models.common.liger_kernels:LIGER_ROPE", "models.common.torch_kernels:TORCH_ROPE",
+    Kernel("rope", "patchgen.sets.kernels.liger_kernels:LIGER_ROPE", "patchgen.sets.kernels.torch_kernels:TORCH_ROPE",
            ("llama.apply_rotary_pos_emb", "olmo2.apply_rotary_pos_emb")),
-    Kernel("rope", "models.common.liger_kernels:LIGER_ROPE", "models.common.torch_kernels:TORCH_ROPE",
+    Kernel("rope", "patchgen.sets.kernels.liger_kernels:LIGER_ROPE", "patchgen.sets.kernels.torch_kernels:TORCH_ROPE",
            ("phi3.apply_rotary_pos_emb",), "sees only the rotated channels (the partial_rotary step)"),
 )  # fmt: skip
 LOSS = Kernel(
     "causal_lm",
-    "models.common.training_sets:CHUNKED_LINEAR_CROSS_ENTROPY",
-    "models.common.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
+    "patchgen.sets.attention.training_sets:CHUNKED_LINEAR_CROSS_ENTROPY",
+    "patchgen.sets.attention.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
     (),
 )
 EXPERT_MARKERS = ("Experts", "SparseMoe", "MoE", "Moe", "Router")  # in class names after the family prefix
@@ -313,8 +313,8 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         *_not_fitted_lines(scaffold),
         '"""',
         "",
-        "from models.common.training_sets import ULYSSES_ATTENTION",
-        f"from models.common.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
+        "from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION",
+        f"from patchgen.sets.attention.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
         "from patchgen import PatchConfig",
         "",
         "",
@@ -463,15 +463,8 @@ def _derives_head_dim(scaffold: Scaffold) -> bool:
 
 
 def _config_folder(layout: Layout) -> Path:
-    folder = layout.config_folders[0].path
-    try:
-        importlib.import_module("models.common.training_sets")
-    except ImportError:
-        raise PatchgenError(
-            f"{layout.root}: new-model writes configs over the shared sets of models/common "
-            "(this repository's layout); the project has no importable models.common"
-        ) from None
-    return folder
+    """Where the scaffold's configs go: the project's first configs folder (the sets ship with patchgen)."""
+    return layout.config_folders[0].path
 
 
 def _generate(layout: Layout, modules: list[str], write: bool) -> list[str]:

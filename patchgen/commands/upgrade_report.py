@@ -340,7 +340,7 @@ def mentions(config: PatchConfig) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class PatchText:
-    path: str  # `models/common/fused_loss.py`
+    path: str  # `patchgen/sets/losses/fused_loss.py`
     first_line: int  # file line of `lines[0]` (the `def`/`class` line)
     lines: tuple[str, ...]
 

@@ -38,6 +38,16 @@ from patchgen.dsl.errors import PatchgenError
 from patchgen.dsl.supported_range import require_supported_transformers
 
 
+# The patch sets that ship with patchgen. Their code is patch code like a config's own package: the generator
+# copies what a set's patches use into each output, and an output never imports this package.
+SHIPPED_SETS = "patchgen.sets"
+
+
+def in_patch_space(module_name: str, patch_package: str) -> bool:
+    """Whether `module_name` holds patch code for a config of `patch_package`: its own package or the shipped sets."""
+    return any(module_name == top or module_name.startswith(top + ".") for top in (patch_package, SHIPPED_SETS))
+
+
 SECTION = "patchgen"  # [tool.patchgen]
 DEFAULT_CONFIG_PACKAGE = "models"  # this repository's layout: a project with no table has this package
 DEFAULTS: dict[str, Any] = {

@@ -37,6 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from patchgen.dsl.errors import PatchgenError
+from patchgen.dsl.layout import in_patch_space
 from patchgen.dsl.patch_spec import SourceLocation
 from patchgen.load.patch_source import (
     assigned_globals,
@@ -117,7 +118,7 @@ class NameContext:
     upstream_type_checking_names: frozenset[str] = frozenset()
 
     def is_patch_space(self, module_name: str) -> bool:
-        return module_name == self.patch_package or module_name.startswith(self.patch_package + ".")
+        return in_patch_space(module_name, self.patch_package)
 
 
 # -- origins: what a binding statement binds a name to, read from source ---------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from patchgen.dsl.errors import PatchgenError
+from patchgen.dsl.layout import SHIPPED_SETS
 from patchgen.dsl.patch_spec import Exclusion, Patch, PatchKind
 from patchgen.load.patch_source import free_names, read_patch_source
 from patchgen.plan.import_order import forward_reads_at_import
@@ -282,7 +283,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
             "comment in the patch (banners never contain it)"
         )
     patch_modules = {getattr(p.replacement, "__module__", None) for p in plan.config.patches} - {None}
-    forbidden = {plan.patch_package} | patch_modules
+    forbidden = {plan.patch_package, SHIPPED_SETS} | patch_modules
     for node in ast.walk(ast.parse(text)):
         modules = []
         if isinstance(node, ast.Import):

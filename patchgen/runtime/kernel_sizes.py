@@ -1,6 +1,6 @@
 """Which RMSNorm / SwiGLU kernel a size-switched module runs per call: upstream's torch ops or Liger's.
 
-The size-switched modules (`models/common/switched_kernels.py`, copied into the generated file) call
+The size-switched modules (`patchgen/sets/kernels/switched_kernels.py`, copied into the generated file) call
 `use_liger_norm_mlp(hidden_states)` in their forward: Liger's Triton kernel on CUDA from
 `LIGER_NORM_MLP_MIN_TOKENS` tokens, upstream's plain torch code below it and on every other device.
 The same rule as the loss's (`patchgen/runtime/losses.py`), for the norm and the MLP.

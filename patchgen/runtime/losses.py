@@ -1,6 +1,6 @@
 """Loss functions generated files import at run time, and the rule that picks between them per call.
 
-The fused-loss causal-LM forward (`models/common/fused_loss.py`) computes its loss in one of two ways:
+The fused-loss causal-LM forward (`patchgen/sets/losses/fused_loss.py`) computes its loss in one of two ways:
 
 - upstream's: `lm_head` logits, then `self.loss_function` (materialises `[tokens, vocab]` logits in fp32);
 - fused: `linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set binds to

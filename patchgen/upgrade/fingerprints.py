@@ -109,7 +109,7 @@ class Review:
 class PatchRecord:
     """The patch that absorbs its subject's upstream changes: where it is and a hash of its code."""
 
-    source: str  # `models/common/fused_loss.py:42`
+    source: str  # `patchgen/sets/losses/fused_loss.py:42`
     name: str  # `linear_cross_entropy_forward`, or the `module.name` an external replacement imports
     patch_set: str | None
     sha256: str  # of the patch definition and its copied helpers, normalised
@@ -130,7 +130,7 @@ class PatchRecord:
 
     @property
     def label(self) -> str:
-        """`models/common/fused_loss.py:42 linear_cross_entropy_forward (patch set fused_loss.causal_lm)`."""
+        """`patchgen/sets/losses/fused_loss.py:42 linear_cross_entropy_forward (patch set fused_loss.causal_lm)`."""
         return f"{self.source} {self.name}" + (f" (patch set {self.patch_set})" if self.patch_set else "")
 
 
@@ -397,9 +397,12 @@ def applied_by(upstream: UpstreamModule, name: str) -> tuple[list[str], UsedName
     return sorted(set(found)), used
 
 
+NATIVE_CODE_PATH = "patchgen/load/native_code.py"  # where the generator's own patches are written
+
+
 def is_generator_code(patch: Patch) -> bool:
     """A patch the generator adds itself (`patchgen.load.native_code`), not one a config wrote."""
-    return patch.patch_set == "native_model_code" or str(patch.defined_at or "").startswith("patchgen/")
+    return patch.patch_set == "native_model_code" or str(patch.defined_at or "").startswith(NATIVE_CODE_PATH)
 
 
 def upstream_requires(module_name: str) -> tuple[str, ...]:

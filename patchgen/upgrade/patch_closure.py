@@ -16,6 +16,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchgen.dsl.layout import in_patch_space
 from patchgen.dsl.patch_spec import Patch, PatchKind
 from patchgen.load.patch_source import free_names, read_patch_source
 from patchgen.syntax.source_text import Snippet, reindent
@@ -39,7 +40,7 @@ class CodeText:
 
 @dataclass(frozen=True)
 class PatchCode:
-    location: str  # `models/common/fused_loss.py:42`: where the patch object is defined
+    location: str  # `patchgen/sets/losses/fused_loss.py:42`: where the patch object is defined
     name: str  # the patch object (`linear_cross_entropy_forward`), or `module.name` it imports
     texts: tuple[CodeText, ...]  # the patch definition first, then its helpers by (module, name)
     imported: str = ""  # for an external replacement: the import that is all of its code
@@ -101,7 +102,7 @@ def _helper(
         return None
     if isinstance(node, ast.ImportFrom):
         origin = import_origin(node, name, module, path.name == "__init__.py")
-        if origin is None or not (origin[0] == patch_package or origin[0].startswith(patch_package + ".")):
+        if origin is None or not in_patch_space(origin[0], patch_package):
             return None
         spec = importlib.util.find_spec(origin[0])
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchgen.dsl.layout import SHIPPED_SETS
 from patchgen.verify.cache import Cache, CacheEntryError
 
 
@@ -38,7 +39,7 @@ from patchgen.verify.cache import FILE_READS, ImportRecorder, module_files
 
 class BlockPatchPackage(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".", 1)[0] in blocked:
+        if any(name == top or name.startswith(top + ".") for top in blocked):
             raise ImportError(f"generated code imported {name} from the patch package", name=name)
         return None
 
@@ -93,7 +94,7 @@ class ImportCheck:
 
     def __init__(self, files: list[Path], root: Path, blocked_packages: set[str], cache: Cache | None = None):
         self.files, self.root, self.cache = sorted(files), root, cache
-        self.blocked = sorted(blocked_packages)
+        self.blocked = sorted({*blocked_packages, SHIPPED_SETS})  # the shipped sets are patch code too
         self.absolute = [str(f if f.is_absolute() else root / f) for f in self.files]
         self.key = [self.absolute, self.blocked]
         self.passed_before = cache is not None and cache.load("imports", self.key, _passed) is True

@@ -12,7 +12,7 @@ GENERATED_GLOB = "generated/*/patched_modeling_*.py"
 # The generator writes this line into every banner; it names the upstream module the file was cut from.
 SOURCE_LINE = re.compile(r"^# Source: (transformers\.models\.(\w+)\.modeling_\w+)\s*$", re.MULTILINE)
 VARIANT_SUFFIX = re.compile(r"_(cpu|gpu)$")
-# A file importing this switch has the fused-loss forward (models/common/fused_loss.py): the harness runs it a
+# A file importing this switch has the fused-loss forward (patchgen/sets/losses/fused_loss.py): the harness runs it a
 # second time with the switch forced to the fused kernel (tests.equivalence.cases.CPU_FP32_FUSED_LOSS).
 FUSED_LOSS_MODULE, FUSED_LOSS_SWITCH = "patchgen.runtime.losses", "use_fused_linear_cross_entropy"
 
@@ -28,7 +28,7 @@ class GeneratedModule:
     source_module: str  # e.g. transformers.models.qwen3.modeling_qwen3
     architecture: str  # the <x> of transformers.models.<x>: the key of the tiny-config table
     variant: str  # "cpu" (pure torch) or "gpu" (Liger / flash-attn kernels)
-    # its causal-LM forward is models/common/fused_loss.py's, which picks its loss by size at run time
+    # its causal-LM forward is patchgen/sets/losses/fused_loss.py's, which picks its loss by size at run time
     fused_loss: bool = False
 
     @property

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 
 # None today. The fused-loss forward's two (a loss from `shift_labels` without `labels`, a caller's `ignore_index`
-# not read) were fixed in models/common/fused_loss.py; its rows now also run on CPU with the fused path forced
+# not read) were fixed in patchgen/sets/losses/fused_loss.py; its rows now also run on CPU with the fused path forced
 # (tests.equivalence.cases.CPU_FP32_FUSED_LOSS).
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}

@@ -1,6 +1,6 @@
 """The fused-loss forward of a vision-language model (`...ForConditionalGeneration.forward`), and its sets.
 
-The text families' forward (`models/common/fused_loss.py`, `linear_cross_entropy_forward`) does not fit
+The text families' forward (`patchgen/sets/losses/fused_loss.py`, `linear_cross_entropy_forward`) does not fit
 Qwen2.5-VL's conditional-generation class as it is, for three reasons:
 
 - it reads `self.config.vocab_size`, which a vision-language config does not define (its text config
@@ -8,7 +8,7 @@ Qwen2.5-VL's conditional-generation class as it is, for three reasons:
 - it returns `CausalLMOutputWithPast`, while upstream returns `MultimodalCausalLMOutputWithPast` with the
   vision encoders' outputs, and takes the vision inputs and `mm_encoder_outputs` by name;
 - under sequence parallelism it requires `position_ids`, while a multimodal batch arrives whole with
-  none: the model computes the 3-D rope positions from the images (`models/common/ulysses_multimodal.py`).
+  none: the model computes the 3-D rope positions from the images (`patchgen/sets/attention/ulysses_multimodal.py`).
 
 So this forward keeps upstream's signature and output (vision inputs named, as upstream names them)
 and shares with the text families everything below the decoder: the loss is chosen per call by size
@@ -26,15 +26,15 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
-from models.common.fused_loss import causal_lm_loss
-from models.common.training_sets import (
+from patchgen.dsl.patch_sets import PatchSet
+from patchgen.sets.attention.training_sets import (
     CHUNKED_LINEAR_CROSS_ENTROPY,
     FASTEST_LINEAR_CROSS_ENTROPY,
     LIGER_FUSED_LINEAR_CROSS_ENTROPY,
     TORCH_LINEAR_CROSS_ENTROPY,
 )
-from models.common.ulysses_multimodal import check_loss_inputs
-from patchgen.dsl.patch_sets import PatchSet
+from patchgen.sets.attention.ulysses_multimodal import check_loss_inputs
+from patchgen.sets.losses.fused_loss import causal_lm_loss
 
 
 def multimodal_linear_cross_entropy_forward(

@@ -1,14 +1,14 @@
 """Pure-torch stand-ins for the Liger kernels, as patch sets: the structure of the GPU files, runnable anywhere.
 
 Each class or function here has the constructor, parameters and state-dict keys of the Liger module
-it stands in for (`models/common/liger_kernels.py` binds those), and computes in plain torch what the
+it stands in for (`patchgen/sets/kernels/liger_kernels.py` binds those), and computes in plain torch what the
 kernel computes. A `_cpu` config uses these sets where its `_gpu` sibling uses the Liger sets, so CPU
 tests exercise the GPU file's structure and prove it equal to stock HF.
 
 Model-specific variants are separate sets, never flags that change behaviour silently:
 `TORCH_GEMMA_RMS_NORM` (`(1 + weight)` scaling, fp32 throughout) and `TORCH_GEGLU_MLP` (tanh GELU)
 for Gemma; `TORCH_FUSED_SWIGLU_MLP` for a fused `gate_up_proj` (Phi-3). The fused MoE experts sets are
-in `models/common/moe_experts.py`. `TORCH_RMS_NORM` stands in for both Liger RMSNorm sets, the
+in `patchgen/sets/experts/moe_experts.py`. `TORCH_RMS_NORM` stands in for both Liger RMSNorm sets, the
 in-place one and `LIGER_RMS_NORM_OUT_OF_PLACE`: plain torch autograd never writes a gradient in
 place, so a CPU run cannot show the in-place hazard (`tests/test_in_place_norm_hazard.py`
 reproduces it with an in-place twin).

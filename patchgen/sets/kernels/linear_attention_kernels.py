@@ -5,7 +5,7 @@ Upstream already looks for flash-linear-attention: `torch_chunk_gated_delta_rule
 when `import fla` succeeds at import time and otherwise falls back, with a log line, to the pure-torch
 chunked delta rule (more than 10x slower on an H100, by upstream's own comment). A training file should
 not slow down silently, so the GPU files bind fla's kernel explicitly as the delta-rule step of the
-Ulysses delta-net forward (`models/common/ulysses_linear_attention.py` calls `torch_chunk_gated_delta_rule`;
+Ulysses delta-net forward (`patchgen/sets/attention/ulysses_linear_attention.py` calls `torch_chunk_gated_delta_rule`;
 a GPU config re-applies that set with `bind={"torch_chunk_gated_delta_rule": fla_chunk_gated_delta_rule}`).
 The step imports fla on the first call and, if the package is missing, fails there with one line
 naming the pin; the import is deferred so the GPU file imports on machines without fla (CPU test runs).

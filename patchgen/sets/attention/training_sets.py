@@ -13,8 +13,9 @@ the rule measured on an H200 (`patchgen.runtime.losses.LIGER_MIN_CHUNK_ROWS`: Li
 8192). The single-kernel sets stay as the measured alternatives (bench_train_step.py's per-op `loss` rows).
 """
 
-from models.common import fused_loss, ulysses_attention
 from patchgen.dsl.patch_sets import PatchSet
+from patchgen.sets.attention import ulysses_attention
+from patchgen.sets.losses import fused_loss
 
 
 ULYSSES_ATTENTION = PatchSet("ulysses_attention", "Ulysses sequence parallelism around the attention call")

@@ -1,14 +1,14 @@
 """`TORCH_EXPERTS`: the pure-torch twin of Liger's fused MoE kernel as the default experts implementation (`_cpu` files).
 
-See `models/common/moe_experts.py` for how the experts sets keep upstream's dispatch.
+See `patchgen/sets/experts/moe_experts.py` for how the experts sets keep upstream's dispatch.
 """
 
 import torch
 from torch import nn
 from transformers.modeling_utils import PreTrainedModel
 
-from models.common.moe_experts import fused_unless_requested, registered_experts_implementation
 from patchgen.dsl.patch_sets import PatchSet
+from patchgen.sets.experts.moe_experts import fused_unless_requested, registered_experts_implementation
 
 
 TORCH_EXPERTS = PatchSet("torch_experts", "pure-torch twin of Liger's fused MoE kernel, the default experts kernel")

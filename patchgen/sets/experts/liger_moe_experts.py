@@ -1,14 +1,14 @@
 """`LIGER_EXPERTS`: Liger's fused MoE kernel as the default experts implementation (`_gpu` files).
 
-See `models/common/moe_experts.py` for how the experts sets keep upstream's dispatch.
+See `patchgen/sets/experts/moe_experts.py` for how the experts sets keep upstream's dispatch.
 """
 
 import torch
 from liger_kernel.transformers.swiglu import LigerExperts
 from transformers.modeling_utils import PreTrainedModel
 
-from models.common.moe_experts import fused_unless_requested, registered_experts_implementation
 from patchgen.dsl.patch_sets import PatchSet
+from patchgen.sets.experts.moe_experts import fused_unless_requested, registered_experts_implementation
 
 
 LIGER_EXPERTS = PatchSet("liger_experts", "Liger's fused MoE kernel, the default experts kernel")

@@ -28,7 +28,6 @@ from transformers.modeling_flash_attention_utils import FlashAttentionKwargs
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.processing_utils import Unpack
 
-from models.common import ulysses_attention
 from patchgen.dsl.patch_sets import PatchSet
 from patchgen.runtime.sequence_batch import FullSequence, SequenceShard, shard_batch
 from patchgen.runtime.sequence_parallel import (
@@ -36,6 +35,7 @@ from patchgen.runtime.sequence_parallel import (
     sequence_parallel_rank,
     sequence_parallel_world_size,
 )
+from patchgen.sets.attention import ulysses_attention
 
 
 def shard_multimodal_batch(batch: Mapping[str, torch.Tensor]) -> SequenceShard:
@@ -184,7 +184,7 @@ def attention_forward_with_position_ids(
     )
 
 
-# The shared Ulysses attention (models/common/ulysses_attention.py, steps bound per family as for ULYSSES_ATTENTION)
+# The shared Ulysses attention (patchgen/sets/attention/ulysses_attention.py, steps bound per family as for ULYSSES_ATTENTION)
 # for an attention whose forward takes `position_ids` before `cache` and `position_embeddings`, as
 # Qwen2.5-VL's text attention does: the shared forward is added under its own name and `forward` keeps upstream's
 # parameters, so a caller passing them by position still reaches the right ones.

@@ -2,7 +2,7 @@
 
 Each set replaces one upstream definition by an object imported from `liger_kernel` (nothing is
 copied; the generated file imports it). Their pure-torch twins, with the same roles, are in
-`models/common/torch_kernels.py`. What Liger's own `apply_liger_kernel_to_<model>` does for the same
+`patchgen/sets/kernels/torch_kernels.py`. What Liger's own `apply_liger_kernel_to_<model>` does for the same
 models is listed in the README ("Differences from Liger's monkey patches").
 
 Model-specific variants are separate sets: `LIGER_GEMMA_RMS_NORM` (offset 1, 'gemma' casting,
@@ -10,7 +10,7 @@ zero-initialised weight) and `LIGER_GEGLU_MLP` for Gemma, `LIGER_FUSED_SWIGLU_ML
 `gate_up_proj` (Phi-3), and `LIGER_RMS_NORM_OUT_OF_PLACE` for layouts that add a norm's output to
 the residual (OLMo-2): `LIGER_RMS_NORM` (in place) is only safe where each norm's output feeds a
 projection (pre-norm layouts: Llama, Qwen, Mistral, Phi-3). Fused MoE experts:
-`models/common/moe_experts.py`.
+`patchgen/sets/experts/moe_experts.py`.
 """
 
 from patchgen.dsl.patch_sets import PatchSet

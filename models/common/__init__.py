@@ -1,1 +1,0 @@
-"""Patch implementations shared by several model families (written once, spliced into each generated file)."""
