@@ -15,7 +15,7 @@ VERSION ?=
 UPGRADE_DIR := .upgrade-check
 UPGRADE_PY := $(UPGRADE_DIR)/venv/bin/python
 
-.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows upgrade-check bench clean
+.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows docs upgrade-check bench clean
 
 # The patchgen distribution requires a transformers range (pyproject.toml); constraints.txt pins the
 # one release this repository's generated files are made from.
@@ -37,11 +37,15 @@ check-patchgen: install
 	$(PY) -m patchgen.check_patchgen
 
 ## The drift check, lint, workflow lint, then the whole test suite (GPU tests skip on CPU)
-test: check-patchgen lint lint-workflows
+test: check-patchgen lint lint-workflows docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-gpu: install
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
+
+## The docs site (docs/, mkdocs.yml) built into site/ with warnings as errors (strict: true)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --quiet --strict
 
 lint: install
 	$(PY) -m ruff check patchgen models tests benchmarks examples

@@ -64,7 +64,7 @@ def test_sets_refuse_config_values_they_do_not_support(misfit_errors, name):
 
 
 GRANITE_CONFIG = """
-from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
+from patchgen.sets.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen import PatchConfig
 
 config = PatchConfig(source_module="transformers.models.granite.modeling_granite", target_file="patched_granite_cpu.py")

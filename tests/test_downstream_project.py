@@ -108,8 +108,12 @@ patched.load_state_dict(reference.state_dict())
 ids = torch.randint(0, 99, (2, 7), generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     same = torch.equal(patched(ids).logits, reference(ids).logits)  # same kernels, same shapes: bitwise
+patched.train(), reference.train()
+loss, expected = patched(ids, labels=ids).loss, reference(ids, labels=ids).loss  # the shipped fused-loss set
 print(json.dumps({"runtime": patchgen.runtime.losses.__file__, "loss": acme.torch_linear_cross_entropy.__module__,
-                  "rotate_half": acme.rotate_half is not stock.rotate_half, "logits_equal": same}))
+                  "rotate_half": acme.rotate_half is not stock.rotate_half, "logits_equal": same,
+                  "loss_close": bool(torch.allclose(loss, expected, rtol=1e-5, atol=1e-6)),
+                  "ulysses": hasattr(patched.model.layers[0].self_attn, "sequence_parallel_layout")}))
 """
 
 
@@ -175,6 +179,10 @@ def test_wheel_in_a_fresh_venv_generates_and_checks_a_downstream_project(tmp_pat
     text = (output / "acme.py").read_text()
     assert "# Config: acme_train.patch_configs.qwen3_acme_patch_gen_config\n" in text
     assert "from patchgen.runtime.losses import torch_linear_cross_entropy\n" in text
+    # the shipped sets' code is copied in (never imported): Ulysses SP and the fused-loss forward
+    assert "# [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_attention.py:" in text
+    assert "# Patch source: patchgen/sets/losses/fused_loss.py:" in text
+    assert "import patchgen.sets" not in text and "from patchgen.sets" not in text
     assert (
         (output / "acme.diff")
         .read_text()
@@ -188,4 +196,11 @@ def test_wheel_in_a_fresh_venv_generates_and_checks_a_downstream_project(tmp_pat
     used = ok(run("python", "-c", textwrap.dedent(_USE_GENERATED), cwd=project / "src", env=env))
     facts = json.loads(used.stdout.strip().splitlines()[-1])
     assert Path(facts["runtime"]).is_relative_to(venv), facts
-    assert facts == {**facts, "loss": "patchgen.runtime.losses", "rotate_half": True, "logits_equal": True}
+    assert facts == {
+        **facts,
+        "loss": "patchgen.runtime.losses",
+        "rotate_half": True,
+        "logits_equal": True,
+        "loss_close": True,
+        "ulysses": True,
+    }

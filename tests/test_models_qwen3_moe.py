@@ -252,9 +252,10 @@ def test_cpu_file_exports_to_onnx(tmp_path):
 
     _, patched = stock_and_cpu_file()
     input_ids = seeded_ids(4)
-    config = OnnxConfig(output_path=str(tmp_path / "model.onnx"))
-    program = OnnxExporter().export(patched, {"input_ids": input_ids}, config=config)
-    logits = torch.as_tensor(program(input_ids=input_ids)[0])
+    exported = OnnxExporter().export(patched, {"input_ids": input_ids}, config=OnnxConfig())  # 5.25's exporter API
+    exported.save_pretrained(tmp_path)  # a file a runtime can load, as a user ships it
+    assert any(path.suffix == ".onnx" for path in tmp_path.iterdir())
+    logits = torch.as_tensor(exported(input_ids=input_ids).logits)  # run by onnxruntime
     torch.testing.assert_close(logits, patched(input_ids).logits)
 
 

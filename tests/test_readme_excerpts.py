@@ -1,4 +1,4 @@
-"""The README shows real output: each block marked `<!-- excerpt: PATH -->` is cut from that committed file.
+"""The README and the docs show real output: each block marked `<!-- excerpt: PATH -->` is cut from that committed file.
 
 A marked block's runs of lines (`...` lines, indented or not, stand for lines left out) must each occur in the
 file as consecutive whole lines, in the same order, so a banner, header or diff hunk in the README cannot drift from what
@@ -12,8 +12,14 @@ from conftest import REPO
 
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 MARKED = re.compile(r"<!-- excerpt: (?P<path>\S+) -->\n```[a-z]*\n(?P<body>.*?)\n```", re.S)
 EXCERPTS = [(match["path"], match["body"]) for match in MARKED.finditer(README)]
+EVERY_EXCERPT = [
+    (page.relative_to(REPO).as_posix(), match["path"], match["body"])
+    for page in PAGES
+    for match in MARKED.finditer(page.read_text(encoding="utf-8"))
+]
 
 
 def missing_line(excerpt: str, text: str) -> str | None:
@@ -62,7 +68,13 @@ def test_missing_line_finds_lines_out_of_order_or_left_out_unsaid():
     assert missing_line("a\nc", "a\nb\nc") == "c"  # b left out without a `...` line
 
 
-@pytest.mark.parametrize(("path", "excerpt"), EXCERPTS, ids=[path for path, _ in EXCERPTS])
-def test_excerpt_is_cut_from_the_committed_file(path, excerpt):
+@pytest.mark.parametrize(
+    ("page", "path", "excerpt"), EVERY_EXCERPT, ids=[f"{page}:{path}" for page, path, _ in EVERY_EXCERPT]
+)
+def test_excerpt_is_cut_from_the_committed_file(page, path, excerpt):
     line = missing_line(excerpt, (REPO / path).read_text(encoding="utf-8"))
-    assert line is None, f"README excerpt of {path} has a line the file does not (in that order): {line!r}"
+    assert line is None, f"{page}: excerpt of {path} has a line the file does not (in that order): {line!r}"
+
+
+def test_docs_pages_carry_excerpts_too():
+    assert {page for page, _, _ in EVERY_EXCERPT} > {"README.md"}

@@ -23,7 +23,7 @@ from patchgen.load.upstream import UpstreamModule
 from patchgen.syntax.source_text import SourceText
 from patchgen.upgrade.fingerprints import Fingerprint, Lock, fingerprint_of, normalise, read_lock, subject_source
 from patchgen.upgrade.fingerprints import upstream_requires as fingerprints_requires
-from patchgen.upgrade.review_hunks import absorbed, corresponding_lines, hunks
+from patchgen.upgrade.review_hunks import absorbed, corresponding_lines, hunks, only_decorators
 from patchgen.upgrade.upstream_dependencies import NamesInModule, Package, dependencies
 
 
@@ -589,6 +589,21 @@ def test_a_rename_only_fix_does_not_absorb_the_new_update_call():
     only_signature = patch.replace("x, past_key_values=None", "x, cache=None")
     assert absorbed(old, signature, patch, only_signature)
     assert not absorbed(old, update, patch, only_signature)
+
+
+def test_only_a_hunk_of_one_line_decorators_is_taken_in_by_regeneration():
+    old = "class A:\n    @can_return_tuple\n    def forward(self, x, past_key_values=None):\n        return x\n"
+    decorated = old.replace(
+        "    def forward", '    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")\n    def forward'
+    )
+    (added,) = hunks(old, decorated)
+    assert only_decorators(added)
+    (with_signature,) = hunks(old, decorated.replace("past_key_values=None", "cache=None"))
+    assert not only_decorators(with_signature)  # the signature moved too: the patch must take it in
+    (removed,) = hunks(old, old.replace("    @can_return_tuple\n", ""))
+    assert only_decorators(removed)
+    split = old.replace("    def forward", "    @deprecate_kwarg(\n        'a', 'b'\n    )\n    def forward")
+    assert not only_decorators(hunks(old, split)[0])  # a decorator over several lines: a person reads it
 
 
 def test_annotation_only_change_needs_no_review():

@@ -7,9 +7,9 @@ Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_cpu.py
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen.sets.experts.torch_moe_experts import TORCH_EXPERTS
 from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_SWIGLU_MLP
+from patchgen.sets.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

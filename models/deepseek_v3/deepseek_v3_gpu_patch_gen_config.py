@@ -9,9 +9,9 @@ Generated file: generated/deepseek_v3/patched_modeling_deepseek_v3_gpu.py
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen.sets.experts.liger_moe_experts import LIGER_EXPERTS
 from patchgen.sets.kernels.liger_kernels import LIGER_RMS_NORM, LIGER_SWIGLU_MLP
+from patchgen.sets.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

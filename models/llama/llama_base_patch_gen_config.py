@@ -5,13 +5,13 @@ variants, which add only their kernels.
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 from patchgen.sets.attention.ulysses_attention import (
     full_rotary,
     no_qk_norm,
     output_projection,
     separate_qkv_projection,
 )
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

@@ -5,8 +5,8 @@ Generated file: generated/llama/patched_modeling_llama_cpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
+from patchgen.sets.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

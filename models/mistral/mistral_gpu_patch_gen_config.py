@@ -4,8 +4,8 @@ Generated file: generated/mistral/patched_modeling_mistral_gpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.liger_kernels import LIGER_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
+from patchgen.sets.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

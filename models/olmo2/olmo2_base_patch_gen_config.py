@@ -11,13 +11,13 @@ must know it:
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 from patchgen.sets.attention.ulysses_attention import (
     full_projection_qk_norm,
     full_rotary,
     output_projection,
     separate_qkv_projection,
 )
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

@@ -13,13 +13,13 @@ know it:
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 from patchgen.sets.attention.ulysses_attention import (
     fused_qkv_projection,
     no_qk_norm,
     output_projection,
     partial_rotary,
 )
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

@@ -5,8 +5,8 @@ Generated file: generated/phi3/patched_modeling_phi3_cpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.torch_kernels import TORCH_FUSED_SWIGLU_MLP, TORCH_RMS_NORM, TORCH_ROPE
+from patchgen.sets.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

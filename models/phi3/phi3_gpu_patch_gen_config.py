@@ -4,8 +4,8 @@ Generated file: generated/phi3/patched_modeling_phi3_gpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.liger_kernels import LIGER_FUSED_SWIGLU_MLP, LIGER_RMS_NORM, LIGER_ROPE
+from patchgen.sets.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

@@ -5,13 +5,13 @@ sequence-parallel group set, the files compute exactly what upstream does.
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 from patchgen.sets.attention.ulysses_attention import (
     full_rotary,
     output_projection,
     per_head_qk_norm,
     separate_qkv_projection,
 )
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

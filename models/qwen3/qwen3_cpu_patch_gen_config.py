@@ -8,8 +8,8 @@ Generated file: generated/qwen3/patched_modeling_qwen3_cpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.torch_kernels import TORCH_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
+from patchgen.sets.training_sets import TORCH_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

@@ -4,9 +4,9 @@ Generated file: generated/qwen3/patched_modeling_qwen3_gpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 from patchgen.sets.kernels.liger_kernels import LIGER_ROPE
 from patchgen.sets.kernels.switched_kernels import SIZE_SWITCHED_RMS_NORM, SIZE_SWITCHED_SWIGLU_MLP
+from patchgen.sets.training_sets import FASTEST_LINEAR_CROSS_ENTROPY
 
 
 config = PatchConfig.extend(

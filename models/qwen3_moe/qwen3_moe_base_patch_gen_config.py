@@ -6,7 +6,7 @@ per-expert weights of a saved checkpoint (`mlp.experts.0.gate_proj...`) into `ex
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

@@ -19,13 +19,13 @@ which `NATIVE_MODEL_CODE` (applied by the generator) makes the generated ones co
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION
 from patchgen.sets.attention.ulysses_attention import (
     gated_output_projection,
     gated_query_projection,
     partial_rotary,
     per_head_qk_norm,
 )
+from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
 config = PatchConfig.base(

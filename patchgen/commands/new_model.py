@@ -99,8 +99,8 @@ ROPES = (
 )  # fmt: skip
 LOSS = Kernel(
     "causal_lm",
-    "patchgen.sets.attention.training_sets:CHUNKED_LINEAR_CROSS_ENTROPY",
-    "patchgen.sets.attention.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
+    "patchgen.sets.training_sets:CHUNKED_LINEAR_CROSS_ENTROPY",
+    "patchgen.sets.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
     (),
 )
 EXPERT_MARKERS = ("Experts", "SparseMoe", "MoE", "Moe", "Router")  # in class names after the family prefix
@@ -313,7 +313,7 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         *_not_fitted_lines(scaffold),
         '"""',
         "",
-        "from patchgen.sets.attention.training_sets import ULYSSES_ATTENTION",
+        "from patchgen.sets.training_sets import ULYSSES_ATTENTION",
         f"from patchgen.sets.attention.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
         "from patchgen import PatchConfig",
         "",

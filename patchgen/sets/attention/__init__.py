@@ -1,4 +1,4 @@
 """Attention and token-mixing sets: Ulysses sequence parallelism for softmax attention (steps per
 family), multi-head latent attention, gated delta-net linear attention, vision-language text
-models; `training_sets` holds `ULYSSES_ATTENTION` with its step requirements and the fused-loss sets.
+models.
 """

@@ -63,7 +63,7 @@ ULYSSES_MLA_ATTENTION.requires_attributes(
     "kv_a_layernorm",
     "kv_b_proj",
     "o_proj",
-    otherwise="ULYSSES_ATTENTION (patchgen/sets/attention/training_sets.py) for attention with q/k/v projections",
+    otherwise="ULYSSES_ATTENTION (patchgen/sets/training_sets.py) for attention with q/k/v projections",
 )
 
 

@@ -11,7 +11,7 @@ CCE's kernels need CUDA (they fail under `TRITON_INTERPRET=1` too), so its numbe
 pure Python; it needs only torch and triton, preinstalled on the GPU machine.
 """
 
-from patchgen.sets.attention.training_sets import fused_loss_set
+from patchgen.sets.training_sets import fused_loss_set
 
 
 CCE_LINEAR_CROSS_ENTROPY = fused_loss_set(

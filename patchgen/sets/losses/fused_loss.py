@@ -6,7 +6,7 @@ model. With labels, each call picks its loss by size (`use_fused_linear_cross_en
 
 - many logits (tokens x vocab at or above `FUSED_LINEAR_CROSS_ENTROPY_MIN_LOGITS`):
   `linear_cross_entropy(hidden_states, lm_head.weight, labels)`, a name the patch set that applies the
-  forward binds in the generated file (`patchgen/sets/attention/training_sets.py`, `cce_kernels.py`): a fused kernel
+  forward binds in the generated file (`patchgen/sets/training_sets.py`, `cce_kernels.py`): a fused kernel
   in GPU files (`fastest_linear_cross_entropy`: Liger's or the chunked torch one by shape; or a single
   kernel: chunked, Liger's, Apple's Cut Cross-Entropy), which never holds the logits;
   `patchgen.runtime.losses.torch_linear_cross_entropy` in CPU files, the same interface in plain torch,

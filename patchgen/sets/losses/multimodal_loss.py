@@ -27,14 +27,14 @@ from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
 from patchgen.dsl.patch_sets import PatchSet
-from patchgen.sets.attention.training_sets import (
+from patchgen.sets.attention.ulysses_multimodal import check_loss_inputs
+from patchgen.sets.losses.fused_loss import causal_lm_loss
+from patchgen.sets.training_sets import (
     CHUNKED_LINEAR_CROSS_ENTROPY,
     FASTEST_LINEAR_CROSS_ENTROPY,
     LIGER_FUSED_LINEAR_CROSS_ENTROPY,
     TORCH_LINEAR_CROSS_ENTROPY,
 )
-from patchgen.sets.attention.ulysses_multimodal import check_loss_inputs
-from patchgen.sets.losses.fused_loss import causal_lm_loss
 
 
 def multimodal_linear_cross_entropy_forward(
