@@ -14,6 +14,8 @@ import textwrap
 import pytest
 from conftest import FIXTURES, REPO, run_cli
 
+from patchgen.commands.check_patchgen import _findings_from_json
+from patchgen.commands.config_runs import ConfigRun
 from patchgen.verify.cache import CACHE_DIR, Cache
 from patchgen.verify.import_check import ImportCheck
 
@@ -223,32 +225,35 @@ def test_a_data_file_a_patch_module_reads_while_importing_is_an_input(project):
     assert "+    return x * factor * 4" in out
 
 
-@pytest.mark.parametrize(
-    "entry",
-    [
-        "not json {",
-        "[]",
-        '"text"',
-        '{"inputs": {"files": [], "lookups": []}, "result": 1}',
-        '{"inputs": {"files": {}, "lookups": [["a"]]}, "result": 1}',
-        '{"inputs": {"files": {}, "lookups": []}}',
-        '{"inputs": {"files": {}, "lookups": []}, "result": 1}',
-        '{"inputs": {"files": {}, "lookups": []}, "result": {"summary": {"module_name": 3}, "outputs": [1]}}',
-        '{"inputs": {"files": {}, "lookups": []}, "result": [["drift"]]}',
-    ],
-    ids=[
-        "not-json",
-        "a-list",
-        "a-string",
-        "files-a-list",
-        "short-lookup",
-        "no-result",
-        "result-a-number",
-        "bad-summary",
-        "bad-finding",
-    ],
-)
-def test_an_entry_of_the_wrong_shape_is_a_miss_not_a_traceback(project, entry):
+# Entries a cache file can hold that are not what a check stored: each must load as a miss.
+WRONG_SHAPES = {
+    "not-json": "not json {",
+    "a-list": "[]",
+    "a-string": '"text"',
+    "files-a-list": '{"inputs": {"files": [], "lookups": []}, "result": 1}',
+    "short-lookup": '{"inputs": {"files": {}, "lookups": [["a"]]}, "result": 1}',
+    "no-result": '{"inputs": {"files": {}, "lookups": []}}',
+    "result-a-number": '{"inputs": {"files": {}, "lookups": []}, "result": 1}',
+    "bad-summary": '{"inputs": {"files": {}, "lookups": []}, "result": {"summary": {"module_name": 3}, "outputs": [1]}}',
+    "bad-finding": '{"inputs": {"files": {}, "lookups": []}, "result": [["drift"]]}',
+}
+
+
+@pytest.mark.parametrize("kind", ["config", "upgrade"])
+@pytest.mark.parametrize("entry", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_a_stored_entry_of_the_wrong_shape_loads_as_a_miss(tmp_path, kind, entry):
+    """In process, with the parsers the check uses: every shape above is a miss (None), never an exception."""
+    parse = {"config": ConfigRun.from_json, "upgrade": _findings_from_json}[kind]
+    cache = Cache(tmp_path)
+    path = cache._path(kind, ["a key"])
+    path.parent.mkdir(parents=True)
+    path.write_text(entry)
+    assert cache.load(kind, ["a key"], parse) is None
+
+
+def test_an_entry_of_the_wrong_shape_is_a_miss_not_a_traceback(project):
+    """End to end, one shape in every entry (the in-process test above covers each shape)."""
+    entry = WRONG_SHAPES["bad-summary"]
     _cached_ok(project)
     entries = list((project / CACHE_DIR).rglob("*.json"))
     assert {e.parent.name for e in entries} >= {"config", "upgrade"}
