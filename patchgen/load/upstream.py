@@ -106,6 +106,11 @@ def read_upstream(module_name: str) -> UpstreamModule:
             f"source module {module_name!r} cannot be parsed ({module_name.replace('.', '/')}.py line "
             f"{exc.lineno}: {exc.msg}); fix or reinstall that package"
         ) from None
+    return upstream_module(module_name, path, SourceText(text), tree)
+
+
+def upstream_module(module_name: str, path: Path, source: SourceText, tree: ast.Module) -> UpstreamModule:
+    """The record of a parsed upstream file: its top-level definitions by name, its distribution's version."""
     definitions = {
         node.name: node
         for node in tree.body
@@ -114,7 +119,7 @@ def read_upstream(module_name: str) -> UpstreamModule:
     return UpstreamModule(
         name=module_name,
         path=path,
-        source=SourceText(text),
+        source=source,
         tree=tree,
         version=distribution_version(module_name),
         definitions=definitions,

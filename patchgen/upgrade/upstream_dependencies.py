@@ -39,7 +39,7 @@ from pathlib import Path
 from patchgen.dsl.errors import PatchgenError
 from patchgen.load.patch_source import free_names
 from patchgen.load.resolution import binding_origin
-from patchgen.load.upstream import UpstreamModule, bound_names, distribution_version, read_upstream
+from patchgen.load.upstream import UpstreamModule, bound_names, read_upstream, upstream_module
 from patchgen.syntax.definitions import parse_file
 from patchgen.syntax.source_text import Snippet, SourceText, reindent
 
@@ -183,19 +183,7 @@ def read_installed(module_name: str) -> UpstreamModule:
             f"source module {module_name!r} cannot be parsed ({path} line {exc.lineno}: {exc.msg}); "
             "fix or reinstall that package"
         ) from None
-    definitions = {
-        node.name: node
-        for node in tree.body
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-    }
-    return UpstreamModule(
-        name=module_name,
-        path=path,
-        source=source,
-        tree=tree,
-        version=distribution_version(module_name),
-        definitions=definitions,
-    )
+    return upstream_module(module_name, path, source, tree)
 
 
 def top_level_binding(body: list[ast.stmt], name: str, *, at_run_time: bool = False) -> ast.stmt | None:
