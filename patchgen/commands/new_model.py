@@ -1,25 +1,29 @@
-"""`patchgen new-model <model_type>`: the base, `_cpu` and `_gpu` configs of a Llama-shaped family, written for review.
+"""`patchgen new-model <model_type>`: the base, `_cpu` and `_gpu` configs of a decoder, written for review.
 
     patchgen new-model granite          # or: python -m patchgen.new_model granite
 
 reads `transformers.models.<model_type>.modeling_<model_type>` (its syntax tree; nothing is run), finds
-the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>ForCausalLM`),
-and picks, role by role, the first shared set of `patchgen.sets` that fits:
+the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>Experts`,
+`<P>ForCausalLM`), and picks, component by component, the first shared set of `patchgen.sets` that fits,
+or keeps the component upstream's and says why (one line per component, printed and written into the base
+config's docstring):
 
 - attention: the Ulysses forward with the steps whose shape upstream has. Each candidate binding names
   the upstream forward it reproduces (three projections and no q/k norm: Llama's; a per-head q/k norm:
   Qwen3's; a q/k norm over the whole projection: OLMo-2's; a fused `qkv_proj`: Phi-3's). A binding fits
-  when upstream's attention has the attributes its steps read (`patchgen.dsl.requirements`) and its forward
-  is that reference forward, names aside (the `sliding_window=` argument aside too: the shared forward
-  passes the layer's or the config's window). No binding fits: the model is not Llama-shaped, refused.
-- RMSNorm, MLP, rope, loss: the kernel set fits when upstream's definition computes what the kernel
-  stands in for (the same code as the reference, `requirements.check(... "same_code" ...)`) and the
-  set's own declared requirements hold (e.g. `LIGER_RMS_NORM` refuses a post-norm layout, then the
-  out-of-place set is tried). What fits nothing is left as upstream and reported with the reason.
+  when upstream's attention has the attributes its steps read and its forward is that reference forward,
+  names aside (the `sliding_window=` argument aside too: the shared forward passes the layer's or the
+  config's window). No binding fits: the attention stays upstream's (no sequence parallelism).
+- RMSNorm, MLP, rope, loss, experts: the set fits when upstream's definition computes what the kernel
+  stands in for (the same code as the reference, `requirements.check(... "same_code" ...)`).
+- Every candidate is then planned alone against upstream (`_Probe`: `patchgen.plan.make_plan`, the
+  generator's own checks of the set's declared requirements on code and config values), so the scaffold
+  never writes a use the generator would refuse (e.g. `LIGER_RMS_NORM` on a post-norm layout: the
+  out-of-place set is tried next; `LIGER_SWIGLU_MLP` on Gemma's GELU MLP: kept upstream's).
 
-The configs are then generated in memory (the generator's own checks, nothing written to the output
-folder unless `--generate`); a failure removes the configs again. Refused in one line, exit 2: the
-model has no upstream module, already has a folder, routes experts, or has no Llama-shaped attention.
+The configs are then generated in memory (nothing written to the output folder unless `--generate`); a
+failure removes the configs again. Refused in one line, exit 2: the model has no upstream module, already
+has a folder, is not a decoder (no `*ForCausalLM`), or no shared set fits any component.
 """
 
 from __future__ import annotations
@@ -621,11 +625,12 @@ def _generate(layout: Layout, modules: list[str], write: bool) -> list[str]:
 @click.argument("model_type")
 @click.option("--generate", "write_generated", is_flag=True, help="Also write generated/<model>/ (with --diff).")
 def main(model_type: str, write_generated: bool) -> None:
-    """Write models/MODEL_TYPE/ (base, _cpu and _gpu configs) for a Llama-shaped transformers model.
+    """Write models/MODEL_TYPE/ (base, _cpu and _gpu configs) for a transformers decoder, component by component.
 
     MODEL_TYPE is the folder name under transformers.models (granite, helium, ...). Prints what was
     picked, what was left as upstream and why, and the next commands. Exit status 2, nothing written,
-    when the model is not Llama-shaped, already has a folder, or its configs do not generate.
+    when no shared set fits any component, the model is not a decoder, already has a folder, or its configs
+    do not generate.
     """
     with one_line_errors():
         layout = enter_project()

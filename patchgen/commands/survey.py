@@ -166,12 +166,17 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
     os.chdir(scratch)
     try:
         layout = enter_project()
-        scaffold, _, _, _ = new_model.scaffold_into(layout, folder, causal_lm=causal_lm, write_generated=True)
+        new_model.plan_scaffold(folder, causal_lm)  # a refusal: the scaffold finds nothing to patch
     except PatchgenError as exc:
         row.detail = " ".join(str(exc).split())
         return row
     except Exception as exc:  # noqa: BLE001 - a crash of the scaffold is a defect to report, not to hide
         row.status, row.detail = "error", f"scaffold: {type(exc).__name__}: {exc}"
+        return row
+    try:  # accepted: generating it must work
+        scaffold, _, _, _ = new_model.scaffold_into(layout, folder, causal_lm=causal_lm, write_generated=True)
+    except Exception as exc:  # noqa: BLE001 - the components fit one by one, together they do not generate
+        row.status, row.detail = "error", f"generation: {' '.join(str(exc).split())[:300]}"
         return row
     row.patched = scaffold.patched
     row.kept = [f"{kept.component}: {kept.reason}" for kept in scaffold.kept]
