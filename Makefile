@@ -15,7 +15,7 @@ VERSION ?=
 UPGRADE_DIR := .upgrade-check
 UPGRADE_PY := $(UPGRADE_DIR)/venv/bin/python
 
-.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows docs upgrade-check bench clean
+.PHONY: install patchgen check-patchgen test test-gpu lint lint-workflows docs survey upgrade-check bench clean
 
 # The patchgen distribution requires a transformers range (pyproject.toml); constraints.txt pins the
 # one release this repository's generated files are made from.
@@ -57,6 +57,12 @@ lint: install
 lint-workflows: install
 	$(VENV)/bin/actionlint -shellcheck=$(VENV)/bin/shellcheck -pyflakes= $(WORKFLOWS)
 	$(VENV)/bin/zizmor --offline --persona=auditor --no-progress $(WORKFLOWS)
+
+## The scaffold over every causal-LM model type of the installed transformers, each compared with stock
+## (docs/survey.md). Slow (tens of minutes): not part of `make test`. SURVEY_ARGS: e.g. --only granite,helium
+SURVEY_ARGS ?= --jobs 2 --timeout 150
+survey: install
+	OMP_NUM_THREADS=1 $(PY) -m patchgen.commands.survey $(SURVEY_ARGS)
 
 ## Try a transformers release before moving to it: in a scratch venv ($(UPGRADE_DIR)/venv; .venv is left
 ## alone) with this checkout installed and transformers==$(VERSION) (constraints.txt not applied, the

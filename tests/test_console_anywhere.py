@@ -48,7 +48,7 @@ def subcommands() -> list[str]:
 
 
 def test_the_tests_below_cover_every_subcommand():
-    assert sorted(subcommands()) == sorted(["generate", "check", "upgrade-report", "list", "new-model"])
+    assert sorted(subcommands()) == sorted(["generate", "check", "upgrade-report", "list", "new-model", "survey"])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def toy_project(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("subcommand", ["generate", "check", "upgrade-report", "list", "new-model"])
+@pytest.mark.parametrize("subcommand", ["generate", "check", "upgrade-report", "list", "new-model", "survey"])
 @pytest.mark.parametrize("where", [".", "models/toyup"])
 def test_help_of_every_subcommand_from_anywhere(toy_project, subcommand, where):
     assert ok(patchgen(subcommand, "--help", cwd=toy_project / where)).startswith(f"Usage: patchgen {subcommand} ")

@@ -9,14 +9,13 @@ from 1 so a forward that dropped one (the attention's scaling, the residual or l
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 import transformers
-from conftest import REPO, TINY_DENSE, import_file, run_cli
+from conftest import TINY_DENSE, import_file, run_cli
 from tiny_families import assert_logits_loss_and_gradients_equal
 
 from patchgen.commands import cli, new_model
@@ -28,19 +27,18 @@ from tests.families import TABLE, covered
 SCAFFOLDED = {
     "granite": (
         {"embedding_multiplier": 2.0, "residual_multiplier": 0.5, "attention_multiplier": 0.3, "logits_scaling": 4.0},
-        "not fitted: GraniteForCausalLM.forward kept as upstream (no fused loss)",
+        "kept: causal_lm: GraniteForCausalLM.forward kept as upstream: no fused loss",
     ),
     # its RMSNorm scales in fp32 and its rope is interleaved: both kept as upstream, the MLP and loss fitted
-    "helium": ({}, "not fitted: HeliumRMSNorm kept as upstream"),
+    "helium": ({}, "kept: rms_norm: HeliumRMSNorm kept as upstream"),
 }
 
 
 @pytest.fixture
 def project(tmp_path):
-    """A project with this repository's layout and shared sets, and no family."""
+    """A project with this repository's layout and no family (the shared sets ship with patchgen)."""
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "__init__.py").write_text("")
-    shutil.copytree(REPO / "models" / "common", tmp_path / "models" / "common")
     return tmp_path
 
 
@@ -81,32 +79,96 @@ def test_scaffolded_family_generates_and_its_cpu_file_equals_stock(project, mode
     assert_logits_loss_and_gradients_equal(patched, stock)
 
 
-REFUSED = {
-    "gemma3": "Gemma3Attention.forward is none of the Ulysses step bindings",
-    "qwen3_moe": "routed experts",
-    "deepseek_v3": "routed experts",
-    "qwen3_next": "routed experts",
-    "qwen2_5_vl": "0 \\*ForCausalLM classes",
+# hand-written families whose attention the scaffold keeps upstream's (a set of their own, written by hand), and
+# those it refuses; every other family gets the Ulysses steps its base config binds
+ATTENTION_KEPT = {
+    "gemma3": "Gemma3Attention kept as upstream: its forward is none of the Ulysses step bindings",
+    "deepseek_v3": "DeepseekV3Attention kept as upstream: its forward is none of the Ulysses step bindings",
+    "qwen3_next": "Qwen3NextAttention kept as upstream: its forward is none of the Ulysses step bindings",
 }
+REFUSED = {"qwen2_5_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes"}
+QWEN3_STEPS = ("separate_qkv_projection", "per_head_qk_norm", "full_rotary", "output_projection")
 
 
 @pytest.mark.parametrize("model", covered())
 def test_scaffold_picks_the_steps_of_the_hand_written_configs(model):
-    """Run on the families written by hand: the same Ulysses steps as their base configs, or a refusal."""
+    """Run on the families written by hand: the Ulysses steps of their base configs, the attention kept
+    upstream's with the reason (the component-wise scaffold still fits what else it can), or a refusal."""
     if model in REFUSED:
-        with pytest.raises(PatchgenError, match=f"not Llama-shaped: .*{REFUSED[model]}"):
+        with pytest.raises(PatchgenError, match=REFUSED[model]):
             new_model.plan_scaffold(model)
         return
     scaffold = new_model.plan_scaffold(model)
-    assert (scaffold.attention, *scaffold.steps) == TABLE[model].attention_steps
+    if model in ATTENTION_KEPT:
+        assert scaffold.attention is None and "attention" not in scaffold.patched
+        assert any(line.startswith(f"attention: {ATTENTION_KEPT[model]}") for line in scaffold.not_fitted)
+        assert scaffold.patched  # the components that fit are still patched (rope, norms, experts)
+    elif model == "qwen3_moe":  # its base config leaves the steps at the set's defaults: Qwen3's
+        assert scaffold.steps == QWEN3_STEPS
+        assert scaffold.patched == ["attention", "rms_norm", "rope", "experts"]
+        assert "router: Qwen3MoeTopKRouter kept as upstream: no shared set for routers" in "\n".join(
+            scaffold.not_fitted
+        )
+    else:
+        assert (scaffold.attention, *scaffold.steps) == TABLE[model].attention_steps
+
+
+def test_component_wise_scaffold_keeps_gemmas_gelu_mlp_upstream(project):
+    """Gemma: its attention, rope and loss get sets; its GELU MLP and (1 + weight) RMSNorm stay upstream's, each
+    with its reason, in the report and in the base config's docstring; the variants use only what fits."""
+    result = run_cli("patchgen.commands.new_model", "gemma", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "attention: ULYSSES_ATTENTION on GemmaAttention with separate_qkv_projection, no_qk_norm, full_rotary, "
+        "output_projection" in result.stdout.splitlines()
+    )
+    assert any(
+        line.startswith(
+            "kept: mlp: GemmaMLP kept as upstream: LIGER_SWIGLU_MLP: requires_config('mlp', "
+            "hidden_act=('silu', 'swish')"
+        )
+        for line in result.stdout.splitlines()
+    ), result.stdout
+    folder = project / "models" / "gemma"
+    base = " ".join((folder / "gemma_base_patch_gen_config.py").read_text().split())
+    assert "Kept as upstream by the scaffold (no shared set fits), one line per component:" in base
+    assert (
+        "- mlp: GemmaMLP kept as upstream: LIGER_SWIGLU_MLP: requires_config('mlp', hidden_act=('silu', 'swish'), "
+        "mlp_bias=(False,))" in base
+    )
+    assert "GemmaConfig() defaults hidden_act='gelu_pytorch_tanh', outside the supported ('silu', 'swish')" in base
+    assert "- rms_norm: GemmaRMSNorm kept as upstream:" in base
+    assert 'config.use( ULYSSES_ATTENTION, attention="GemmaAttention",' in base
+    gpu = (folder / "gemma_gpu_patch_gen_config.py").read_text()
+    assert 'config.use(LIGER_ROPE, "apply_rotary_pos_emb")' in gpu
+    assert 'config.use(CHUNKED_LINEAR_CROSS_ENTROPY, "GemmaForCausalLM")' in gpu
+    assert "MLP" not in gpu and "RMS_NORM" not in gpu
+    cpu = (folder / "gemma_cpu_patch_gen_config.py").read_text()
+    assert 'config.use(TORCH_ROPE, "apply_rotary_pos_emb")' in cpu and "MLP" not in cpu
+
+
+def test_attention_kept_upstream_leaves_the_ulysses_set_out_of_the_base(project):
+    """SmolLM3's attention skips rope on some layers (`if self.use_rope:`): no Ulysses binding reproduces it, so
+    the base config has no Ulysses set while the norm, MLP, rope and loss kernels still fit."""
+    result = run_cli("patchgen.commands.new_model", "smollm3", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert any(
+        line.startswith(
+            "kept: attention: SmolLM3Attention kept as upstream: its forward is none of the Ulysses step bindings"
+        )
+        and line.endswith("differs at `if self.use_rope:`")
+        for line in result.stdout.splitlines()
+    ), result.stdout
+    base = (project / "models" / "smollm3" / "smollm3_base_patch_gen_config.py").read_text()
+    assert "ULYSSES_ATTENTION" not in base.split('"""')[2]  # not imported, not used (the docstring names it)
+    assert "sequence_parallel=False," in result.stdout  # the table entry
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["smollm3"], "error: transformers.models.smollm3.modeling_smollm3: not Llama-shaped: SmolLM3Attention.forward "
-         "is none of the Ulysses step bindings (separate or fused q/k/v, no/per-head/full-projection q/k norm); "
-         "against Llama's it differs at `if self.use_rope:`"),
+        (["mamba"], "error: transformers.models.mamba.modeling_mamba: no shared set fits any component (attention: "
+         "upstream defines no such class with a forward; rms_norm: "),
         (["no_such_model"], "error: source module 'transformers.models.no_such_model.modeling_no_such_model' cannot be "
          "found: No module named 'transformers.models.no_such_model'"),
     ],
@@ -114,8 +176,9 @@ def test_scaffold_picks_the_steps_of_the_hand_written_configs(model):
 def test_refuses_in_one_line_and_writes_nothing(project, args, message):
     result = run_cli("patchgen.commands.cli", "new-model", *args, cwd=project)  # the console script's subcommand
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [message]
-    assert sorted(path.name for path in (project / "models").iterdir()) == ["__init__.py", "common"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(message)
+    assert sorted(path.name for path in (project / "models").iterdir()) == ["__init__.py"]
     assert not (project / "generated").exists()
 
 

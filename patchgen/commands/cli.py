@@ -5,6 +5,7 @@
     patchgen upgrade-report ...  is  python -m patchgen.upgrade_report ...
     patchgen list [-c NAME]      is  python -m patchgen.run_codegen --list [-c NAME]
     patchgen new-model TYPE      is  python -m patchgen.new_model TYPE
+    patchgen survey ...          is  python -m patchgen.commands.survey ...
 
 Each subcommand is the very click command object of its module (same options, same help, same exit
 statuses), so the two spellings cannot drift apart. Every subcommand finds its project by walking up
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from patchgen.commands import check_patchgen, new_model, run_codegen, upgrade_report
+from patchgen.commands import check_patchgen, new_model, run_codegen, survey, upgrade_report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,6 +47,7 @@ main.add_command(
     )
 )
 main.add_command(new_model.main, "new-model")
+main.add_command(survey.main, "survey")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,29 @@
-"""`patchgen new-model <model_type>`: the base, `_cpu` and `_gpu` configs of a Llama-shaped family, written for review.
+"""`patchgen new-model <model_type>`: the base, `_cpu` and `_gpu` configs of a decoder, written for review.
 
     patchgen new-model granite          # or: python -m patchgen.new_model granite
 
 reads `transformers.models.<model_type>.modeling_<model_type>` (its syntax tree; nothing is run), finds
-the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>ForCausalLM`),
-and picks, role by role, the first shared set of `patchgen.sets` that fits:
+the family's names (`<P>Attention`, `<P>RMSNorm`, `<P>MLP`, `apply_rotary_pos_emb`, `<P>Experts`,
+`<P>ForCausalLM`), and picks, component by component, the first shared set of `patchgen.sets` that fits,
+or keeps the component upstream's and says why (one line per component, printed and written into the base
+config's docstring):
 
 - attention: the Ulysses forward with the steps whose shape upstream has. Each candidate binding names
   the upstream forward it reproduces (three projections and no q/k norm: Llama's; a per-head q/k norm:
   Qwen3's; a q/k norm over the whole projection: OLMo-2's; a fused `qkv_proj`: Phi-3's). A binding fits
-  when upstream's attention has the attributes its steps read (`patchgen.dsl.requirements`) and its forward
-  is that reference forward, names aside (the `sliding_window=` argument aside too: the shared forward
-  passes the layer's or the config's window). No binding fits: the model is not Llama-shaped, refused.
-- RMSNorm, MLP, rope, loss: the kernel set fits when upstream's definition computes what the kernel
-  stands in for (the same code as the reference, `requirements.check(... "same_code" ...)`) and the
-  set's own declared requirements hold (e.g. `LIGER_RMS_NORM` refuses a post-norm layout, then the
-  out-of-place set is tried). What fits nothing is left as upstream and reported with the reason.
+  when upstream's attention has the attributes its steps read and its forward is that reference forward,
+  names aside (the `sliding_window=` argument aside too: the shared forward passes the layer's or the
+  config's window). No binding fits: the attention stays upstream's (no sequence parallelism).
+- RMSNorm, MLP, rope, loss, experts: the set fits when upstream's definition computes what the kernel
+  stands in for (the same code as the reference, `requirements.check(... "same_code" ...)`).
+- Every candidate is then planned alone against upstream (`_Probe`: `patchgen.plan.make_plan`, the
+  generator's own checks of the set's declared requirements on code and config values), so the scaffold
+  never writes a use the generator would refuse (e.g. `LIGER_RMS_NORM` on a post-norm layout: the
+  out-of-place set is tried next; `LIGER_SWIGLU_MLP` on Gemma's GELU MLP: kept upstream's).
 
-The configs are then generated in memory (the generator's own checks, nothing written to the output
-folder unless `--generate`); a failure removes the configs again. Refused in one line, exit 2: the
-model has no upstream module, already has a folder, routes experts, or has no Llama-shaped attention.
+The configs are then generated in memory (nothing written to the output folder unless `--generate`); a
+failure removes the configs again. Refused in one line, exit 2: the model has no upstream module, already
+has a folder, is not a decoder (no `*ForCausalLM`), or no shared set fits any component.
 """
 
 from __future__ import annotations
@@ -103,94 +107,185 @@ LOSS = Kernel(
     "patchgen.sets.training_sets:TORCH_LINEAR_CROSS_ENTROPY",
     (),
 )
+EXPERTS = Kernel(
+    "experts",
+    "patchgen.sets.experts.liger_moe_experts:LIGER_EXPERTS",
+    "patchgen.sets.experts.torch_moe_experts:TORCH_EXPERTS",
+    ("qwen3_moe.Qwen3MoeExperts",),
+    "the experts class keeps upstream's dispatch",
+)
 EXPERT_MARKERS = ("Experts", "SparseMoe", "MoE", "Moe", "Router")  # in class names after the family prefix
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One component the scaffold leaves as upstream's, and why (one line for the report and the config)."""
+
+    component: str  # attention, rms_norm, mlp, rope, experts, router, causal_lm
+    target: str  # the upstream name it would have patched
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.component}: {self.target} kept as upstream: {self.reason}"
 
 
 @dataclass
 class Scaffold:
-    """What the scaffold picked for one model: upstream names, the Ulysses steps, the kernel per role."""
+    """What the scaffold picked for one model: upstream names, the Ulysses steps, the set per component."""
 
     model: str
     prefix: str
     source_module: str
     config_class: str
-    attention: str
-    steps: tuple[str, str, str, str]  # project_qkv, qk_norm, rotary, project_output
+    attention: str | None  # None: the attention stays upstream's (see `kept`)
+    steps: tuple[str, str, str, str] | None  # project_qkv, qk_norm, rotary, project_output
     excluded: list[str]
     kernels: list[tuple[Kernel, str]] = field(default_factory=list)  # (kernel, upstream target)
-    not_fitted: list[str] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    causal_lm_class: str = ""
 
     @property
     def causal_lm(self) -> str:
-        return f"{self.prefix}ForCausalLM"
+        return self.causal_lm_class or f"{self.prefix}ForCausalLM"
 
     @property
     def fused_loss(self) -> bool:
         return any(kernel is LOSS for kernel, _ in self.kernels)
 
+    @property
+    def not_fitted(self) -> list[str]:
+        """One line per component kept as upstream."""
+        return [kept.line for kept in self.kept]
+
+    @property
+    def patched(self) -> list[str]:
+        """The components a shared set patches, in scaffold order."""
+        roles = ["attention"] if self.attention else []
+        return roles + [kernel.role for kernel, _ in self.kernels]
+
 
 # -- reading upstream -----------------------------------------------------------------------------------
 
 
-def plan_scaffold(model: str) -> Scaffold:
-    """Everything the configs will say, from upstream's syntax tree; raises PatchgenError when not Llama-shaped."""
+def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
+    """Everything the configs will say, from upstream's syntax tree, component by component.
+
+    Each component (attention with Ulysses SP, RMSNorm, MLP, rope, experts, causal-LM loss) gets the first
+    shared set that fits, tried by planning it alone against upstream (the generator's own checks: declared
+    requirements on the code and on the config values the set reads), or is kept as upstream with the reason.
+    Raises PatchgenError only when the module is not a decoder (no `*ForCausalLM`) or nothing fits.
+    `causal_lm` picks the class when the module defines several (the survey passes transformers' auto mapping).
+    """
     source_module = REFERENCE.format(model)
     upstream = read_upstream(source_module)
     causal_lms = [name for name in upstream.definitions if name.endswith("ForCausalLM")]
-    if len(causal_lms) != 1:
-        raise PatchgenError(f"{source_module}: not Llama-shaped: {len(causal_lms)} *ForCausalLM classes, expected one")
-    prefix = causal_lms[0].removesuffix("ForCausalLM")
-    experts = [
-        name
-        for name in upstream.definitions
-        if name.startswith(prefix) and any(marker in name.removeprefix(prefix) for marker in EXPERT_MARKERS)
-    ]
-    if experts:
-        raise PatchgenError(
-            f"{source_module}: not Llama-shaped: routed experts ({experts[0]}); write its configs by hand "
-            "(models/qwen3_moe shows the experts sets)"
-        )
-    attention = f"{prefix}Attention"
-    binding = _attention_binding(upstream, attention, source_module)
+    if causal_lm is None and len(causal_lms) == 1:
+        causal_lm = causal_lms[0]
+    if causal_lm not in causal_lms:
+        found = f"{len(causal_lms)} *ForCausalLM classes" if causal_lm is None else f"no class {causal_lm}"
+        raise PatchgenError(f"{source_module}: not a decoder to scaffold: {found}, expected one")
+    prefix = causal_lm.removesuffix("ForCausalLM")
     scaffold = Scaffold(
         model=model,
         prefix=prefix,
         source_module=source_module,
-        config_class=_config_class(source_module, causal_lms[0]),
-        attention=attention,
-        steps=(binding.project_qkv, binding.qk_norm, "full_rotary", "output_projection"),
-        excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lms[0]],
+        config_class=_config_class(source_module, causal_lm),
+        attention=None,
+        steps=None,
+        excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lm],
+        causal_lm_class=causal_lm,
     )
-    _pick_kernel(scaffold, upstream, f"{prefix}RMSNorm", NORMS)
-    _pick_kernel(scaffold, upstream, f"{prefix}MLP", MLPS)
-    rope = _pick_kernel(scaffold, upstream, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
-    if rope is ROPES[1]:  # the kernel rotates all it is given: hand it the rotated channels only
-        scaffold.steps = (binding.project_qkv, binding.qk_norm, "partial_rotary", "output_projection")
-    _pick_loss(scaffold, upstream)
+    probe = _Probe(upstream, scaffold)
+    binding = _pick_attention(scaffold, upstream, probe)
+    _pick_kernel(scaffold, upstream, probe, f"{prefix}RMSNorm", NORMS)
+    _pick_kernel(scaffold, upstream, probe, f"{prefix}MLP", MLPS)
+    rope = _pick_kernel(scaffold, upstream, probe, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
+    if rope is ROPES[1]:  # the kernel rotates all it is given: the partial_rotary step hands it the rotated channels
+        if binding is None:
+            scaffold.kernels.pop()
+            scaffold.kept.append(
+                Kept("rope", "apply_rotary_pos_emb", "Phi-3's partial rope needs the Ulysses partial_rotary step "
+                     "to hand the kernel the rotated channels, and the attention stays upstream's")
+            )  # fmt: skip
+        else:
+            scaffold.steps = (binding.project_qkv, binding.qk_norm, "partial_rotary", "output_projection")
+    _pick_experts(scaffold, upstream, probe)
+    _pick_loss(scaffold, upstream, probe)
+    if not scaffold.patched:
+        reasons = "; ".join(f"{kept.component}: {kept.reason}" for kept in scaffold.kept)
+        raise PatchgenError(f"{source_module}: no shared set fits any component ({reasons})")
     return scaffold
 
 
-def _attention_binding(upstream: UpstreamModule, attention: str, source_module: str) -> Binding:
+class _Probe:
+    """Plans one `config.use(...)` alone against upstream: the generator's checks for one component's set."""
+
+    def __init__(self, upstream: UpstreamModule, scaffold: Scaffold) -> None:
+        self.upstream, self.scaffold = upstream, scaffold
+
+    def problem(self, where: str, target: str | None = None, bind: dict | None = None, **roles: str) -> str | None:
+        """Why the generator refuses `config.use(<set at where>, target, bind=bind, **roles)`, or None."""
+        from patchgen.dsl.patch_spec import PatchConfig
+        from patchgen.load.native_code import with_native_model_code
+        from patchgen.plan.plan import make_plan
+
+        model = self.scaffold.model
+        patch_set = _load_set(where)
+        try:
+            config = PatchConfig(
+                source_module=self.scaffold.source_module, target_file=f"patched_modeling_{model}_probe.py"
+            )
+            config.use(patch_set, target, bind=bind, **roles)
+            module = f"models.{model}.{model}_probe_patch_gen_config"
+            make_plan(with_native_model_code(config, self.upstream), module, self.upstream)
+        except PatchgenError as exc:
+            message = " ".join(str(exc).split())
+            on = f" on {target or next(iter(roles.values()), '')}: "
+            return message.split(on, 1)[1] if on in message else message
+        return None
+
+
+def _pick_attention(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -> Binding | None:
+    """The Ulysses binding whose reference forward upstream's attention is and whose plan passes; else kept."""
+    attention = f"{scaffold.prefix}Attention"
     node = upstream.definitions.get(attention)
     if not isinstance(node, ast.ClassDef) or find_method(node, "forward") is None:
-        raise PatchgenError(f"{source_module}: not Llama-shaped: no class {attention} with a forward")
+        scaffold.kept.append(Kept("attention", attention, "upstream defines no such class with a forward"))
+        return None
     have = instance_attributes(upstream, node)
     ours = _comparable_forward(node, attention)
     for binding in BINDINGS:
         if all(name in have for name in binding.needs) and not any(name in have for name in binding.lacks):
             if ours == _comparable_forward(_reference_class(*binding.reference), binding.reference[1]):
+                steps = (binding.project_qkv, binding.qk_norm, "full_rotary", "output_projection")
+                problem = probe.problem(
+                    "patchgen.sets.training_sets:ULYSSES_ATTENTION", bind=_step_objects(steps), attention=attention
+                )
+                if problem is not None:
+                    scaffold.kept.append(Kept("attention", attention, f"ULYSSES_ATTENTION: {problem}"))
+                    return None
+                scaffold.attention, scaffold.steps = attention, steps
                 return binding
-    closest = _reference_class(*BINDINGS[0].reference)
-    return _refuse_attention(source_module, attention, ours, _comparable_forward(closest, BINDINGS[0].reference[1]))
-
-
-def _refuse_attention(source_module: str, attention: str, ours: str, llama: str):
+    llama = _comparable_forward(_reference_class(*BINDINGS[0].reference), BINDINGS[0].reference[1])
     added = [line.strip() for line in difflib.unified_diff(llama.splitlines(), ours.splitlines(), lineterm="", n=0)]
     first = next((line[1:].strip() for line in added if line.startswith("+") and not line.startswith("+++")), "")
-    raise PatchgenError(
-        f"{source_module}: not Llama-shaped: {attention}.forward is none of the Ulysses step bindings "
-        f"(separate or fused q/k/v, no/per-head/full-projection q/k norm); against Llama's it differs at `{first}`"
+    scaffold.kept.append(
+        Kept(
+            "attention",
+            attention,
+            "its forward is none of the Ulysses step bindings (separate or fused q/k/v, no/per-head/full-projection "
+            f"q/k norm); against Llama's it differs at `{first}`",
+        )
     )
+    return None
+
+
+def _step_objects(steps: tuple[str, ...]) -> dict:
+    from patchgen.sets.attention import ulysses_attention
+
+    slots = ("project_qkv", "qk_norm", "rotary", "project_output")
+    return {slot: getattr(ulysses_attention, step) for slot, step in zip(slots, steps, strict=True)}
 
 
 def _comparable_forward(cls: ast.ClassDef, class_name: str) -> str:
@@ -216,67 +311,105 @@ def _config_class(source_module: str, causal_lm: str) -> str:
 
 
 def _pick_kernel(
-    scaffold: Scaffold, upstream: UpstreamModule, target: str, kernels: tuple[Kernel, ...], also: tuple[str, ...] = ()
+    scaffold: Scaffold,
+    upstream: UpstreamModule,
+    probe: _Probe,
+    target: str,
+    kernels: tuple[Kernel, ...],
+    also: tuple[str, ...] = (),
 ) -> Kernel | None:
-    """The first kernel whose reference code upstream's `target` (and its helpers `also`) has and whose set's
-    declared requirements hold; None (reported) when none does."""
+    """The first kernel whose reference code upstream's `target` (and its helpers `also`) has and whose sets the
+    generator accepts on `target` (declared requirements, config values); None (kept, with the reason) else."""
+    role = kernels[0].role
     if target not in upstream.definitions:
-        scaffold.not_fitted.append(f"{target}: upstream defines none; nothing to replace")
+        scaffold.kept.append(Kept(role, target, "upstream defines none; nothing to replace"))
         return None
     refused: dict[str, list[str]] = {}  # why -> the sets refused for it (sets with one reference share one)
     for kernel in kernels:
-        problem = _kernel_problem(kernel, upstream, target, also)
+        problem = _kernel_problem(kernel, upstream, probe, target, also)
         if problem is None:
             scaffold.kernels.append((kernel, target))
             return kernel
         refused.setdefault(problem, []).append(_set_name(kernel.gpu))
     reasons = [f"{', '.join(dict.fromkeys(names))}: {problem}" for problem, names in refused.items()]
-    scaffold.not_fitted.append(f"{target} kept as upstream: " + "; ".join(reasons))
+    scaffold.kept.append(Kept(role, target, "; ".join(reasons)))
     return None
 
 
-def _kernel_problem(kernel: Kernel, upstream: UpstreamModule, target: str, helpers: tuple[str, ...]) -> str | None:
+def _kernel_problem(
+    kernel: Kernel, upstream: UpstreamModule, probe: _Probe, target: str, helpers: tuple[str, ...]
+) -> str | None:
     """Why `kernel` does not fit upstream's `target`: other code than it stands in for (the target, or a helper
-    of it such as `rotate_half`), or a requirement its sets declare (what the generator would refuse)."""
+    of it such as `rotate_half`), or what the generator refuses when it plans the set on `target`."""
     problem = _same_code(upstream, target, kernel.references, kernel.role)
     for helper in helpers:
         if problem is None and helper in upstream.definitions:
             references = tuple(f"{reference.partition('.')[0]}.{helper}" for reference in kernel.references)
             problem = _same_code(upstream, helper, references)
     for where in (kernel.gpu, kernel.cpu):
-        problem = problem or _declared_problem(where, upstream, target)
+        problem = problem or probe.problem(where, target)
     return problem
 
 
-def _pick_loss(scaffold: Scaffold, upstream: UpstreamModule) -> None:
+def _pick_experts(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -> None:
+    """Routed experts: the fused experts kernels where upstream's experts class is Qwen3-MoE's (SiLU gates, fused
+    `gate_up_proj`), registered through its `<P>PreTrainedModel`; the router always stays upstream's."""
+    prefix = scaffold.prefix
+    routed = [
+        name
+        for name in upstream.definitions
+        if name.startswith(prefix) and any(marker in name.removeprefix(prefix) for marker in EXPERT_MARKERS)
+    ]
+    if not routed:
+        return
+    experts, pretrained = f"{prefix}Experts", f"{prefix}PreTrainedModel"
+    if experts not in upstream.definitions:
+        problem = f"upstream defines no {experts} (its experts are {routed[0]}, not a shape the experts sets know)"
+    elif pretrained not in upstream.definitions:
+        problem = f"upstream defines no {pretrained} to register the experts kernel through"
+    else:
+        problem = _same_code(upstream, experts, EXPERTS.references, "experts")
+        hidden_act = getattr(_config_defaults(scaffold), "hidden_act", None)
+        if problem is None and hidden_act not in ("silu", "swish"):
+            problem = f"{scaffold.config_class}() defaults hidden_act={hidden_act!r}; the fused kernels gate with SiLU"
+        for where in (EXPERTS.gpu, EXPERTS.cpu):
+            problem = problem or probe.problem(where, pretrained)
+    if problem is None:
+        scaffold.kernels.append((EXPERTS, pretrained))
+    else:
+        scaffold.kept.append(Kept("experts", experts, f"{_set_name(EXPERTS.gpu)}: {problem}"))
+    router = next((name for name in routed if "Router" in name or "Gate" in name.removeprefix(prefix)), routed[0])
+    scaffold.kept.append(Kept("router", router, "no shared set for routers: routing stays upstream's code"))
+
+
+def _pick_loss(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -> None:
     model, name = LOSS_REFERENCE
     ours = normalised(find_method(upstream.definitions[scaffold.causal_lm], "forward"))
     theirs = normalised(find_method(_reference_class(model, name), "forward"))
     ours, theirs = ours.replace(scaffold.prefix, "_P_"), theirs.replace("Llama", "_P_")
+    target = scaffold.causal_lm
     if ours == theirs:
-        scaffold.kernels.append((LOSS, scaffold.causal_lm))
+        problem = probe.problem(LOSS.gpu, causal_lm=target) or probe.problem(LOSS.cpu, causal_lm=target)
+        if problem is None:
+            scaffold.kernels.append((LOSS, target))
+            return
+        scaffold.kept.append(Kept("causal_lm", f"{target}.forward", f"no fused loss: {problem}"))
         return
     diff = difflib.unified_diff(theirs.splitlines(), ours.splitlines(), lineterm="", n=0)
     first = next((line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")), "")
-    scaffold.not_fitted.append(
-        f"{scaffold.causal_lm}.forward kept as upstream (no fused loss): it is not Llama's forward, which the "
-        f"fused-loss forward stands in for; it differs at `{first}`"
+    scaffold.kept.append(
+        Kept(
+            "causal_lm",
+            f"{target}.forward",
+            "no fused loss: it is not Llama's forward, which the fused-loss forward stands in for; it differs at "
+            f"`{first}`",
+        )
     )
 
 
 def _same_code(upstream: UpstreamModule, target: str, references: tuple[str, ...], role: str = "") -> str | None:
     dotted = tuple(REFERENCE.format(r.split(".")[0]) + "." + r.split(".", 1)[1] for r in references)
     return check(Requirement(role or target, "same_code", dotted, otherwise=""), upstream, target)
-
-
-def _declared_problem(where: str, upstream: UpstreamModule, target: str) -> str | None:
-    """Why the set's own requirements (`requires_*`, what the generator checks) refuse `target`, or None."""
-    patch_set = _load_set(where)
-    for requirement in patch_set.requirements:
-        problem = check(requirement, upstream, target)
-        if problem is not None:
-            return problem
-    return None
 
 
 def _load_set(where: str):
@@ -304,7 +437,6 @@ def render_configs(scaffold: Scaffold, package: str) -> dict[str, str]:
 
 
 def _base_text(scaffold: Scaffold, title: str) -> str:
-    project, norm, rotary, output = scaffold.steps
     lines = [
         f'"""{title}: what every generated {title} file shares. A base: the _cpu and _gpu variants extend it.',
         "",
@@ -313,8 +445,13 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         *_not_fitted_lines(scaffold),
         '"""',
         "",
-        "from patchgen.sets.training_sets import ULYSSES_ATTENTION",
-        f"from patchgen.sets.attention.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
+    ]
+    if scaffold.steps is not None:
+        lines += [
+            "from patchgen.sets.training_sets import ULYSSES_ATTENTION",
+            f"from patchgen.sets.attention.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
+        ]
+    lines += [
         "from patchgen import PatchConfig",
         "",
         "",
@@ -330,18 +467,20 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
             '    reason="heads not used for causal-LM training",',
             ")",
         ]
-    lines += [
-        "config.use(",
-        "    ULYSSES_ATTENTION,",
-        f'    attention="{scaffold.attention}",',
-        "    bind={",
-        f'        "project_qkv": {project},',
-        f'        "qk_norm": {norm},',
-        f'        "rotary": {rotary},',
-        f'        "project_output": {output},',
-        "    },",
-        ")",
-    ]
+    if scaffold.steps is not None:
+        project, norm, rotary, output = scaffold.steps
+        lines += [
+            "config.use(",
+            "    ULYSSES_ATTENTION,",
+            f'    attention="{scaffold.attention}",',
+            "    bind={",
+            f'        "project_qkv": {project},',
+            f'        "qk_norm": {norm},',
+            f'        "rotary": {rotary},',
+            f'        "project_output": {output},',
+            "    },",
+            ")",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -350,7 +489,7 @@ def _not_fitted_lines(scaffold: Scaffold) -> list[str]:
         return []
     return [
         "",
-        "Left as upstream by the scaffold (no shared set fits):",
+        "Kept as upstream by the scaffold (no shared set fits), one line per component:",
         "",
         *(
             wrapped
@@ -424,8 +563,11 @@ def table_entry(scaffold: Scaffold) -> str:
         fields.append(
             "liger={\n" + "".join(f'            "{name}": "{where}",\n' for name, where in liger.items()) + "        }"
         )
-    steps = "".join(f'            "{name}",\n' for name in (scaffold.attention, *scaffold.steps))
-    fields.append("attention_steps=(\n" + steps + "        )")
+    if scaffold.steps is not None:
+        steps = "".join(f'            "{name}",\n' for name in (scaffold.attention, *scaffold.steps))
+        fields.append("attention_steps=(\n" + steps + "        )")
+    else:
+        fields.append("sequence_parallel=False")
     if not scaffold.fused_loss:
         fields.append("fused_loss=False")
     return f'    "{scaffold.model}": Family(\n' + "".join(f"        {field_},\n" for field_ in fields) + "    ),"
@@ -483,30 +625,41 @@ def _generate(layout: Layout, modules: list[str], write: bool) -> list[str]:
 @click.argument("model_type")
 @click.option("--generate", "write_generated", is_flag=True, help="Also write generated/<model>/ (with --diff).")
 def main(model_type: str, write_generated: bool) -> None:
-    """Write models/MODEL_TYPE/ (base, _cpu and _gpu configs) for a Llama-shaped transformers model.
+    """Write models/MODEL_TYPE/ (base, _cpu and _gpu configs) for a transformers decoder, component by component.
 
     MODEL_TYPE is the folder name under transformers.models (granite, helium, ...). Prints what was
     picked, what was left as upstream and why, and the next commands. Exit status 2, nothing written,
-    when the model is not Llama-shaped, already has a folder, or its configs do not generate.
+    when no shared set fits any component, the model is not a decoder, already has a folder, or its configs
+    do not generate.
     """
     with one_line_errors():
         layout = enter_project()
-        folder = _config_folder(layout) / model_type
-        if folder.exists():
-            raise PatchgenError(f"{display_path(folder)} already exists; edit its configs instead of scaffolding")
-        scaffold = plan_scaffold(model_type)
-        package = layout.module_name_for_path(folder / "__init__.py").removesuffix(".__init__")
-        texts = render_configs(scaffold, package)
-        written = {folder / name: text for name, text in texts.items()}
-        write_all(written)
-        try:
-            variants = [f"{package}.{model_type}_{v}_patch_gen_config" for v in ("cpu", "gpu")]
-            generated = _generate(layout, variants, write_generated)
-        except BaseException:
-            _remove(written, folder)
-            raise
+        scaffold, written, generated, variants = scaffold_into(layout, model_type, write_generated=write_generated)
     for line in _report(scaffold, written, generated, write_generated, variants):
         click.echo(line)
+
+
+def scaffold_into(
+    layout: Layout, model_type: str, *, causal_lm: str | None = None, write_generated: bool = False
+) -> tuple[Scaffold, dict[Path, str], list[str], list[str]]:
+    """Plan, write `models/<model_type>/` of `layout` and generate it (in memory, or written with
+    `write_generated`); a generation failure removes the configs again. Returns the scaffold, the files
+    written, the generated paths and the variant config modules."""
+    folder = _config_folder(layout) / model_type
+    if folder.exists():
+        raise PatchgenError(f"{display_path(folder)} already exists; edit its configs instead of scaffolding")
+    scaffold = plan_scaffold(model_type, causal_lm)
+    package = layout.module_name_for_path(folder / "__init__.py").removesuffix(".__init__")
+    texts = render_configs(scaffold, package)
+    written = {folder / name: text for name, text in texts.items()}
+    write_all(written)
+    try:
+        variants = [f"{package}.{model_type}_{v}_patch_gen_config" for v in ("cpu", "gpu")]
+        generated = _generate(layout, variants, write_generated)
+    except BaseException:
+        _remove(written, folder)
+        raise
+    return scaffold, written, generated, variants
 
 
 def _remove(written: dict[Path, str], folder: Path) -> None:
@@ -523,11 +676,12 @@ def _remove(written: dict[Path, str], folder: Path) -> None:
 def _report(scaffold: Scaffold, written, generated, write_generated: bool, variants: list[str]) -> Iterator[str]:
     for path in written:
         yield f"wrote {display_path(path)}"
-    yield f"attention: ULYSSES_ATTENTION on {scaffold.attention} with {', '.join(scaffold.steps)}"
+    if scaffold.steps is not None:
+        yield f"attention: ULYSSES_ATTENTION on {scaffold.attention} with {', '.join(scaffold.steps)}"
     for kernel, target in scaffold.kernels:
         yield f"{target}: {_set_name(kernel.gpu)} (gpu), {_set_name(kernel.cpu)} (cpu)"
     for line in scaffold.not_fitted:
-        yield f"not fitted: {line}"
+        yield f"kept: {line}"
     verb = "wrote" if write_generated else "generates"
     yield f"{verb}: {', '.join(generated)}"
     yield "next:"

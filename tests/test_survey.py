@@ -1,0 +1,60 @@
+"""`patchgen survey`: the component-wise scaffold over model types, each compared with stock, as a Markdown table.
+
+Three types run as a user runs them (`--only`, two jobs, a scratch folder of the survey's own): Granite and
+Helium are generated and equal stock (some components kept upstream, each with its reason); Mamba (an SSM:
+no attention class, its norm and loss not the shared sets' code) is refused. The full run is `make survey`.
+"""
+
+from __future__ import annotations
+
+from conftest import run_cli
+
+from patchgen.commands import cli, survey
+
+
+def test_survey_of_three_types_writes_their_rows_and_the_summary(tmp_path):
+    output = tmp_path / "survey.md"
+    result = run_cli(
+        "patchgen.commands.cli", "survey", "--only", "granite,helium,mamba", "--jobs", "2", "--output", str(output),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "3 types: 2 generated equal, 0 generated different, 1 refused"
+    table = output.read_text()
+    assert "**3 types: 2 generated equal, 0 generated different, 1 refused.**" in table
+    rows = {line.split(" | ")[0].strip("|` "): line for line in table.splitlines() if line.startswith("| `")}
+    assert sorted(rows) == ["granite", "helium", "mamba"]
+    assert rows["granite"].startswith(
+        "| `granite` | equal | attention, rms_norm, mlp, rope | causal_lm: no fused loss:"
+    )
+    assert rows["helium"].startswith("| `helium` | equal | attention, mlp, causal_lm | rms_norm: LIGER_RMS_NORM,")
+    assert "<br>rope: LIGER_ROPE: upstream apply_rotary_pos_emb" in rows["helium"]
+    assert rows["mamba"].startswith(
+        "| `mamba` | refused | - | - | transformers.models.mamba.modeling_mamba: no shared set fits any component"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["survey.md"]  # scratch projects cleaned up
+
+
+def test_a_defect_sets_the_exit_status_and_the_summary_counts_it():
+    rows = [
+        survey.Row("a", "equal"),
+        survey.Row("b", "different", detail="logits"),
+        survey.Row("c", "refused"),
+        survey.Row("d", "error", detail="ran past the time limit (1 s)"),
+    ]
+    assert survey.summary(rows) == "4 types: 1 generated equal, 1 generated different, 1 refused, 1 error"
+    table = survey.render_table(rows, transformers_version="x", complete=False)
+    assert "| `b` | different | - | - | logits |" in table
+    assert "(partial run: the types not listed were not reached)" in table
+
+
+def test_unknown_type_is_a_usage_error(tmp_path):
+    result = run_cli("patchgen.commands.survey", "--only", "no_such_type", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no causal-LM model type 'no_such_type' in transformers" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_console_script_runs_the_module_command():
+    assert cli.main.commands["survey"] is survey.main
