@@ -287,6 +287,73 @@ TABLE: dict[str, Family] = {
         ),
         vision_inputs=True,
     ),
+    # Qwen2-VL: Qwen2.5-VL's decoder with a LayerNorm/GELU vision tower (full attention per image), no second_per_grid_ts;
+    # layer 0 slides over a window shorter than the test sequences (use_sliding_window, max_window_layers=1)
+    "qwen2_vl": Family(
+        "Qwen2VLConfig",
+        "Qwen2VLForConditionalGeneration",
+        {
+            "text_config": {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+                "use_sliding_window": True,
+                "sliding_window": 5,
+                "max_window_layers": 1,
+                "rms_norm_eps": 1e-5,
+            },
+            "vision_config": {
+                "depth": 2,
+                "embed_dim": 16,
+                "hidden_size": 32,
+                "mlp_ratio": 2,
+                "num_heads": 2,
+                "patch_size": 2,
+            },
+            "image_token_id": 95,
+            "video_token_id": 96,
+            "vision_start_token_id": 97,
+            "vision_end_token_id": 98,
+        },
+        harness_config={
+            # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2)
+            "equivalence": {
+                "text_config": {
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+                    "use_sliding_window": True,
+                    "sliding_window": 5,
+                    "max_window_layers": 1,
+                    "rms_norm_eps": 1e-5,
+                },
+                "vision_config": {
+                    "depth": 2,
+                    "embed_dim": 16,
+                    "hidden_size": 64,
+                    "mlp_ratio": 2,
+                    "num_heads": 2,
+                    "patch_size": 2,
+                },
+                "image_token_id": 97,
+                "video_token_id": 98,
+                "vision_start_token_id": 99,
+                "vision_end_token_id": 100,
+            }
+        },
+        shared_in="text_config",
+        derives_head_dim=True,
+        # the text MLP stays upstream's: the SwiGLU sets are refused (models/qwen2_vl/qwen2_vl_base_patch_gen_config.py)
+        liger={
+            "Qwen2VLRMSNorm": RMS,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen2VLAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
+        vision_inputs=True,
+    ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
     # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
     "deepseek_v3": Family(
