@@ -354,6 +354,31 @@ TABLE: dict[str, Family] = {
         ),
         vision_inputs=True,
     ),
+    # Llama-shaped but for dropout after o_proj and down_proj (residual_dropout) and biases on every projection
+    # (attention_out_bias, mlp_bias: off by default); residual_dropout 0 (default 0.1), since the harnesses compare
+    # training mode with stock, whose dropout masks are drawn from another generator state; eval ignores it anyway
+    "seed_oss": Family(
+        "SeedOssConfig",
+        "SeedOssForCausalLM",
+        {
+            "attention_out_bias": True,
+            "mlp_bias": True,
+            "residual_dropout": 0.0,
+            "attention_dropout": 0.0,
+            "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0},
+            "bos_token_id": 3,
+            "eos_token_id": 2,
+        },
+        liger={"SeedOssRMSNorm": RMS, "apply_rotary_pos_emb": ROPE},
+        attention_steps=(
+            "SeedOssAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection_with_residual_dropout",
+        ),
+    ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
     # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
     "deepseek_v3": Family(
