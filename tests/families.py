@@ -379,6 +379,38 @@ TABLE: dict[str, Family] = {
             "output_projection_with_residual_dropout",
         ),
     ),
+    # MoE with biased experts and a clamped SwiGLU (a limit the tiny activations reach), attention sinks, one sliding and
+    # one full layer, yarn rope; only the RMSNorm is patched (models/gpt_oss/...base...)
+    "gpt_oss": Family(
+        "GptOssConfig",
+        "GptOssForCausalLM",
+        {
+            "num_local_experts": 4,
+            "num_experts_per_tok": 2,
+            "intermediate_size": 16,
+            "sliding_window": 5,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "swiglu_alpha": 1.5,
+            "swiglu_limit": 0.05,
+            "router_aux_loss_coef": 0.01,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "beta_fast": 16.0,
+                "beta_slow": 2.0,
+                "original_max_position_embeddings": 64,
+                "rope_theta": 10000.0,
+            },
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        liger={"GptOssRMSNorm": RMS},
+        sequence_parallel=False,  # sinks per query head: no shared Ulysses step slices them to a rank's heads
+        tensor_parallel=False,  # the TP test runs sdpa, which GPT-OSS (sinks) does not support, stock included
+        fused_loss=False,  # upstream's forward adds the router aux loss
+        experts=True,
+    ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
     # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
     "deepseek_v3": Family(
