@@ -287,6 +287,130 @@ TABLE: dict[str, Family] = {
         ),
         vision_inputs=True,
     ),
+    # Qwen2-VL: Qwen2.5-VL's decoder with a LayerNorm/GELU vision tower (full attention per image), no second_per_grid_ts;
+    # layer 0 slides over a window shorter than the test sequences (use_sliding_window, max_window_layers=1)
+    "qwen2_vl": Family(
+        "Qwen2VLConfig",
+        "Qwen2VLForConditionalGeneration",
+        {
+            "text_config": {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+                "use_sliding_window": True,
+                "sliding_window": 5,
+                "max_window_layers": 1,
+                "rms_norm_eps": 1e-5,
+            },
+            "vision_config": {
+                "depth": 2,
+                "embed_dim": 16,
+                "hidden_size": 32,
+                "mlp_ratio": 2,
+                "num_heads": 2,
+                "patch_size": 2,
+            },
+            "image_token_id": 95,
+            "video_token_id": 96,
+            "vision_start_token_id": 97,
+            "vision_end_token_id": 98,
+        },
+        harness_config={
+            # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2)
+            "equivalence": {
+                "text_config": {
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+                    "use_sliding_window": True,
+                    "sliding_window": 5,
+                    "max_window_layers": 1,
+                    "rms_norm_eps": 1e-5,
+                },
+                "vision_config": {
+                    "depth": 2,
+                    "embed_dim": 16,
+                    "hidden_size": 64,
+                    "mlp_ratio": 2,
+                    "num_heads": 2,
+                    "patch_size": 2,
+                },
+                "image_token_id": 97,
+                "video_token_id": 98,
+                "vision_start_token_id": 99,
+                "vision_end_token_id": 100,
+            }
+        },
+        shared_in="text_config",
+        derives_head_dim=True,
+        # the text MLP stays upstream's: the SwiGLU sets are refused (models/qwen2_vl/qwen2_vl_base_patch_gen_config.py)
+        liger={
+            "Qwen2VLRMSNorm": RMS,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen2VLAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
+        vision_inputs=True,
+    ),
+    # Llama-shaped but for dropout after o_proj and down_proj (residual_dropout) and biases on every projection
+    # (attention_out_bias, mlp_bias: off by default); residual_dropout 0 (default 0.1), since the harnesses compare
+    # training mode with stock, whose dropout masks are drawn from another generator state; eval ignores it anyway
+    "seed_oss": Family(
+        "SeedOssConfig",
+        "SeedOssForCausalLM",
+        {
+            "attention_out_bias": True,
+            "mlp_bias": True,
+            "residual_dropout": 0.0,
+            "attention_dropout": 0.0,
+            "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0},
+            "bos_token_id": 3,
+            "eos_token_id": 2,
+        },
+        liger={"SeedOssRMSNorm": RMS, "apply_rotary_pos_emb": ROPE},
+        attention_steps=(
+            "SeedOssAttention",
+            "separate_qkv_projection",
+            "no_qk_norm",
+            "full_rotary",
+            "output_projection_with_residual_dropout",
+        ),
+    ),
+    # MoE with biased experts and a clamped SwiGLU (a limit the tiny activations reach), attention sinks, one sliding and
+    # one full layer, yarn rope; only the RMSNorm is patched (models/gpt_oss/...base...)
+    "gpt_oss": Family(
+        "GptOssConfig",
+        "GptOssForCausalLM",
+        {
+            "num_local_experts": 4,
+            "num_experts_per_tok": 2,
+            "intermediate_size": 16,
+            "sliding_window": 5,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "swiglu_alpha": 1.5,
+            "swiglu_limit": 0.05,
+            "router_aux_loss_coef": 0.01,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "beta_fast": 16.0,
+                "beta_slow": 2.0,
+                "original_max_position_embeddings": 64,
+                "rope_theta": 10000.0,
+            },
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+        liger={"GptOssRMSNorm": RMS},
+        sequence_parallel=False,  # sinks per query head: no shared Ulysses step slices them to a rank's heads
+        tensor_parallel=False,  # the TP test runs sdpa, which GPT-OSS (sinks) does not support, stock included
+        fused_loss=False,  # upstream's forward adds the router aux loss
+        experts=True,
+    ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
     # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
     "deepseek_v3": Family(

@@ -1609,7 +1609,7 @@ class Qwen2_5_VLModel(Qwen2_5_VLPreTrainedModel):
 
 # ==============================================================================
 # [ADDED] check_loss_inputs
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23) (via helper multimodal_loss_forward)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:145
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
@@ -1623,7 +1623,7 @@ def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_lo
 
 # ==============================================================================
 # [ADDED] causal_lm_loss
-# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23) (via helper multimodal_loss_forward)
 # Patch source: patchgen/sets/losses/fused_loss.py:111
 # ==============================================================================
 def causal_lm_loss(
@@ -1679,11 +1679,69 @@ def causal_lm_loss(
 
 
 # ==============================================================================
+# [ADDED] multimodal_output
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23) (via helper multimodal_loss_forward)
+# Patch source: patchgen/sets/losses/multimodal_loss.py:42
+# ==============================================================================
+# The output class of the forward: a placeholder step, bound per model where upstream returns another class
+# (`bind={"multimodal_output": ...}`); its default is the class Qwen2-VL, Qwen2.5-VL and Qwen3-VL return.
+multimodal_output = MultimodalCausalLMOutputWithPast
+
+
+# ==============================================================================
+# [ADDED] multimodal_loss_forward
+# Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+# Patch source: patchgen/sets/losses/multimodal_loss.py:45
+# ==============================================================================
+def multimodal_loss_forward(
+    self,
+    model_inputs: dict,
+    labels: torch.LongTensor | None,
+    logits_to_keep: int | torch.Tensor,
+    kwargs: dict,
+) -> MultimodalCausalLMOutputWithPast:
+    """The body every vision-language forward below shares: `model_inputs` are the forward's own arguments for
+    `self.model` (token and vision inputs, by the names upstream's forward passes them), `kwargs` its `**kwargs`."""
+    shift_labels = kwargs.pop("shift_labels", None)
+    # sequence parallelism: each rank's loss is its share of the whole batch's token mean
+    check_loss_inputs(kwargs.get("num_items_in_batch"), labels is not None)
+    outputs = self.model(**model_inputs, **kwargs)
+
+    hidden_states = outputs.last_hidden_state
+    # Only compute necessary positions (logits or loss), as upstream does for the logits
+    hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
+
+    loss = logits = None
+    vocab_size = self.config.text_config.vocab_size
+    if labels is not None and self.training:
+        # training reads only the loss: a fused kernel never materialises the logits
+        loss = causal_lm_loss(self, hidden_states, labels, shift_labels, vocab_size, kwargs)
+    else:
+        logits = self.lm_head(hidden_states)
+        if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+            loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=vocab_size,
+                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
+                **kwargs,
+            )
+
+    # every other field of the model's output passes on as upstream passes it (cache, hidden states, attentions,
+    # the vision encoders' outputs)
+    return multimodal_output(
+        loss=loss,
+        logits=logits,
+        **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
+    )
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen2_5_VLForConditionalGeneration
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: with labels, the loss of the text families' fused-loss forward (kernel for many logits, upstream's loss for few, logits=None while training); upstream's signature and output kept
-#   Patch source: patchgen/sets/losses/multimodal_loss.py:40 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
+#   Patch source: patchgen/sets/losses/multimodal_loss.py:92 (patch set multimodal_torch_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_cpu_patch_gen_config.py:23)
 # ==============================================================================
 class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
@@ -1765,10 +1823,8 @@ class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMi
             kernel in GPU files: the logits are never materialised), else upstream's loss. In evaluation both are
             returned, as upstream computes them.
         """
-        shift_labels = kwargs.pop("shift_labels", None)
-        # sequence parallelism: each rank's loss is its share of the whole batch's token mean
-        check_loss_inputs(kwargs.get("num_items_in_batch"), labels is not None)
-        outputs = self.model(
+        # Qwen2.5-VL's arguments (video frames' `second_per_grid_ts`)
+        model_inputs = dict(
             input_ids=input_ids,
             pixel_values=pixel_values,
             pixel_values_videos=pixel_values_videos,
@@ -1782,38 +1838,8 @@ class Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLPreTrainedModel, GenerationMi
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             mm_encoder_outputs=mm_encoder_outputs,
-            **kwargs,
         )
-
-        hidden_states = outputs.last_hidden_state
-        # Only compute necessary positions (logits or loss), as upstream does for the logits
-        hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
-
-        loss = logits = None
-        vocab_size = self.config.text_config.vocab_size
-        if labels is not None and self.training:
-            # training reads only the loss: a fused kernel never materialises the logits
-            loss = causal_lm_loss(self, hidden_states, labels, shift_labels, vocab_size, kwargs)
-        else:
-            logits = self.lm_head(hidden_states)
-            if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
-                loss = self.loss_function(
-                    logits=logits,
-                    labels=labels,
-                    vocab_size=vocab_size,
-                    shift_labels=None
-                    if shift_labels is None
-                    else shift_labels.contiguous(),  # upstream's loss views it
-                    **kwargs,
-                )
-
-        # every other field of the model's output passes on as upstream passes it (cache, hidden states, attentions,
-        # the vision encoders' outputs); a config binds another output class if its model returns one
-        return MultimodalCausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            **{name: value for name, value in outputs.items() if name != "last_hidden_state"},
-        )
+        return multimodal_loss_forward(self, model_inputs, labels, logits_to_keep, kwargs)
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         # Overwritten -- requires 3D position ids

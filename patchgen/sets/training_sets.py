@@ -108,3 +108,13 @@ TORCH_LINEAR_CROSS_ENTROPY = fused_loss_set(
     "torch_linear_cross_entropy",
     f"the GPU file's forward, its fused kernel swapped for a plain-torch loss (CPU stand-in), {_BY_SIZE}",
 )
+
+
+# Seed-OSS's output step (patchgen/sets/attention/ulysses_attention.py)
+ULYSSES_ATTENTION.requires_attributes(
+    "attention",
+    "o_proj",
+    "residual_dropout",
+    otherwise="bind project_output=output_projection for an attention without dropout after o_proj",
+    step=("project_output", ulysses_attention.output_projection_with_residual_dropout),
+)

@@ -183,6 +183,8 @@ class EquivalenceCase:
 
     def build_model(self, cls: type[PreTrainedModel], attn_implementation: str) -> PreTrainedModel:
         config = copy.deepcopy(self.config)  # init writes into the config; never share one between models
+        if attn_implementation == "sdpa" and not cls._supports_sdpa:
+            attn_implementation = "eager"  # GPT-OSS (attention sinks): stock and generated run eager only
         config._attn_implementation = attn_implementation
         torch.manual_seed(SEED)
         return cls(config)

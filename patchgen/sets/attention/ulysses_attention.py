@@ -278,3 +278,14 @@ def ulysses_attention_forward(
     attn_output = attn_output.reshape(*input_shape, -1).contiguous()
     attn_output = project_output(self, attn_output, output_gate)
     return attn_output, attn_weights
+
+
+# Seed-OSS's output step (kept at the end: the line numbers above are cited by every generated file's banners)
+def output_projection_with_residual_dropout(
+    self, attn_output: torch.Tensor, output_gate: torch.Tensor | None
+) -> torch.Tensor:
+    """`o_proj` of the attention output, then dropout at `self.residual_dropout` while training (Seed-OSS).
+
+    Requires: `__init__` defines `o_proj` and `residual_dropout`; the projection step returns no output gate.
+    """
+    return torch.nn.functional.dropout(self.o_proj(attn_output), p=self.residual_dropout, training=self.training)
