@@ -3,7 +3,6 @@
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -74,7 +73,7 @@ config.use(TORCH_LINEAR_CROSS_ENTROPY, "GraniteForCausalLM")
 
 def test_fused_loss_on_granite_exit_2_one_line_nothing_written(tmp_path):
     """As a user runs it: the README's Llama recipe applied to Granite is refused, not generated wrong."""
-    shutil.copytree(REPO / "models" / "common", tmp_path / "models" / "common")
+    (tmp_path / "models").mkdir()  # the shipped sets come with patchgen
     (tmp_path / "models" / "__init__.py").write_text("")
     (tmp_path / "models" / "granite").mkdir()
     (tmp_path / "models" / "granite" / "__init__.py").write_text("")

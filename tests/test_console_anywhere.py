@@ -6,7 +6,7 @@ with its own bin folder there instead. Each subcommand must still import the pro
 PYTHONPATH unset, as a user in their shell runs it.
 
 The toy project (tests/fixtures/upgrade: a pure-Python upstream package inside the project, patches
-under models/) keeps each run to about a second; `new-model` needs this repository's models/common
+under models/) keeps each run to about a second; `new-model` needs a configs folder (the sets ship with patchgen)
 and runs once, in a copy of models/.
 """
 
@@ -80,10 +80,10 @@ def test_generate_check_list_and_upgrade_report_import_the_project_from_the_root
         assert reported.splitlines()[-1].startswith("upgrade-report: 6 unchanged, 0 new upstream name(s)")
 
 
-def test_new_model_writes_configs_over_models_common_from_a_subfolder(tmp_path):
+def test_new_model_writes_configs_over_the_shipped_sets_from_a_subfolder(tmp_path):
     project = tmp_path / "project"
     shutil.copytree(REPO / "models", project / "models", ignore=shutil.ignore_patterns("__pycache__"))
-    out = ok(patchgen("new-model", "helium", cwd=project / "models" / "common"))
+    out = ok(patchgen("new-model", "helium", cwd=project / "models" / "qwen3"))
     assert out.splitlines()[:4] == [
         "wrote models/helium/__init__.py",
         "wrote models/helium/helium_base_patch_gen_config.py",

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 from conftest import TINY_DENSE
+from test_models_families import hub_wrapped
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 import generated.qwen3.patched_modeling_qwen3_cpu as qwen3_cpu
@@ -56,7 +57,7 @@ def test_gpu_file_binds_its_kernels():
     assert qwen3_gpu.use_liger_norm_mlp is use_liger_norm_mlp
     assert qwen3_gpu.LigerRMSNormFunction is LigerRMSNormFunction
     assert qwen3_gpu.LigerSiLUMulFunction is LigerSiLUMulFunction
-    assert qwen3_gpu.apply_rotary_pos_emb is liger_rotary_pos_emb
+    assert hub_wrapped(qwen3_gpu.apply_rotary_pos_emb) is liger_rotary_pos_emb  # under upstream's hub registration
     assert qwen3_gpu.linear_cross_entropy is fastest_linear_cross_entropy
     assert not hasattr(qwen3_gpu, "Qwen3ForTokenClassification")
 

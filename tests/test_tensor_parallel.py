@@ -55,11 +55,12 @@ def shard(model: torch.nn.Module) -> torch.nn.Module:
     """Apply the model's TP plan as from_pretrained(tp_plan="auto") does, then fill this rank's shards."""
     from torch.distributed.tensor import DTensor, distribute_tensor
     from transformers.distributed import DistributedConfig
-    from transformers.distributed.utils import initialize_tensor_parallelism
+    from transformers.distributed.utils import initialize_distributed_mesh
 
     full = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    _, mesh = initialize_tensor_parallelism("auto", tp_size=TP_SIZE)
-    model = type(model).maybe_distribute_model(model, DistributedConfig(tp_plan="auto", tp_size=TP_SIZE), mesh)
+    distributed_config = DistributedConfig(tp_plan="auto", tp_size=TP_SIZE)
+    _, mesh_manager = initialize_distributed_mesh(distributed_config)  # as from_pretrained builds it (5.25)
+    model = type(model).maybe_distribute_model(model, distributed_config, mesh_manager)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if isinstance(parameter, DTensor):
