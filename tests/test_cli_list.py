@@ -73,4 +73,4 @@ def test_list_shows_every_repository_config_current():
             assert row["MODEL"] == model and row["VARIANT"] == variant and row["EXTENDS"] == f"{model}_base"
             assert row["SOURCE"] == f"transformers.models.{model}.modeling_{model}"
             assert row["TARGET"] == f"generated/{model}/patched_modeling_{model}_{variant}.py"
-            assert int(row["PATCHES"]) >= 3 and row["STATUS"] == "current", row
+            assert int(row["PATCHES"]) >= 1 and row["STATUS"] == "current", row  # gpt_oss patches its norm only
