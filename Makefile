@@ -38,7 +38,7 @@ check-patchgen: install
 
 ## The drift check, lint, workflow lint, then the whole test suite (GPU tests skip on CPU)
 test: check-patchgen lint lint-workflows docs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 test-gpu: install
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)

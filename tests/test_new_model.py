@@ -85,8 +85,15 @@ ATTENTION_KEPT = {
     "gemma3": "Gemma3Attention kept as upstream: its forward is none of the Ulysses step bindings",
     "deepseek_v3": "DeepseekV3Attention kept as upstream: its forward is none of the Ulysses step bindings",
     "qwen3_next": "Qwen3NextAttention kept as upstream: its forward is none of the Ulysses step bindings",
+    # attention sinks: no shared step hands a rank its slice of them
+    "gpt_oss": "GptOssAttention kept as upstream: its forward is none of the Ulysses step bindings",
+    # its hand-written config binds the residual-dropout output step, which the scaffold does not try
+    "seed_oss": "SeedOssAttention kept as upstream: its forward is none of the Ulysses step bindings",
 }
-REFUSED = {"qwen2_5_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes"}
+REFUSED = {
+    "qwen2_5_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
+    "qwen2_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
+}
 QWEN3_STEPS = ("separate_qkv_projection", "per_head_qk_norm", "full_rotary", "output_projection")
 
 

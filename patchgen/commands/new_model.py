@@ -446,13 +446,16 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         '"""',
         "",
     ]
+    lines.append("from patchgen import PatchConfig")  # imports in isort's order, formatted as ruff formats them
     if scaffold.steps is not None:
-        lines += [
-            "from patchgen.sets.training_sets import ULYSSES_ATTENTION",
-            f"from patchgen.sets.attention.ulysses_attention import {', '.join(sorted(set(scaffold.steps)))}",
-        ]
+        steps = sorted(set(scaffold.steps))
+        one_line = f"from patchgen.sets.attention.ulysses_attention import {', '.join(steps)}"
+        if len(one_line) <= 119:
+            lines.append(one_line)
+        else:
+            lines += ["from patchgen.sets.attention.ulysses_attention import (", *(f"    {s}," for s in steps), ")"]
+        lines.append("from patchgen.sets.training_sets import ULYSSES_ATTENTION")
     lines += [
-        "from patchgen import PatchConfig",
         "",
         "",
         "config = PatchConfig.base(",
