@@ -690,11 +690,7 @@ def main(
         reasons = dict.fromkeys(reviewed, reason)
         if reviews_file is not None:
             with one_line_errors():
-                reasons.update(
-                    read_reviews(
-                        layout.user_path(reviews_file, typed_in) if not reviews_file.is_absolute() else reviews_file
-                    )
-                )
+                reasons.update(read_reviews(layout.user_path(reviews_file, typed_in)))  # absolute paths too
         _accept(root, configs, config_name, reasons)
         return
     if not list((root / layout.output_root).rglob(f"*{LOCK_SUFFIX}")):
