@@ -124,7 +124,7 @@ def report(all_series: list[Series], cpus: set[int] | None, runs: int) -> None:
     print(
         f"cold check (`python -m patchgen.check_patchgen --no-cache`), {runs} alternated runs each, "
         f"{cores} CPU cores{' (pinned)' if cpus else ''}, {date.today().isoformat()}, "
-        f"{platform.machine()} Python {platform.python_version()}, load average before: "
+        f"{platform.machine()} Python {platform.python_version()}, load average at the end: "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     for series in all_series:
