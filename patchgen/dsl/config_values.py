@@ -22,10 +22,12 @@ import importlib
 import importlib.util
 import inspect
 import textwrap
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from patchgen.dsl.patch_spec import Patch, PatchKind
-from patchgen.syntax.source_text import TextEdit, read_source
+from patchgen.syntax.source_text import TextEdit, parse_text, read_source
 
 
 CHECK_IMPORT = "from patchgen.runtime.config_checks import check_config_values"
@@ -68,10 +70,29 @@ def config_reads(node: ast.AST) -> dict[str, int]:
     return found
 
 
-def _parsed(obj: Any) -> ast.AST | None:
+@dataclass(frozen=True)
+class CodeReads:
+    """What one piece of code reads of the config, and the plain names it calls (gathered once per text)."""
+
+    reads: frozenset[str]
+    called_names: tuple[str, ...]  # `f(...)` callees, in walk order
+
+
+@lru_cache(maxsize=1024)
+def code_reads(text: str) -> CodeReads | None:
+    """`CodeReads` of a dedented source text; None when it does not parse. One walk per distinct text."""
     try:
-        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    except (OSError, TypeError, SyntaxError):
+        tree = parse_text(text)
+    except SyntaxError:
+        return None
+    called = tuple(n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+    return CodeReads(frozenset(config_reads(tree)), called)
+
+
+def _code_reads_of(obj: Any) -> CodeReads | None:
+    try:
+        return code_reads(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError):
         return None
 
 
@@ -91,7 +112,7 @@ def _patch_code_reads(patch: Patch, code: Any) -> set[str]:
         spec = importlib.util.find_spec(patch.replacement_module)
         if spec is None or not spec.origin:
             return set()
-        tree = ast.parse(read_source(spec.origin))
+        tree = parse_text(read_source(spec.origin))
         node = next((n for n in tree.body if getattr(n, "name", None) == patch.replacement_name), None)
         return set(config_reads(node)) if node is not None else set()
     reads: set[str] = set()
@@ -102,12 +123,12 @@ def _patch_code_reads(patch: Patch, code: Any) -> set[str]:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        tree = _parsed(obj)
-        if tree is None:
+        found = _code_reads_of(obj)
+        if found is None:
             continue
-        reads |= set(config_reads(tree))
-        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
-            callee = getattr(module, call.func.id, None)
+        reads |= found.reads
+        for called_name in found.called_names:
+            callee = getattr(module, called_name, None)
             if inspect.isfunction(callee) and inspect.getmodule(callee) is module:
                 queue.append(callee)
     return reads

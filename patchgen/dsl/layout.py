@@ -45,7 +45,9 @@ SHIPPED_SETS = "patchgen.sets"
 
 def in_patch_space(module_name: str, patch_package: str) -> bool:
     """Whether `module_name` holds patch code for a config of `patch_package`: its own package or the shipped sets."""
-    return any(module_name == top or module_name.startswith(top + ".") for top in (patch_package, SHIPPED_SETS))
+    return module_name in (patch_package, SHIPPED_SETS) or module_name.startswith(
+        (patch_package + ".", SHIPPED_SETS + ".")
+    )
 
 
 SECTION = "patchgen"  # [tool.patchgen]

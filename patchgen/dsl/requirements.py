@@ -26,7 +26,7 @@ from typing import Any
 
 from patchgen.dsl import config_values
 from patchgen.dsl.patch_spec import SourceLocation
-from patchgen.syntax.source_text import SourceText, read_source
+from patchgen.syntax.source_text import SourceText, parse_text, read_source
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def _reference_definition(dotted: str) -> ast.stmt | None:
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.origin:
         return None
-    tree = ast.parse(read_source(spec.origin))
+    tree = parse_text(read_source(spec.origin))
     return next((n for n in tree.body if getattr(n, "name", None) == name), None)
 
 
@@ -282,9 +282,7 @@ def constructor_problems(upstream: Any, target: str, replacement: Any) -> str | 
     except (TypeError, ValueError):
         return None
     source: SourceText = upstream.source
-    for node in ast.walk(upstream.tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == target):
-            continue
+    for node in upstream.calls_by_callee.get(target, ()):  # `target(...)` calls, in walk order
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             continue  # *args / **kwargs: what arrives is not known from the text
         placeholders = [object()] * len(node.args)

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from patchgen.dsl.errors import PatchgenError
-from patchgen.dsl.layout import in_patch_space
+from patchgen.dsl.layout import SHIPPED_SETS, in_patch_space
 from patchgen.dsl.patch_spec import SourceLocation
 from patchgen.load.patch_source import (
     assigned_globals,
@@ -119,6 +119,17 @@ class NameContext:
 
     def is_patch_space(self, module_name: str) -> bool:
         return in_patch_space(module_name, self.patch_package)
+
+
+def patch_space_modules(patch_package: str) -> list[tuple[str, ModuleType]]:
+    """(name, module) of every loaded module of the patch space (`in_patch_space`), in no order.
+
+    Thousands of modules are loaded (torch, transformers) and a handful are patch code: one C-level
+    prefix test each, with no call per module.
+    """
+    tops = (patch_package, SHIPPED_SETS)
+    prefixes = (patch_package + ".", SHIPPED_SETS + ".")
+    return [(n, m) for n, m in list(sys.modules.items()) if n in tops or n.startswith(prefixes)]
 
 
 # -- origins: what a binding statement binds a name to, read from source ---------------------------
@@ -424,8 +435,10 @@ class _Resolver:
         `from pkg import a`, or `REG["z"] = 3` after `from pkg.a import REG`): a copy of `module`'s
         statements cannot hold that change."""
         value = vars(module).get(name, _MISSING)
-        for other_name, other in sorted(sys.modules.items()):
-            if other is module or other is importer or not self.context.is_patch_space(other_name):
+        # the patch package's modules first (a few among thousands loaded), then sorted as before
+        patch_modules = sorted(patch_space_modules(self.context.patch_package))
+        for _, other in patch_modules:
+            if other is module or other is importer:
                 continue
             path = getattr(other, "__file__", None)
             if not path or not path.endswith(".py"):

@@ -12,8 +12,9 @@ from pathlib import Path
 from types import ModuleType
 
 from patchgen.dsl.errors import PatchgenError
+from patchgen.syntax.definitions import parse_file
 from patchgen.syntax.module_facts import ModuleFacts, runtime_bound_names
-from patchgen.syntax.source_text import SourceText, read_source
+from patchgen.syntax.source_text import SourceText
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class UpstreamModule:
     @cached_property
     def facts(self) -> ModuleFacts:
         return ModuleFacts(self.tree)
+
+    @cached_property
+    def calls_by_callee(self) -> dict[str, tuple[ast.Call, ...]]:
+        """Every `name(...)` call in the module keyed by the plain name called, each in `ast.walk` order
+        (gathered in one walk per process; `constructor_problems` asks for one name per replaced class)."""
+        calls: dict[str, list[ast.Call]] = {}
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                calls.setdefault(node.func.id, []).append(node)
+        return {name: tuple(found) for name, found in calls.items()}
 
     @property
     def runtime_names(self) -> frozenset[str]:
@@ -99,8 +110,7 @@ def read_upstream(module_name: str) -> UpstreamModule:
         raise PatchgenError(f"source module {module_name!r} is not an installed Python module")
     path = Path(spec.origin)
     try:
-        text = read_source(path)
-        tree = ast.parse(text, filename=str(path))
+        text, tree = parse_file(str(path))  # the same parse the lock's dependency closure uses
     except SyntaxError as exc:
         raise PatchgenError(
             f"source module {module_name!r} cannot be parsed ({module_name.replace('.', '/')}.py line "

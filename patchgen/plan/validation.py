@@ -28,6 +28,7 @@ from patchgen.plan.import_order import forward_reads_at_import
 from patchgen.syntax.definitions import definitions_named, first_line
 from patchgen.syntax.module_facts import runtime_bound_names
 from patchgen.syntax.sniffed import SNIFFED_CAPABILITIES, claims_without_code, sniffed_capabilities
+from patchgen.syntax.source_text import parse_text
 
 
 if TYPE_CHECKING:
@@ -259,8 +260,8 @@ def _header_parts(node: ast.AST) -> list[ast.AST]:
 
 def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -> None:
     """Raise unless the formatted output defines every name it uses and imports no patch code."""
+    tree = parse_text(text)  # one parse of the output for every check below (read-only)
     if undefined:
-        tree = ast.parse(text)
         first_by_name = {}
         for problem in sorted(undefined, key=lambda p: p.line):
             first_by_name.setdefault(_undefined_name(problem), problem)
@@ -269,7 +270,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
             f"{plan.config_module}: generated {path.name} would be broken: {'; '.join(details)}; define or import "
             "the name in the patch module, or keep the class that defines it"
         )
-    for read in forward_reads_at_import(ast.parse(text)):
+    for read in forward_reads_at_import(tree):
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would fail on import: line {read.line} runs "
             f"{read.function}() while the module is imported, which reads {read.name!r}, bound only below (line "
@@ -284,7 +285,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
         )
     patch_modules = {getattr(p.replacement, "__module__", None) for p in plan.config.patches} - {None}
     forbidden = {plan.patch_package, SHIPPED_SETS} | patch_modules
-    for node in ast.walk(ast.parse(text)):
+    for node in ast.walk(tree):
         modules = []
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]

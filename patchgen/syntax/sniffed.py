@@ -59,6 +59,8 @@ def _between(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> 
 
 def claims_without_code(text: str) -> list[tuple[str, int]]:
     """(marker, first line) for each marker the text holds only in comments or strings."""
+    if not any(marker in text for marker in SNIFFED_MARKERS):
+        return []  # nothing to look for: no need to tokenize the whole text
     code = code_only(text)
     found = []
     for marker in SNIFFED_MARKERS:

@@ -11,6 +11,7 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -121,6 +122,17 @@ class Snippet:
 
     @classmethod
     def parse(cls, text: str) -> Snippet:
+        """The snippet of `text`, parsed once per distinct text in this process (a content-keyed memo).
+
+        The record and its tree are shared by every caller that parses the same text: treat the tree as
+        read-only. A caller that strips or rewrites nodes takes its own copy with `parse_fresh`.
+        `SyntaxError` is raised on every call (failures are not remembered).
+        """
+        return _parsed_snippet(text)
+
+    @classmethod
+    def parse_fresh(cls, text: str) -> Snippet:
+        """A newly parsed snippet whose tree the caller may change."""
         first = next((line for line in python_lines(text) if line.strip() and not line.lstrip().startswith("#")), "")
         indent = first[: len(first) - len(first.lstrip())]
         if indent:
@@ -139,6 +151,26 @@ class Snippet:
     @property
     def source(self) -> SourceText:
         return SourceText(self.text)
+
+
+#: distinct snippet texts remembered: the patch code of one run (a few hundred definitions) fits
+_SNIPPETS_REMEMBERED = 4096
+
+
+@lru_cache(maxsize=_SNIPPETS_REMEMBERED)
+def _parsed_snippet(text: str) -> Snippet:
+    return Snippet.parse_fresh(text)
+
+
+@lru_cache(maxsize=256)
+def parse_text(text: str) -> ast.Module:
+    """`ast.parse(text)`, once per distinct text in this process (a content-keyed memo).
+
+    The tree is shared by every caller that parses the same text (a generated file checked three ways,
+    an upstream module read by the planner and by the lock): treat it as read-only, and parse it yourself
+    to change it. `SyntaxError` is raised on every call.
+    """
+    return ast.parse(text)
 
 
 def frozen_string_lines(tree: ast.AST) -> set[int]:

@@ -205,7 +205,7 @@ def _classify_trees(before: str, after: str, first_in_body: bool) -> str:
     """Each comparison strips freshly parsed trees (parsing a region is cheaper than copying a tree)."""
 
     def dumped(text: str, *strips) -> str:
-        tree = Snippet.parse(text).tree
+        tree = Snippet.parse_fresh(text).tree  # the strips change it: not the shared tree
         for strip in strips:
             tree = strip(tree)
         return ast.dump(tree)
