@@ -277,7 +277,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
             f"{read.bound_line}); compute it inside the function that needs it, or patch code placed below it"
         )
     _refuse_changed_capabilities(plan, path, text)
-    for marker, line in claims_without_code(text):
+    for marker, line in claims_without_code(text, tree):
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would claim a capability it lacks: {marker!r} appears at "
             f"line {line} only in a comment or string, and transformers reads the module text for it; reword that "

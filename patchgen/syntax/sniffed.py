@@ -13,8 +13,7 @@ in a module that had no attention class.
 
 from __future__ import annotations
 
-import io
-import tokenize
+import ast
 
 
 # marker -> how banners write it instead
@@ -31,42 +30,63 @@ def defuse(text: str) -> str:
     return text
 
 
-def code_only(text: str) -> str:
-    """The source with comments and string literals blanked out (what the interpreter runs)."""
-    pieces: list[str] = []
-    lines = text.splitlines(keepends=True)
-    last = (1, 0)
-    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
-    for token in tokens:
-        if token.type in (tokenize.COMMENT, tokenize.STRING) or token.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
-            pieces.append(_between(lines, last, token.start))
-            pieces.append(" ")
-            last = token.end
-    pieces.append(_between(lines, last, (len(lines) + 1, 0)))
-    return "".join(pieces)
+def claims_without_code(text: str, tree: ast.Module | None = None) -> list[tuple[str, int]]:
+    """(marker, first line) for each marker the text holds only in comments or strings.
 
-
-def _between(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
-    (row, col), (end_row, end_col) = start, end
-    if row == end_row:
-        return lines[row - 1][col:end_col] if row <= len(lines) else ""
-    out = [lines[row - 1][col:]] if row <= len(lines) else []
-    out += lines[row : end_row - 1]
-    if end_row <= len(lines):
-        out.append(lines[end_row - 1][:end_col])
-    return "".join(out)
-
-
-def claims_without_code(text: str) -> list[tuple[str, int]]:
-    """(marker, first line) for each marker the text holds only in comments or strings."""
+    Read off the parse tree (`tree`, when the caller has parsed `text` already) rather than by tokenizing
+    the whole file: an occurrence is in a string when a string literal covers it (an f-string or an
+    implicit concatenation counts whole, as the tokenizer's string tokens do), in a comment when a `#`
+    outside any string precedes it on its line, and otherwise in code. Only the nodes whose lines hold
+    an occurrence are visited.
+    """
     if not any(marker in text for marker in SNIFFED_MARKERS):
-        return []  # nothing to look for: no need to tokenize the whole text
-    code = code_only(text)
+        return []  # nothing to look for: no need to parse
+    lines = text.splitlines(keepends=True)
+    tree = tree if tree is not None else ast.parse(text)
     found = []
     for marker in SNIFFED_MARKERS:
-        if marker in text and marker not in code:
-            found.append((marker, text[: text.index(marker)].count("\n") + 1))
+        occurrences = _occurrences(text, marker)
+        if occurrences and not any(_in_code(tree, lines[line - 1], line, col) for line, col in occurrences):
+            found.append((marker, occurrences[0][0]))
     return found
+
+
+def _occurrences(text: str, marker: str) -> list[tuple[int, int]]:
+    """(line, character column) of each occurrence of `marker`."""
+    found, start = [], text.find(marker)
+    while start != -1:
+        line_start = text.rfind("\n", 0, start) + 1
+        found.append((text.count("\n", 0, start) + 1, start - line_start))
+        start = text.find(marker, start + 1)
+    return found
+
+
+def _in_code(tree: ast.Module, text: str, line: int, col: int) -> bool:
+    """Whether column `col` of line `line` (whose text is `text`) is code: not in a string, not in a comment."""
+    if _in_string(tree, line, len(text[:col].encode("utf-8"))):  # the tree's columns count UTF-8 bytes
+        return False
+    return not any(
+        char == "#" and not _in_string(tree, line, len(text[:index].encode("utf-8")))
+        for index, char in enumerate(text[:col])
+    )
+
+
+def _in_string(node: ast.AST, line: int, column: int) -> bool:
+    """Whether a string literal below `node` covers (line, UTF-8 byte column); descends only into nodes
+    that cover it (a node without a position, such as `arguments`, is looked into)."""
+    for child in ast.iter_child_nodes(node):
+        start = getattr(child, "lineno", None)
+        if start is not None and not (
+            (start, child.col_offset) <= (line, column) < (child.end_lineno, child.end_col_offset)
+        ):
+            continue
+        if isinstance(child, ast.JoinedStr) or (
+            isinstance(child, ast.Constant) and isinstance(child.value, (str, bytes))
+        ):
+            return True
+        if _in_string(child, line, column):
+            return True
+    return False
 
 
 # -- capabilities transformers decides from the module text ---------------------------------------
