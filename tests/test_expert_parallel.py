@@ -30,6 +30,10 @@ Ulysses path, so there the generated file is compared with stock in one process 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -169,14 +173,14 @@ def _rank_main(rank: int, layout: Layout, families: list[str], out_dir: Path) ->
     )
     results = {}
     try:
-        if layout.sp > 1:
-            # a 2-D grid across the EP groups transformers builds ({0, 1} {2, 3}: consecutive ranks): the SP groups are
-            # {0, 2} {1, 3}, so the two ranks of an EP group hold different sequences and each sequence is split
-            # over two EP groups; the data-parallel rank is the rank within the EP group
-            groups = [dist.new_group(list(range(start, layout.world, layout.ep))) for start in range(layout.ep)]
-            sp.set_sequence_parallel_group(groups[rank % layout.ep])
         data_size = 1 if layout.shared_batch else layout.world // layout.sp
         data_rank = 0 if layout.shared_batch else rank % data_size
+        if layout.sp > 1:
+            # the ranks holding one data-parallel rank's rows split its sequences: {0, 2} {1, 3} for EP 2 x SP 2,
+            # across transformers' EP groups ({0, 1} {2, 3}: consecutive ranks), so an EP pair exchanges tokens
+            # of two different sequences and each sequence is split over both EP pairs
+            groups = [dist.new_group(list(range(start, layout.world, data_size))) for start in range(data_size)]
+            sp.set_sequence_parallel_group(groups[data_rank])
         rows = slice(data_rank * ROWS // data_size, (data_rank + 1) * ROWS // data_size)
         batch = {key: value[rows] for key, value in global_batch().items()}
         for family in families:
@@ -272,3 +276,47 @@ def test_expert_parallel_equals_stock_and_one_process(ep_results, layout_name, f
         # one process on the whole batch: another reduction order (FSDP2's mean over ranks, row subsets), so
         # torch's fp32 defaults (measured: loss within 1e-6, gradients within 6e-8)
         assert_equal_results(actual, reference)
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_moe_expert_parallel.py"
+
+
+@pytest.mark.slow
+def test_the_example_with_expert_parallelism_trains_like_one_process(tmp_path):
+    """examples/train_moe_expert_parallel.py under torchrun (EP 2 beside FSDP2, 2 gloo processes) and in one process:
+    the same losses step by step (plain SGD, whose updates scale with the gradients, so a wrong reduction shows)."""
+    args = ["--steps", "3", "--optimizer", "sgd", "--lr", "0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    runs = {
+        name: subprocess.Popen(
+            [*command, str(EXAMPLE), *args, "--losses-out", str(tmp_path / f"{name}.json")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, command in (("ep", torchrun), ("single", [sys.executable]))
+    }
+    outputs = {}
+    for name, process in runs.items():  # both at once: most of their time is importing torch and transformers
+        outputs[name] = process.communicate(timeout=300)[0]
+        assert process.returncode == 0, f"{name}: {outputs[name][-3000:]}"
+    assert "FSDP2 2 x expert parallel 2 (4 experts each)" in outputs["ep"]
+    losses = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in runs}
+    assert len(losses["ep"]) == 3
+    torch.testing.assert_close(torch.tensor(losses["ep"]), torch.tensor(losses["single"]))
+
+
+def test_the_example_refuses_an_expert_parallel_size_that_does_not_divide_the_processes():
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--ep-size", "3"],
+        env={**os.environ, "WORLD_SIZE": "2", "RANK": "0"},  # as torchrun --nproc-per-node 2 starts each process
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "train_moe_expert_parallel.py: error: --ep-size 3 and --sp-size 1 must divide the number of processes (2)"
+    ]
