@@ -88,6 +88,7 @@ LAYOUTS = {
 def make_config(family: str):
     entry = TABLE[family]
     config = getattr(transformers, entry.config_class)(**entry.config_kwargs(EP_CONFIG, "expert_parallel"))
+    # GPT-OSS (attention sinks) has no sdpa path; the Ulysses tests run eager too
     config._attn_implementation = "eager"
     return config
 
