@@ -9,6 +9,7 @@ model test derives its families from that join (`covered()`):
     tests/test_models_gpu.py         the `_gpu` files vs stock on a CUDA GPU
     tests/test_models_sequence_parallel.py   `sequence_parallel`: Ulysses on 2 and 4 gloo ranks
     tests/test_tensor_parallel.py    `tensor_parallel`: HF's TP plan on 2 gloo ranks
+    tests/test_expert_parallel.py    `expert_parallel`: HF's EP plan beside FSDP2 (and Ulysses) on 2 and 4 gloo ranks
     tests/test_ulysses_steps.py      `attention_steps`: the steps each generated forward calls
     tests/equivalence/              the equivalence harness (`ARCHITECTURES` is a view of this table)
 
@@ -65,6 +66,9 @@ class Family:
     tensor_parallel: bool = True
     #: routed experts (MoE)
     experts: bool = False
+    #: HF's expert-parallel plan (`base_model_ep_plan`) is tested on 2 and 4 gloo ranks against stock under the same
+    #: plan and one process; the tiny config's routed-expert count must divide by 4
+    expert_parallel: bool = False
     #: the `_gpu` file's default experts implementation is Liger's fused MoE kernel: on a GPU stock is compared
     #: with its eager loop, and compiling needs `set_experts_implementation('grouped_mm')`
     liger_experts: bool = False
@@ -162,6 +166,7 @@ TABLE: dict[str, Family] = {
         attention_steps=("Qwen3MoeAttention", "project_qkv", "qk_norm", "rotary", "project_output"),
         fused_loss=False,  # upstream's forward adds the router aux loss
         experts=True,
+        expert_parallel=True,
         liger_experts=True,
         gpu_tolerance=5e-3,  # TF32 experts kernel (tf32_kernels below)
         no_bf16_comparison=(
@@ -410,6 +415,7 @@ TABLE: dict[str, Family] = {
         tensor_parallel=False,  # the TP test runs sdpa, which GPT-OSS (sinks) does not support, stock included
         fused_loss=False,  # upstream's forward adds the router aux loss
         experts=True,
+        expert_parallel=True,
     ),
     # multi-head latent attention (its own Ulysses set, no shared steps), routed + shared experts in 2 groups,
     # layer 0 dense (first_k_dense_replace); interleaved rope, so no rope kernel
@@ -447,6 +453,7 @@ TABLE: dict[str, Family] = {
         derives_head_dim=True,
         liger={"DeepseekV3RMSNorm": RMS, "DeepseekV3MLP": SWIGLU},
         experts=True,
+        expert_parallel=True,
         liger_experts=True,
         gpu_tolerance=5e-3,  # TF32 experts kernel (tf32_kernels below)
         no_bf16_comparison=(
@@ -503,6 +510,7 @@ TABLE: dict[str, Family] = {
         ),
         fused_loss=False,  # upstream's forward adds the router aux loss
         experts=True,
+        expert_parallel=True,
         liger_experts=True,
         gpu_tolerance=5e-3,  # TF32 experts kernel, as Qwen3-MoE (not measured on Qwen3-Next)
         no_bf16_comparison=(
