@@ -21,6 +21,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import linecache
 import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,9 +92,35 @@ def code_reads(text: str) -> CodeReads | None:
 
 def _code_reads_of(obj: Any) -> CodeReads | None:
     try:
-        return code_reads(textwrap.dedent(inspect.getsource(obj)))
+        return code_reads(textwrap.dedent(_source_of(obj)))
     except (OSError, TypeError):
         return None
+
+
+# (file, first line, name) of a function's code -> (the file's lines as linecache holds them, its source)
+_FUNCTION_SOURCES: dict[tuple[str, int, str], tuple[list[str], str]] = {}
+
+
+def _source_of(obj: Any) -> str:
+    """`inspect.getsource(obj)`, found once per function per file text.
+
+    Every config imports the sets afresh (new function objects, same code), and `inspect.getsource`
+    tokenizes the file from the function's first line each time. The answer is kept while linecache
+    holds the same list of lines for the file (`checkcache` drops a file changed on disk, and reading it
+    again gives a new list).
+    """
+    code = getattr(inspect.unwrap(obj), "__code__", None) if callable(obj) else None
+    if code is None:
+        return inspect.getsource(obj)
+    key = (code.co_filename, code.co_firstlineno, code.co_name)
+    linecache.checkcache(code.co_filename)  # as inspect does: a file changed on disk is read again
+    lines = linecache.getlines(code.co_filename)
+    known = _FUNCTION_SOURCES.get(key)
+    if known is not None and known[0] is lines:
+        return known[1]
+    source = inspect.getsource(obj)
+    _FUNCTION_SOURCES[key] = (linecache.getlines(code.co_filename), source)
+    return source
 
 
 def _set_code_reads(patches: list[Patch]) -> set[str]:
