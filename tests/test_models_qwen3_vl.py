@@ -1,4 +1,5 @@
-"""Qwen3-VL with images: the generated files build their own towers, equal stock with DeepStack, and under Ulysses SP.
+"""Qwen3-VL and Qwen3-VL-MoE with images: the generated files build their own towers, equal stock with DeepStack,
+and under Ulysses SP.
 
 The family, behaviour and equivalence tables run the files on text tokens, where DeepStack never runs;
 here every input carries images (tests/multimodal_batches.py: 2 rows of 16 tokens, one 4x8-patch image
@@ -32,7 +33,10 @@ from tests.families import covered
 
 
 # family -> (its model class, the attention class the text decoder must build)
-MODELS = {"qwen3_vl": ("Qwen3VLModel", "Qwen3VLTextAttention")}
+MODELS = {
+    "qwen3_vl": ("Qwen3VLModel", "Qwen3VLTextAttention"),
+    "qwen3_vl_moe": ("Qwen3VLMoeModel", "Qwen3VLMoeTextAttention"),
+}
 QWEN3_VL_FAMILIES = [model for model in MODELS if model in covered()]
 
 
@@ -96,7 +100,10 @@ def test_logits_loss_and_every_gradient_with_images_equal_stock(model):
     generated = generated_model(model, make_config(model)).eval()
     result = generated.load_state_dict(stock.state_dict())
     assert not result.missing_keys and not result.unexpected_keys, result
+    # MoE: the loss upstream's forward keeps adds the router aux loss
+    router = {"output_router_logits": True} if "moe" in model else {}
     for batch in (image_batch(), padded(image_batch(image_at=(2, 4)))):
+        batch = {**batch, **router}
         keep = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).bool()
         expected, actual = stock(**batch), generated(**batch)
         torch.testing.assert_close(actual.logits[keep], expected.logits[keep])
