@@ -359,6 +359,158 @@ TABLE: dict[str, Family] = {
         ),
         vision_inputs=True,
     ),
+    # Qwen3-VL: Qwen3's decoder (q/k norm per head) with interleaved MRoPE (sections folded into cos/sin by the rotary
+    # module) and DeepStack (vision blocks 0 and 1 add features to the visual tokens after text layers 0 and 1); a
+    # LayerNorm/GELU vision tower with a learned 4x4 position grid; rope_theta and sections away from the defaults
+    "qwen3_vl": Family(
+        "Qwen3VLConfig",
+        "Qwen3VLForConditionalGeneration",
+        {
+            "text_config": {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [2, 1, 1]},
+                "rms_norm_eps": 1e-5,
+            },
+            "vision_config": {
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 40,
+                "num_heads": 2,
+                "patch_size": 2,
+                "out_hidden_size": 32,
+                "num_position_embeddings": 16,
+                "deepstack_visual_indexes": [0, 1],
+            },
+            "image_token_id": 95,
+            "video_token_id": 96,
+            "vision_start_token_id": 97,
+            "vision_end_token_id": 98,
+        },
+        harness_config={
+            # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2)
+            "equivalence": {
+                "text_config": {
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [4, 2, 2]},
+                    "rms_norm_eps": 1e-5,
+                },
+                "vision_config": {
+                    "depth": 2,
+                    "hidden_size": 32,
+                    "intermediate_size": 40,
+                    "num_heads": 2,
+                    "patch_size": 2,
+                    "out_hidden_size": 64,
+                    "num_position_embeddings": 16,
+                    "deepstack_visual_indexes": [0, 1],
+                },
+                "image_token_id": 97,
+                "video_token_id": 98,
+                "vision_start_token_id": 99,
+                "vision_end_token_id": 100,
+            }
+        },
+        shared_in="text_config",
+        # the text MLP stays upstream's: the SwiGLU sets are refused (models/qwen3_vl/qwen3_vl_base_patch_gen_config.py)
+        liger={
+            "Qwen3VLTextRMSNorm": RMS,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen3VLTextAttention",
+            "separate_qkv_projection",
+            "per_head_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
+        vision_inputs=True,
+    ),
+    # Qwen3-VL-MoE: Qwen3-VL (above) with routed experts in the text decoder; layer 1 dense (mlp_only_layers) so both the
+    # experts and the dense MLP run (under SP too: a harness key would replace the whole nested text config, and layer 0
+    # sends each rank's slice through the experts); a router aux loss coefficient away from the default
+    "qwen3_vl_moe": Family(
+        "Qwen3VLMoeConfig",
+        "Qwen3VLMoeForConditionalGeneration",
+        {
+            "text_config": {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [2, 1, 1]},
+                "rms_norm_eps": 1e-5,
+                "moe_intermediate_size": 16,
+                "num_experts": 4,
+                "num_experts_per_tok": 2,
+                "mlp_only_layers": [1],
+                "router_aux_loss_coef": 0.01,
+            },
+            "vision_config": {
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 40,
+                "num_heads": 2,
+                "patch_size": 2,
+                "out_hidden_size": 32,
+                "num_position_embeddings": 16,
+                "deepstack_visual_indexes": [0, 1],
+            },
+            "image_token_id": 95,
+            "video_token_id": 96,
+            "vision_start_token_id": 97,
+            "vision_end_token_id": 98,
+        },
+        harness_config={
+            # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2); every layer
+            # routed, wider experts, as the Qwen3-MoE entry
+            "equivalence": {
+                "text_config": {
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [4, 2, 2]},
+                    "rms_norm_eps": 1e-5,
+                    "moe_intermediate_size": 24,
+                    "num_experts": 4,
+                    "num_experts_per_tok": 2,
+                    "mlp_only_layers": [],
+                    "router_aux_loss_coef": 0.01,
+                },
+                "vision_config": {
+                    "depth": 2,
+                    "hidden_size": 32,
+                    "intermediate_size": 40,
+                    "num_heads": 2,
+                    "patch_size": 2,
+                    "out_hidden_size": 64,
+                    "num_position_embeddings": 16,
+                    "deepstack_visual_indexes": [0, 1],
+                },
+                "image_token_id": 97,
+                "video_token_id": 98,
+                "vision_start_token_id": 99,
+                "vision_end_token_id": 100,
+            },
+        },
+        shared_in="text_config",
+        # the dense MLP stays upstream's: the SwiGLU sets are refused (models/qwen3_vl_moe/...base...)
+        liger={
+            "Qwen3VLMoeTextRMSNorm": RMS,
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen3VLMoeTextAttention",
+            "separate_qkv_projection",
+            "per_head_qk_norm",
+            "full_rotary",
+            "output_projection",
+        ),
+        fused_loss=False,  # upstream's forward adds the router aux loss
+        experts=True,
+        liger_experts=True,
+        vision_inputs=True,
+        gpu_tolerance=5e-3,  # TF32 experts kernel, as Qwen3-MoE (not measured on Qwen3-VL-MoE)
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (same router and experts "
+            "kernels; not measured on Qwen3-VL-MoE itself)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32, as for Qwen3-MoE (same kernel)"
+        ),
+    ),
     # Llama-shaped but for dropout after o_proj and down_proj (residual_dropout) and biases on every projection
     # (attention_out_bias, mlp_bias: off by default); residual_dropout 0 (default 0.1), since the harnesses compare
     # training mode with stock, whose dropout masks are drawn from another generator state; eval ignores it anyway

@@ -93,6 +93,8 @@ ATTENTION_KEPT = {
 REFUSED = {
     "qwen2_5_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
     "qwen2_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
+    "qwen3_vl": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
+    "qwen3_vl_moe": "not a decoder to scaffold: 0 \\*ForCausalLM classes",
 }
 QWEN3_STEPS = ("separate_qkv_projection", "per_head_qk_norm", "full_rotary", "output_projection")
 

@@ -80,6 +80,32 @@ def whole_sequence_text_forward(
 ) -> BaseModelOutputWithPast:
     # Sequence parallelism: the whole sequence arrives here (images merged, 3-D positions computed over all of it);
     # this rank keeps its seq/P tokens of every sequence tensor. Without SP, or given a shard, nothing changes.
+    input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
+        input_ids, attention_mask, position_ids, inputs_embeds, kwargs
+    )
+    return self.upstream_forward(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        inputs_embeds=inputs_embeds,
+        use_cache=use_cache,
+        **kwargs,
+    )
+
+
+def this_ranks_tokens(
+    input_ids: torch.LongTensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    inputs_embeds: torch.Tensor | None,
+    kwargs: dict,
+) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
+    """This rank's slice of the text model's sequence inputs, and `kwargs["full_sequence"]` as the attention reads it.
+
+    The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
+    sharded by `shard_batch`) keeps its tokens and must carry their global positions.
+    """
     full_sequence = kwargs.get("full_sequence")
     tokens = inputs_embeds if inputs_embeds is not None else input_ids
     if full_sequence is not None and tokens is not None:
@@ -96,6 +122,44 @@ def whole_sequence_text_forward(
             # a shard of the sequence: its rope needs the global positions of its tokens
             check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
         kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
+    return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+def whole_sequence_deepstack_text_forward(
+    self,
+    input_ids: torch.LongTensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.LongTensor | None = None,
+    cache: Cache | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    use_cache: bool | None = None,
+    visual_pos_masks: torch.Tensor | None = None,
+    deepstack_visual_embeds: list[torch.Tensor] | None = None,
+    **kwargs: Unpack[FlashAttentionKwargs],
+) -> BaseModelOutputWithPast:
+    # Qwen3-VL's DeepStack: the vision tower's intermediate features are added to the visual tokens' hidden states
+    # after the first decoder layers (`visual_pos_masks` `[batch, seq]`, one feature row per visual token of the whole
+    # batch in (batch, seq) order). Under sequence parallelism this rank keeps its tokens' mask and their rows, then
+    # the sequence tensors are sliced as for every vision-language text model.
+    if position_ids is not None and position_ids.ndim == 2:
+        # upstream's first step: `[batch, seq]` positions are its packed layout's text row too (packed documents kept
+        # apart, unlike Qwen2-VL's and Qwen2.5-VL's), so the gathered sequence's documents are read from them
+        position_ids = position_ids[None, ...].expand(4, position_ids.shape[0], -1)
+    full_sequence = kwargs.get("full_sequence")
+    tokens = inputs_embeds if inputs_embeds is not None else input_ids
+    if full_sequence is not None and tokens is not None and visual_pos_masks is not None:
+        whole = whole_sequence_length(full_sequence, tokens.shape[1])
+        if whole:
+            local = local_tokens(whole)
+            this_rank = torch.zeros_like(visual_pos_masks)
+            this_rank[:, local] = True
+            kept = this_rank[visual_pos_masks]  # per visual token of the whole batch: in this rank's slice
+            if deepstack_visual_embeds is not None:
+                deepstack_visual_embeds = [embeds[kept.to(embeds.device)] for embeds in deepstack_visual_embeds]
+            visual_pos_masks = visual_pos_masks[:, local]
+    input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
+        input_ids, attention_mask, position_ids, inputs_embeds, kwargs
+    )
     return self.upstream_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -103,6 +167,8 @@ def whole_sequence_text_forward(
         cache=cache,
         inputs_embeds=inputs_embeds,
         use_cache=use_cache,
+        visual_pos_masks=visual_pos_masks,
+        deepstack_visual_embeds=deepstack_visual_embeds,
         **kwargs,
     )
 
@@ -166,6 +232,23 @@ ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL.override_method(
     keep_upstream_decorators=False,
     keep_original_as="upstream_forward",
 )(whole_sequence_text_forward)
+
+
+# The same for a text model that also takes DeepStack's visual features (Qwen3-VL): they are sliced with the sequence.
+ULYSSES_WHOLE_SEQUENCE_DEEPSTACK_TEXT_MODEL = PatchSet(
+    "ulysses_whole_sequence_deepstack_text_model",
+    "sequence parallelism for a vision-language model with DeepStack: the text model keeps this rank's slice of the "
+    "merged sequence and of the visual features added to it",
+)
+ULYSSES_WHOLE_SEQUENCE_DEEPSTACK_TEXT_MODEL.override_method(
+    "text_model.forward",
+    description=(
+        "under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope "
+        "positions computed over all of it) and its visual tokens' DeepStack features, then run upstream's forward"
+    ),
+    keep_upstream_decorators=False,
+    keep_original_as="upstream_forward",
+)(whole_sequence_deepstack_text_forward)
 
 
 def attention_forward_with_position_ids(
