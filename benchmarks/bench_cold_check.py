@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REVS = ["9bc870b", "HEAD"]
 CHECK = ["-m", "patchgen.check_patchgen", "--no-cache"]
+TARGET_SECONDS = 8.0
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Series:
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    configs: int = 0  # as the check's OK line counts them
 
     def line(self) -> str:
         if not self.walls:
@@ -53,7 +55,8 @@ class Series:
         return (
             f"  {self.label():28s} median {statistics.median(self.walls):6.2f} s wall "
             f"(min {min(self.walls):6.2f}, max {max(self.walls):6.2f})  "
-            f"median {statistics.median(self.cpus):6.2f} s cpu  n={len(self.walls)}"
+            f"median {statistics.median(self.cpus):6.2f} s cpu  n={len(self.walls)}  "
+            f"{self.configs} configs, {statistics.median(self.walls) / max(self.configs, 1):.3f} s wall per config"
             + (f"  ({len(self.failures)} failed)" if self.failures else "")
         )
 
@@ -86,6 +89,7 @@ def run_once(series: Series, cpus: set[int] | None) -> None:
         return
     series.walls.append(wall)
     series.cpus.append(cpu)
+    series.configs = int(last.split(": OK (", 1)[1].split(" ", 1)[0])
     print(f"    {series.label()}: {wall:6.2f} s wall {cpu:6.2f} s cpu", flush=True)
 
 
@@ -135,6 +139,19 @@ def report(all_series: list[Series], cpus: set[int] | None, runs: int) -> None:
             ratio = statistics.median(base.walls) / statistics.median(other.walls)
             cpu_ratio = statistics.median(base.cpus) / statistics.median(other.cpus)
             print(f"  ratio {base.rev} / {other.rev}: {ratio:.2f} x wall, {cpu_ratio:.2f} x cpu (medians)")
+            if base.configs and other.configs:
+                per_config = (statistics.median(base.walls) / base.configs) / (
+                    statistics.median(other.walls) / other.configs
+                )
+                print(f"  ratio per config {base.rev} / {other.rev}: {per_config:.2f} x wall")
+    newest = all_series[-1]
+    if newest.walls:
+        median = statistics.median(newest.walls)
+        verdict = "met" if median <= TARGET_SECONDS else "NOT met"
+        print(
+            f"  target (issue 20): the cold check of every config <= {TARGET_SECONDS:.0f} s on 2 cores: {verdict} "
+            f"({newest.rev}: {median:.2f} s for {newest.configs} configs on {cores} cores)"
+        )
     for series in all_series:
         for failure in series.failures[:1]:
             print(f"  {series.label()} failed: {failure}")

@@ -122,14 +122,31 @@ class NameContext:
 
 
 def patch_space_modules(patch_package: str) -> list[tuple[str, ModuleType]]:
-    """(name, module) of every loaded module of the patch space (`in_patch_space`), in no order.
+    """(name, module) of every loaded module of the patch space (`in_patch_space`), sorted by name.
 
-    Thousands of modules are loaded (torch, transformers) and a handful are patch code: one C-level
-    prefix test each, with no call per module.
+    Thousands of modules are loaded (torch, transformers) and a handful are patch code, and this is
+    asked for every name a patch copies. The answer is kept while `sys.modules` holds as many modules
+    as when it was found and still holds each module found under its name: planning only imports
+    (which adds), and moving to the next config drops that config's modules (`config_runs`), among
+    them the config module itself, which is always in the patch space.
     """
+    known = _PATCH_SPACE.get(patch_package)
+    if (
+        known is not None
+        and known[0] == len(sys.modules)
+        and all(sys.modules.get(name) is module for name, module in known[1])
+    ):
+        return known[1]
     tops = (patch_package, SHIPPED_SETS)
     prefixes = (patch_package + ".", SHIPPED_SETS + ".")
-    return [(n, m) for n, m in list(sys.modules.items()) if n in tops or n.startswith(prefixes)]
+    found = sorted(
+        ((n, m) for n, m in list(sys.modules.items()) if n in tops or n.startswith(prefixes)), key=lambda item: item[0]
+    )
+    _PATCH_SPACE[patch_package] = (len(sys.modules), found)
+    return found
+
+
+_PATCH_SPACE: dict[str, tuple[int, list[tuple[str, ModuleType]]]] = {}
 
 
 # -- origins: what a binding statement binds a name to, read from source ---------------------------
@@ -436,7 +453,7 @@ class _Resolver:
         statements cannot hold that change."""
         value = vars(module).get(name, _MISSING)
         # the patch package's modules first (a few among thousands loaded), then sorted as before
-        patch_modules = sorted(patch_space_modules(self.context.patch_package))
+        patch_modules = patch_space_modules(self.context.patch_package)
         for _, other in patch_modules:
             if other is module or other is importer:
                 continue
