@@ -36,9 +36,12 @@ patchgen: install
 check-patchgen: install
 	$(PY) -m patchgen.check_patchgen
 
-## The drift check, lint, workflow lint, then the whole test suite (GPU tests skip on CPU)
+## The drift check, lint, workflow lint, then the whole test suite (GPU tests skip on CPU), one pytest worker
+## per CPU (pytest-xdist), each test file on one worker: a file's module fixtures (a multi-rank run shared by
+## its tests) are built once. PYTEST_JOBS=0 runs everything in this process.
+PYTEST_JOBS ?= auto
 test: check-patchgen lint lint-workflows docs
-	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=20 -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-gpu: install
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
