@@ -17,7 +17,7 @@ import os
 import symtable
 import sys
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -175,43 +175,53 @@ def free_names(snippet: Snippet) -> set[str]:
 
     Builtins are included: whether `round` means the builtin depends on what the patch module binds.
     """
-    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
-    table = symtable.symtable(text, "<patch>", "exec")
-    names: set[str] = set()
-    for symbol in table.get_symbols():
-        if symbol.is_referenced() and not symbol.is_assigned() and not symbol.is_imported():
-            names.add(symbol.get_name())
-
-    def visit(scope: symtable.SymbolTable) -> None:
-        for symbol in scope.get_symbols():
-            if symbol.is_global() and symbol.is_referenced():
-                names.add(symbol.get_name())
-        for child in scope.get_children():
-            visit(child)
-
-    for child in table.get_children():
-        visit(child)
-    # `__class__` is the implicit cell zero-argument `super()` reads: the class the method is written in
-    # provides it, in the output as in the patch module
-    return names - {"__class__"}
-
-
-def _nested_symbols(snippet: Snippet):
-    """Every symbol of every function, lambda, class and comprehension scope of the code (not the module's)."""
-    text = "if 1:\n" + snippet.text if snippet.indent else snippet.text
-    stack = list(symtable.symtable(text, "<patch>", "exec").get_children())
-    while stack:
-        scope = stack.pop()
-        yield from scope.get_symbols()
-        stack += scope.get_children()
+    return set(_symbols_of(_module_text(snippet)).free)
 
 
 def assigned_globals(snippet: Snippet) -> set[str]:
     """Module names the code rebinds from inside a function (`global N` then `N = ...`, `N += 1`, `del N`)."""
-    return {s.get_name() for s in _nested_symbols(snippet) if s.is_declared_global() and s.is_assigned()}
+    return set(_symbols_of(_module_text(snippet)).assigned_globals)
 
 
 def local_names(snippet: Snippet) -> set[str]:
     """Names bound as locals (parameters, variables, nested definitions) in any function, lambda, class or
     comprehension scope of the code: never the module's names, though spelled the same."""
-    return {s.get_name() for s in _nested_symbols(snippet) if s.is_local() and not s.is_global()}
+    return set(_symbols_of(_module_text(snippet)).local)
+
+
+def _module_text(snippet: Snippet) -> str:
+    return "if 1:\n" + snippet.text if snippet.indent else snippet.text
+
+
+@dataclass(frozen=True)
+class _Symbols:
+    free: frozenset[str]
+    assigned_globals: frozenset[str]
+    local: frozenset[str]
+
+
+@lru_cache(maxsize=4096)
+def _symbols_of(text: str) -> _Symbols:
+    """What `free_names`, `assigned_globals` and `local_names` read of the symbol table: one table per
+    distinct text (every config imports the sets afresh, and asks again of the same code)."""
+    table = symtable.symtable(text, "<patch>", "exec")
+    free = {
+        symbol.get_name()
+        for symbol in table.get_symbols()
+        if symbol.is_referenced() and not symbol.is_assigned() and not symbol.is_imported()
+    }
+    assigned, local = set(), set()
+    stack = list(table.get_children())
+    while stack:  # every function, lambda, class and comprehension scope (not the module's)
+        scope = stack.pop()
+        for symbol in scope.get_symbols():
+            if symbol.is_global() and symbol.is_referenced():
+                free.add(symbol.get_name())
+            if symbol.is_declared_global() and symbol.is_assigned():
+                assigned.add(symbol.get_name())
+            if symbol.is_local() and not symbol.is_global():
+                local.add(symbol.get_name())
+        stack += scope.get_children()
+    # `__class__` is the implicit cell zero-argument `super()` reads: the class the method is written in
+    # provides it, in the output as in the patch module
+    return _Symbols(frozenset(free - {"__class__"}), frozenset(assigned), frozenset(local))
