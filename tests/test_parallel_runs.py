@@ -93,13 +93,40 @@ def test_several_processes_write_and_report_exactly_what_one_does(tmp_path):
     assert alone.returncode == together.returncode == 0, together.stderr
     assert written(one) == written(several)
     assert len([p for p in written(several) if p.endswith("_cpu.py") or p.endswith("_gpu.py")]) == 6
+    # a config run for real leaves a mark; the parent generates alpha's first config, a worker gamma's
+    for config in ("alpha/alpha_cpu", "gamma/gamma_gpu"):
+        path = several / "models" / f"{config}_patch_gen_config.py"
+        path.write_text(path.read_text() + MARK.format(name=config.split("/")[1]))
+    for _ in range(2):
+        run_all(several, "3")
+    assert sorted(p.name for p in several.glob("*.imported")) == ["alpha_cpu.imported", "gamma_gpu.imported"]
+    checks = [check_all(several), check_all(several)]
+    assert [c.returncode for c in checks] == [0, 0], checks[-1].stdout + checks[-1].stderr
+    assert all("OK (6 config(s)" in c.stdout for c in checks)
+    # the first check ran every config, and the workers stored their entries as one process would: the second
+    # check imported none of them
+    marks = sorted(p.name for p in several.glob("*.imported"))
+    assert marks == ["alpha_cpu.imported", "gamma_gpu.imported"]
+    for mark in several.glob("*.imported"):
+        mark.unlink()
+    assert check_all(several).returncode == 0
+    assert not list(several.glob("*.imported"))
+    assert len(list((several / ".patchgen-cache" / "config").glob("*.json"))) == 6
+
+
+MARK = """
+from pathlib import Path as _Path
+
+_Path("{name}.imported").write_text("imported for real")
+"""
+
+
+def check_all(root):
     os.environ["PATCHGEN_JOBS"] = "2"
     try:
-        checked = run_cli("patchgen.commands.check_patchgen", "--no-cache", cwd=several, extra_path=(FIXTURES,))
+        return run_cli("patchgen.commands.check_patchgen", cwd=root, extra_path=(FIXTURES,))
     finally:
         del os.environ["PATCHGEN_JOBS"]
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "OK (6 config(s)" in checked.stdout
 
 
 def test_a_worker_that_dies_is_an_error_naming_its_configs_not_a_hang(tmp_path):
