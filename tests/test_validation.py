@@ -10,7 +10,7 @@ import re
 import textwrap
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from patchgen.plan.validation import Param, format_params, override_signature_problem, params_of_ast
 
@@ -434,3 +434,58 @@ def test_format_params_reads_like_python():
         format_params(params("(self, /, x, y=1, *args, k, m=2, **kw)")) == "(self, /, x, y=..., *args, k, m=..., **kw)"
     )
     assert format_params([Param("a", inspect.Parameter.KEYWORD_ONLY, False)]) == "(*, a)"
+
+
+EVERY_STATEMENT_FORM = """
+import a
+def f():
+    import b
+    class C:
+        from c import d
+    try:
+        import e
+    except ImportError:
+        import f2
+    else:
+        import g
+    finally:
+        import h
+    with x:
+        import i
+    for _ in y:
+        import j
+    else:
+        import k
+    while z:
+        import l
+    if q:
+        import m
+    elif r:
+        import n
+    match v:
+        case 1:
+            import o
+async def af():
+    async with x:
+        import p
+    async for _ in y:
+        import q2
+try:
+    pass
+except* ValueError:
+    import r2
+"""
+
+
+def test_the_self_containment_check_sees_imports_at_any_depth():
+    """It looks at statements only (an import is one); every import `ast.walk` finds, it finds too."""
+    from patchgen.plan.validation import _statements
+
+    def imports(nodes):
+        return sorted(ast.dump(n) for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+    sources = [EVERY_STATEMENT_FORM] + [p.read_text() for p in sorted((REPO / "generated").rglob("*.py"))]
+    for source in sources:
+        tree = ast.parse(source)
+        assert imports(_statements(tree)) == imports(ast.walk(tree))
+    assert len(imports(_statements(ast.parse(EVERY_STATEMENT_FORM)))) == 17

@@ -285,7 +285,7 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
         )
     patch_modules = {getattr(p.replacement, "__module__", None) for p in plan.config.patches} - {None}
     forbidden = {plan.patch_package, SHIPPED_SETS} | patch_modules
-    for node in ast.walk(tree):
+    for node in _statements(tree):  # an import is a statement: expressions need not be walked
         modules = []
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
@@ -298,6 +298,20 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
                     f"{plan.config_module}: generated {path.name} imports {module} from the {owner} "
                     f"(line {node.lineno}); generated files must be self-contained"
                 )
+
+
+def _statements(tree: ast.Module):
+    """Every statement of the module, at any depth (bodies, branches, handlers, match cases)."""
+    pending = list(tree.body)
+    while pending:
+        statement = pending.pop()
+        yield statement
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(statement, name, None)
+            if isinstance(block, list):
+                pending += [item for item in block if isinstance(item, ast.stmt)]
+        for part in (*getattr(statement, "handlers", ()), *getattr(statement, "cases", ())):
+            pending += part.body
 
 
 def _refuse_changed_capabilities(plan: Plan, path: Path, text: str) -> None:
