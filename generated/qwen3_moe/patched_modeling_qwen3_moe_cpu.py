@@ -587,9 +587,16 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     one for another activation is refused.
     """
     chosen = fused.__name__ if requested_experts is None else requested_experts
-    if chosen == fused.__name__ and config.hidden_act not in ("silu", "swish"):
+    # A composite (vision-language) model asks for its own config (the experts' activation is in its text config)
+    # and for each sub-model's: a part without experts (the vision tower, a GELU MLP) has nothing to refuse.
+    text_config = config.get_text_config()
+    has_experts = any(
+        getattr(text_config, name, None) for name in ("num_experts", "num_local_experts", "n_routed_experts")
+    )
+    hidden_act = getattr(text_config, "hidden_act", None)
+    if chosen == fused.__name__ and has_experts and hidden_act not in ("silu", "swish"):
         raise ValueError(
-            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {config.hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
