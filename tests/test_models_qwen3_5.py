@@ -14,6 +14,10 @@ Ulysses SP across 2 and 4 gloo ranks is `tests/test_models_sequence_parallel.py`
 - both files' delta-net forward calls Qwen3.5's projection step (separate `in_proj_qkv/z/b/a`) and each file's delta
   rule (upstream's pure-torch one on CPU, flash-linear-attention's in the GPU file); the step equals upstream's
   projections and reshapes;
+- the composite builds the file's own text model and vision tower (upstream's `AutoModel.from_config` would build
+  transformers' classes, and every patch below the head would go unused);
+- under Ulysses SP on 2 gloo ranks with images (plain and padded rows: each rank merges the images, then keeps its
+  slice), the reduced loss and every summed gradient equal stock's on the whole batch (marked `slow`);
 - a stock Qwen3.5-MoE checkpoint (experts saved one by one) loads into both files with no missing keys, and with
   `output_router_logits` the MoE loss includes the router aux loss as stock's does (with images, above).
 """
@@ -21,13 +25,18 @@ Ulysses SP across 2 and 4 gloo ranks is `tests/test_models_sequence_parallel.py`
 from __future__ import annotations
 
 import inspect
+from datetime import timedelta
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import transformers
 from multimodal_batches import IMAGE_TOKEN_ID, image_batch
 from safetensors import safe_open
 from tiny_families import FAMILIES, generated_module
+
+from patchgen.runtime import sequence_parallel as sp
 
 
 CONDITIONAL = {"qwen3_5": "Qwen3_5ForConditionalGeneration", "qwen3_5_moe": "Qwen3_5MoeForConditionalGeneration"}
@@ -157,3 +166,93 @@ def test_stock_moe_checkpoint_loads_without_missing_keys(moe_checkpoint, variant
     if variant == "cpu":  # the GPU file's kernels need a GPU to run
         input_ids = torch.randint(3, 90, (2, 9), generator=torch.Generator().manual_seed(4))
         torch.testing.assert_close(loaded.eval()(input_ids).logits, stock(input_ids).logits)
+
+
+# -- Ulysses SP with images: every rank gets the whole batch, merges the images, then keeps its slice -------------------
+
+
+def padded(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Row 0 left-padded by 2 tokens, row 1 right-padded by 2 (the images, at (2, 4), end by token 13)."""
+    attention_mask = torch.ones_like(batch["input_ids"])
+    attention_mask[0, :2] = 0
+    attention_mask[1, -2:] = 0
+    input_ids = batch["input_ids"].masked_fill(attention_mask == 0, 0)
+    return {**batch, "input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    labels = batch["input_ids"].masked_fill(batch["input_ids"] == IMAGE_TOKEN_ID, -100)
+    if "attention_mask" in batch:
+        labels = labels.masked_fill(batch["attention_mask"] == 0, -100)
+    return {**batch, "labels": labels}
+
+
+SP_BATCHES = {"plain": lambda: image_batch(), "padded": lambda: padded(image_batch(image_at=(2, 4)))}
+
+
+def sp_config(model: str):
+    config = tiny_config(model)
+    config.text_config.use_cache = False  # no recurrent cache under SP
+    config._attn_implementation = "eager"
+    return config
+
+
+def take_gradients(model) -> dict[str, torch.Tensor]:
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _sp_worker(rank, world_size, model, state_dict, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{out_dir / 'store'}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        sp.set_sequence_parallel_group(dist.group.WORLD)
+        module = generated_module(model, "cpu")
+        composite = getattr(module, CONDITIONAL[model])(sp_config(model))
+        composite.load_state_dict(state_dict)
+        composite.train()
+        results = {}
+        for kind, make_batch in SP_BATCHES.items():
+            loss = composite(**module.shard_multimodal_batch(with_labels(make_batch()))).loss
+            loss.backward()
+            for parameter in composite.parameters():
+                if parameter.grad is not None:
+                    dist.all_reduce(parameter.grad)
+            results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(composite)}
+        torch.save(results, out_dir / f"rank{rank}.pt")
+    finally:
+        sp.set_sequence_parallel_group(None)
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_two_ranks_with_images_equal_stock_on_the_whole_sequence(model, tmp_path):
+    """Both token mixers under Ulysses SP after the images are merged: the loss and every gradient of stock."""
+    stock, _ = stock_and_generated(model, config=sp_config(model))
+    stock.train()
+    module = generated_module(model, "cpu")
+    reference = {}
+    for kind, make_batch in SP_BATCHES.items():
+        batch = module.shard_multimodal_batch(with_labels(make_batch()))  # no group: one shard, the whole batch
+        batch["labels"] = batch["shift_labels"]  # stock computes a loss only given labels, then uses shift_labels
+        loss = stock(**batch).loss
+        loss.backward()
+        reference[kind] = {"loss": loss.detach(), "grads": take_gradients(stock)}
+    mp.start_processes(_sp_worker, args=(2, model, stock.state_dict(), tmp_path), nprocs=2, start_method="fork")
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        for kind, expected in reference.items():
+            torch.testing.assert_close(result[kind]["loss"], expected["loss"], msg=lambda m, k=kind: f"{k}: {m}")
+            assert result[kind]["grads"].keys() == expected["grads"].keys()
+            for name, grad in expected["grads"].items():
+                torch.testing.assert_close(
+                    result[kind]["grads"][name], grad, msg=lambda m, k=kind, n=name: f"{k}, {n}: {m}"
+                )
