@@ -1844,8 +1844,8 @@ class Qwen3_5Model(Qwen3_5PreTrainedModel):
     # [PATCHED METHOD] Qwen3_5Model.__init__: see the banner above the class
     def __init__(self, config):
         # upstream's __init__ (Qwen3-VL's layout), the sub-models built from this file's classes (not AutoModel's).
-        # Upstream calls super().__init__(config): its ...PreTrainedModel defines no __init__, so that is PreTrainedModel's
-        # (a set cannot name the file's class for super(); the test of each family checks the MRO)
+        # Upstream calls super().__init__(config): its ...PreTrainedModel defines no __init__, so that is
+        # PreTrainedModel's (a set cannot name the file's class for super(); each family's test checks the MRO)
         PreTrainedModel.__init__(self, config)
         self.visual = own_submodel(config.vision_config)
         self.language_model = own_submodel(config.text_config)

@@ -35,8 +35,8 @@ def own_submodel(sub_config: PreTrainedConfig):
 
 def own_submodels_init(self, config):
     # upstream's __init__ (Qwen3-VL's layout), the sub-models built from this file's classes (not AutoModel's).
-    # Upstream calls super().__init__(config): its ...PreTrainedModel defines no __init__, so that is PreTrainedModel's
-    # (a set cannot name the file's class for super(); the test of each family checks the MRO)
+    # Upstream calls super().__init__(config): its ...PreTrainedModel defines no __init__, so that is
+    # PreTrainedModel's (a set cannot name the file's class for super(); each family's test checks the MRO)
     PreTrainedModel.__init__(self, config)
     self.visual = own_submodel(config.vision_config)
     self.language_model = own_submodel(config.text_config)
