@@ -95,6 +95,62 @@ class Family:
         return {**own, self.shared_in: nested}
 
 
+# Qwen3.5's and Qwen3.5-MoE's tiny text decoder and vision tower (their entries below). The decoder: one gated delta-net
+# layer (separate in_proj_qkv/z/b/a; 4 key heads, as many as the largest SP degree tested, twice as many value heads,
+# wider than the key heads, and a 3-tap convolution) and one gated full-attention layer; 16-channel heads with half of
+# each rotated (partial_rotary_factor 0.5, default 0.25) and the 4 rotated frequencies in interleaved mrope sections
+# 2 + 1 + 1. The vision tower: 2 LayerNorm/GELU blocks, 2x2 patch merging, a 4x4 grid of learned position embeddings.
+QWEN3_5_TEXT = {
+    "head_dim": 16,
+    "layer_types": ["linear_attention", "full_attention"],
+    "linear_num_key_heads": 4,
+    "linear_num_value_heads": 8,
+    "linear_key_head_dim": 8,
+    "linear_value_head_dim": 12,
+    "linear_conv_kernel_dim": 3,
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.5,
+        "mrope_section": [2, 1, 1],
+        "mrope_interleaved": True,
+    },
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+QWEN3_5_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 40,
+    "num_heads": 2,
+    "patch_size": 2,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+    "num_position_embeddings": 16,
+    "out_hidden_size": 32,
+}
+# routed experts (top-2 of 4) and a gated shared expert in both layers; the router aux loss coefficient away from the
+# default (0.001). The aux loss stays off here (upstream's default): under SP each rank would add the aux loss of its
+# own tokens, not its share of the whole batch's (docs/limitations.md); tests/test_models_qwen3_5.py turns it on.
+QWEN3_5_MOE_TEXT = {
+    **QWEN3_5_TEXT,
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 16,
+    "shared_expert_intermediate_size": 16,
+    "router_aux_loss_coef": 0.01,
+}
+# the equivalence harness's decoder: hidden 64 (the vision tower's output too) and vocabulary 101
+QWEN3_5_EQUIVALENCE = {
+    "vision_config": {**QWEN3_5_VISION, "out_hidden_size": 64},
+    "image_token_id": 97,
+    "video_token_id": 98,
+    "vision_start_token_id": 99,
+    "vision_end_token_id": 100,
+}
+QWEN3_5_TOKENS = {"image_token_id": 95, "video_token_id": 96, "vision_start_token_id": 97, "vision_end_token_id": 98}
+
+
 TABLE: dict[str, Family] = {
     # Tied embeddings like Qwen3-0.6B in the equivalence harness: the fused loss must read the shared lm_head weight.
     "qwen3": Family(
@@ -669,6 +725,74 @@ TABLE: dict[str, Family] = {
         no_bf16_comparison=(
             "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (same router and experts "
             "kernels; not measured on Qwen3-Next itself)"
+        ),
+        tf32_kernels=(
+            "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32, as for Qwen3-MoE (same kernel); "
+            "fla's delta rule also multiplies with tl.dot"
+        ),
+    ),
+    # hybrid vision-language (QWEN3_5_TEXT, QWEN3_5_VISION above); the shared dimensions go into the text config
+    "qwen3_5": Family(
+        "Qwen3_5Config",
+        "Qwen3_5ForConditionalGeneration",
+        {"text_config": QWEN3_5_TEXT, "vision_config": QWEN3_5_VISION, **QWEN3_5_TOKENS},
+        harness_config={"equivalence": QWEN3_5_EQUIVALENCE},
+        shared_in="text_config",
+        # the text MLP stays upstream's: the SwiGLU sets are refused (models/qwen3_5/qwen3_5_base_patch_gen_config.py)
+        liger={
+            "Qwen3_5RMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen3_5Attention",
+            "gated_query_projection",
+            "per_head_qk_norm",
+            "partial_rotary",
+            "gated_output_projection",
+        ),
+        vision_inputs=True,
+        tf32_kernels="fla's delta rule multiplies with tl.dot, which runs fp32 operands as TF32 (unmeasured on Qwen3.5)",
+    ),
+    # Qwen3.5 with routed + shared experts in every layer (QWEN3_5_MOE_TEXT above); upstream's forwards add the router
+    # loss (kept), so no fused loss
+    "qwen3_5_moe": Family(
+        "Qwen3_5MoeConfig",
+        "Qwen3_5MoeForConditionalGeneration",
+        {"text_config": QWEN3_5_MOE_TEXT, "vision_config": QWEN3_5_VISION, **QWEN3_5_TOKENS},
+        harness_config={
+            "equivalence": {
+                **QWEN3_5_EQUIVALENCE,
+                # the harness's hidden 64: wider experts
+                "text_config": {
+                    **QWEN3_5_MOE_TEXT,
+                    "moe_intermediate_size": 24,
+                    "shared_expert_intermediate_size": 24,
+                },
+            },
+        },
+        shared_in="text_config",
+        # the shared expert's MLP stays upstream's: the SwiGLU sets are refused (models/qwen3_5_moe/...base...)
+        liger={
+            "Qwen3_5MoeRMSNorm": "liger_kernel.transformers.rms_norm:LigerRMSNormForGemma3",
+            "apply_rotary_pos_emb": ROPE,
+            "apply_rotary_pos_emb_vision": "liger_kernel.transformers.rope:liger_rotary_pos_emb_vision",
+        },
+        attention_steps=(
+            "Qwen3_5MoeAttention",
+            "gated_query_projection",
+            "per_head_qk_norm",
+            "partial_rotary",
+            "gated_output_projection",
+        ),
+        fused_loss=False,  # upstream's forward adds the router aux loss
+        experts=True,
+        liger_experts=True,
+        vision_inputs=True,
+        gpu_tolerance=5e-3,  # TF32 experts kernel, as Qwen3-MoE (not measured on Qwen3.5-MoE)
+        no_bf16_comparison=(
+            "top-2 routing flips between two valid bf16 implementations, as for Qwen3-MoE (same router and experts "
+            "kernels; not measured on Qwen3.5-MoE itself)"
         ),
         tf32_kernels=(
             "LigerExperts multiplies with tl.dot, which runs fp32 operands as TF32, as for Qwen3-MoE (same kernel); "

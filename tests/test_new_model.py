@@ -85,6 +85,9 @@ ATTENTION_KEPT = {
     "gemma3": "Gemma3Attention kept as upstream: its forward is none of the Ulysses step bindings",
     "deepseek_v3": "DeepseekV3Attention kept as upstream: its forward is none of the Ulysses step bindings",
     "qwen3_next": "Qwen3NextAttention kept as upstream: its forward is none of the Ulysses step bindings",
+    # the gated attention of Qwen3-Next (the scaffold reads the text-only *ForCausalLM, not the composite)
+    "qwen3_5": "Qwen3_5Attention kept as upstream: its forward is none of the Ulysses step bindings",
+    "qwen3_5_moe": "Qwen3_5MoeAttention kept as upstream: its forward is none of the Ulysses step bindings",
     # attention sinks: no shared step hands a rank its slice of them
     "gpt_oss": "GptOssAttention kept as upstream: its forward is none of the Ulysses step bindings",
     # its hand-written config binds the residual-dropout output step, which the scaffold does not try

@@ -622,7 +622,7 @@ apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotar
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
@@ -638,7 +638,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] no_qk_norm
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:138
 # ==============================================================================
 def no_qk_norm(
@@ -654,7 +654,7 @@ def no_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
@@ -670,7 +670,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+# Needed by: method_addition Qwen2_5_VLAttention.ulysses_forward (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -686,13 +686,13 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, ulysses_forward, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # - ulysses_forward (method_addition)
 #   Reason: the shared Ulysses forward: all-to-alls around the attention call (ulysses_attention.py)
-#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:254 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:42)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:194 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:43)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2_5_VLAttention(nn.Module):
@@ -915,45 +915,9 @@ class Qwen2_5_VLDecoderLayer(GradientCheckpointingLayer):
 
 
 # ==============================================================================
-# [ADDED] this_ranks_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:97
-# ==============================================================================
-def this_ranks_tokens(
-    input_ids: torch.LongTensor | None,
-    attention_mask: torch.Tensor | None,
-    position_ids: torch.LongTensor | None,
-    inputs_embeds: torch.Tensor | None,
-    kwargs: dict,
-) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
-    """This rank's slice of the text model's sequence inputs, and `kwargs["full_sequence"]` as the attention reads it.
-
-    The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
-    sharded by `shard_batch`) keeps its tokens and must carry their global positions.
-    """
-    full_sequence = kwargs.get("full_sequence")
-    tokens = inputs_embeds if inputs_embeds is not None else input_ids
-    if full_sequence is not None and tokens is not None:
-        whole = whole_sequence_length(full_sequence, tokens.shape[1])
-        if whole:
-            if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
-                position_ids = torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
-            local = local_tokens(whole)
-            input_ids = None if input_ids is None else input_ids[:, local]
-            inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
-            attention_mask = None if attention_mask is None else attention_mask[:, local]
-            position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
-        else:
-            # a shard of the sequence: its rope needs the global positions of its tokens
-            check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-        kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
-    return input_ids, attention_mask, position_ids, inputs_embeds
-
-
-# ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52) (via helper this_ranks_tokens)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:176
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -970,12 +934,12 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 
 # ==============================================================================
-# [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52) (via helper this_ranks_tokens)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:190
+# [ADDED] documents_of_four_row_positions
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:124
 # ==============================================================================
-def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
-    """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
+def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The whole batch's layout for the attention after the all-to-all, read as Qwen2-VL and Qwen2.5-VL read positions.
 
     Upstream keeps packed documents apart only when given its packed layout, `[4, batch, seq]` positions whose
     first row restarts per document (`Qwen2_5_VLTextModel.forward`: "text_position_ids"); with `[batch, seq]` or 3
@@ -984,6 +948,16 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
     """
     if position_ids is not None and position_ids.dim() == 3 and position_ids.shape[0] == 4:
         return full_sequence
+    return without_documents(full_sequence)
+
+
+# ==============================================================================
+# [ADDED] without_documents
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53) (via helper documents_of_four_row_positions)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:149
+# ==============================================================================
+def without_documents(full_sequence: FullSequence) -> FullSequence:
+    """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
     batch_size, length = full_sequence.position_ids.shape
     whole = torch.arange(length, device=full_sequence.position_ids.device).expand(batch_size, length)
     return FullSequence(whole, None, full_sequence.attention_mask)
@@ -991,8 +965,8 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52) (via helper this_ranks_tokens)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:205
+# Needed by: method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:162
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1005,7 +979,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it), then run upstream's forward
-#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:71 (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring
@@ -1035,7 +1009,7 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:52)
+    # [KEPT ORIGINAL] upstream's Qwen2_5_VLTextModel.forward, as upstream_forward, for method_override Qwen2_5_VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_5_vl/qwen2_5_vl_base_patch_gen_config.py:53)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1137,9 +1111,24 @@ class Qwen2_5_VLTextModel(Qwen2_5_VLPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         # Sequence parallelism: the whole sequence arrives here (images merged, 3-D positions computed over all of it);
         # this rank keeps its seq/P tokens of every sequence tensor. Without SP, or given a shard, nothing changes.
-        input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
-            input_ids, attention_mask, position_ids, inputs_embeds, kwargs
-        )
+        full_sequence = kwargs.get("full_sequence")
+        tokens = inputs_embeds if inputs_embeds is not None else input_ids
+        if full_sequence is not None and tokens is not None:
+            whole = whole_sequence_length(full_sequence, tokens.shape[1])
+            if whole:
+                if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
+                    position_ids = (
+                        torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
+                    )
+                local = local_tokens(whole)
+                input_ids = None if input_ids is None else input_ids[:, local]
+                inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
+                attention_mask = None if attention_mask is None else attention_mask[:, local]
+                position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
+            else:
+                # a shard of the sequence: its rope needs the global positions of its tokens
+                check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+            kwargs["full_sequence"] = documents_of_four_row_positions(full_sequence, position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -1549,7 +1538,7 @@ class Qwen2_5_VLModel(Qwen2_5_VLPreTrainedModel):
 # ==============================================================================
 # [ADDED] check_loss_inputs
 # Needed by: method_override Qwen2_5_VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy.conditional_generation, applied at models/qwen2_5_vl/qwen2_5_vl_gpu_patch_gen_config.py:36) (via helper multimodal_loss_forward)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:211
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:168
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
     """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""

@@ -158,7 +158,7 @@ class Qwen3NextRotaryEmbedding(nn.Module):
 
 # ==============================================================================
 # [ADDED] _rms_normalize
-# Needed by: class_replacement Qwen3NextRMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
+# Needed by: class_replacement Qwen3NextRMSNorm (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:26)
 # Patch source: patchgen/sets/kernels/torch_kernels.py:39
 # ==============================================================================
 def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -170,7 +170,7 @@ def _rms_normalize(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextRMSNorm
 # Reason: pure-torch (1 + weight) RMSNorm in fp32, LigerRMSNormForGemma3's offset=1 'gemma' casting (CPU stand-in) [Qwen3-Next's RMSNorm scales by (1 + weight) in fp32, as Gemma's; q_norm/k_norm use it too]
-# Patch source: patchgen/sets/kernels/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:25)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:69 (patch set torch_gemma_rms_norm.rms_norm, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:26)
 # ==============================================================================
 class Qwen3NextRMSNorm(nn.Module):
     """Gemma's RMSNorm: the weight is an offset from 1 (it starts at zero) and the whole product is fp32."""
@@ -198,7 +198,7 @@ def rotate_half(x):
 
 # ==============================================================================
 # [ADDED] _rotate_half
-# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
+# Needed by: function_replacement apply_rotary_pos_emb (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:33)
 # Patch source: patchgen/sets/kernels/torch_kernels.py:157
 # ==============================================================================
 def _rotate_half(x):
@@ -211,7 +211,7 @@ def _rotate_half(x):
 # ==============================================================================
 # [PATCHED FUNCTION] apply_rotary_pos_emb
 # Reason: rope in fp32, cast back: the precision of Liger's rope kernel [sees only the rotated channels (partial_rotary)]
-# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:165 (patch set torch_rope.rope, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:33)
 # ==============================================================================
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """Rotary position embedding of q and k, computed in fp32 whatever their dtype."""
@@ -793,7 +793,7 @@ def torch_recurrent_gated_delta_rule(
 # ==============================================================================
 # [ADDED] linear_attention_head_layout
 # Needed by: init_modification Qwen3NextGatedDeltaNet (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:57
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:60
 # ==============================================================================
 def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> UlyssesHeadLayout:
     """The split of a linear-attention layer's key heads (value heads follow them) over the group set now."""
@@ -809,7 +809,7 @@ def linear_attention_head_layout(num_key_heads: int, num_value_heads: int) -> Ul
 # ==============================================================================
 # [ADDED] sequence_to_key_head_shards
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:75
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:78
 # ==============================================================================
 def sequence_to_key_head_shards(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, b: torch.Tensor, a: torch.Tensor
@@ -848,7 +848,7 @@ def sequence_to_key_head_shards(
 # ==============================================================================
 # [ADDED] local_conv_weight
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:109
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:112
 # ==============================================================================
 def local_conv_weight(self) -> torch.Tensor:
     """The depthwise convolution's `[channels, kernel]` weight for this rank's heads only.
@@ -871,7 +871,7 @@ def local_conv_weight(self) -> torch.Tensor:
 # ==============================================================================
 # [ADDED] local_value_heads
 # Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
-# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:127
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:130
 # ==============================================================================
 def local_value_heads(self) -> slice:
     """The value heads this rank's recurrence runs (all of them without sequence parallelism)."""
@@ -881,14 +881,31 @@ def local_value_heads(self) -> slice:
 
 
 # ==============================================================================
+# [ADDED] fused_qkvz_ba_projection
+# Needed by: method_override Qwen3NextGatedDeltaNet.forward (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
+# Patch source: patchgen/sets/attention/ulysses_linear_attention.py:144
+# ==============================================================================
+def fused_qkvz_ba_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v, z from one projection and b, a from another, both laid out per key head (Qwen3-Next).
+
+    Requires: `in_proj_qkvz`, `in_proj_ba` and upstream's `fix_query_key_value_ordering`, which cuts them per key head.
+    """
+    projected_states_qkvz = self.in_proj_qkvz(hidden_states)
+    projected_states_ba = self.in_proj_ba(hidden_states)
+    return self.fix_query_key_value_ordering(projected_states_qkvz, projected_states_ba)
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen3NextGatedDeltaNet
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel split of the key/value heads at construction [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
-#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:68 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:71 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: one all-to-all of q/k/v/beta/decay inputs before the short convolution, the convolution and delta rule over the whole sequence of this rank's heads, one all-to-all back [the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel]
-#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:134 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
+#   Patch source: patchgen/sets/attention/ulysses_linear_attention.py:180 (patch set ulysses_gated_delta_net.linear_attention, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:20)
 # ==============================================================================
 @use_kernelized_func(
     [
@@ -944,7 +961,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
         self.out_proj = nn.Linear(self.value_dim, self.hidden_size, bias=False)
 
         self.layer_type = config.layer_types[layer_idx]
-        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_linear_attention.py:68), after the upstream body
+        # [patchgen] begin: added by modify_init (patchgen/sets/attention/ulysses_linear_attention.py:71), after the upstream body
         # Sequence parallelism (Ulysses): each rank runs the convolution and the recurrence for key heads/P (and their
         # value heads) over the whole sequence, so the split is fixed here and a bad head count fails at construction.
         self.sequence_parallel_layout = linear_attention_head_layout(self.num_k_heads, self.num_v_heads)
@@ -1000,9 +1017,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
         else:
             recurrent_state = None
 
-        projected_states_qkvz = self.in_proj_qkvz(hidden_states)
-        projected_states_ba = self.in_proj_ba(hidden_states)
-        query, key, value, z, b, a = self.fix_query_key_value_ordering(projected_states_qkvz, projected_states_ba)
+        query, key, value, z, b, a = fused_qkvz_ba_projection(self, hidden_states)
 
         # ---- sequence parallelism (Ulysses): begin ----
         # the mask of the whole sequence is for softmax attention; the recurrence needs only the zeroed padding above
@@ -1140,7 +1155,7 @@ class Qwen3NextGatedDeltaNet(nn.Module):
 # ==============================================================================
 # [PATCHED CLASS] Qwen3NextMLP
 # Reason: pure-torch SwiGLU with LigerSwiGLUMLP's constructor and keys: down(silu(gate) * up) [the shared expert and dense layers]
-# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
+# Patch source: patchgen/sets/kernels/torch_kernels.py:89 (patch set torch_swiglu_mlp.mlp, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:32)
 # ==============================================================================
 class Qwen3NextMLP(nn.Module):
     """The gated MLP of Llama-style models, bias-free and SiLU-only like the fused kernel it stands in for."""
@@ -1325,7 +1340,7 @@ class Qwen3NextDecoderLayer(GradientCheckpointingLayer):
 
 # ==============================================================================
 # [ADDED] registered_experts_implementation
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30) (via helper torch_fused_moe)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31) (via helper torch_fused_moe)
 # Patch source: patchgen/sets/experts/moe_experts.py:27
 # ==============================================================================
 def registered_experts_implementation(experts_forward):
@@ -1340,46 +1355,34 @@ def registered_experts_implementation(experts_forward):
 
 # ==============================================================================
 # [ADDED] fused_unless_requested
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
 # Patch source: patchgen/sets/experts/moe_experts.py:37
 # ==============================================================================
 def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
 
     Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
-    one for another activation is refused. The activation is the experts' config's: a vision-language model's
-    top-level config (Qwen3-VL-MoE) reads its text decoder's (`get_text_config()`); transformers also asks the
-    vision tower's model, whose config routes no experts (a GELU tower): nothing runs the kernel there.
+    one for another activation is refused.
     """
     chosen = fused.__name__ if requested_experts is None else requested_experts
-    experts_config = config.get_text_config()
-    if (
-        chosen == fused.__name__
-        and routes_experts(experts_config)
-        and experts_config.hidden_act not in ("silu", "swish")
-    ):
+    # A composite (vision-language) model asks for its own config (the experts' activation is in its text config)
+    # and for each sub-model's: a part without experts (the vision tower, a GELU MLP) has nothing to refuse.
+    text_config = config.get_text_config()
+    has_experts = any(
+        getattr(text_config, name, None) for name in ("num_experts", "num_local_experts", "n_routed_experts")
+    )
+    hidden_act = getattr(text_config, "hidden_act", None)
+    if chosen == fused.__name__ and has_experts and hidden_act not in ("silu", "swish"):
         raise ValueError(
-            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {experts_config.hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
 
 
 # ==============================================================================
-# [ADDED] routes_experts
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30) (via helper fused_unless_requested)
-# Patch source: patchgen/sets/experts/moe_experts.py:59
-# ==============================================================================
-def routes_experts(config) -> bool:
-    """Whether `config` describes routed experts: the expert counts upstream's MoE configs define (Qwen3-MoE,
-    Qwen3-Next, Qwen3-VL-MoE's text config: `num_experts`; DeepSeek-V3: `n_routed_experts`; Mixtral, GPT-OSS:
-    `num_local_experts`)."""
-    return any(getattr(config, name, None) for name in ("num_experts", "n_routed_experts", "num_local_experts"))
-
-
-# ==============================================================================
 # [ADDED] torch_fused_moe
-# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+# Needed by: method_override Qwen3NextPreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
 # Patch source: patchgen/sets/experts/torch_moe_experts.py:18
 # ==============================================================================
 @registered_experts_implementation
@@ -1422,7 +1425,7 @@ def torch_fused_moe(
 # Methods patched: get_correct_experts_implementation, is_custom_code
 # - get_correct_experts_implementation (method_override)
 #   Reason: experts: the pure-torch fused kernel 'torch_fused_moe' unless another is requested; every upstream implementation stays selectable with set_experts_implementation() [Qwen3NextExperts keeps upstream's dispatch]
-#   Patch source: patchgen/sets/experts/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:30)
+#   Patch source: patchgen/sets/experts/torch_moe_experts.py:57 (patch set torch_experts.pretrained_model, applied at models/qwen3_next/qwen3_next_cpu_patch_gen_config.py:31)
 # - is_custom_code (method_override)
 #   Reason: this file is transformers' modeling code with patches: initialise weights, convert checkpoints and read layer types as for the stock classes (outside the transformers package they count as custom code); applied by the generator to every class deriving from PreTrainedModel
 #   Patch source: patchgen/load/native_code.py:43 (patch set native_model_code.pretrained_model, applied at patchgen/load/native_code.py:48)

@@ -31,6 +31,7 @@ from patchgen.sets.attention.ulysses_attention import (
 from patchgen.sets.attention.ulysses_multimodal import (
     ULYSSES_ATTENTION_WITH_POSITION_IDS,
     ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL,
+    documents_of_four_row_positions,
     shard_multimodal_batch,
 )
 
@@ -49,7 +50,11 @@ config.use(
         "project_output": output_projection,
     },
 )
-config.use(ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL, "Qwen2VLTextModel")
+config.use(
+    ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL,
+    "Qwen2VLTextModel",
+    bind={"documents_as_upstream_reads_them": documents_of_four_row_positions},
+)
 config.add_code(
     after="Qwen2VLForConditionalGeneration",
     description="the batch one rank passes to the model under sequence parallelism (whole sequence, its labels' share)",

@@ -7,7 +7,7 @@ Generated file: generated/qwen3_next/patched_modeling_qwen3_next_cpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
+from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET, fused_qkvz_ba_projection
 from patchgen.sets.experts.torch_moe_experts import TORCH_EXPERTS
 from patchgen.sets.kernels.torch_kernels import TORCH_GEMMA_RMS_NORM, TORCH_ROPE, TORCH_SWIGLU_MLP
 
@@ -20,6 +20,7 @@ config = PatchConfig.extend(
 config.use(
     ULYSSES_GATED_DELTA_NET,
     linear_attention="Qwen3NextGatedDeltaNet",
+    bind={"project_linear_inputs": fused_qkvz_ba_projection},
     note="the chunked delta rule is upstream's pure-torch one, the twin of the GPU file's fla kernel",
 )
 config.use(

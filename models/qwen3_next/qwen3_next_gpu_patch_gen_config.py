@@ -7,7 +7,7 @@ Generated file: generated/qwen3_next/patched_modeling_qwen3_next_gpu.py
 """
 
 from patchgen import PatchConfig
-from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET
+from patchgen.sets.attention.ulysses_linear_attention import ULYSSES_GATED_DELTA_NET, fused_qkvz_ba_projection
 from patchgen.sets.experts.liger_moe_experts import LIGER_EXPERTS
 from patchgen.sets.kernels.liger_kernels import LIGER_GEMMA_RMS_NORM, LIGER_ROPE, LIGER_SWIGLU_MLP
 from patchgen.sets.kernels.linear_attention_kernels import fla_chunk_gated_delta_rule
@@ -29,7 +29,10 @@ config = PatchConfig.extend(
 config.use(
     ULYSSES_GATED_DELTA_NET,
     linear_attention="Qwen3NextGatedDeltaNet",
-    bind={"torch_chunk_gated_delta_rule": fla_chunk_gated_delta_rule},
+    bind={
+        "project_linear_inputs": fused_qkvz_ba_projection,
+        "torch_chunk_gated_delta_rule": fla_chunk_gated_delta_rule,
+    },
     note="the chunked delta rule is flash-linear-attention's kernel",
 )
 config.use(

@@ -1,4 +1,4 @@
-"""Ulysses sequence parallelism for gated delta-net linear attention (Qwen3-Next's linear-attention layers).
+"""Ulysses sequence parallelism for gated delta-net linear attention (Qwen3-Next's and Qwen3.5's linear-attention layers).
 
 A gated delta-net layer mixes tokens in two places, both along the sequence and both per channel:
 a short causal depthwise convolution over the q/k/v channels (`conv1d`, groups = channels), and the
@@ -12,11 +12,14 @@ the whole sequence of their heads, exactly as one process does; no state is pass
 - `ulysses_gated_delta_net_init` (`modify_init`): fixes the layer's head split at construction and
   refuses key heads that do not divide by the sequence-parallel degree.
 - `ulysses_gated_delta_net_forward` (`override_method`): upstream's forward (cache paths included) with
-  the two all-to-alls; with no sequence-parallel group it runs exactly the upstream operations.
+  the two all-to-alls; with no sequence-parallel group it runs exactly the upstream operations. The input
+  projection is a step a family binds (`project_linear_inputs`), as the shared attention forward's are.
 
-Heads are split by *key* head: a value head `j` reads key head `j // (value_heads / key_heads)`, and
-upstream's fused projection lays q, k, v, z, b, a out per key head, so a rank holding key heads
-`[r * nk / P, (r + 1) * nk / P)` holds their value heads too. One all-to-all carries q, k, v, b, a
+Heads are split by *key* head: a value head `j` reads key head `j // (value_heads / key_heads)` (the
+delta rule's `repeat_interleave`), so a rank holding key heads `[r * nk / P, (r + 1) * nk / P)` holds
+their value heads too, however the projection lays them out: the projection step
+(`project_linear_inputs`: Qwen3-Next's per-key-head `in_proj_qkvz` / `in_proj_ba`, or Qwen3.5's
+separate `in_proj_qkv` / `in_proj_z` / `in_proj_b` / `in_proj_a`) returns them split into heads. One all-to-all carries q, k, v, b, a
 together (concatenated per key head); the gate `z` stays on its rank, because the gated RMSNorm runs per
 token and head after the output comes back.
 
@@ -131,6 +134,49 @@ def local_value_heads(self) -> slice:
     return slice(rank * heads, (rank + 1) * heads)
 
 
+# -- steps: the input projection, where families differ ------------------------------------------------
+#
+# The forward calls `project_linear_inputs` (bound below); a family binds the step that fits its upstream layer.
+# Every step returns query/key `[batch, seq, key_heads, key_dim]`, value and the gate z `[batch, seq, value_heads,
+# value_dim]`, b/a `[batch, seq, value_heads]`: this rank's tokens of every head.
+
+
+def fused_qkvz_ba_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v, z from one projection and b, a from another, both laid out per key head (Qwen3-Next).
+
+    Requires: `in_proj_qkvz`, `in_proj_ba` and upstream's `fix_query_key_value_ordering`, which cuts them per key head.
+    """
+    projected_states_qkvz = self.in_proj_qkvz(hidden_states)
+    projected_states_ba = self.in_proj_ba(hidden_states)
+    return self.fix_query_key_value_ordering(projected_states_qkvz, projected_states_ba)
+
+
+def separate_qkv_z_b_a_projection(
+    self, hidden_states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v from one projection laid out [query | key | value] (each head-major), z, b, a from their own (Qwen3.5).
+
+    Requires: `in_proj_qkv` of width `2 * key_dim + value_dim`, and `in_proj_z`, `in_proj_b`, `in_proj_a`.
+    """
+    batch_size, seq_len, _ = hidden_states.shape
+    query, key, value = torch.split(
+        self.in_proj_qkv(hidden_states), [self.key_dim, self.key_dim, self.value_dim], dim=-1
+    )
+    query = query.reshape(batch_size, seq_len, -1, self.head_k_dim)
+    key = key.reshape(batch_size, seq_len, -1, self.head_k_dim)
+    value = value.reshape(batch_size, seq_len, -1, self.head_v_dim)
+    z = self.in_proj_z(hidden_states).reshape(batch_size, seq_len, -1, self.head_v_dim)
+    return query, key, value, z, self.in_proj_b(hidden_states), self.in_proj_a(hidden_states)
+
+
+# The slot the forward calls, Qwen3-Next's step unless a config binds another:
+#     config.use(ULYSSES_GATED_DELTA_NET, linear_attention="Qwen3_5GatedDeltaNet",
+#                bind={"project_linear_inputs": separate_qkv_z_b_a_projection})
+project_linear_inputs = fused_qkvz_ba_projection
+
+
 def ulysses_gated_delta_net_forward(
     self,
     hidden_states: torch.Tensor,
@@ -149,9 +195,7 @@ def ulysses_gated_delta_net_forward(
     else:
         recurrent_state = None
 
-    projected_states_qkvz = self.in_proj_qkvz(hidden_states)
-    projected_states_ba = self.in_proj_ba(hidden_states)
-    query, key, value, z, b, a = self.fix_query_key_value_ordering(projected_states_qkvz, projected_states_ba)
+    query, key, value, z, b, a = project_linear_inputs(self, hidden_states)
 
     # ---- sequence parallelism (Ulysses): begin ----
     # the mask of the whole sequence is for softmax attention; the recurrence needs only the zeroed padding above
@@ -300,6 +344,20 @@ ULYSSES_GATED_DELTA_NET.requires_attributes(
     "linear_attention",
     "in_proj_qkvz",
     "in_proj_ba",
+    otherwise="bind project_linear_inputs=separate_qkv_z_b_a_projection for in_proj_qkv/in_proj_z/in_proj_b/in_proj_a",
+    step=("project_linear_inputs", fused_qkvz_ba_projection),
+)
+ULYSSES_GATED_DELTA_NET.requires_attributes(
+    "linear_attention",
+    "in_proj_qkv",
+    "in_proj_z",
+    "in_proj_b",
+    "in_proj_a",
+    otherwise="bind project_linear_inputs=fused_qkvz_ba_projection for in_proj_qkvz/in_proj_ba",
+    step=("project_linear_inputs", separate_qkv_z_b_a_projection),
+)
+ULYSSES_GATED_DELTA_NET.requires_attributes(
+    "linear_attention",
     "conv1d",
     "A_log",
     "dt_bias",

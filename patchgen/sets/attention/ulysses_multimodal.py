@@ -187,8 +187,8 @@ def whole_sequence_length(full_sequence, length: int) -> int:
     )
 
 
-def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
-    """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
+def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The whole batch's layout for the attention after the all-to-all, read as Qwen2-VL and Qwen2.5-VL read positions.
 
     Upstream keeps packed documents apart only when given its packed layout, `[4, batch, seq]` positions whose
     first row restarts per document (`Qwen2_5_VLTextModel.forward`: "text_position_ids"); with `[batch, seq]` or 3
@@ -197,9 +197,32 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
     """
     if position_ids is not None and position_ids.dim() == 3 and position_ids.shape[0] == 4:
         return full_sequence
+    return without_documents(full_sequence)
+
+
+def documents_of_text_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The same, read as Qwen3-VL and Qwen3.5 read positions: `[batch, seq]` positions count as the text row too.
+
+    Their text model expands `[batch, seq]` positions to the 4-row layout, the text row first
+    (`Qwen3_5TextModel.forward`: `position_ids[None, ...].expand(4, ...)`), so packed documents are kept apart for
+    `[batch, seq]` and `[4, batch, seq]` positions alike; only 3 rope rows alone cross documents.
+    """
+    if position_ids is not None and (position_ids.dim() == 2 or position_ids.shape[0] == 4):
+        return full_sequence
+    return without_documents(full_sequence)
+
+
+def without_documents(full_sequence: FullSequence) -> FullSequence:
+    """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
     batch_size, length = full_sequence.position_ids.shape
     whole = torch.arange(length, device=full_sequence.position_ids.device).expand(batch_size, length)
     return FullSequence(whole, None, full_sequence.attention_mask)
+
+
+# The slot the text model's forward calls, bound per family as upstream reads packed documents from positions:
+#     config.use(ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL, "Qwen3_5TextModel",
+#                bind={"documents_as_upstream_reads_them": documents_of_text_positions})
+documents_as_upstream_reads_them = documents_of_four_row_positions
 
 
 def local_tokens(whole: int) -> slice:

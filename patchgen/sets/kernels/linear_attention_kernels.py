@@ -36,7 +36,7 @@ def fla_chunk_gated_delta_rule(
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
     except ImportError as error:
         raise ImportError(
-            "this Qwen3-Next GPU file runs the gated delta rule on flash-linear-attention's kernel: "
+            "this GPU file (Qwen3-Next, Qwen3.5) runs the gated delta rule on flash-linear-attention's kernel: "
             "pip install flash-linear-attention==0.6.0 (the pin in patchgen's `gpu` extra)"
         ) from error
     return chunk_gated_delta_rule(

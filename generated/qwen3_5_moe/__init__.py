@@ -1,0 +1,1 @@
+# Generated modeling files: written by patchgen, never edited by hand.

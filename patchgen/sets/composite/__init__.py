@@ -1,0 +1,1 @@
+"""How a composite model (vision tower + text decoder) builds its parts: from the generated file's own classes."""
