@@ -688,22 +688,34 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
 
     Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
-    one for another activation is refused.
+    one for another activation is refused. The activation is the experts' config's: a vision-language model's
+    top-level config (Qwen3-VL-MoE) reads its text decoder's (`get_text_config()`); transformers also asks the
+    vision tower's model, whose config routes no experts (a GELU tower): nothing runs the kernel there.
     """
     chosen = fused.__name__ if requested_experts is None else requested_experts
-    # A composite (vision-language) model asks for its own config (the experts' activation is in its text config)
-    # and for each sub-model's: a part without experts (the vision tower, a GELU MLP) has nothing to refuse.
-    text_config = config.get_text_config()
-    has_experts = any(
-        getattr(text_config, name, None) for name in ("num_experts", "num_local_experts", "n_routed_experts")
-    )
-    hidden_act = getattr(text_config, "hidden_act", None)
-    if chosen == fused.__name__ and has_experts and hidden_act not in ("silu", "swish"):
+    experts_config = config.get_text_config()
+    if (
+        chosen == fused.__name__
+        and routes_experts(experts_config)
+        and experts_config.hidden_act not in ("silu", "swish")
+    ):
         raise ValueError(
-            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {experts_config.hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
+
+
+# ==============================================================================
+# [ADDED] routes_experts
+# Needed by: method_override DeepseekV3PreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/deepseek_v3/deepseek_v3_cpu_patch_gen_config.py:25) (via helper fused_unless_requested)
+# Patch source: patchgen/sets/experts/moe_experts.py:59
+# ==============================================================================
+def routes_experts(config) -> bool:
+    """Whether `config` describes routed experts: the expert counts upstream's MoE configs define (Qwen3-MoE,
+    Qwen3-Next, Qwen3-VL-MoE's text config: `num_experts`; DeepSeek-V3: `n_routed_experts`; Mixtral, GPT-OSS:
+    `num_local_experts`)."""
+    return any(getattr(config, name, None) for name in ("num_experts", "n_routed_experts", "num_local_experts"))
 
 
 # ==============================================================================

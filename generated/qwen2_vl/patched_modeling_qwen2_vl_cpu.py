@@ -591,7 +591,7 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 #   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:43)
 # - forward (method_override)
 #   Reason: upstream's parameters, handed to the shared Ulysses forward
-#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:194 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:43)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:280 (patch set ulysses_attention_with_position_ids.attention, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:43)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen2VLAttention(nn.Module):
@@ -907,9 +907,44 @@ class Qwen2VisionTransformerPretrainedModel(Qwen2VLPreTrainedModel):
 
 
 # ==============================================================================
-# [ADDED] whole_sequence_length
+# [ADDED] this_ranks_tokens
 # Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:99
+# ==============================================================================
+def this_ranks_tokens(
+    input_ids: torch.LongTensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    inputs_embeds: torch.Tensor | None,
+    kwargs: dict,
+) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
+    """This rank's slice of the text model's sequence inputs.
+
+    The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
+    sharded by `shard_batch`) keeps its tokens and must carry their global positions.
+    """
+    full_sequence = kwargs.get("full_sequence")
+    tokens = inputs_embeds if inputs_embeds is not None else input_ids
+    if full_sequence is not None and tokens is not None:
+        whole = whole_sequence_length(full_sequence, tokens.shape[1])
+        if whole:
+            if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
+                position_ids = torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
+            local = local_tokens(whole)
+            input_ids = None if input_ids is None else input_ids[:, local]
+            inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
+            attention_mask = None if attention_mask is None else attention_mask[:, local]
+            position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
+        else:
+            # a shard of the sequence: its rope needs the global positions of its tokens
+            check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+    return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+# ==============================================================================
+# [ADDED] whole_sequence_length
+# Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:179
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -928,7 +963,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 # ==============================================================================
 # [ADDED] documents_of_four_row_positions
 # Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:124
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:193
 # ==============================================================================
 def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
     """The whole batch's layout for the attention after the all-to-all, read as Qwen2-VL and Qwen2.5-VL read positions.
@@ -946,7 +981,7 @@ def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: t
 # ==============================================================================
 # [ADDED] without_documents
 # Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53) (via helper documents_of_four_row_positions)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:149
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:218
 # ==============================================================================
 def without_documents(full_sequence: FullSequence) -> FullSequence:
     """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
@@ -957,8 +992,8 @@ def without_documents(full_sequence: FullSequence) -> FullSequence:
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:162
+# Needed by: method_override Qwen2VLTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen2_vl/qwen2_vl_base_patch_gen_config.py:53) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:231
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1103,24 +1138,13 @@ class Qwen2VLTextModel(Qwen2VLPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         # Sequence parallelism: the whole sequence arrives here (images merged, 3-D positions computed over all of it);
         # this rank keeps its seq/P tokens of every sequence tensor. Without SP, or given a shard, nothing changes.
-        full_sequence = kwargs.get("full_sequence")
-        tokens = inputs_embeds if inputs_embeds is not None else input_ids
-        if full_sequence is not None and tokens is not None:
-            whole = whole_sequence_length(full_sequence, tokens.shape[1])
-            if whole:
-                if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
-                    position_ids = (
-                        torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
-                    )
-                local = local_tokens(whole)
-                input_ids = None if input_ids is None else input_ids[:, local]
-                inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
-                attention_mask = None if attention_mask is None else attention_mask[:, local]
-                position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
-            else:
-                # a shard of the sequence: its rope needs the global positions of its tokens
-                check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-            kwargs["full_sequence"] = documents_of_four_row_positions(full_sequence, position_ids)
+        input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
+            input_ids, attention_mask, position_ids, inputs_embeds, kwargs
+        )
+        if (
+            kwargs.get("full_sequence") is not None
+        ):  # the whole batch's documents, as upstream reads them from positions
+            kwargs["full_sequence"] = documents_of_four_row_positions(kwargs["full_sequence"], position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -1510,7 +1534,7 @@ class Qwen2VLModel(Qwen2VLPreTrainedModel):
 # ==============================================================================
 # [ADDED] check_loss_inputs
 # Needed by: method_override Qwen2VLForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy_vision_language_forward.conditional_generation, applied at models/qwen2_vl/qwen2_vl_cpu_patch_gen_config.py:22) (via helper multimodal_loss_forward)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:168
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:237
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
     """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""

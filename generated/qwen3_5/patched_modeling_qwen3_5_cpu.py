@@ -1611,9 +1611,44 @@ class Qwen3_5VisionModel(Qwen3_5PreTrainedModel):
 
 
 # ==============================================================================
-# [ADDED] whole_sequence_length
+# [ADDED] this_ranks_tokens
 # Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:99
+# ==============================================================================
+def this_ranks_tokens(
+    input_ids: torch.LongTensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    inputs_embeds: torch.Tensor | None,
+    kwargs: dict,
+) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
+    """This rank's slice of the text model's sequence inputs.
+
+    The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
+    sharded by `shard_batch`) keeps its tokens and must carry their global positions.
+    """
+    full_sequence = kwargs.get("full_sequence")
+    tokens = inputs_embeds if inputs_embeds is not None else input_ids
+    if full_sequence is not None and tokens is not None:
+        whole = whole_sequence_length(full_sequence, tokens.shape[1])
+        if whole:
+            if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
+                position_ids = torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
+            local = local_tokens(whole)
+            input_ids = None if input_ids is None else input_ids[:, local]
+            inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
+            attention_mask = None if attention_mask is None else attention_mask[:, local]
+            position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
+        else:
+            # a shard of the sequence: its rope needs the global positions of its tokens
+            check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+    return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+# ==============================================================================
+# [ADDED] whole_sequence_length
+# Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:179
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -1632,7 +1667,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 # ==============================================================================
 # [ADDED] documents_of_text_positions
 # Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:137
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:206
 # ==============================================================================
 def documents_of_text_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
     """The same, read as Qwen3-VL and Qwen3.5 read positions: `[batch, seq]` positions count as the text row too.
@@ -1649,7 +1684,7 @@ def documents_of_text_positions(full_sequence: FullSequence, position_ids: torch
 # ==============================================================================
 # [ADDED] without_documents
 # Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83) (via helper documents_of_text_positions)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:149
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:218
 # ==============================================================================
 def without_documents(full_sequence: FullSequence) -> FullSequence:
     """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
@@ -1660,8 +1695,8 @@ def without_documents(full_sequence: FullSequence) -> FullSequence:
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:162
+# Needed by: method_override Qwen3_5TextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5/qwen3_5_base_patch_gen_config.py:83) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:231
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1779,24 +1814,13 @@ class Qwen3_5TextModel(Qwen3_5PreTrainedModel):
     ) -> BaseModelOutputWithPast:
         # Sequence parallelism: the whole sequence arrives here (images merged, 3-D positions computed over all of it);
         # this rank keeps its seq/P tokens of every sequence tensor. Without SP, or given a shard, nothing changes.
-        full_sequence = kwargs.get("full_sequence")
-        tokens = inputs_embeds if inputs_embeds is not None else input_ids
-        if full_sequence is not None and tokens is not None:
-            whole = whole_sequence_length(full_sequence, tokens.shape[1])
-            if whole:
-                if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
-                    position_ids = (
-                        torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
-                    )
-                local = local_tokens(whole)
-                input_ids = None if input_ids is None else input_ids[:, local]
-                inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
-                attention_mask = None if attention_mask is None else attention_mask[:, local]
-                position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
-            else:
-                # a shard of the sequence: its rope needs the global positions of its tokens
-                check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-            kwargs["full_sequence"] = documents_of_text_positions(full_sequence, position_ids)
+        input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
+            input_ids, attention_mask, position_ids, inputs_embeds, kwargs
+        )
+        if (
+            kwargs.get("full_sequence") is not None
+        ):  # the whole batch's documents, as upstream reads them from positions
+            kwargs["full_sequence"] = documents_of_text_positions(kwargs["full_sequence"], position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -2358,7 +2382,7 @@ class Qwen3_5ForCausalLM(Qwen3_5PreTrainedModel, GenerationMixin):
 # ==============================================================================
 # [ADDED] check_loss_inputs
 # Needed by: method_override Qwen3_5ForConditionalGeneration.forward (patch set multimodal_torch_linear_cross_entropy_vision_language_forward_without_use_cache.conditional_generation, applied at models/qwen3_5/qwen3_5_cpu_patch_gen_config.py:34) (via helper multimodal_loss_forward)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:168
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:237
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
     """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""

@@ -1429,22 +1429,34 @@ def fused_unless_requested(config, requested_experts: str | None, fused) -> str:
     """The implementation to use: `requested_experts`, or the fused kernel `fused` (by name) when none is requested.
 
     Upstream's default is grouped_mm. The fused kernels compute SiLU gates only (as Liger's does), so choosing
-    one for another activation is refused.
+    one for another activation is refused. The activation is the experts' config's: a vision-language model's
+    top-level config (Qwen3-VL-MoE) reads its text decoder's (`get_text_config()`); transformers also asks the
+    vision tower's model, whose config routes no experts (a GELU tower): nothing runs the kernel there.
     """
     chosen = fused.__name__ if requested_experts is None else requested_experts
-    # A composite (vision-language) model asks for its own config (the experts' activation is in its text config)
-    # and for each sub-model's: a part without experts (the vision tower, a GELU MLP) has nothing to refuse.
-    text_config = config.get_text_config()
-    has_experts = any(
-        getattr(text_config, name, None) for name in ("num_experts", "num_local_experts", "n_routed_experts")
-    )
-    hidden_act = getattr(text_config, "hidden_act", None)
-    if chosen == fused.__name__ and has_experts and hidden_act not in ("silu", "swish"):
+    experts_config = config.get_text_config()
+    if (
+        chosen == fused.__name__
+        and routes_experts(experts_config)
+        and experts_config.hidden_act not in ("silu", "swish")
+    ):
         raise ValueError(
-            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {hidden_act!r}; pass "
+            f"the fused MoE experts kernel {chosen!r} computes SiLU gates only, not {experts_config.hidden_act!r}; pass "
             "experts_implementation='grouped_mm' (or 'eager', 'batched_mm') to from_pretrained or the config"
         )
     return chosen
+
+
+# ==============================================================================
+# [ADDED] routes_experts
+# Needed by: method_override Qwen3_5MoePreTrainedModel.get_correct_experts_implementation (patch set torch_experts.pretrained_model, applied at models/qwen3_5_moe/qwen3_5_moe_cpu_patch_gen_config.py:31) (via helper fused_unless_requested)
+# Patch source: patchgen/sets/experts/moe_experts.py:59
+# ==============================================================================
+def routes_experts(config) -> bool:
+    """Whether `config` describes routed experts: the expert counts upstream's MoE configs define (Qwen3-MoE,
+    Qwen3-Next, Qwen3-VL-MoE's text config: `num_experts`; DeepSeek-V3: `n_routed_experts`; Mixtral, GPT-OSS:
+    `num_local_experts`)."""
+    return any(getattr(config, name, None) for name in ("num_experts", "n_routed_experts", "num_local_experts"))
 
 
 # ==============================================================================
@@ -1808,9 +1820,44 @@ class Qwen3_5MoeVisionModel(Qwen3_5MoePreTrainedModel):
 
 
 # ==============================================================================
-# [ADDED] whole_sequence_length
+# [ADDED] this_ranks_tokens
 # Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:110
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:99
+# ==============================================================================
+def this_ranks_tokens(
+    input_ids: torch.LongTensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    inputs_embeds: torch.Tensor | None,
+    kwargs: dict,
+) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
+    """This rank's slice of the text model's sequence inputs.
+
+    The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
+    sharded by `shard_batch`) keeps its tokens and must carry their global positions.
+    """
+    full_sequence = kwargs.get("full_sequence")
+    tokens = inputs_embeds if inputs_embeds is not None else input_ids
+    if full_sequence is not None and tokens is not None:
+        whole = whole_sequence_length(full_sequence, tokens.shape[1])
+        if whole:
+            if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
+                position_ids = torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
+            local = local_tokens(whole)
+            input_ids = None if input_ids is None else input_ids[:, local]
+            inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
+            attention_mask = None if attention_mask is None else attention_mask[:, local]
+            position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
+        else:
+            # a shard of the sequence: its rope needs the global positions of its tokens
+            check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
+    return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+# ==============================================================================
+# [ADDED] whole_sequence_length
+# Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:179
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -1829,7 +1876,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 # ==============================================================================
 # [ADDED] documents_of_text_positions
 # Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:137
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:206
 # ==============================================================================
 def documents_of_text_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
     """The same, read as Qwen3-VL and Qwen3.5 read positions: `[batch, seq]` positions count as the text row too.
@@ -1846,7 +1893,7 @@ def documents_of_text_positions(full_sequence: FullSequence, position_ids: torch
 # ==============================================================================
 # [ADDED] without_documents
 # Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69) (via helper documents_of_text_positions)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:149
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:218
 # ==============================================================================
 def without_documents(full_sequence: FullSequence) -> FullSequence:
     """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
@@ -1857,8 +1904,8 @@ def without_documents(full_sequence: FullSequence) -> FullSequence:
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:162
+# Needed by: method_override Qwen3_5MoeTextModel.forward (patch set ulysses_whole_sequence_text_model.text_model, applied at models/qwen3_5_moe/qwen3_5_moe_base_patch_gen_config.py:69) (via helper this_ranks_tokens)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:231
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -1976,24 +2023,13 @@ class Qwen3_5MoeTextModel(Qwen3_5MoePreTrainedModel):
     ) -> BaseModelOutputWithPast:
         # Sequence parallelism: the whole sequence arrives here (images merged, 3-D positions computed over all of it);
         # this rank keeps its seq/P tokens of every sequence tensor. Without SP, or given a shard, nothing changes.
-        full_sequence = kwargs.get("full_sequence")
-        tokens = inputs_embeds if inputs_embeds is not None else input_ids
-        if full_sequence is not None and tokens is not None:
-            whole = whole_sequence_length(full_sequence, tokens.shape[1])
-            if whole:
-                if position_ids is None:  # upstream's default, for the whole sequence (no cache under SP)
-                    position_ids = (
-                        torch.arange(whole, device=tokens.device).view(1, 1, -1).expand(3, tokens.shape[0], -1)
-                    )
-                local = local_tokens(whole)
-                input_ids = None if input_ids is None else input_ids[:, local]
-                inputs_embeds = None if inputs_embeds is None else inputs_embeds[:, local]
-                attention_mask = None if attention_mask is None else attention_mask[:, local]
-                position_ids = position_ids[..., local]  # [batch, seq] or [3 or 4 rope rows, batch, seq]
-            else:
-                # a shard of the sequence: its rope needs the global positions of its tokens
-                check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-            kwargs["full_sequence"] = documents_of_text_positions(full_sequence, position_ids)
+        input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
+            input_ids, attention_mask, position_ids, inputs_embeds, kwargs
+        )
+        if (
+            kwargs.get("full_sequence") is not None
+        ):  # the whole batch's documents, as upstream reads them from positions
+            kwargs["full_sequence"] = documents_of_text_positions(kwargs["full_sequence"], position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -862,7 +862,7 @@ class Qwen3VLVisionModel(Qwen3VLPreTrainedModel):
 # ==============================================================================
 # [ADDED] this_ranks_tokens
 # Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:97
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:99
 # ==============================================================================
 def this_ranks_tokens(
     input_ids: torch.LongTensor | None,
@@ -871,7 +871,7 @@ def this_ranks_tokens(
     inputs_embeds: torch.Tensor | None,
     kwargs: dict,
 ) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
-    """This rank's slice of the text model's sequence inputs, and `kwargs["full_sequence"]` as the attention reads it.
+    """This rank's slice of the text model's sequence inputs.
 
     The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
     sharded by `shard_batch`) keeps its tokens and must carry their global positions.
@@ -891,14 +891,13 @@ def this_ranks_tokens(
         else:
             # a shard of the sequence: its rope needs the global positions of its tokens
             check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-        kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
     return input_ids, attention_mask, position_ids, inputs_embeds
 
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
 # Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:176
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:179
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
     """The sequence length when `length` tokens are the whole sequence, 0 when they are this rank's shard."""
@@ -915,12 +914,12 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 
 # ==============================================================================
-# [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79) (via helper this_ranks_tokens)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:190
+# [ADDED] documents_of_four_row_positions
+# Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79) (via helper documents_as_upstream_reads_them)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:193
 # ==============================================================================
-def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
-    """The whole batch's layout for the attention after the all-to-all, read as upstream reads the positions.
+def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
+    """The whole batch's layout for the attention after the all-to-all, read as Qwen2-VL and Qwen2.5-VL read positions.
 
     Upstream keeps packed documents apart only when given its packed layout, `[4, batch, seq]` positions whose
     first row restarts per document (`Qwen2_5_VLTextModel.forward`: "text_position_ids"); with `[batch, seq]` or 3
@@ -929,15 +928,36 @@ def documents_as_upstream_reads_them(full_sequence: FullSequence, position_ids: 
     """
     if position_ids is not None and position_ids.dim() == 3 and position_ids.shape[0] == 4:
         return full_sequence
+    return without_documents(full_sequence)
+
+
+# ==============================================================================
+# [ADDED] without_documents
+# Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79) (via helper documents_of_four_row_positions)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:218
+# ==============================================================================
+def without_documents(full_sequence: FullSequence) -> FullSequence:
+    """The whole batch's layout with its packed documents dropped (one document per row), its padding kept."""
     batch_size, length = full_sequence.position_ids.shape
     whole = torch.arange(length, device=full_sequence.position_ids.device).expand(batch_size, length)
     return FullSequence(whole, None, full_sequence.attention_mask)
 
 
 # ==============================================================================
+# [ADDED] documents_as_upstream_reads_them
+# Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:228
+# ==============================================================================
+# The slot the text model's forward calls, bound per family as upstream reads packed documents from positions:
+#     config.use(ULYSSES_WHOLE_SEQUENCE_TEXT_MODEL, "Qwen3_5TextModel",
+#                bind={"documents_as_upstream_reads_them": documents_of_text_positions})
+documents_as_upstream_reads_them = documents_of_four_row_positions
+
+
+# ==============================================================================
 # [ADDED] local_tokens
 # Needed by: method_override Qwen3VLTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:205
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:231
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
     """This rank's `whole/P` consecutive tokens of a sequence of `whole` tokens."""
@@ -950,7 +970,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it) and its visual tokens' DeepStack features, then run upstream's forward
-#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:128 (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:129 (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl/qwen3_vl_base_patch_gen_config.py:79)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring(
@@ -1105,6 +1125,10 @@ class Qwen3VLTextModel(Qwen3VLPreTrainedModel):
         input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
             input_ids, attention_mask, position_ids, inputs_embeds, kwargs
         )
+        if (
+            kwargs.get("full_sequence") is not None
+        ):  # the whole batch's documents, as upstream reads them from positions
+            kwargs["full_sequence"] = documents_as_upstream_reads_them(kwargs["full_sequence"], position_ids)
         return self.upstream_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -1539,7 +1563,7 @@ class Qwen3VLModel(Qwen3VLPreTrainedModel):
 # ==============================================================================
 # [ADDED] check_loss_inputs
 # Needed by: method_override Qwen3VLForConditionalGeneration.forward (patch set multimodal_fastest_linear_cross_entropy_vision_language_forward_without_use_cache.conditional_generation, applied at models/qwen3_vl/qwen3_vl_gpu_patch_gen_config.py:29) (via helper multimodal_loss_forward)
-# Patch source: patchgen/sets/attention/ulysses_multimodal.py:211
+# Patch source: patchgen/sets/attention/ulysses_multimodal.py:237
 # ==============================================================================
 def check_loss_inputs(num_items_in_batch: torch.Tensor | int | None, computes_loss: bool) -> None:
     """Under sequence parallelism a loss share needs the whole batch's label count (`shard_multimodal_batch`)."""

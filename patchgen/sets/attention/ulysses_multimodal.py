@@ -83,6 +83,8 @@ def whole_sequence_text_forward(
     input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
         input_ids, attention_mask, position_ids, inputs_embeds, kwargs
     )
+    if kwargs.get("full_sequence") is not None:  # the whole batch's documents, as upstream reads them from positions
+        kwargs["full_sequence"] = documents_as_upstream_reads_them(kwargs["full_sequence"], position_ids)
     return self.upstream_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -101,7 +103,7 @@ def this_ranks_tokens(
     inputs_embeds: torch.Tensor | None,
     kwargs: dict,
 ) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.LongTensor | None, torch.Tensor | None]:
-    """This rank's slice of the text model's sequence inputs, and `kwargs["full_sequence"]` as the attention reads it.
+    """This rank's slice of the text model's sequence inputs.
 
     The inputs pass unchanged without SP (no `full_sequence` in `kwargs`); a shard of the sequence (a text-only batch
     sharded by `shard_batch`) keeps its tokens and must carry their global positions.
@@ -121,7 +123,6 @@ def this_ranks_tokens(
         else:
             # a shard of the sequence: its rope needs the global positions of its tokens
             check_sequence_parallel_inputs(position_ids, None, computes_loss=False)
-        kwargs["full_sequence"] = documents_as_upstream_reads_them(full_sequence, position_ids)
     return input_ids, attention_mask, position_ids, inputs_embeds
 
 
@@ -160,6 +161,8 @@ def whole_sequence_deepstack_text_forward(
     input_ids, attention_mask, position_ids, inputs_embeds = this_ranks_tokens(
         input_ids, attention_mask, position_ids, inputs_embeds, kwargs
     )
+    if kwargs.get("full_sequence") is not None:  # the whole batch's documents, as upstream reads them from positions
+        kwargs["full_sequence"] = documents_as_upstream_reads_them(kwargs["full_sequence"], position_ids)
     return self.upstream_forward(
         input_ids=input_ids,
         attention_mask=attention_mask,
