@@ -530,33 +530,60 @@ class Qwen2Model(Qwen2PreTrainedModel):
 
 
 # ==============================================================================
-# [ADDED] causal_lm_loss
+# [ADDED] loss_and_logits
 # Needed by: method_override Qwen2ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:26)
-# Patch source: patchgen/sets/losses/fused_loss.py:111
+# Patch source: patchgen/sets/losses/fused_loss.py:98
 # ==============================================================================
-def causal_lm_loss(
+def loss_and_logits(
     self,
     hidden_states: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None,
     shift_labels: torch.Tensor | None,
     vocab_size: int,
     kwargs: dict,
-) -> torch.Tensor:
-    """The loss of the kept positions' `hidden_states` against `labels` (or `shift_labels`, already shifted).
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The forward's `(loss, logits)` from the kept positions' `hidden_states`.
 
-    Many logits: `linear_cross_entropy(hidden, lm_head.weight, shift_labels)`, the kernel the patch set binds
-    (never materialising the logits); few logits, or a tensor-parallel `lm_head`: upstream's logits and
-    `self.loss_function`. Shared by every causal-LM forward of `models/common` (text, vision-language).
+    With `labels` while training, the loss alone (`logits=None`: nothing reads them): for many logits
+    `fused_causal_lm_loss`, which never materialises them. Otherwise (few logits, a tensor-parallel `lm_head`,
+    evaluation, generation, no labels) upstream's: the `lm_head` logits and, with `labels`, `self.loss_function`
+    of them. Shared by every causal-LM forward of the loss sets (text, vision-language).
     """
-    if not use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
-        # few logits (materialising them is faster), or a tensor-parallel lm_head: upstream's logits and loss
-        return self.loss_function(
-            logits=self.lm_head(hidden_states),
+    loss_only = labels is not None and self.training
+    if loss_only and use_fused_linear_cross_entropy(hidden_states, self.lm_head.weight):
+        # training reads only the loss: a fused kernel never materialises the logits
+        return fused_causal_lm_loss(self, hidden_states, labels, shift_labels, kwargs), None
+    logits = self.lm_head(hidden_states)
+    loss = None
+    if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
+        loss = self.loss_function(
+            logits=logits,
             labels=labels,
             vocab_size=vocab_size,
             shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
             **kwargs,
         )
+    # while training the output carries the loss alone, whichever way it was computed
+    return loss, None if loss_only else logits
+
+
+# ==============================================================================
+# [ADDED] fused_causal_lm_loss
+# Needed by: method_override Qwen2ForCausalLM.forward (patch set fastest_linear_cross_entropy.causal_lm, applied at models/qwen2/qwen2_gpu_patch_gen_config.py:26) (via helper loss_and_logits)
+# Patch source: patchgen/sets/losses/fused_loss.py:131
+# ==============================================================================
+def fused_causal_lm_loss(
+    self,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    shift_labels: torch.Tensor | None,
+    kwargs: dict,
+) -> torch.Tensor:
+    """The loss of the kept positions' `hidden_states` against `labels` (or `shift_labels`, already shifted), fused.
+
+    `linear_cross_entropy(hidden, lm_head.weight, shift_labels)`, the kernel the patch set binds (never
+    materialising the logits), with upstream's loss's `ignore_index` and `num_items_in_batch`.
+    """
     # upstream's loss reads `ignore_index` from the same kwargs (ForCausalLMLoss's parameter)
     ignore_index = kwargs.get("ignore_index", -100)
     if shift_labels is None:
@@ -656,22 +683,7 @@ class Qwen2ForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
         # Only compute necessary positions (logits or loss), as upstream does for the logits
         hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
-        loss = logits = None
-        if labels is not None and self.training:
-            # training reads only the loss: a fused kernel never materialises the logits
-            loss = causal_lm_loss(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
-        else:
-            logits = self.lm_head(hidden_states)
-            if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
-                loss = self.loss_function(
-                    logits=logits,
-                    labels=labels,
-                    vocab_size=self.config.vocab_size,
-                    shift_labels=None
-                    if shift_labels is None
-                    else shift_labels.contiguous(),  # upstream's loss views it
-                    **kwargs,
-                )
+        loss, logits = loss_and_logits(self, hidden_states, labels, shift_labels, self.config.vocab_size, kwargs)
 
         # The output class is a step: a config binds its model's own (`MoeCausalLMOutputWithPast` for DeepSeek-V3),
         # and every other field of the decoder's output passes on as upstream passes it (cache, hidden states,

@@ -16,7 +16,7 @@ with the same rule (`use_fused_linear_cross_entropy`), the same bound `linear_cr
 (each set below imports the kernel its text twin imports: chunked torch, Liger's, or the plain-torch
 twin), the same `shift_labels` / `num_items_in_batch` contract as `patchgen.runtime.shard_batch`, and
 `logits=None` with labels while training, no loss without `labels` (as upstream). Both forwards call one
-`fused_loss.causal_lm_loss`, with the vocabulary size passed in.
+`fused_loss.loss_and_logits`, with the vocabulary size passed in.
 """
 
 import torch
@@ -28,7 +28,7 @@ from transformers.utils import TransformersKwargs
 
 from patchgen.dsl.patch_sets import PatchSet
 from patchgen.sets.attention.ulysses_multimodal import check_loss_inputs
-from patchgen.sets.losses.fused_loss import causal_lm_loss
+from patchgen.sets.losses.fused_loss import loss_and_logits
 from patchgen.sets.training_sets import (
     CHUNKED_LINEAR_CROSS_ENTROPY,
     FASTEST_LINEAR_CROSS_ENTROPY,
@@ -60,21 +60,8 @@ def multimodal_loss_forward(
     # Only compute necessary positions (logits or loss), as upstream does for the logits
     hidden_states = slice_logits_to_keep(hidden_states, logits_to_keep)
 
-    loss = logits = None
-    vocab_size = self.config.text_config.vocab_size
-    if labels is not None and self.training:
-        # training reads only the loss: a fused kernel never materialises the logits
-        loss = causal_lm_loss(self, hidden_states, labels, shift_labels, vocab_size, kwargs)
-    else:
-        logits = self.lm_head(hidden_states)
-        if labels is not None:  # as upstream: no loss without `labels`, even with `shift_labels`
-            loss = self.loss_function(
-                logits=logits,
-                labels=labels,
-                vocab_size=vocab_size,
-                shift_labels=None if shift_labels is None else shift_labels.contiguous(),  # upstream's loss views it
-                **kwargs,
-            )
+    vocab_size = self.config.text_config.vocab_size  # a vision-language config's vocabulary is its text config's
+    loss, logits = loss_and_logits(self, hidden_states, labels, shift_labels, vocab_size, kwargs)
 
     # every other field of the model's output passes on as upstream passes it (cache, hidden states, attentions,
     # the vision encoders' outputs)
