@@ -7,7 +7,7 @@
 # Regenerate: python -m patchgen.run_codegen models.qwen3_vl_moe.qwen3_vl_moe_gpu_patch_gen_config --diff
 #
 # Patches applied:
-# - method_override: Qwen3VLMoeModel.__init__
+# - method_override: Qwen3VLMoeModel.__init__ [patch set own_submodels.multimodal_model]
 # - init_modification: Qwen3VLMoeTextAttention [patch set ulysses_attention.attention]
 # - method_override: Qwen3VLMoeTextAttention.forward [patch set ulysses_attention.attention]
 # - method_override: Qwen3VLMoeTextModel.forward [patch set ulysses_whole_sequence_deepstack_text_model.text_model]
@@ -62,6 +62,7 @@ from patchgen.runtime.sequence_parallel import (
     ulysses_head_layout,
 )
 
+from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
@@ -81,6 +82,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.models.qwen3_vl_moe.configuration_qwen3_vl_moe import (
     Qwen3VLMoeConfig,
     Qwen3VLMoeTextConfig,
@@ -267,7 +269,7 @@ apply_rotary_pos_emb = use_kernel_forward_from_hub("rotary_pos_emb")(liger_rotar
 
 # ==============================================================================
 # [ADDED] separate_qkv_projection
-# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:74
 # ==============================================================================
 def separate_qkv_projection(
@@ -283,7 +285,7 @@ def separate_qkv_projection(
 
 # ==============================================================================
 # [ADDED] per_head_qk_norm
-# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:114
 # ==============================================================================
 def per_head_qk_norm(
@@ -299,7 +301,7 @@ def per_head_qk_norm(
 
 # ==============================================================================
 # [ADDED] full_rotary
-# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:149
 # ==============================================================================
 def full_rotary(
@@ -315,7 +317,7 @@ def full_rotary(
 
 # ==============================================================================
 # [ADDED] output_projection
-# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+# Needed by: method_override Qwen3VLMoeTextAttention.forward (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # Patch source: patchgen/sets/attention/ulysses_attention.py:177
 # ==============================================================================
 def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
@@ -331,10 +333,10 @@ def output_projection(self, attn_output: torch.Tensor, output_gate: torch.Tensor
 # Methods patched: __init__, forward
 # - __init__ (init_modification)
 #   Reason: fix the sequence-parallel head layout at construction
-#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:53 (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # - forward (method_override)
 #   Reason: Ulysses sequence parallelism: all-to-alls around the attention call
-#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:67)
+#   Patch source: patchgen/sets/attention/ulysses_attention.py:204 (patch set ulysses_attention.attention, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:47)
 # ==============================================================================
 @use_kernelized_func(apply_rotary_pos_emb)
 class Qwen3VLMoeTextAttention(nn.Module):
@@ -1072,7 +1074,7 @@ class Qwen3VLMoeTextRotaryEmbedding(nn.Module):
 
 # ==============================================================================
 # [ADDED] this_ranks_tokens
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:99
 # ==============================================================================
 def this_ranks_tokens(
@@ -1107,7 +1109,7 @@ def this_ranks_tokens(
 
 # ==============================================================================
 # [ADDED] whole_sequence_length
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:179
 # ==============================================================================
 def whole_sequence_length(full_sequence, length: int) -> int:
@@ -1126,7 +1128,7 @@ def whole_sequence_length(full_sequence, length: int) -> int:
 
 # ==============================================================================
 # [ADDED] documents_of_four_row_positions
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77) (via helper documents_as_upstream_reads_them)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57) (via helper documents_as_upstream_reads_them)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:193
 # ==============================================================================
 def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: torch.Tensor | None) -> FullSequence:
@@ -1144,7 +1146,7 @@ def documents_of_four_row_positions(full_sequence: FullSequence, position_ids: t
 
 # ==============================================================================
 # [ADDED] without_documents
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77) (via helper documents_of_four_row_positions)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57) (via helper documents_of_four_row_positions)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:218
 # ==============================================================================
 def without_documents(full_sequence: FullSequence) -> FullSequence:
@@ -1156,7 +1158,7 @@ def without_documents(full_sequence: FullSequence) -> FullSequence:
 
 # ==============================================================================
 # [ADDED] documents_as_upstream_reads_them
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:228
 # ==============================================================================
 # The slot the text model's forward calls, bound per family as upstream reads packed documents from positions:
@@ -1167,7 +1169,7 @@ documents_as_upstream_reads_them = documents_of_four_row_positions
 
 # ==============================================================================
 # [ADDED] local_tokens
-# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+# Needed by: method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
 # Patch source: patchgen/sets/attention/ulysses_multimodal.py:231
 # ==============================================================================
 def local_tokens(whole: int) -> slice:
@@ -1181,7 +1183,7 @@ def local_tokens(whole: int) -> slice:
 # Methods patched: forward
 # - forward (method_override)
 #   Reason: under sequence parallelism, keep this rank's slice of the whole sequence (image features merged, 3-D rope positions computed over all of it) and its visual tokens' DeepStack features, then run upstream's forward
-#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:129 (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+#   Patch source: patchgen/sets/attention/ulysses_multimodal.py:129 (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
 #   Upstream's original kept as: upstream_forward
 # ==============================================================================
 @auto_docstring(
@@ -1210,7 +1212,7 @@ class Qwen3VLMoeTextModel(Qwen3VLMoePreTrainedModel):
         # Initialize weights and apply final processing
         self.post_init()
 
-    # [KEPT ORIGINAL] upstream's Qwen3VLMoeTextModel.forward, as upstream_forward, for method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:77)
+    # [KEPT ORIGINAL] upstream's Qwen3VLMoeTextModel.forward, as upstream_forward, for method_override Qwen3VLMoeTextModel.forward (patch set ulysses_whole_sequence_deepstack_text_model.text_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:57)
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
@@ -1364,11 +1366,29 @@ class Qwen3VLMoeTextModel(Qwen3VLMoePreTrainedModel):
 
 
 # ==============================================================================
+# [ADDED] own_submodel
+# Needed by: method_override Qwen3VLMoeModel.__init__ (patch set own_submodels.multimodal_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:46)
+# Patch source: patchgen/sets/composite/own_submodels.py:23
+# ==============================================================================
+def own_submodel(sub_config: PreTrainedConfig):
+    """`AutoModel.from_config(sub_config)` with the generated file's class of the same name as transformers' own."""
+    stock_class = MODEL_MAPPING[type(sub_config)]
+    # this helper is copied into the generated file: its globals are that file's classes
+    own_class = globals().get(getattr(stock_class, "__name__", ""))
+    if own_class is None:
+        raise TypeError(
+            f"{type(sub_config).__name__}: AutoModel builds {stock_class!r}, which this generated file does not "
+            "define; the composite model would run transformers' class instead of the file's"
+        )
+    return own_class._from_config(sub_config)
+
+
+# ==============================================================================
 # [MODIFIED CLASS] Qwen3VLMoeModel
 # Methods patched: __init__
 # - __init__ (method_override)
-#   Reason: build this file's vision and text models (upstream's AutoModel.from_config builds transformers' own)
-#   Patch source: models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:56
+#   Reason: upstream's __init__ with the vision tower and text model built from this file's classes: AutoModel.from_config would build transformers' own, leaving every patch below the head unused
+#   Patch source: patchgen/sets/composite/own_submodels.py:36 (patch set own_submodels.multimodal_model, applied at models/qwen3_vl_moe/qwen3_vl_moe_base_patch_gen_config.py:46)
 # ==============================================================================
 @auto_docstring
 class Qwen3VLMoeModel(Qwen3VLMoePreTrainedModel):
@@ -1377,11 +1397,13 @@ class Qwen3VLMoeModel(Qwen3VLMoePreTrainedModel):
     accepts_loss_kwargs = False
 
     # [PATCHED METHOD] Qwen3VLMoeModel.__init__: see the banner above the class
-    def __init__(self, config: Qwen3VLMoeConfig):
-        super(Qwen3VLMoeModel, self).__init__(config)
-        # this file's classes, patched: AutoModel.from_config would build transformers' stock ones
-        self.visual = Qwen3VLMoeVisionModel._from_config(config.vision_config)
-        self.language_model = Qwen3VLMoeTextModel._from_config(config.text_config)
+    def __init__(self, config):
+        # upstream's __init__ (Qwen3-VL's layout), the sub-models built from this file's classes (not AutoModel's).
+        # Upstream calls super().__init__(config): its ...PreTrainedModel defines no __init__, so that is
+        # PreTrainedModel's (a set cannot name the file's class for super(); each family's test checks the MRO)
+        PreTrainedModel.__init__(self, config)
+        self.visual = own_submodel(config.vision_config)
+        self.language_model = own_submodel(config.text_config)
         self.rope_deltas = None  # cache rope_deltas here
 
         # Initialize weights and apply final processing

@@ -5,7 +5,7 @@ vision tower and the text decoder. Where Qwen3-VL differs from Qwen2.5-VL (`mode
 
 - `Qwen3VLModel.__init__` builds its towers with `AutoModel.from_config(...)`, which returns transformers' own
   (stock) `Qwen3VLVisionModel` / `Qwen3VLTextModel`: a generated file would patch classes its model never
-  builds. The override below builds this file's classes (`_from_config`, as Qwen2.5-VL's model does);
+  builds. `OWN_SUBMODELS` (shared with Qwen3.5) builds this file's classes instead, as Qwen2.5-VL's model does;
 - the text attention is Qwen3's (separate q/k/v projections, q/k RMSNorm per head after the view, rope over the
   whole head) with upstream's `(hidden_states, position_embeddings, attention_mask, cache)` order, so the shared
   `ULYSSES_ATTENTION` fits with Qwen3's steps; the interleaved MRoPE (temporal/height/width frequencies
@@ -28,9 +28,6 @@ Kept upstream's:
   under SP each rank runs the vision tower on all the batch's images.
 """
 
-from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel, Qwen3VLTextModel, Qwen3VLVisionModel
-
 from patchgen import PatchConfig
 from patchgen.sets.attention.ulysses_attention import (
     full_rotary,
@@ -42,6 +39,7 @@ from patchgen.sets.attention.ulysses_multimodal import (
     ULYSSES_WHOLE_SEQUENCE_DEEPSTACK_TEXT_MODEL,
     shard_multimodal_batch,
 )
+from patchgen.sets.composite.own_submodels import OWN_SUBMODELS
 from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
@@ -51,21 +49,7 @@ config = PatchConfig.base(
 )
 
 
-@config.override_method(
-    "Qwen3VLModel.__init__",
-    description="build this file's vision and text models (upstream's AutoModel.from_config builds transformers' own)",
-)
-def model_init_with_this_files_towers(self, config: Qwen3VLConfig):
-    super(Qwen3VLModel, self).__init__(config)
-    # this file's classes, patched: AutoModel.from_config would build transformers' stock ones
-    self.visual = Qwen3VLVisionModel._from_config(config.vision_config)
-    self.language_model = Qwen3VLTextModel._from_config(config.text_config)
-    self.rope_deltas = None  # cache rope_deltas here
-
-    # Initialize weights and apply final processing
-    self.post_init()
-
-
+config.use(OWN_SUBMODELS, "Qwen3VLModel")
 config.use(
     ULYSSES_ATTENTION,
     attention="Qwen3VLTextAttention",

@@ -4,7 +4,7 @@ Not generated on its own (`PatchConfig.base`). Qwen3-VL (`models/qwen3_vl/`, who
 Qwen3-MoE's routed experts in the text decoder (`models/qwen3_moe/`):
 
 - `Qwen3VLMoeModel.__init__` builds its towers with `AutoModel.from_config(...)` (transformers' stock classes): the
-  override below builds this file's, as for Qwen3-VL;
+  `OWN_SUBMODELS` builds this file's, as for Qwen3-VL;
 - the text attention is Qwen3's (`ULYSSES_ATTENTION` with Qwen3's steps) and the text model takes DeepStack's
   visual features (`ULYSSES_WHOLE_SEQUENCE_DEEPSTACK_TEXT_MODEL`; the batch arrives whole, `shard_multimodal_batch`);
 - the experts (`Qwen3VLMoeTextExperts`, fused `gate_up_proj` / `down_proj`, `@use_experts_implementation`) keep
@@ -22,13 +22,6 @@ Kept upstream's:
   the rotary embedding modules, as for Qwen3-VL.
 """
 
-from transformers.models.qwen3_vl_moe.configuration_qwen3_vl_moe import Qwen3VLMoeConfig
-from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import (
-    Qwen3VLMoeModel,
-    Qwen3VLMoeTextModel,
-    Qwen3VLMoeVisionModel,
-)
-
 from patchgen import PatchConfig
 from patchgen.sets.attention.ulysses_attention import (
     full_rotary,
@@ -40,6 +33,7 @@ from patchgen.sets.attention.ulysses_multimodal import (
     ULYSSES_WHOLE_SEQUENCE_DEEPSTACK_TEXT_MODEL,
     shard_multimodal_batch,
 )
+from patchgen.sets.composite.own_submodels import OWN_SUBMODELS
 from patchgen.sets.training_sets import ULYSSES_ATTENTION
 
 
@@ -49,21 +43,7 @@ config = PatchConfig.base(
 )
 
 
-@config.override_method(
-    "Qwen3VLMoeModel.__init__",
-    description="build this file's vision and text models (upstream's AutoModel.from_config builds transformers' own)",
-)
-def model_init_with_this_files_towers(self, config: Qwen3VLMoeConfig):
-    super(Qwen3VLMoeModel, self).__init__(config)
-    # this file's classes, patched: AutoModel.from_config would build transformers' stock ones
-    self.visual = Qwen3VLMoeVisionModel._from_config(config.vision_config)
-    self.language_model = Qwen3VLMoeTextModel._from_config(config.text_config)
-    self.rope_deltas = None  # cache rope_deltas here
-
-    # Initialize weights and apply final processing
-    self.post_init()
-
-
+config.use(OWN_SUBMODELS, "Qwen3VLMoeModel")
 config.use(
     ULYSSES_ATTENTION,
     attention="Qwen3VLMoeTextAttention",

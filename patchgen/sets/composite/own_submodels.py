@@ -1,6 +1,6 @@
 """A composite model's sub-models built from the generated file's own classes, not through `AutoModel`.
 
-Qwen3-VL-style composites (Qwen3.5, Qwen3.5-MoE in transformers 5.25) build their vision tower and text decoder
+Qwen3-VL-style composites (Qwen3-VL, Qwen3-VL-MoE, Qwen3.5, Qwen3.5-MoE in transformers 5.25) build their vision tower and text decoder
 with `AutoModel.from_config(config.vision_config)` / `AutoModel.from_config(config.text_config)`. The auto mapping
 resolves a config class to *transformers'* model class, so in a generated copy of such a module the patched text
 model, attention, delta-net and norms would never be built: the model would run stock's decoder behind a patched
