@@ -19,6 +19,24 @@ config = PatchConfig(source_module="toyupstream.models.toy.modeling_toy", target
 """
 
 CASES = {
+    # a composite whose __init__ builds a part with AutoModel.from_config: transformers' class, not the file's copy
+    "composite_builds_transformers_submodel": (
+        """
+from patchgen import PatchConfig
+config = PatchConfig(source_module="transformers.models.qwen3_vl.modeling_qwen3_vl", target_file="patched_modeling_toy_x.py")
+
+@config.override_method("Qwen3VLTextRMSNorm.extra_repr", description="a changed repr")
+def extra_repr(self):
+    return f"eps={self.variance_epsilon}"
+""",
+        [
+            "models.toy.toy_x_patch_gen_config",
+            "generated patched_modeling_toy_x.py would build transformers' own Qwen3VLVisionModel, not its own",
+            "Qwen3VLModel.__init__ (line ",
+            "calls AutoModel.from_config(config.vision_config)",
+            "apply OWN_SUBMODELS (patchgen.sets.composite.own_submodels) to Qwen3VLModel",
+        ],
+    ),
     "target_class_missing": (
         HEADER
         + """

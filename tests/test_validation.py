@@ -8,6 +8,7 @@ import ast
 import inspect
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
@@ -489,3 +490,26 @@ def test_the_self_containment_check_sees_imports_at_any_depth():
         tree = ast.parse(source)
         assert imports(_statements(tree)) == imports(ast.walk(tree))
     assert len(imports(_statements(ast.parse(EVERY_STATEMENT_FORM)))) == 17
+
+
+def test_sub_models_auto_model_would_build_from_transformers_are_found():
+    """`AutoModel.from_config(config.text_config)` builds transformers' class: a problem only when the file defines
+    its own class of that name (Qwen3-VL's towers), not for a part from another model (Llava's CLIP tower)."""
+    import importlib
+
+    from patchgen.plan.submodels import stock_submodels
+
+    def found(module_name: str, text: str | None = None):
+        module = importlib.import_module(module_name)
+        tree = ast.parse(text if text is not None else Path(module.__file__).read_text())
+        return [(s.owner, s.attribute, s.built) for s in stock_submodels(tree, module)]
+
+    assert found("transformers.models.qwen3_vl.modeling_qwen3_vl") == [
+        ("Qwen3VLModel", "vision_config", "Qwen3VLVisionModel"),
+        ("Qwen3VLModel", "text_config", "Qwen3VLTextModel"),
+    ]
+    assert found("transformers.models.gemma3.modeling_gemma3") == [("Gemma3Model", "text_config", "Gemma3TextModel")]
+    assert found("transformers.models.llava.modeling_llava") == []
+    for family in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"):
+        generated = (REPO / "generated" / family / f"patched_modeling_{family}_cpu.py").read_text()
+        assert found(f"transformers.models.{family}.modeling_{family}", generated) == []

@@ -25,6 +25,7 @@ from patchgen.dsl.layout import SHIPPED_SETS
 from patchgen.dsl.patch_spec import Exclusion, Patch, PatchKind
 from patchgen.load.patch_source import free_names, read_patch_source
 from patchgen.plan.import_order import forward_reads_at_import
+from patchgen.plan.submodels import stock_submodels
 from patchgen.syntax.definitions import definitions_named, first_line
 from patchgen.syntax.module_facts import runtime_bound_names
 from patchgen.syntax.sniffed import SNIFFED_CAPABILITIES, claims_without_code, sniffed_capabilities
@@ -277,6 +278,14 @@ def check_generated_output(plan: Plan, path: Path, text: str, undefined: list) -
             f"{read.bound_line}); compute it inside the function that needs it, or patch code placed below it"
         )
     _refuse_changed_capabilities(plan, path, text)
+    for stock in stock_submodels(tree, plan.upstream.module()):
+        raise PatchgenError(
+            f"{plan.config_module}: generated {path.name} would build transformers' own {stock.built}, not its own: "
+            f"{stock.owner}.__init__ (line {stock.line}) calls AutoModel.from_config(config.{stock.attribute}), which "
+            f"returns transformers' class, so no patch of the file's {stock.built} would run; apply OWN_SUBMODELS "
+            f"(patchgen.sets.composite.own_submodels) to {stock.owner}, or override its __init__ to build "
+            f"{stock.built}._from_config(config.{stock.attribute})"
+        )
     for marker, line in claims_without_code(text, tree):
         raise PatchgenError(
             f"{plan.config_module}: generated {path.name} would claim a capability it lacks: {marker!r} appears at "
