@@ -787,6 +787,7 @@ TABLE: dict[str, Family] = {
         ),
         fused_loss=False,  # upstream's forward adds the router aux loss
         experts=True,
+        expert_parallel=True,
         liger_experts=True,
         vision_inputs=True,
         gpu_tolerance=5e-3,  # TF32 experts kernel, as Qwen3-MoE (not measured on Qwen3.5-MoE)
