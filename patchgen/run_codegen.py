@@ -9,6 +9,8 @@ from patchgen.commands import run_codegen as _moved
 
 
 if __name__ == "__main__":
-    _moved.main()
+    from patchgen.commands.cli_errors import run_command
+
+    run_command(_moved.main)
 else:
     sys.modules[__name__] = _moved

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from patchgen.commands.cli_errors import one_line_errors
+from patchgen.commands.cli_errors import one_line_errors, run_command
 from patchgen.commands.config_runs import ConfigRun, run_configs
 from patchgen.commands.upgrade_report import build_report, render
 from patchgen.dsl.layout import enter_project, load_layout
@@ -231,4 +231,4 @@ def _without_diffs(report: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

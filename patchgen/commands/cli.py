@@ -17,6 +17,7 @@ from __future__ import annotations
 import click
 
 from patchgen.commands import check_patchgen, new_model, run_codegen, survey, upgrade_report
+from patchgen.commands.cli_errors import run_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,5 +51,10 @@ main.add_command(new_model.main, "new-model")
 main.add_command(survey.main, "survey")
 
 
+def run() -> None:
+    """The `patchgen` console script: `main`, ended without tearing the interpreter down (`run_command`)."""
+    run_command(main)
+
+
 if __name__ == "__main__":
-    main()
+    run_command(main)

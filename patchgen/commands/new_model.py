@@ -38,7 +38,7 @@ from pathlib import Path
 
 import click
 
-from patchgen.commands.cli_errors import one_line_errors
+from patchgen.commands.cli_errors import one_line_errors, run_command
 from patchgen.commands.config_runs import run_configs
 from patchgen.dsl.errors import PatchgenError
 from patchgen.dsl.layout import Layout, enter_project
@@ -696,4 +696,4 @@ def _report(scaffold: Scaffold, written, generated, write_generated: bool, varia
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

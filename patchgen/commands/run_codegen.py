@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from patchgen.commands import listing
-from patchgen.commands.cli_errors import EXIT_BAD_INPUT, one_line_errors
+from patchgen.commands.cli_errors import EXIT_BAD_INPUT, one_line_errors, run_command
 from patchgen.commands.codegen import Output
 from patchgen.commands.config_runs import ConfigRun, run_configs
 from patchgen.dsl.errors import PatchgenError
@@ -147,4 +147,4 @@ def _print_list(root: Path, config_name: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

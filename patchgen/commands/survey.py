@@ -39,6 +39,8 @@ from pathlib import Path
 
 import click
 
+from patchgen.commands.cli_errors import run_command
+
 
 STATUSES = ("equal", "different", "error", "not compared", "refused")
 DEFECTS = ("different", "error")
@@ -336,4 +338,4 @@ def main(only: str, jobs: int, timeout: float, output: str, child) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

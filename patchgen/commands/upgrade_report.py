@@ -38,7 +38,7 @@ from pathlib import Path
 
 import click
 
-from patchgen.commands.cli_errors import one_line_errors
+from patchgen.commands.cli_errors import one_line_errors, run_command
 from patchgen.dsl.errors import PatchgenError
 from patchgen.dsl.layout import enter_project, is_path_spec, load_layout
 from patchgen.dsl.patch_spec import PatchConfig
@@ -787,4 +787,4 @@ def _accept(root: Path, configs: tuple[str, ...], config_name: str, reviewed: di
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)
