@@ -223,6 +223,8 @@ def _short(exc: BaseException) -> str:
 def _run_child(model_type: str, causal_lm: str, scratch_root: Path, timeout: float) -> Row:
     started = time.monotonic()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    # `--jobs` children already run at once: a child forking one worker per CPU would oversubscribe
+    env["PATCHGEN_JOBS"] = "1"
     repo = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "patchgen.commands.survey", "--child", model_type, causal_lm, str(scratch_root)]
