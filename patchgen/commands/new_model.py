@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import re
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,7 +194,7 @@ def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
         config_class=_config_class(source_module, causal_lm),
         attention=None,
         steps=None,
-        excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lm],
+        excluded=excluded_heads(upstream, causal_lm),
         causal_lm_class=causal_lm,
     )
     probe = _Probe(upstream, scaffold)
@@ -216,6 +217,32 @@ def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
         reasons = "; ".join(f"{kept.component}: {kept.reason}" for kept in scaffold.kept)
         raise PatchgenError(f"{source_module}: no shared set fits any component ({reasons})")
     return scaffold
+
+
+def excluded_heads(upstream: UpstreamModule, causal_lm: str) -> list[str]:
+    """The task heads the base config leaves out of the output: the `<P>For<Task>` classes besides `causal_lm`
+    that no kept code names (by name, or by a string such as `_no_split_modules`; `__all__` aside, its entries go
+    with them). A class that only looks like a head (`<P>ForgetGate`) or a head kept code still names (an
+    `isinstance` check in `<P>PreTrainedModel._init_weights`) is carried along, since excluding it would leave
+    that code naming what the file no longer defines (the generator refuses such a file)."""
+    head = re.compile(re.escape(causal_lm.removesuffix("ForCausalLM")) + "For[A-Z]")
+    excluded = {name for name in upstream.definitions if head.match(name) and name != causal_lm}
+    named: dict[int, set[str]] = {}  # id of a top-level statement -> the candidates it names
+    for node in upstream.tree.body:
+        words = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        words |= {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        named[id(node)] = words & excluded
+    while True:  # a head kept because kept code names it keeps what it names in turn
+        kept = [node for node in upstream.tree.body if getattr(node, "name", None) not in excluded]
+        used = set().union(*(named[id(node)] for node in kept if not _is_all(node)))
+        if not used & excluded:
+            return [name for name in upstream.definitions if name in excluded]
+        excluded -= used
+
+
+def _is_all(node: ast.stmt) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets)
 
 
 class _Probe:
