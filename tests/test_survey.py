@@ -58,3 +58,19 @@ def test_unknown_type_is_a_usage_error(tmp_path):
 
 def test_console_script_runs_the_module_command():
     assert cli.main.commands["survey"] is survey.main
+
+
+def test_tiny_config_sizes_latent_attention_and_per_layer_lists_for_two_layers():
+    """Stock must build and run on the tiny config to be compared: DeepSeek-V3's latent attention gets latent and
+    head sizes of its own scale, a key/value head per query head and expert groups its 4 experts divide into;
+    a per-layer list keeps two entries, the first and the first other kind (a hybrid's linear and full attention),
+    so it agrees with the two layers; a shared-experts count the defaults leave unset is one (Dots1)."""
+    import transformers
+
+    latent = survey.tiny_config(transformers.DeepseekV3Config)
+    assert (latent.kv_lora_rank, latent.qk_rope_head_dim, latent.num_key_value_heads, latent.n_group) == (16, 8, 4, 2)
+    dots = survey.tiny_config(transformers.Dots1Config)
+    assert len(dots.layer_types) == dots.num_hidden_layers == 2 and dots.n_shared_experts == 1
+    assert survey._two_layers(["dense", "dense", "sparse", "sparse"]) == ["dense", "sparse"]
+    assert survey._two_layers(["full_attention"] * 4) == ["full_attention", "full_attention"]
+    assert survey.tiny_config(transformers.BambaConfig).attn_layer_indices == [1]

@@ -7,7 +7,7 @@ one child process (`--jobs` at a time, each with `--timeout` seconds) scaffolds 
 project of its own (a temporary folder: the project's `models/` and `generated/` are never touched),
 generates its `_cpu` and `_gpu` files, builds stock and the generated `_cpu` class from one tiny config
 (`tiny_config`: hidden 32, 2 layers, vocab 99, model-specific multipliers and scales set away from their
-defaults), loads stock's weights into the generated model and compares, in fp32 with eager attention,
+defaults; latent-attention sizes to match, per-layer lists cut to the two layers), loads stock's weights into the generated model and compares, in fp32 with eager attention,
 the logits, a loss and every gradient (`torch.testing.assert_close` defaults).
 
 Each type ends in one status:
@@ -56,11 +56,24 @@ TINY = dict(
     num_experts=4,
     num_local_experts=4,
     n_routed_experts=4,
+    mamba_n_heads=4,  # Mamba-2 heads must divide the expanded hidden size (2 x 32)
     num_experts_per_tok=2,
     max_position_embeddings=64,
     pad_token_id=0,
     bos_token_id=1,
     eos_token_id=2,
+)
+#: multi-head latent attention (DeepSeek-V2/V3 and kin, a config with `kv_lora_rank`): latent and head sizes to
+#: match, one key/value head per query head (the latent's heads are not grouped), two expert groups of two
+TINY_LATENT = dict(
+    q_lora_rank=16,
+    kv_lora_rank=16,
+    qk_nope_head_dim=8,
+    qk_rope_head_dim=8,
+    v_head_dim=8,
+    num_key_value_heads=4,
+    n_group=2,
+    topk_group=1,
 )
 #: float config values that change what a model computes (Granite's multipliers, a logits scale): set away
 #: from their defaults so a generated forward that dropped one would differ from stock
@@ -99,11 +112,28 @@ def tiny_config(config_class, **extra):
     kwargs = {key: value for key, value in TINY.items() if hasattr(defaults, key) or key == "head_dim"}
     if getattr(defaults, "head_dim", None) is None:
         kwargs.pop("head_dim")
+    if hasattr(defaults, "n_shared_experts") and defaults.n_shared_experts is None:
+        kwargs["n_shared_experts"] = 1  # a count the defaults leave unset (Dots1: sized as moe_intermediate_size x it)
+    if hasattr(defaults, "attn_layer_indices") and defaults.attn_layer_indices is None:
+        kwargs["attn_layer_indices"] = [1]  # Bamba: no attention layer at all unless named; the second one
+    if hasattr(defaults, "kv_lora_rank"):
+        kwargs.update((key, value) for key, value in TINY_LATENT.items() if hasattr(defaults, key))
+    layers = getattr(defaults, "num_hidden_layers", None)
+    for key, value in vars(defaults).items():
+        if key.endswith("layer_types") and isinstance(value, list) and len(value) == layers:
+            kwargs[key] = _two_layers(value)  # one entry per layer: the tiny model's two
     for key, value in vars(defaults).items():
         if SCALES.search(key) and isinstance(value, float) and not isinstance(value, bool):
             kwargs[key] = round(value * 0.75 + 0.1, 4)  # away from the default (1.0 -> 0.85, 0.0 -> 0.1)
     kwargs.update(extra)
     return config_class(**kwargs)
+
+
+def _two_layers(kinds: list) -> list:
+    """Two layers' kinds out of a per-layer list: the first and, where the list has another, the first other
+    (a hybrid's linear and full attention, a dense and a sparse MLP), so both kinds run."""
+    other = next((kind for kind in kinds if kind != kinds[0]), kinds[0])
+    return [kinds[0], other]
 
 
 def _inputs():
