@@ -74,3 +74,4 @@ def test_tiny_config_sizes_latent_attention_and_per_layer_lists_for_two_layers()
     assert survey._two_layers(["dense", "dense", "sparse", "sparse"]) == ["dense", "sparse"]
     assert survey._two_layers(["full_attention"] * 4) == ["full_attention", "full_attention"]
     assert survey.tiny_config(transformers.BambaConfig).attn_layer_indices == [1]
+    assert survey.tiny_config(transformers.MinistralConfig).head_dim == 8  # its default None breaks its attention

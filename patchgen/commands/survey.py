@@ -57,6 +57,8 @@ TINY = dict(
     num_local_experts=4,
     n_routed_experts=4,
     mamba_n_heads=4,  # Mamba-2 heads must divide the expanded hidden size (2 x 32)
+    attn_layer_period=2,  # Jamba: an attention layer (layer 1) among the two
+    attn_layer_offset=1,
     num_experts_per_tok=2,
     max_position_embeddings=64,
     pad_token_id=0,
@@ -110,8 +112,8 @@ def tiny_config(config_class, **extra):
     """A tiny config of `config_class`: the `TINY` keys it has, and its float scales set away from their defaults."""
     defaults = config_class()
     kwargs = {key: value for key, value in TINY.items() if hasattr(defaults, key) or key == "head_dim"}
-    if getattr(defaults, "head_dim", None) is None:
-        kwargs.pop("head_dim")
+    if not hasattr(defaults, "head_dim"):
+        kwargs.pop("head_dim")  # (a config whose head_dim defaults to None gets 8, which hidden 32 / 4 heads is)
     if hasattr(defaults, "n_shared_experts") and defaults.n_shared_experts is None:
         kwargs["n_shared_experts"] = 1  # a count the defaults leave unset (Dots1: sized as moe_intermediate_size x it)
     if hasattr(defaults, "attn_layer_indices") and defaults.attn_layer_indices is None:
