@@ -169,16 +169,17 @@ class Scaffold:
 # -- reading upstream -----------------------------------------------------------------------------------
 
 
-def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
+def plan_scaffold(model: str, causal_lm: str | None = None, source_module: str | None = None) -> Scaffold:
     """Everything the configs will say, from upstream's syntax tree, component by component.
 
     Each component (attention with Ulysses SP, RMSNorm, MLP, rope, experts, causal-LM loss) gets the first
     shared set that fits, tried by planning it alone against upstream (the generator's own checks: declared
     requirements on the code and on the config values the set reads), or is kept as upstream with the reason.
     Raises PatchgenError only when the module is not a decoder (no `*ForCausalLM`) or nothing fits.
-    `causal_lm` picks the class when the module defines several (the survey passes transformers' auto mapping).
+    `causal_lm` picks the class when the module defines several (the survey passes transformers' auto mapping);
+    `source_module` is the modeling module when it is not `modeling_<model>` (Data2Vec's `modeling_data2vec_text`).
     """
-    source_module = REFERENCE.format(model)
+    source_module = source_module or REFERENCE.format(model)
     upstream = read_upstream(source_module)
     causal_lms = [name for name in upstream.definitions if name.endswith("ForCausalLM")]
     if causal_lm is None and len(causal_lms) == 1:
@@ -670,7 +671,12 @@ def main(model_type: str, write_generated: bool) -> None:
 
 
 def scaffold_into(
-    layout: Layout, model_type: str, *, causal_lm: str | None = None, write_generated: bool = False
+    layout: Layout,
+    model_type: str,
+    *,
+    causal_lm: str | None = None,
+    source_module: str | None = None,
+    write_generated: bool = False,
 ) -> tuple[Scaffold, dict[Path, str], list[str], list[str]]:
     """Plan, write `models/<model_type>/` of `layout` and generate it (in memory, or written with
     `write_generated`); a generation failure removes the configs again. Returns the scaffold, the files
@@ -678,7 +684,7 @@ def scaffold_into(
     folder = _config_folder(layout) / model_type
     if folder.exists():
         raise PatchgenError(f"{display_path(folder)} already exists; edit its configs instead of scaffolding")
-    scaffold = plan_scaffold(model_type, causal_lm)
+    scaffold = plan_scaffold(model_type, causal_lm, source_module)
     package = layout.module_name_for_path(folder / "__init__.py").removesuffix(".__init__")
     texts = render_configs(scaffold, package)
     written = {folder / name: text for name, text in texts.items()}

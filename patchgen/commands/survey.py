@@ -192,13 +192,14 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
 
     row = Row(model_type, "refused")
     stock_class = getattr(transformers, causal_lm)
-    folder = stock_class.__module__.split(".")[2]  # transformers.models.<folder>.modeling_<folder>
+    module = stock_class.__module__  # transformers.models.<folder>.modeling_<folder>, or modeling_<folder>_text
+    folder = module.split(".")[2]
     (scratch / "models").mkdir(parents=True)
     (scratch / "models" / "__init__.py").write_text("")
     os.chdir(scratch)
     try:
         layout = enter_project()
-        new_model.plan_scaffold(folder, causal_lm)  # a refusal: the scaffold finds nothing to patch
+        new_model.plan_scaffold(folder, causal_lm, module)  # a refusal: the scaffold finds nothing to patch
     except PatchgenError as exc:
         row.detail = " ".join(str(exc).split())
         return row
@@ -206,7 +207,9 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
         row.status, row.detail = "error", f"scaffold: {type(exc).__name__}: {exc}"
         return row
     try:  # accepted: generating it must work
-        scaffold, _, _, _ = new_model.scaffold_into(layout, folder, causal_lm=causal_lm, write_generated=True)
+        scaffold, _, _, _ = new_model.scaffold_into(
+            layout, folder, causal_lm=causal_lm, source_module=module, write_generated=True
+        )
     except Exception as exc:  # noqa: BLE001 - the components fit one by one, together they do not generate
         row.status, row.detail = "error", f"generation: {' '.join(str(exc).split())[:300]}"
         return row
