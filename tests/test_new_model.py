@@ -231,3 +231,14 @@ def test_leaves_out_only_the_heads_nothing_kept_names(tmp_path):
     assert "class HeadsForQuestionAnswering(" not in text and '"HeadsForQuestionAnswering",' not in text
     refused = generated(["HeadsForgetGate", *excluded]).error  # what a prefix match on `HeadsFor` left out
     assert "Undefined name `HeadsForgetGate`" in refused and "exclude_from_output HeadsForgetGate" in refused
+
+
+def test_components_named_after_the_text_model_are_found():
+    """Gemma-4's causal LM is `Gemma4ForCausalLM` and its attention `Gemma4TextAttention`: `<P>Text<role>` where
+    only that is defined, else `<P><role>` (whose absence the scaffold reports as such)."""
+    from patchgen.load.upstream import read_upstream
+
+    upstream = read_upstream("toyupstream.models.heads.modeling_heads")
+    assert new_model._component(upstream, "Heads", "MLP") == "HeadsTextMLP"
+    assert new_model._component(upstream, "Heads", "Attention") == "HeadsAttention"
+    assert new_model._component(upstream, "Heads", "Experts") == "HeadsExperts"

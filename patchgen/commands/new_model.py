@@ -200,8 +200,8 @@ def plan_scaffold(model: str, causal_lm: str | None = None, source_module: str |
     )
     probe = _Probe(upstream, scaffold)
     binding = _pick_attention(scaffold, upstream, probe)
-    _pick_kernel(scaffold, upstream, probe, f"{prefix}RMSNorm", NORMS)
-    _pick_kernel(scaffold, upstream, probe, f"{prefix}MLP", MLPS)
+    _pick_kernel(scaffold, upstream, probe, _component(upstream, prefix, "RMSNorm"), NORMS)
+    _pick_kernel(scaffold, upstream, probe, _component(upstream, prefix, "MLP"), MLPS)
     rope = _pick_kernel(scaffold, upstream, probe, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
     if rope is ROPES[1]:  # the kernel rotates all it is given: the partial_rotary step hands it the rotated channels
         if binding is None:
@@ -246,6 +246,14 @@ def _is_all(node: ast.stmt) -> bool:
     return any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets)
 
 
+def _component(upstream: UpstreamModule, prefix: str, role: str) -> str:
+    """`<P><role>`, or `<P>Text<role>` where only that is defined (Gemma-4's and Llama-4's text decoders name
+    their attention and MLP after the text model, the causal LM after the family)."""
+    name = f"{prefix}{role}"
+    text = f"{prefix}Text{role}"
+    return text if name not in upstream.definitions and text in upstream.definitions else name
+
+
 class _Probe:
     """Plans one `config.use(...)` alone against upstream: the generator's checks for one component's set."""
 
@@ -276,7 +284,7 @@ class _Probe:
 
 def _pick_attention(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -> Binding | None:
     """The Ulysses binding whose reference forward upstream's attention is and whose plan passes; else kept."""
-    attention = f"{scaffold.prefix}Attention"
+    attention = _component(upstream, scaffold.prefix, "Attention")
     node = upstream.definitions.get(attention)
     if not isinstance(node, ast.ClassDef) or find_method(node, "forward") is None:
         scaffold.kept.append(Kept("attention", attention, "upstream defines no such class with a forward"))
@@ -390,7 +398,7 @@ def _pick_experts(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -
     ]
     if not routed:
         return
-    experts, pretrained = f"{prefix}Experts", f"{prefix}PreTrainedModel"
+    experts, pretrained = _component(upstream, prefix, "Experts"), f"{prefix}PreTrainedModel"
     if experts not in upstream.definitions:
         problem = f"upstream defines no {experts} (its experts are {routed[0]}, not a shape the experts sets know)"
     elif pretrained not in upstream.definitions:
