@@ -56,6 +56,8 @@ TINY = dict(
     num_experts=4,
     num_local_experts=4,
     n_routed_experts=4,
+    n_group=2,  # group-limited routing: 2 groups of 2 experts, the best 1 taken
+    topk_group=1,
     mamba_n_heads=4,  # Mamba-2 heads must divide the expanded hidden size (2 x 32)
     attn_layer_period=2,  # Jamba: an attention layer (layer 1) among the two
     attn_layer_offset=1,
@@ -66,7 +68,7 @@ TINY = dict(
     eos_token_id=2,
 )
 #: multi-head latent attention (DeepSeek-V2/V3 and kin, a config with `kv_lora_rank`): latent and head sizes to
-#: match, one key/value head per query head (the latent's heads are not grouped), two expert groups of two
+#: match, one key/value head per query head (the latent's heads are not grouped)
 TINY_LATENT = dict(
     q_lora_rank=16,
     kv_lora_rank=16,
@@ -74,8 +76,6 @@ TINY_LATENT = dict(
     qk_rope_head_dim=8,
     v_head_dim=8,
     num_key_value_heads=4,
-    n_group=2,
-    topk_group=1,
 )
 #: float config values that change what a model computes (Granite's multipliers, a logits scale): set away
 #: from their defaults so a generated forward that dropped one would differ from stock
