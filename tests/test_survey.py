@@ -75,3 +75,27 @@ def test_tiny_config_sizes_latent_attention_and_per_layer_lists_for_two_layers()
     assert survey._two_layers(["full_attention"] * 4) == ["full_attention", "full_attention"]
     assert survey.tiny_config(transformers.BambaConfig).attn_layer_indices == [1]
     assert survey.tiny_config(transformers.MinistralConfig).head_dim == 8  # its default None breaks its attention
+
+
+def test_a_time_out_is_reported_at_the_step_the_child_reached(monkeypatch, tmp_path):
+    """BLT's stock model (its sub-configs at full size) builds for minutes: a child killed while stock builds is
+    `not compared`, with the components it generated; killed before its first checkpoint, an `error`."""
+    import json
+    import subprocess
+    from dataclasses import asdict
+
+    reached = survey.Row(
+        "blt", "not compared", patched=["mlp"], detail="stock did not build and run on the tiny config in"
+    )
+
+    def killed(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"], output=stdout)
+
+    monkeypatch.setattr(survey.subprocess, "run", killed)
+    stdout = json.dumps(asdict(reached)) + "\n"
+    row = survey._run_child("blt", "BltForCausalLM", tmp_path, timeout=5)
+    assert (row.status, row.patched) == ("not compared", ["mlp"])
+    assert row.detail == "stock did not build and run on the tiny config in the time limit (5 s)"
+    stdout = b""
+    row = survey._run_child("blt", "BltForCausalLM", tmp_path, timeout=5)
+    assert (row.status, row.detail) == ("error", "ran past the time limit (5 s)")

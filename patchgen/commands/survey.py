@@ -15,8 +15,9 @@ Each type ends in one status:
 - `equal`: generated, and the `_cpu` file computes what stock computes;
 - `different`: generated, and it does not (a defect of a set or of the scaffold);
 - `error`: the scaffold accepted the model but generating, importing or building the generated file failed
-  (a defect too), or the check ran past its time limit;
-- `not compared`: stock itself does not build or run on the tiny config (nothing to compare against);
+  (a defect too), or scaffolding, generating or the generated model ran past the time limit;
+- `not compared`: stock itself does not build or run on the tiny config, or not within the time limit (nothing
+  to compare against);
 - `refused`: the scaffold refuses the model (not a decoder, or no shared set fits any component).
 
 The table is written as Markdown (`--output`, default `docs/survey.md`); the last line printed is
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -178,8 +179,11 @@ def _difference(ours, theirs) -> str | None:
     return None
 
 
-def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
-    """Scaffold, generate and compare one model type in the scratch project `scratch` (made here)."""
+def survey_one(model_type: str, causal_lm: str, scratch: Path, checkpoint=None) -> Row:
+    """Scaffold, generate and compare one model type in the scratch project `scratch` (made here).
+
+    `checkpoint(row)`, when given, is told the row each step would end in if the next ran past the time limit:
+    stock's build or run (`not compared`: nothing to compare against), then the generated model's (`error`)."""
     import importlib
     import importlib.util
 
@@ -215,6 +219,8 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
         return row
     row.patched = scaffold.patched
     row.kept = [f"{kept.component}: {kept.reason}" for kept in scaffold.kept]
+    if checkpoint:
+        checkpoint(replace(row, status="not compared", detail="stock did not build and run on the tiny config in"))
     try:
         torch.manual_seed(0)
         config = tiny_config(stock_class.config_class)
@@ -228,6 +234,8 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
     except Exception as exc:  # noqa: BLE001
         row.status, row.detail = "not compared", f"stock does not run on the tiny config: {_short(exc)}"
         return row
+    if checkpoint:
+        checkpoint(replace(row, status="error", detail="the generated model did not build and run in"))
     try:
         path = scratch / "generated" / folder / f"patched_modeling_{folder}_cpu.py"
         spec = importlib.util.spec_from_file_location(f"survey_{folder}_cpu", path)
@@ -265,8 +273,15 @@ def _run_child(model_type: str, causal_lm: str, scratch_root: Path, timeout: flo
     command = [sys.executable, "-m", "patchgen.commands.survey", "--child", model_type, causal_lm, str(scratch_root)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        row = Row(model_type, "error", detail=f"ran past the time limit ({timeout:.0f} s)")
+    except subprocess.TimeoutExpired as exc:
+        # the last step the child reached (`survey_one`'s checkpoints): stock too slow is nothing to compare against
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        reached = [line for line in out.splitlines() if line.startswith("{")]
+        if reached:
+            row = Row(**json.loads(reached[-1]))
+            row.detail += f" the time limit ({timeout:.0f} s)"
+        else:
+            row = Row(model_type, "error", detail=f"ran past the time limit ({timeout:.0f} s)")
     else:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode == 0 and lines:
@@ -337,7 +352,8 @@ def main(only: str, jobs: int, timeout: float, output: str, child) -> None:
     if child:
         model_type, causal_lm, scratch_root = child
         scratch = Path(tempfile.mkdtemp(prefix=f"{model_type}-", dir=scratch_root))
-        click.echo(json.dumps(asdict(survey_one(model_type, causal_lm, scratch))))
+        report = lambda row: click.echo(json.dumps(asdict(row)))  # noqa: E731 - click.echo flushes each line
+        report(survey_one(model_type, causal_lm, scratch, checkpoint=report))
         return
     import transformers
 
