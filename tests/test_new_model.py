@@ -205,3 +205,43 @@ def test_refuses_a_model_that_already_has_a_folder(project):
 
 def test_console_script_runs_the_module_command():
     assert cli.main.commands["new-model"] is new_model.main
+
+
+def test_leaves_out_only_the_heads_nothing_kept_names(tmp_path):
+    """Bailing-hybrid's (and Kimi-Linear's) `<P>ForgetGate` starts like a head (`<P>For`) and its attention builds
+    one; Whisper's `_init_weights` names its audio-classification head. Leaving such a class out made a file the
+    generator refuses ("Undefined name"); the scaffold leaves out only the `<P>For<Task>` classes that no kept code
+    names (a kept head keeps the heads it names), and the toy's base config generates with exactly those left out."""
+    from patchgen.commands.codegen import generate
+    from patchgen.dsl.patch_spec import PatchConfig
+    from patchgen.load.discovery import LoadedConfig
+    from patchgen.load.upstream import read_upstream
+
+    source = "toyupstream.models.heads.modeling_heads"
+    excluded = new_model.excluded_heads(read_upstream(source), "HeadsForCausalLM")
+    assert excluded == ["HeadsForQuestionAnswering"]
+
+    def generated(names):
+        config = PatchConfig(source_module=source, target_file="patched_modeling_heads.py")
+        config.exclude_from_output(*names, reason="heads not used for causal-LM training")
+        (result,) = generate([LoadedConfig("heads_config", config)], output_dir=tmp_path)
+        return result
+
+    result = generated(excluded)
+    assert result.error is None, result.error
+    text = next(output.text for output in result.outputs if output.path.suffix == ".py")
+    assert "class HeadsForgetGate(" in text and "class HeadsForSequenceClassification(" in text
+    assert "class HeadsForQuestionAnswering(" not in text and '"HeadsForQuestionAnswering",' not in text
+    refused = generated(["HeadsForgetGate", *excluded]).error  # what a prefix match on `HeadsFor` left out
+    assert "Undefined name `HeadsForgetGate`" in refused and "exclude_from_output HeadsForgetGate" in refused
+
+
+def test_components_named_after_the_text_model_are_found():
+    """Gemma-4's causal LM is `Gemma4ForCausalLM` and its attention `Gemma4TextAttention`: `<P>Text<role>` where
+    only that is defined, else `<P><role>` (whose absence the scaffold reports as such)."""
+    from patchgen.load.upstream import read_upstream
+
+    upstream = read_upstream("toyupstream.models.heads.modeling_heads")
+    assert new_model._component(upstream, "Heads", "MLP") == "HeadsTextMLP"
+    assert new_model._component(upstream, "Heads", "Attention") == "HeadsAttention"
+    assert new_model._component(upstream, "Heads", "Experts") == "HeadsExperts"

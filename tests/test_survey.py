@@ -58,3 +58,44 @@ def test_unknown_type_is_a_usage_error(tmp_path):
 
 def test_console_script_runs_the_module_command():
     assert cli.main.commands["survey"] is survey.main
+
+
+def test_tiny_config_sizes_latent_attention_and_per_layer_lists_for_two_layers():
+    """Stock must build and run on the tiny config to be compared: DeepSeek-V3's latent attention gets latent and
+    head sizes of its own scale, a key/value head per query head and expert groups its 4 experts divide into;
+    a per-layer list keeps two entries, the first and the first other kind (a hybrid's linear and full attention),
+    so it agrees with the two layers; a shared-experts count the defaults leave unset is one (Dots1)."""
+    import transformers
+
+    latent = survey.tiny_config(transformers.DeepseekV3Config)
+    assert (latent.kv_lora_rank, latent.qk_rope_head_dim, latent.num_key_value_heads, latent.n_group) == (16, 8, 4, 2)
+    dots = survey.tiny_config(transformers.Dots1Config)
+    assert len(dots.layer_types) == dots.num_hidden_layers == 2 and dots.n_shared_experts == 1
+    assert survey._two_layers(["dense", "dense", "sparse", "sparse"]) == ["dense", "sparse"]
+    assert survey._two_layers(["full_attention"] * 4) == ["full_attention", "full_attention"]
+    assert survey.tiny_config(transformers.BambaConfig).attn_layer_indices == [1]
+    assert survey.tiny_config(transformers.MinistralConfig).head_dim == 8  # its default None breaks its attention
+
+
+def test_a_time_out_is_reported_at_the_step_the_child_reached(monkeypatch, tmp_path):
+    """BLT's stock model (its sub-configs at full size) builds for minutes: a child killed while stock builds is
+    `not compared`, with the components it generated; killed before its first checkpoint, an `error`."""
+    import json
+    import subprocess
+    from dataclasses import asdict
+
+    reached = survey.Row(
+        "blt", "not compared", patched=["mlp"], detail="stock did not build and run on the tiny config in"
+    )
+
+    def killed(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"], output=stdout)
+
+    monkeypatch.setattr(survey.subprocess, "run", killed)
+    stdout = json.dumps(asdict(reached)) + "\n"
+    row = survey._run_child("blt", "BltForCausalLM", tmp_path, timeout=5)
+    assert (row.status, row.patched) == ("not compared", ["mlp"])
+    assert row.detail == "stock did not build and run on the tiny config in the time limit (5 s)"
+    stdout = b""
+    row = survey._run_child("blt", "BltForCausalLM", tmp_path, timeout=5)
+    assert (row.status, row.detail) == ("error", "ran past the time limit (5 s)")

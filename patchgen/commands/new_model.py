@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import re
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -168,16 +169,17 @@ class Scaffold:
 # -- reading upstream -----------------------------------------------------------------------------------
 
 
-def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
+def plan_scaffold(model: str, causal_lm: str | None = None, source_module: str | None = None) -> Scaffold:
     """Everything the configs will say, from upstream's syntax tree, component by component.
 
     Each component (attention with Ulysses SP, RMSNorm, MLP, rope, experts, causal-LM loss) gets the first
     shared set that fits, tried by planning it alone against upstream (the generator's own checks: declared
     requirements on the code and on the config values the set reads), or is kept as upstream with the reason.
     Raises PatchgenError only when the module is not a decoder (no `*ForCausalLM`) or nothing fits.
-    `causal_lm` picks the class when the module defines several (the survey passes transformers' auto mapping).
+    `causal_lm` picks the class when the module defines several (the survey passes transformers' auto mapping);
+    `source_module` is the modeling module when it is not `modeling_<model>` (Data2Vec's `modeling_data2vec_text`).
     """
-    source_module = REFERENCE.format(model)
+    source_module = source_module or REFERENCE.format(model)
     upstream = read_upstream(source_module)
     causal_lms = [name for name in upstream.definitions if name.endswith("ForCausalLM")]
     if causal_lm is None and len(causal_lms) == 1:
@@ -193,13 +195,13 @@ def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
         config_class=_config_class(source_module, causal_lm),
         attention=None,
         steps=None,
-        excluded=[name for name in upstream.definitions if name.startswith(f"{prefix}For") and name != causal_lm],
+        excluded=excluded_heads(upstream, causal_lm),
         causal_lm_class=causal_lm,
     )
     probe = _Probe(upstream, scaffold)
     binding = _pick_attention(scaffold, upstream, probe)
-    _pick_kernel(scaffold, upstream, probe, f"{prefix}RMSNorm", NORMS)
-    _pick_kernel(scaffold, upstream, probe, f"{prefix}MLP", MLPS)
+    _pick_kernel(scaffold, upstream, probe, _component(upstream, prefix, "RMSNorm"), NORMS)
+    _pick_kernel(scaffold, upstream, probe, _component(upstream, prefix, "MLP"), MLPS)
     rope = _pick_kernel(scaffold, upstream, probe, "apply_rotary_pos_emb", ROPES, also=("rotate_half",))
     if rope is ROPES[1]:  # the kernel rotates all it is given: the partial_rotary step hands it the rotated channels
         if binding is None:
@@ -216,6 +218,40 @@ def plan_scaffold(model: str, causal_lm: str | None = None) -> Scaffold:
         reasons = "; ".join(f"{kept.component}: {kept.reason}" for kept in scaffold.kept)
         raise PatchgenError(f"{source_module}: no shared set fits any component ({reasons})")
     return scaffold
+
+
+def excluded_heads(upstream: UpstreamModule, causal_lm: str) -> list[str]:
+    """The task heads the base config leaves out of the output: the `<P>For<Task>` classes besides `causal_lm`
+    that no kept code names (by name, or by a string such as `_no_split_modules`; `__all__` aside, its entries go
+    with them). A class that only looks like a head (`<P>ForgetGate`) or a head kept code still names (an
+    `isinstance` check in `<P>PreTrainedModel._init_weights`) is carried along, since excluding it would leave
+    that code naming what the file no longer defines (the generator refuses such a file)."""
+    head = re.compile(re.escape(causal_lm.removesuffix("ForCausalLM")) + "For[A-Z]")
+    excluded = {name for name in upstream.definitions if head.match(name) and name != causal_lm}
+    named: dict[int, set[str]] = {}  # id of a top-level statement -> the candidates it names
+    for node in upstream.tree.body:
+        words = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        words |= {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        named[id(node)] = words & excluded
+    while True:  # a head kept because kept code names it keeps what it names in turn
+        kept = [node for node in upstream.tree.body if getattr(node, "name", None) not in excluded]
+        used = set().union(*(named[id(node)] for node in kept if not _is_all(node)))
+        if not used & excluded:
+            return [name for name in upstream.definitions if name in excluded]
+        excluded -= used
+
+
+def _is_all(node: ast.stmt) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets)
+
+
+def _component(upstream: UpstreamModule, prefix: str, role: str) -> str:
+    """`<P><role>`, or `<P>Text<role>` where only that is defined (Gemma-4's and Llama-4's text decoders name
+    their attention and MLP after the text model, the causal LM after the family)."""
+    name = f"{prefix}{role}"
+    text = f"{prefix}Text{role}"
+    return text if name not in upstream.definitions and text in upstream.definitions else name
 
 
 class _Probe:
@@ -248,7 +284,7 @@ class _Probe:
 
 def _pick_attention(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -> Binding | None:
     """The Ulysses binding whose reference forward upstream's attention is and whose plan passes; else kept."""
-    attention = f"{scaffold.prefix}Attention"
+    attention = _component(upstream, scaffold.prefix, "Attention")
     node = upstream.definitions.get(attention)
     if not isinstance(node, ast.ClassDef) or find_method(node, "forward") is None:
         scaffold.kept.append(Kept("attention", attention, "upstream defines no such class with a forward"))
@@ -362,7 +398,7 @@ def _pick_experts(scaffold: Scaffold, upstream: UpstreamModule, probe: _Probe) -
     ]
     if not routed:
         return
-    experts, pretrained = f"{prefix}Experts", f"{prefix}PreTrainedModel"
+    experts, pretrained = _component(upstream, prefix, "Experts"), f"{prefix}PreTrainedModel"
     if experts not in upstream.definitions:
         problem = f"upstream defines no {experts} (its experts are {routed[0]}, not a shape the experts sets know)"
     elif pretrained not in upstream.definitions:
@@ -643,7 +679,12 @@ def main(model_type: str, write_generated: bool) -> None:
 
 
 def scaffold_into(
-    layout: Layout, model_type: str, *, causal_lm: str | None = None, write_generated: bool = False
+    layout: Layout,
+    model_type: str,
+    *,
+    causal_lm: str | None = None,
+    source_module: str | None = None,
+    write_generated: bool = False,
 ) -> tuple[Scaffold, dict[Path, str], list[str], list[str]]:
     """Plan, write `models/<model_type>/` of `layout` and generate it (in memory, or written with
     `write_generated`); a generation failure removes the configs again. Returns the scaffold, the files
@@ -651,7 +692,7 @@ def scaffold_into(
     folder = _config_folder(layout) / model_type
     if folder.exists():
         raise PatchgenError(f"{display_path(folder)} already exists; edit its configs instead of scaffolding")
-    scaffold = plan_scaffold(model_type, causal_lm)
+    scaffold = plan_scaffold(model_type, causal_lm, source_module)
     package = layout.module_name_for_path(folder / "__init__.py").removesuffix(".__init__")
     texts = render_configs(scaffold, package)
     written = {folder / name: text for name, text in texts.items()}

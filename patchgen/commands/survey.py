@@ -7,7 +7,7 @@ one child process (`--jobs` at a time, each with `--timeout` seconds) scaffolds 
 project of its own (a temporary folder: the project's `models/` and `generated/` are never touched),
 generates its `_cpu` and `_gpu` files, builds stock and the generated `_cpu` class from one tiny config
 (`tiny_config`: hidden 32, 2 layers, vocab 99, model-specific multipliers and scales set away from their
-defaults), loads stock's weights into the generated model and compares, in fp32 with eager attention,
+defaults; latent-attention sizes to match, per-layer lists cut to the two layers), loads stock's weights into the generated model and compares, in fp32 with eager attention,
 the logits, a loss and every gradient (`torch.testing.assert_close` defaults).
 
 Each type ends in one status:
@@ -15,8 +15,9 @@ Each type ends in one status:
 - `equal`: generated, and the `_cpu` file computes what stock computes;
 - `different`: generated, and it does not (a defect of a set or of the scaffold);
 - `error`: the scaffold accepted the model but generating, importing or building the generated file failed
-  (a defect too), or the check ran past its time limit;
-- `not compared`: stock itself does not build or run on the tiny config (nothing to compare against);
+  (a defect too), or scaffolding, generating or the generated model ran past the time limit;
+- `not compared`: stock itself does not build or run on the tiny config, or not within the time limit (nothing
+  to compare against);
 - `refused`: the scaffold refuses the model (not a decoder, or no shared set fits any component).
 
 The table is written as Markdown (`--output`, default `docs/survey.md`); the last line printed is
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -58,11 +59,26 @@ TINY = dict(
     num_experts=4,
     num_local_experts=4,
     n_routed_experts=4,
+    n_group=2,  # group-limited routing: 2 groups of 2 experts, the best 1 taken
+    topk_group=1,
+    mamba_n_heads=4,  # Mamba-2 heads must divide the expanded hidden size (2 x 32)
+    attn_layer_period=2,  # Jamba: an attention layer (layer 1) among the two
+    attn_layer_offset=1,
     num_experts_per_tok=2,
     max_position_embeddings=64,
     pad_token_id=0,
     bos_token_id=1,
     eos_token_id=2,
+)
+#: multi-head latent attention (DeepSeek-V2/V3 and kin, a config with `kv_lora_rank`): latent and head sizes to
+#: match, one key/value head per query head (the latent's heads are not grouped)
+TINY_LATENT = dict(
+    q_lora_rank=16,
+    kv_lora_rank=16,
+    qk_nope_head_dim=8,
+    qk_rope_head_dim=8,
+    v_head_dim=8,
+    num_key_value_heads=4,
 )
 #: float config values that change what a model computes (Granite's multipliers, a logits scale): set away
 #: from their defaults so a generated forward that dropped one would differ from stock
@@ -99,13 +115,30 @@ def tiny_config(config_class, **extra):
     """A tiny config of `config_class`: the `TINY` keys it has, and its float scales set away from their defaults."""
     defaults = config_class()
     kwargs = {key: value for key, value in TINY.items() if hasattr(defaults, key) or key == "head_dim"}
-    if getattr(defaults, "head_dim", None) is None:
-        kwargs.pop("head_dim")
+    if not hasattr(defaults, "head_dim"):
+        kwargs.pop("head_dim")  # (a config whose head_dim defaults to None gets 8, which hidden 32 / 4 heads is)
+    if hasattr(defaults, "n_shared_experts") and defaults.n_shared_experts is None:
+        kwargs["n_shared_experts"] = 1  # a count the defaults leave unset (Dots1: sized as moe_intermediate_size x it)
+    if hasattr(defaults, "attn_layer_indices") and defaults.attn_layer_indices is None:
+        kwargs["attn_layer_indices"] = [1]  # Bamba: no attention layer at all unless named; the second one
+    if hasattr(defaults, "kv_lora_rank"):
+        kwargs.update((key, value) for key, value in TINY_LATENT.items() if hasattr(defaults, key))
+    layers = getattr(defaults, "num_hidden_layers", None)
+    for key, value in vars(defaults).items():
+        if key.endswith("layer_types") and isinstance(value, list) and len(value) == layers:
+            kwargs[key] = _two_layers(value)  # one entry per layer: the tiny model's two
     for key, value in vars(defaults).items():
         if SCALES.search(key) and isinstance(value, float) and not isinstance(value, bool):
             kwargs[key] = round(value * 0.75 + 0.1, 4)  # away from the default (1.0 -> 0.85, 0.0 -> 0.1)
     kwargs.update(extra)
     return config_class(**kwargs)
+
+
+def _two_layers(kinds: list) -> list:
+    """Two layers' kinds out of a per-layer list: the first and, where the list has another, the first other
+    (a hybrid's linear and full attention, a dense and a sparse MLP), so both kinds run."""
+    other = next((kind for kind in kinds if kind != kinds[0]), kinds[0])
+    return [kinds[0], other]
 
 
 def _inputs():
@@ -148,8 +181,11 @@ def _difference(ours, theirs) -> str | None:
     return None
 
 
-def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
-    """Scaffold, generate and compare one model type in the scratch project `scratch` (made here)."""
+def survey_one(model_type: str, causal_lm: str, scratch: Path, checkpoint=None) -> Row:
+    """Scaffold, generate and compare one model type in the scratch project `scratch` (made here).
+
+    `checkpoint(row)`, when given, is told the row each step would end in if the next ran past the time limit:
+    stock's build or run (`not compared`: nothing to compare against), then the generated model's (`error`)."""
     import importlib
     import importlib.util
 
@@ -162,13 +198,14 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
 
     row = Row(model_type, "refused")
     stock_class = getattr(transformers, causal_lm)
-    folder = stock_class.__module__.split(".")[2]  # transformers.models.<folder>.modeling_<folder>
+    module = stock_class.__module__  # transformers.models.<folder>.modeling_<folder>, or modeling_<folder>_text
+    folder = module.split(".")[2]
     (scratch / "models").mkdir(parents=True)
     (scratch / "models" / "__init__.py").write_text("")
     os.chdir(scratch)
     try:
         layout = enter_project()
-        new_model.plan_scaffold(folder, causal_lm)  # a refusal: the scaffold finds nothing to patch
+        new_model.plan_scaffold(folder, causal_lm, module)  # a refusal: the scaffold finds nothing to patch
     except PatchgenError as exc:
         row.detail = " ".join(str(exc).split())
         return row
@@ -176,12 +213,16 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
         row.status, row.detail = "error", f"scaffold: {type(exc).__name__}: {exc}"
         return row
     try:  # accepted: generating it must work
-        scaffold, _, _, _ = new_model.scaffold_into(layout, folder, causal_lm=causal_lm, write_generated=True)
+        scaffold, _, _, _ = new_model.scaffold_into(
+            layout, folder, causal_lm=causal_lm, source_module=module, write_generated=True
+        )
     except Exception as exc:  # noqa: BLE001 - the components fit one by one, together they do not generate
         row.status, row.detail = "error", f"generation: {' '.join(str(exc).split())[:300]}"
         return row
     row.patched = scaffold.patched
     row.kept = [f"{kept.component}: {kept.reason}" for kept in scaffold.kept]
+    if checkpoint:
+        checkpoint(replace(row, status="not compared", detail="stock did not build and run on the tiny config in"))
     try:
         torch.manual_seed(0)
         config = tiny_config(stock_class.config_class)
@@ -195,6 +236,8 @@ def survey_one(model_type: str, causal_lm: str, scratch: Path) -> Row:
     except Exception as exc:  # noqa: BLE001
         row.status, row.detail = "not compared", f"stock does not run on the tiny config: {_short(exc)}"
         return row
+    if checkpoint:
+        checkpoint(replace(row, status="error", detail="the generated model did not build and run in"))
     try:
         path = scratch / "generated" / folder / f"patched_modeling_{folder}_cpu.py"
         spec = importlib.util.spec_from_file_location(f"survey_{folder}_cpu", path)
@@ -225,13 +268,22 @@ def _short(exc: BaseException) -> str:
 def _run_child(model_type: str, causal_lm: str, scratch_root: Path, timeout: float) -> Row:
     started = time.monotonic()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    # `--jobs` children already run at once: a child forking one worker per CPU would oversubscribe
+    env["PATCHGEN_JOBS"] = "1"
     repo = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "patchgen.commands.survey", "--child", model_type, causal_lm, str(scratch_root)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        row = Row(model_type, "error", detail=f"ran past the time limit ({timeout:.0f} s)")
+    except subprocess.TimeoutExpired as exc:
+        # the last step the child reached (`survey_one`'s checkpoints): stock too slow is nothing to compare against
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        reached = [line for line in out.splitlines() if line.startswith("{")]
+        if reached:
+            row = Row(**json.loads(reached[-1]))
+            row.detail += f" the time limit ({timeout:.0f} s)"
+        else:
+            row = Row(model_type, "error", detail=f"ran past the time limit ({timeout:.0f} s)")
     else:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode == 0 and lines:
@@ -302,7 +354,8 @@ def main(only: str, jobs: int, timeout: float, output: str, child) -> None:
     if child:
         model_type, causal_lm, scratch_root = child
         scratch = Path(tempfile.mkdtemp(prefix=f"{model_type}-", dir=scratch_root))
-        click.echo(json.dumps(asdict(survey_one(model_type, causal_lm, scratch))))
+        report = lambda row: click.echo(json.dumps(asdict(row)))  # noqa: E731 - click.echo flushes each line
+        report(survey_one(model_type, causal_lm, scratch, checkpoint=report))
         return
     import transformers
 
