@@ -245,3 +245,20 @@ def test_components_named_after_the_text_model_are_found():
     assert new_model._component(upstream, "Heads", "MLP") == "HeadsTextMLP"
     assert new_model._component(upstream, "Heads", "Attention") == "HeadsAttention"
     assert new_model._component(upstream, "Heads", "Experts") == "HeadsExperts"
+
+
+def test_a_composite_that_builds_its_parts_with_automodel_is_left_out_with_the_heads():
+    """Gemma 3's `Gemma3Model` builds its text model with `AutoModel.from_config` (transformers' class, not the file's
+    copy: the generator refuses such an output); `Gemma3ForCausalLM` does not go through it, so the scaffold leaves it
+    out with the heads, and says why. A module without such a composite keeps the heads-only reason."""
+    gemma3 = new_model.plan_scaffold("gemma3", "Gemma3ForCausalLM", "transformers.models.gemma3.modeling_gemma3")
+    assert {"Gemma3Model", "Gemma3ForConditionalGeneration"} <= set(gemma3.excluded)
+    assert "Gemma3TextModel" not in gemma3.excluded
+    base = new_model.render_configs(gemma3, "models.gemma3")
+    text = next(text for name, text in base.items() if "base" in name)
+    assert "composites whose AutoModel parts would be transformers' own" in text
+    llama = new_model.plan_scaffold("llama", "LlamaForCausalLM", "transformers.models.llama.modeling_llama")
+    assert llama.excluded and all(name.startswith("LlamaFor") for name in llama.excluded)
+    assert "heads not used for causal-LM training" in next(
+        text for name, text in new_model.render_configs(llama, "models.llama").items() if "base" in name
+    )

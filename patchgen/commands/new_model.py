@@ -45,6 +45,7 @@ from patchgen.dsl.errors import PatchgenError
 from patchgen.dsl.layout import Layout, enter_project
 from patchgen.dsl.requirements import Requirement, check, instance_attributes, normalised
 from patchgen.load.upstream import UpstreamModule, find_method, read_upstream
+from patchgen.plan.submodels import stock_submodels
 from patchgen.render.outputs import display_path, write_all
 
 
@@ -221,13 +222,17 @@ def plan_scaffold(model: str, causal_lm: str | None = None, source_module: str |
 
 
 def excluded_heads(upstream: UpstreamModule, causal_lm: str) -> list[str]:
-    """The task heads the base config leaves out of the output: the `<P>For<Task>` classes besides `causal_lm`
-    that no kept code names (by name, or by a string such as `_no_split_modules`; `__all__` aside, its entries go
+    """The task heads the base config leaves out of the output: the `<P>For<Task>` classes besides `causal_lm`,
+    and the composite models whose `__init__` builds a part through `AutoModel` (Gemma 3's, Qwen3.5's), that no
+    kept code names (by name, or by a string such as `_no_split_modules`; `__all__` aside, its entries go
     with them). A class that only looks like a head (`<P>ForgetGate`) or a head kept code still names (an
     `isinstance` check in `<P>PreTrainedModel._init_weights`) is carried along, since excluding it would leave
     that code naming what the file no longer defines (the generator refuses such a file)."""
     head = re.compile(re.escape(causal_lm.removesuffix("ForCausalLM")) + "For[A-Z]")
     excluded = {name for name in upstream.definitions if head.match(name) and name != causal_lm}
+    # a composite that builds a part with AutoModel.from_config gets transformers' class, not the file's copy: the
+    # generator refuses such an output (`patchgen.plan.submodels`); the causal LM does not go through it
+    excluded |= {found.owner for found in stock_submodels(upstream.tree, upstream.module())} - {causal_lm}
     named: dict[int, set[str]] = {}  # id of a top-level statement -> the candidates it names
     for node in upstream.tree.body:
         words = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
@@ -239,6 +244,12 @@ def excluded_heads(upstream: UpstreamModule, causal_lm: str) -> list[str]:
         if not used & excluded:
             return [name for name in upstream.definitions if name in excluded]
         excluded -= used
+
+
+def _exclusion_reason(excluded: list[str]) -> str:
+    if all("For" in name for name in excluded):
+        return "heads not used for causal-LM training"
+    return "heads, and composites whose AutoModel parts would be transformers' own, not used for causal-LM training"
 
 
 def _is_all(node: ast.stmt) -> bool:
@@ -503,7 +514,7 @@ def _base_text(scaffold: Scaffold, title: str) -> str:
         lines += [
             "config.exclude_from_output(",
             *(f'    "{name}",' for name in scaffold.excluded),
-            '    reason="heads not used for causal-LM training",',
+            f'    reason="{_exclusion_reason(scaffold.excluded)}",',
             ")",
         ]
     if scaffold.steps is not None:
