@@ -300,3 +300,41 @@ def test_an_unreadable_lock_is_labelled_as_such_and_does_not_hide_drift(project)
     assert not any(line.startswith(("UPGRADE", "ERROR")) for line in lines), check.stdout
     run = cli("patchgen.commands.run_codegen", "--all", "--diff", cwd=project)
     assert run.returncode == 2 and "not a readable patchgen lock file" in run.stderr
+
+
+LLAMA_CONFIG = """
+from patchgen import PatchConfig
+
+config = PatchConfig(source_module="transformers.models.llama.modeling_llama", target_file="patched_modeling_toy_x.py")
+
+
+@config.override_method("LlamaRMSNorm.extra_repr", description="a changed repr")
+def extra_repr(self):
+    return f"eps={self.variance_epsilon}"
+"""
+
+
+def test_an_output_dir_is_not_checked_against_locks_around_it(tmp_path):
+    """--output-dir writes no lock, so there is nothing to check the fresh fingerprints against: a lock of another
+    transformers release beside that folder (or anything else around it: `-o /sys` once scanned `/`, racing with
+    processes leaving /proc) is not the project's and must not refuse the run."""
+    project = tmp_path / "project"
+    (project / "models" / "toy").mkdir(parents=True)
+    for package in ["models", "models/toy"]:
+        (project / package / "__init__.py").write_text("")
+    (project / "models" / "toy" / "toy_x_patch_gen_config.py").write_text(textwrap.dedent(LLAMA_CONFIG))
+    other = tmp_path / "out" / "other"
+    other.mkdir(parents=True)
+    lock = json.loads((REPO / "generated" / "llama" / "patched_modeling_llama_cpu.lock.json").read_text())
+    lock["upstream_version"] = "transformers==5.17.0"
+    (other / "patched_modeling_llama_cpu.lock.json").write_text(json.dumps(lock))
+    run = cli(
+        "patchgen.commands.run_codegen",
+        "models.toy.toy_x_patch_gen_config",
+        "-o",
+        str(tmp_path / "out" / "mine"),
+        cwd=project,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "mine" / "patched_modeling_toy_x.py").exists()
+    assert not list((tmp_path / "out" / "mine").glob("*.lock.json"))

@@ -138,9 +138,12 @@ def finish(planned: list[Planned], *, with_diff: bool) -> None:
         try:
             check_generated_output(item.plan, item.path, text, undefined)
             lock = item.lock
-            item.result.lock_error = _unreadable_lock(lock_path(item.path))
-            if item.result.lock_error is None:
-                lock = checked_against_recorded(item.plan.config_module, lock, lock_path(item.path))
+            # a lock is kept only in the project's layout; a file written to --output-dir has none to check against
+            # (and what lies around that folder, `/` for `-o /sys`, is not the project's to scan for other locks)
+            if not item.custom_dir:
+                item.result.lock_error = _unreadable_lock(lock_path(item.path))
+                if item.result.lock_error is None:
+                    lock = checked_against_recorded(item.plan.config_module, lock, lock_path(item.path))
         except PatchgenError as exc:
             item.result.error = str(exc)
             continue
