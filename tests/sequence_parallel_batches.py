@@ -6,8 +6,15 @@ Imported by the sequence-parallel tests (the Qwen3 file in depth, every family o
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
+from patchgen.runtime import sequence_parallel as sp
 from patchgen.runtime.sequence_batch import shard_batch
 
 
@@ -71,3 +78,23 @@ def take_gradients(model) -> dict[str, torch.Tensor]:
     grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads
+
+
+@contextmanager
+def sequence_parallel_rank(rank: int, world_size: int, out_dir: Path) -> Iterator[None]:
+    """One forked rank of a Ulysses test: one thread, a gloo group over a file store in `out_dir`, the whole world as
+    the sequence-parallel group; both taken down again when the block ends."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{out_dir / 'store'}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        sp.set_sequence_parallel_group(dist.group.WORLD)
+        yield
+    finally:
+        sp.set_sequence_parallel_group(None)
+        dist.destroy_process_group()

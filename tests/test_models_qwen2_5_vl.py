@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
 from multimodal_batches import IMAGE_TOKEN_ID, QWEN2_5_VL, image_batch, image_tokens
+from sequence_parallel_batches import sequence_parallel_rank, take_gradients
 from tiny_families import generated_module
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 
@@ -216,23 +216,8 @@ def _with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {**batch, "labels": labels_of(batch)}
 
 
-def _take_gradients(model) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return grads
-
-
 def _sp_worker(rank, world_size, config, state_dict, out_dir: Path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out_dir / 'store'}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        sp.set_sequence_parallel_group(dist.group.WORLD)
+    with sequence_parallel_rank(rank, world_size, out_dir):
         module = generated_module("qwen2_5_vl", "cpu")
         model = getattr(module, CLASS)(config)
         model.load_state_dict(state_dict)
@@ -244,7 +229,7 @@ def _sp_worker(rank, world_size, config, state_dict, out_dir: Path):
             loss.backward()
             for parameter in model.parameters():
                 dist.all_reduce(parameter.grad)
-            results[kind] = {"loss": sp.reduce_loss(loss), "grads": _take_gradients(model)}
+            results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(model)}
         # the control: positions restarting at each rank's first token (what sharding before the model would give)
         text_model = model.model.language_model
         upstream_forward = text_model.upstream_forward
@@ -268,9 +253,6 @@ def _sp_worker(rank, world_size, config, state_dict, out_dir: Path):
         except ValueError as error:
             results["odd_length"] = str(error)
         torch.save(results, out_dir / f"rank{rank}.pt")
-    finally:
-        sp.set_sequence_parallel_group(None)
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -288,7 +270,7 @@ def test_two_ranks_with_images_equal_stock_on_the_whole_sequence(tmp_path):
         batch["labels"] = batch["shift_labels"]  # stock computes a loss only given labels, then uses shift_labels
         loss = stock(**batch).loss
         loss.backward()
-        reference[kind] = {"loss": loss.detach(), "grads": _take_gradients(stock)}
+        reference[kind] = {"loss": loss.detach(), "grads": take_gradients(stock)}
     world_size = 2
     mp.start_processes(
         _sp_worker, args=(world_size, config, stock.state_dict(), tmp_path), nprocs=world_size, start_method="fork"

@@ -25,7 +25,6 @@ Ulysses SP across 2 and 4 gloo ranks is `tests/test_models_sequence_parallel.py`
 from __future__ import annotations
 
 import inspect
-from datetime import timedelta
 
 import pytest
 import torch
@@ -34,6 +33,7 @@ import torch.multiprocessing as mp
 import transformers
 from multimodal_batches import IMAGE_TOKEN_ID, image_batch
 from safetensors import safe_open
+from sequence_parallel_batches import sequence_parallel_rank, take_gradients
 from tiny_families import FAMILIES, generated_module
 
 from patchgen.runtime import sequence_parallel as sp
@@ -197,23 +197,8 @@ def sp_config(model: str):
     return config
 
 
-def take_gradients(model) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return grads
-
-
 def _sp_worker(rank, world_size, model, state_dict, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out_dir / 'store'}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        sp.set_sequence_parallel_group(dist.group.WORLD)
+    with sequence_parallel_rank(rank, world_size, out_dir):
         module = generated_module(model, "cpu")
         composite = getattr(module, CONDITIONAL[model])(sp_config(model))
         composite.load_state_dict(state_dict)
@@ -227,9 +212,6 @@ def _sp_worker(rank, world_size, model, state_dict, out_dir):
                     dist.all_reduce(parameter.grad)
             results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(composite)}
         torch.save(results, out_dir / f"rank{rank}.pt")
-    finally:
-        sp.set_sequence_parallel_group(None)
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ stock on the whole batch in one process, for a plain, a padded and a packed batc
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
 from multimodal_batches import IMAGE_TOKEN_ID, image_batch
+from sequence_parallel_batches import sequence_parallel_rank, take_gradients
 from tiny_families import FAMILIES, generated_module
 
 from patchgen.runtime import sequence_parallel as sp
@@ -161,23 +161,8 @@ def _with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {**batch, "labels": labels_of(batch)}
 
 
-def _take_gradients(model) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return grads
-
-
 def _sp_worker(rank, world_size, model, config, state_dict, out_dir: Path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out_dir / 'store'}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        sp.set_sequence_parallel_group(dist.group.WORLD)
+    with sequence_parallel_rank(rank, world_size, out_dir):
         module = generated_module(model, "cpu")
         generated = generated_model(model, config)
         generated.load_state_dict(state_dict)
@@ -188,11 +173,8 @@ def _sp_worker(rank, world_size, model, config, state_dict, out_dir: Path):
             loss.backward()
             for parameter in generated.parameters():
                 dist.all_reduce(parameter.grad)
-            results[kind] = {"loss": sp.reduce_loss(loss), "grads": _take_gradients(generated)}
+            results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(generated)}
         torch.save(results, out_dir / f"rank{rank}.pt")
-    finally:
-        sp.set_sequence_parallel_group(None)
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -209,7 +191,7 @@ def test_two_ranks_with_images_equal_stock_on_the_whole_sequence(model, tmp_path
         whole["labels"] = whole["shift_labels"]  # stock computes a loss only given labels, then uses shift_labels
         loss = stock(**whole).loss
         loss.backward()
-        reference[kind] = {"loss": loss.detach(), "grads": _take_gradients(stock)}
+        reference[kind] = {"loss": loss.detach(), "grads": take_gradients(stock)}
     world_size = 2
     mp.start_processes(
         _sp_worker,

@@ -11,7 +11,6 @@ Gemma 3, and the fused-loss one) computes its loss from `shift_labels` when give
 from __future__ import annotations
 
 import importlib
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import transformers
-from sequence_parallel_batches import BATCHES, take_gradients, training_step
+from sequence_parallel_batches import BATCHES, sequence_parallel_rank, take_gradients, training_step
 from tiny_families import DENSE, FAMILIES
 
 from patchgen.runtime import sequence_parallel as sp
@@ -41,16 +40,7 @@ def make_config(model: str):
 
 
 def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out_dir / 'store'}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        sp.set_sequence_parallel_group(dist.group.WORLD)
+    with sequence_parallel_rank(rank, world_size, out_dir):
         module = importlib.import_module(f"generated.{model}.patched_modeling_{model}_cpu")
         patched = getattr(module, FAMILIES[model].causal_lm)(config)
         patched.load_state_dict(state_dict)
@@ -63,9 +53,6 @@ def _worker(rank, world_size, model, config, state_dict, out_dir: Path):
                     dist.all_reduce(parameter.grad)
             results[kind] = {"loss": sp.reduce_loss(loss), "grads": take_gradients(patched)}
         torch.save(results, out_dir / f"rank{rank}.pt")
-    finally:
-        sp.set_sequence_parallel_group(None)
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
