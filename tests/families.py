@@ -149,6 +149,24 @@ QWEN3_5_EQUIVALENCE = {
     "vision_end_token_id": 100,
 }
 QWEN3_5_TOKENS = {"image_token_id": 95, "video_token_id": 96, "vision_start_token_id": 97, "vision_end_token_id": 98}
+# the equivalence harness's vocabulary is wider: its vision tokens sit at its top
+HARNESS_VISION_TOKENS = {
+    "image_token_id": 97,
+    "video_token_id": 98,
+    "vision_start_token_id": 99,
+    "vision_end_token_id": 100,
+}
+# Qwen3-VL's tower (both families): a learned 4x4 position grid, DeepStack features from blocks 0 and 1
+QWEN3_VL_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 40,
+    "num_heads": 2,
+    "patch_size": 2,
+    "out_hidden_size": 32,
+    "num_position_embeddings": 16,
+    "deepstack_visual_indexes": [0, 1],
+}
 
 
 TABLE: dict[str, Family] = {
@@ -426,20 +444,8 @@ TABLE: dict[str, Family] = {
                 "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [2, 1, 1]},
                 "rms_norm_eps": 1e-5,
             },
-            "vision_config": {
-                "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 40,
-                "num_heads": 2,
-                "patch_size": 2,
-                "out_hidden_size": 32,
-                "num_position_embeddings": 16,
-                "deepstack_visual_indexes": [0, 1],
-            },
-            "image_token_id": 95,
-            "video_token_id": 96,
-            "vision_start_token_id": 97,
-            "vision_end_token_id": 98,
+            "vision_config": QWEN3_VL_VISION,
+            **QWEN3_5_TOKENS,
         },
         harness_config={
             # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2)
@@ -448,20 +454,8 @@ TABLE: dict[str, Family] = {
                     "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0, "mrope_section": [4, 2, 2]},
                     "rms_norm_eps": 1e-5,
                 },
-                "vision_config": {
-                    "depth": 2,
-                    "hidden_size": 32,
-                    "intermediate_size": 40,
-                    "num_heads": 2,
-                    "patch_size": 2,
-                    "out_hidden_size": 64,
-                    "num_position_embeddings": 16,
-                    "deepstack_visual_indexes": [0, 1],
-                },
-                "image_token_id": 97,
-                "video_token_id": 98,
-                "vision_start_token_id": 99,
-                "vision_end_token_id": 100,
+                "vision_config": {**QWEN3_VL_VISION, "out_hidden_size": 64},
+                **HARNESS_VISION_TOKENS,
             }
         },
         shared_in="text_config",
@@ -496,20 +490,8 @@ TABLE: dict[str, Family] = {
                 "mlp_only_layers": [1],
                 "router_aux_loss_coef": 0.01,
             },
-            "vision_config": {
-                "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 40,
-                "num_heads": 2,
-                "patch_size": 2,
-                "out_hidden_size": 32,
-                "num_position_embeddings": 16,
-                "deepstack_visual_indexes": [0, 1],
-            },
-            "image_token_id": 95,
-            "video_token_id": 96,
-            "vision_start_token_id": 97,
-            "vision_end_token_id": 98,
+            "vision_config": QWEN3_VL_VISION,
+            **QWEN3_5_TOKENS,
         },
         harness_config={
             # the harness's decoder: hidden 64 and 16-channel heads (8 frequencies: sections 4 + 2 + 2); every layer
@@ -524,20 +506,8 @@ TABLE: dict[str, Family] = {
                     "mlp_only_layers": [],
                     "router_aux_loss_coef": 0.01,
                 },
-                "vision_config": {
-                    "depth": 2,
-                    "hidden_size": 32,
-                    "intermediate_size": 40,
-                    "num_heads": 2,
-                    "patch_size": 2,
-                    "out_hidden_size": 64,
-                    "num_position_embeddings": 16,
-                    "deepstack_visual_indexes": [0, 1],
-                },
-                "image_token_id": 97,
-                "video_token_id": 98,
-                "vision_start_token_id": 99,
-                "vision_end_token_id": 100,
+                "vision_config": {**QWEN3_VL_VISION, "out_hidden_size": 64},
+                **HARNESS_VISION_TOKENS,
             },
         },
         shared_in="text_config",
