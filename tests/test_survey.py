@@ -99,3 +99,13 @@ def test_a_time_out_is_reported_at_the_step_the_child_reached(monkeypatch, tmp_p
     stdout = b""
     row = survey._run_child("blt", "BltForCausalLM", tmp_path, timeout=5)
     assert (row.status, row.detail) == ("error", "ran past the time limit (5 s)")
+
+
+def test_tiny_config_keeps_a_top_1_router_top_1():
+    """The tiny config routes top-2 of 4 experts, except where the model's own default is top-1: ZAYA's validator
+    accepts only 1 (stock would not build), Llama 4's text model routes one expert per token."""
+    import transformers
+
+    assert survey.tiny_config(transformers.ZayaConfig).num_experts_per_tok == 1
+    assert survey.tiny_config(transformers.Llama4TextConfig).num_experts_per_tok == 1
+    assert survey.tiny_config(transformers.Qwen3MoeConfig).num_experts_per_tok == 2

@@ -121,6 +121,8 @@ def tiny_config(config_class, **extra):
         kwargs["n_shared_experts"] = 1  # a count the defaults leave unset (Dots1: sized as moe_intermediate_size x it)
     if hasattr(defaults, "attn_layer_indices") and defaults.attn_layer_indices is None:
         kwargs["attn_layer_indices"] = [1]  # Bamba: no attention layer at all unless named; the second one
+    if isinstance(getattr(defaults, "num_experts_per_tok", None), int) and defaults.num_experts_per_tok < 2:
+        kwargs["num_experts_per_tok"] = defaults.num_experts_per_tok  # a top-1 router (ZAYA's only) stays top-1
     if hasattr(defaults, "kv_lora_rank"):
         kwargs.update((key, value) for key, value in TINY_LATENT.items() if hasattr(defaults, key))
     layers = getattr(defaults, "num_hidden_layers", None)
