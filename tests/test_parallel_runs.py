@@ -62,12 +62,21 @@ def make_project(root, *, crash_in: str | None = None):
         crasher.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n" + crasher.read_text())
 
 
-def run_all(root, jobs: str, *args: str):
+def with_jobs(jobs: str, module: str, root, *args: str):
+    """`python -m <module> args` in `root` with PATCHGEN_JOBS=jobs (this process's environment restored after)."""
+    before = os.environ.get("PATCHGEN_JOBS")
     os.environ["PATCHGEN_JOBS"] = jobs
     try:
-        return run_cli("patchgen.commands.run_codegen", "--all", "--diff", *args, cwd=root, extra_path=(FIXTURES,))
+        return run_cli(module, *args, cwd=root, extra_path=(FIXTURES,))
     finally:
-        del os.environ["PATCHGEN_JOBS"]
+        if before is None:
+            del os.environ["PATCHGEN_JOBS"]
+        else:
+            os.environ["PATCHGEN_JOBS"] = before
+
+
+def run_all(root, jobs: str, *args: str):
+    return with_jobs(jobs, "patchgen.commands.run_codegen", root, "--all", "--diff", *args)
 
 
 def written(root) -> dict[str, bytes]:
@@ -122,11 +131,7 @@ _Path("{name}.imported").write_text("imported for real")
 
 
 def check_all(root):
-    os.environ["PATCHGEN_JOBS"] = "2"
-    try:
-        return run_cli("patchgen.commands.check_patchgen", cwd=root, extra_path=(FIXTURES,))
-    finally:
-        del os.environ["PATCHGEN_JOBS"]
+    return with_jobs("2", "patchgen.commands.check_patchgen", root)
 
 
 def test_a_worker_that_dies_is_an_error_naming_its_configs_not_a_hang(tmp_path):

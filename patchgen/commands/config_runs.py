@@ -195,7 +195,7 @@ def _generate(pending: list[_Pending], task: _Task, cache: Cache | None, jobs: i
     if jobs <= 1 or len(pending) == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return _generate_here(pending, task, cache)
     first, rest = pending[0], pending[1:]
-    warmed = _run_alone(first.spec, task.root, task.config_name, task.output_dir, cache)
+    warmed = _alone(first, task, cache)
     groups = _by_folder(rest)
     _FORKED.update(task=task, cache=cache)
     gc.freeze()  # the workers' collections then leave the inherited objects (and their pages) alone
@@ -203,7 +203,7 @@ def _generate(pending: list[_Pending], task: _Task, cache: Cache | None, jobs: i
         # a worker that dies (a crash in a config's import) breaks the pool with an error, never hangs it
         with ProcessPoolExecutor(min(jobs, len(groups)), mp_context=multiprocessing.get_context("fork")) as pool:
             answers = [pool.submit(_generate_in_worker, group) for group in groups]
-            runs = _finish_and_store([(first, *warmed)], task, cache)  # while the workers run
+            runs = _finish_and_store([warmed], task, cache)  # while the workers run
             for group, answer in zip(groups, answers, strict=True):
                 try:
                     runs.update(answer.result())
@@ -252,8 +252,12 @@ def _generate_in_worker(group: list[_Pending]) -> dict[int, ConfigRun]:
 
 
 def _generate_here(pending: list[_Pending], task: _Task, cache: Cache | None) -> dict[int, ConfigRun]:
-    fresh = [(item, *_run_alone(item.spec, task.root, task.config_name, task.output_dir, cache)) for item in pending]
-    return _finish_and_store(fresh, task, cache)
+    return _finish_and_store([_alone(item, task, cache) for item in pending], task, cache)
+
+
+def _alone(item: _Pending, task: _Task, cache: Cache | None) -> tuple:
+    """(item, run, planned, inputs): one config loaded and planned as if alone (`_run_alone`)."""
+    return (item, *_run_alone(item.spec, task.root, task.config_name, task.output_dir, cache))
 
 
 def _finish_and_store(fresh: list[tuple], task: _Task, cache: Cache | None) -> dict[int, ConfigRun]:

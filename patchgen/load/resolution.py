@@ -452,9 +452,7 @@ class _Resolver:
         `from pkg import a`, or `REG["z"] = 3` after `from pkg.a import REG`): a copy of `module`'s
         statements cannot hold that change."""
         value = vars(module).get(name, _MISSING)
-        # the patch package's modules first (a few among thousands loaded), then sorted as before
-        patch_modules = patch_space_modules(self.context.patch_package)
-        for _, other in patch_modules:
+        for _, other in patch_space_modules(self.context.patch_package):
             if other is module or other is importer:
                 continue
             path = getattr(other, "__file__", None)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 import textwrap
@@ -329,13 +330,18 @@ def _refuse_changed_capabilities(plan: Plan, path: Path, text: str) -> None:
     attention class makes `set_attn_implementation(...)` refuse, and a replaced forward that drops the
     `ALL_ATTENTION_FUNCTIONS.get_interface(` call or `@use_experts_implementation` makes it silently do
     nothing. The generated models must answer what the stock ones answer."""
-    before, after = sniffed_capabilities(plan.upstream.source.text), sniffed_capabilities(text)
+    before, after = dict(_stock_capabilities(plan.upstream.source.text)), sniffed_capabilities(text)
     for capability, (how, remedy) in SNIFFED_CAPABILITIES.items():
         if before[capability] != after[capability]:
             raise PatchgenError(
                 f"{plan.config_module}: {_capability_blame(plan, capability, text)}: generated {path.name} would change "
                 f"{capability}() from {before[capability]} (stock) to {after[capability]}: {how}; {remedy}"
             )
+
+
+@functools.lru_cache(maxsize=64)  # every config of a family asks of the same upstream text; outputs are new each time
+def _stock_capabilities(upstream_text: str) -> tuple[tuple[str, bool], ...]:
+    return tuple(sniffed_capabilities(upstream_text).items())
 
 
 def _capability_blame(plan: Plan, capability: str, text: str) -> str:

@@ -14,7 +14,6 @@ in a module that had no attention class.
 from __future__ import annotations
 
 import ast
-import functools
 
 
 # marker -> how banners write it instead
@@ -108,7 +107,6 @@ SNIFFED_CAPABILITIES = {
 }
 
 
-@functools.lru_cache(maxsize=256)  # the same upstream text is asked of for every config of a family
 def sniffed_capabilities(text: str) -> dict[str, bool]:
     """What transformers' own source-reading classmethods answer for a model class in a module with `text`.
 
