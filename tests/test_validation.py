@@ -510,6 +510,28 @@ def test_sub_models_auto_model_would_build_from_transformers_are_found():
     ]
     assert found("transformers.models.gemma3.modeling_gemma3") == [("Gemma3Model", "text_config", "Gemma3TextModel")]
     assert found("transformers.models.llava.modeling_llava") == []
+    # the same call spelled with `config=` and `self.config`: found alike
+    qwen3_vl = importlib.import_module("transformers.models.qwen3_vl.modeling_qwen3_vl")
+    spelled = (
+        Path(qwen3_vl.__file__)
+        .read_text()
+        .replace("AutoModel.from_config(config.text_config)", "AutoModel.from_config(config=self.config.text_config)")
+    )
+    assert "AutoModel.from_config(config=self.config.text_config)" in spelled
+    assert ("Qwen3VLModel", "text_config", "Qwen3VLTextModel") in found(qwen3_vl.__name__, spelled)
+    # another auto class asks its own mapping: AutoModelForCausalLM builds Qwen3.5's Qwen3_5ForCausalLM from its text
+    # config (a class the file defines), and nothing from Qwen3-VL's (no causal-LM entry)
+    qwen3_5 = importlib.import_module("transformers.models.qwen3_5.modeling_qwen3_5")
+    causal = (
+        Path(qwen3_5.__file__)
+        .read_text()
+        .replace("AutoModel.from_config(config.text_config)", "AutoModelForCausalLM.from_config(config.text_config)")
+    )
+    assert ("Qwen3_5Model", "text_config", "Qwen3_5ForCausalLM") in found(qwen3_5.__name__, causal)
+    causal_vl = spelled.replace(
+        "AutoModel.from_config(config=self.config.text_config)", "AutoModelForCausalLM.from_config(config.text_config)"
+    )
+    assert [f for f in found(qwen3_vl.__name__, causal_vl) if f[1] == "text_config"] == []
     for family in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"):
         generated = (REPO / "generated" / family / f"patched_modeling_{family}_cpu.py").read_text()
         assert found(f"transformers.models.{family}.modeling_{family}", generated) == []
